@@ -1,0 +1,35 @@
+"""Logs Collector: the WSGI application factory."""
+
+import tempfile
+import warnings
+from pathlib import Path
+
+# Pyramid 2.1 and cornice 6.1 import pkg_resources (setuptools<81 is pinned for it).
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+
+from pyramid.config import Configurator
+
+from collector import settings as settings_module
+from collector.resources import root_factory
+
+
+def main(global_config, **settings):
+    settings = settings_module.load({"here": global_config.get("here", "."), **settings})
+    staging = Path(settings["data_dir"]) / "tmp"
+    staging.mkdir(parents=True, exist_ok=True)
+    # waitress spools every request body to a tempfile before calling the app: keep that
+    # spool on the archives' filesystem (never a small /tmp), see docs/architecture.md.
+    tempfile.tempdir = str(staging)
+
+    config = Configurator(settings=settings, root_factory=root_factory)
+    # request.dbsession joined to pyramid_tm's request.tm; retries on serialisation errors
+    config.include("collector.db")
+    # sessions, CSRF for cookie-authenticated writes, the one SecurityPolicy
+    config.include("collector.security")
+    # request.storage: the transaction-aware archive store
+    config.include("collector.archives.storage")
+    # cornice services (the REST API), then the v1 routes that traverse the resource tree
+    config.include("cornice")
+    config.include("collector.api.v1")
+    config.scan("collector", ignore=["collector.cli"])
+    return config.make_wsgi_app()

@@ -1,0 +1,160 @@
+"""REST API v1: cornice services over routes that traverse into the one resource tree.
+
+Each route is declared here with the root factory and a ``traverse`` path, and each cornice
+``Service`` names its route with ``pyramid_route=``: the context, and so the ACL, is the
+same node the web pages use. Paths keep the original project's trailing slash, and answer
+without it too.
+"""
+
+import datetime as dt
+import urllib.parse
+
+import colander
+
+from collector.errors import BadRequest
+from collector.resources import root_factory
+
+PREFIX = "/api/v1"
+
+# route name → (path as documented, route pattern, traverse path or None)
+ROUTES = {
+    "api.platforms": ("/platforms/", "/platforms{slash:/?}", "/platforms"),
+    "api.platform": ("/platforms/{name}/", "/platforms/{name}{slash:/?}", "/platforms/{name}"),
+    "api.tickets": ("/tickets/", "/tickets{slash:/?}", "/tickets"),
+    "api.ticket": ("/tickets/{number}/", "/tickets/{number}{slash:/?}", "/tickets/{number}"),
+    "api.ticket.token": ("/tickets/{number}/token/", "/tickets/{number}/token{slash:/?}",
+                         "/tickets/{number}"),
+    "api.archives": ("/archives/", "/archives{slash:/?}", "/archives"),
+    # `curl -T logs.tgz …/archives/` sends PUT …/archives/logs.tgz: an upload by name.
+    "api.archive.named": ("/archives/{filename}", "/archives/{filename}", None),
+    "api.archive": ("/archives/{id}/", "/archives/{id}{slash:/?}", "/archives/{id}"),
+    "api.archive.download": ("/archives/{id}/download", "/archives/{id}/download{slash:/?}",
+                             "/archives/{id}"),
+    "api.check.health": ("/check/health/", "/check/health{slash:/?}", None),
+    "api.check.storage": ("/check/storage/", "/check/storage{slash:/?}", None),
+    "api.check.token": ("/check/token/{token}", "/check/token/{token}{slash:/?}", None),
+    "api.auth.token": ("/auth/token/", "/auth/token{slash:/?}", None),
+    "api.auth.refresh": ("/auth/token/refresh/", "/auth/token/refresh{slash:/?}", None),
+    "api.auth.verify": ("/auth/token/verify/", "/auth/token/verify{slash:/?}", None),
+    "api.auth.revoke": ("/auth/token/revoke/", "/auth/token/revoke{slash:/?}", None),
+    "api.auth.tokens": ("/auth/tokens/", "/auth/tokens{slash:/?}", "/tokens"),
+    "api.auth.personal": ("/auth/tokens/{id}/", "/auth/tokens/{id}{slash:/?}", "/tokens"),
+    "api.openapi": ("/openapi.json", "/openapi.json", None),
+}
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+def includeme(config):
+    for name, (_, pattern, traverse) in ROUTES.items():
+        kwargs = {"traverse": traverse} if traverse else {}
+        if name == "api.archive.named":
+            kwargs["request_method"] = "PUT"
+        config.add_route(name, PREFIX + pattern, factory=root_factory, **kwargs)
+
+
+# --- shared helpers of the v1 services ----------------------------------------------------
+
+def error_handler(request):
+    """Cornice validation errors as ``{"detail", "errors"}`` with status 400."""
+    errors = list(request.errors)
+    first = errors[0] if errors else {}
+    detail = f"{first.get('name') or first.get('location', 'request')}: " \
+             f"{first.get('description', 'invalid')}" if first else "invalid request"
+    response = request.response
+    response.status_int = request.errors.status
+    response.content_type = "application/json"
+    response.json_body = {"detail": detail, "status": "error", "errors": errors}
+    return response
+
+
+def validate(schema, data, location="body"):
+    """Deserialise ``data`` with a colander schema; 400 with cornice-shaped errors."""
+    if not isinstance(data, dict):
+        raise BadRequest(f"{location} must be a JSON object")
+    try:
+        return schema.deserialize(data)
+    except colander.Invalid as exc:
+        errors = [{"location": location, "name": name, "description": message}
+                  for name, message in exc.asdict().items()]
+        name, message = next(iter(exc.asdict().items()))
+        raise ValidationFailed(f"{name}: {message}", errors) from None
+
+
+class ValidationFailed(BadRequest):
+    def __init__(self, detail, errors):
+        super().__init__(detail)
+        self.errors = errors
+
+
+def json_body(request):
+    if not request.body:
+        return {}
+    try:
+        return request.json_body
+    except ValueError:
+        raise BadRequest("request body is not valid JSON") from None
+
+
+def paginate(request):
+    """``limit`` and ``offset`` from the query string (bounded)."""
+    params = request.GET
+    try:
+        limit = int(params.get("limit", DEFAULT_LIMIT))
+        offset = int(params.get("offset", 0))
+    except ValueError:
+        raise BadRequest("limit and offset must be integers") from None
+    if not 1 <= limit <= MAX_LIMIT or offset < 0:
+        raise BadRequest(f"limit must be 1..{MAX_LIMIT} and offset ≥ 0")
+    return limit, offset
+
+
+def paginated(request, rows, total, limit, offset, serialise):
+    """A plain JSON list, with ``X-Total-Count`` and RFC 8288 ``Link`` headers."""
+    response = request.response
+    response.headers["X-Total-Count"] = str(total)
+    links = []
+    base = request.path_url
+
+    def link(new_offset, rel):
+        query = dict(request.GET)
+        query.update(limit=str(limit), offset=str(new_offset))
+        links.append(f'<{base}?{urllib.parse.urlencode(query)}>; rel="{rel}"')
+
+    if offset + limit < total:
+        link(offset + limit, "next")
+    if offset > 0:
+        link(max(offset - limit, 0), "prev")
+    link(0, "first")
+    link(max((total - 1) // limit * limit, 0), "last")
+    response.headers["Link"] = ", ".join(links)
+    return [serialise(request, row) for row in rows]
+
+
+def iso(value):
+    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+
+
+def int_list(value, name):
+    try:
+        return [int(part) for part in str(value).split(",") if part.strip()]
+    except ValueError:
+        raise BadRequest(f"{name} must be a comma-separated list of integers") from None
+
+
+def parse_bool(value, name):
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes"}:
+        return True
+    if text in {"0", "false", "no"}:
+        return False
+    raise BadRequest(f"{name} must be true or false")
+
+
+def parse_time(value, name):
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise BadRequest(f"{name} must be an ISO 8601 date or time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)

@@ -1,0 +1,143 @@
+"""/api/v1/archives/ — list, and upload with ``Upload-Token``; one archive; its download."""
+
+import urllib.parse
+
+import colander
+from cornice import Service
+from pyramid.response import FileIter, Response
+
+from collector.api.v1 import (error_handler, int_list, iso, json_body, paginate, paginated,
+                              parse_time, validate)
+from collector.archives import services
+from collector.archives.uploads import upload_from_request
+from collector.errors import Forbidden, NotFound
+from collector.resources import ticket_node
+from collector.security import Permission
+from collector.tickets import services as tickets
+
+archives = Service(name="archives", pyramid_route="api.archives",
+                   description="Archives; POST uploads one with an Upload-Token",
+                   error_handler=error_handler)
+archive = Service(name="archive", pyramid_route="api.archive", description="One archive",
+                  error_handler=error_handler)
+download = Service(name="archive_download", pyramid_route="api.archive.download",
+                   description="The archive's bytes (Range supported)",
+                   error_handler=error_handler)
+
+BLOCK = 256 * 1024
+
+
+class ArchivePatchSchema(colander.MappingSchema):
+    name = colander.SchemaNode(colander.String(), validator=colander.Length(1, 255),
+                               missing=colander.drop)
+    ticket = colander.SchemaNode(colander.Integer(), missing=colander.drop)
+
+
+def serialise(request, row):
+    return {
+        "id": row.id,
+        "file": request.route_url("api.archive.download", id=row.id, slash=""),
+        "ticket": row.ticket.number, "time_create": iso(row.time_create), "name": row.name,
+        "size": row.size, "md5": row.md5, "sha256": row.sha256,
+    }
+
+
+def _filters(request):
+    params, filters = request.GET, {}
+    if "ticket" in params:
+        filters["ticket"] = int_list(params["ticket"], "ticket")
+    if "id" in params:
+        filters["id"] = int_list(params["id"], "id")
+    for name in ("time_create__gte", "time_create__lte"):
+        if params.get(name):
+            filters[name] = parse_time(params[name], name)
+    return filters
+
+
+@archives.get(permission=Permission.VIEW)
+def list_archives(request):
+    limit, offset = paginate(request)
+    rows, total = services.list_archives(request.dbsession, request.identity.user,
+                                         _filters(request), limit, offset)
+    return paginated(request, rows, total, limit, offset, serialise)
+
+
+named_upload = Service(name="archive_named_upload", pyramid_route="api.archive.named",
+                       description="Upload with the file name in the path (curl -T)",
+                       error_handler=error_handler)
+
+
+@archives.post()
+@archives.put()
+@named_upload.put()
+def upload_archive(request):
+    """Upload one archive. PUT is accepted too, because that is what ``curl -T`` sends."""
+    # The token rules answer 401/403/423; then the ticket's ACL must grant `upload`.
+    ticket = tickets.check_upload_token(request.dbsession, request.headers.get("Upload-Token"))
+    if not request.has_permission(Permission.UPLOAD, ticket_node(request, ticket)):
+        raise Forbidden("upload token is not valid for this ticket")
+    row = upload_from_request(request, ticket)
+    request.response.status_int = 201
+    request.response.location = request.route_url("api.archive", id=row.id, slash="/")
+    return serialise(request, row)
+
+
+@archive.get(permission=Permission.VIEW)
+def get_archive(request):
+    return serialise(request, request.context.archive)
+
+
+@archive.patch(permission=Permission.EDIT)
+def patch_archive(request):
+    data = validate(ArchivePatchSchema(), json_body(request))
+    row = request.context.archive
+    if "name" in data:
+        row.name = services.sanitise_name(data["name"])
+    if "ticket" in data:
+        target = tickets.get_ticket(request.dbsession, data["ticket"])
+        if target is None:
+            raise NotFound(f"ticket {data['ticket']} does not exist")
+        if not request.has_permission(Permission.EDIT, ticket_node(request, target)):
+            raise Forbidden(f"you may not move archives to ticket {target.number}")
+        row.ticket_id, row.ticket = target.id, target
+    request.dbsession.flush()
+    return serialise(request, row)
+
+
+@archive.delete(permission=Permission.DELETE)
+def delete_archive(request):
+    services.delete_archive(request.dbsession, request.storage, request.context.archive)
+    request.response.status_int = 204
+    return request.response
+
+
+def content_disposition(name):
+    """RFC 6266: an ASCII fallback plus the exact name as UTF-8 ``filename*``."""
+    fallback = name.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_")
+    return (f'attachment; filename="{fallback}"; '
+            f"filename*=UTF-8''{urllib.parse.quote(name, safe='')}")
+
+
+@download.get(permission=Permission.DOWNLOAD)
+def download_archive(request):
+    row = request.context.archive
+    try:
+        handle = request.storage.open(row.storage_key)
+    except FileNotFoundError:
+        raise NotFound("the archive's file is missing from storage") from None
+    # Always octet-stream: a client must never decompress or render a customer's archive.
+    response = Response(conditional_response=True, content_type="application/octet-stream")
+    response.content_length = row.size
+    response.etag = row.sha256
+    response.last_modified = row.time_create
+    response.accept_ranges = "bytes"
+    response.content_disposition = content_disposition(row.name)
+    response.cache_control = "private, no-transform"
+    wrapper = request.environ.get("wsgi.file_wrapper")
+    # A ranged answer needs FileIter's seek; a whole one goes through the server's
+    # file wrapper, which streams without Python-level iteration.
+    if request.range is not None or wrapper is None:
+        response.app_iter = FileIter(handle, BLOCK)
+    else:
+        response.app_iter = wrapper(handle, BLOCK)
+    return response

@@ -1,0 +1,126 @@
+"""/api/v1/auth/… — bearer tokens from password + TOTP; personal API tokens."""
+
+import colander
+from cornice import Service
+
+from collector.accounts import services
+from collector.accounts.models import ApiToken
+from collector.api.v1 import error_handler, iso, json_body, validate
+from collector.errors import NotFound, Unauthorized, json_error
+from collector.security import Permission
+
+token = Service(name="auth_token", pyramid_route="api.auth.token",
+                description="Password + TOTP → access and refresh tokens",
+                error_handler=error_handler)
+refresh = Service(name="auth_refresh", pyramid_route="api.auth.refresh",
+                  description="Rotate a refresh token", error_handler=error_handler)
+verify = Service(name="auth_verify", pyramid_route="api.auth.verify",
+                 description="Is a token valid", error_handler=error_handler)
+revoke = Service(name="auth_revoke", pyramid_route="api.auth.revoke",
+                 description="Revoke a token", error_handler=error_handler)
+tokens = Service(name="auth_tokens", pyramid_route="api.auth.tokens",
+                 description="The caller's personal API tokens", error_handler=error_handler)
+personal = Service(name="auth_personal", pyramid_route="api.auth.personal",
+                   description="One personal API token", error_handler=error_handler)
+
+INVALID = "Token is invalid or expired"
+
+
+class Credentials(colander.MappingSchema):
+    username = colander.SchemaNode(colander.String(), validator=colander.Length(1, 150))
+    password = colander.SchemaNode(colander.String(), validator=colander.Length(1, 1024))
+    otp = colander.SchemaNode(colander.String(), validator=colander.Length(1, 16))
+
+
+class RefreshSchema(colander.MappingSchema):
+    refresh = colander.SchemaNode(colander.String(), validator=colander.Length(1, 200))
+
+
+class TokenSchema(colander.MappingSchema):
+    token = colander.SchemaNode(colander.String(), validator=colander.Length(1, 200))
+
+
+class PersonalSchema(colander.MappingSchema):
+    name = colander.SchemaNode(colander.String(), validator=colander.Length(1, 100))
+    lifetime_days = colander.SchemaNode(colander.Integer(), validator=colander.Range(1, 3650),
+                                        missing=None)
+
+
+@token.post()
+def obtain(request):
+    data = validate(Credentials(), json_body(request))
+    user = services.authenticate(request.dbsession, data["username"], data["password"],
+                                 data["otp"], request.client_addr or "")
+    if user is None:
+        # Answer without raising so the recorded failure commits and the throttle counts it.
+        return json_error(request, 401, "wrong username, password or one-time code")
+    return services.mint_pair(request.dbsession, request.registry.settings, user)
+
+
+@refresh.post()
+def rotate(request):
+    data = validate(RefreshSchema(), json_body(request))
+    return services.refresh_pair(request.dbsession, request.registry.settings, data["refresh"])
+
+
+def _valid(request, secret):
+    found = services.find_valid_token(request.dbsession, secret,
+                                      kinds={"access", "refresh", "personal"})
+    if found is None or not found.user.is_active:
+        raise Unauthorized(INVALID)
+    return found
+
+
+@verify.post()
+def check(request):
+    found = _valid(request, validate(TokenSchema(), json_body(request))["token"])
+    return {"valid": True, "kind": found.kind, "user": found.user.username,
+            "expires_at": iso(found.expires_at)}
+
+
+@revoke.post()
+def revoke_token(request):
+    found = _valid(request, validate(TokenSchema(), json_body(request))["token"])
+    services.revoke(request.dbsession, found)
+    request.response.status_int = 204
+    return request.response
+
+
+def serialise(row):
+    return {"id": row.id, "name": row.name, "time_create": iso(row.time_create),
+            "expires_at": iso(row.expires_at), "mfa": row.mfa}
+
+
+@tokens.get(permission=Permission.VIEW)
+def list_personal(request):
+    return [serialise(row) for row in
+            services.list_personal_tokens(request.dbsession, request.identity.user)]
+
+
+@tokens.post(permission=Permission.EDIT)
+def create_personal(request):
+    data = validate(PersonalSchema(), json_body(request))
+    identity = request.identity
+    row, secret = services.create_personal_token(request.dbsession, identity.user,
+                                                 data["name"], identity.mfa,
+                                                 data["lifetime_days"])
+    request.response.status_int = 201
+    return {**serialise(row), "token": secret}
+
+
+@personal.delete(permission=Permission.EDIT)
+def delete_personal(request):
+    row = request.dbsession.get(ApiToken, _int(request.matchdict["id"]))
+    if row is None or row.user_id != request.identity.user.id or row.kind != "personal" \
+            or row.revoked_at is not None:
+        raise NotFound("no such token")
+    services.revoke(request.dbsession, row)
+    request.response.status_int = 204
+    return request.response
+
+
+def _int(value):
+    try:
+        return int(value)
+    except ValueError:
+        raise NotFound("no such token") from None

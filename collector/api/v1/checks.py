@@ -1,0 +1,68 @@
+"""/api/v1/check/… — health (anyone), storage (staff), the state of one upload token."""
+
+from cornice import Service
+from sqlalchemy import text
+
+from collector.api.v1 import error_handler, iso
+from collector.errors import NotFound
+from collector.security import Permission
+from collector.tickets import services as tickets
+
+health = Service(name="check_health", pyramid_route="api.check.health",
+                 description="Is the service up: database and storage", error_handler=error_handler)
+storage = Service(name="check_storage", pyramid_route="api.check.storage",
+                  description="Disk usage of the archive storage", error_handler=error_handler)
+token = Service(name="check_token", pyramid_route="api.check.token",
+                description="State of an upload token", error_handler=error_handler)
+
+# Above this share of the disk in use, storage reports "low".
+LOW_PERCENT = 90.0
+
+
+def _database_ok(request):
+    try:
+        request.dbsession.execute(text("SELECT 1"))
+        return True
+    except Exception:  # any failure to talk to the database means "down"
+        request.dbsession.rollback()
+        return False
+
+
+@health.get()
+def get_health(request):
+    database = _database_ok(request)
+    writable = request.storage.backend.writable()
+    body = {"status": "ok" if database and writable else "error",
+            "database": "ok" if database else "unavailable",
+            "storage": "ok" if writable else "not writable"}
+    if body["status"] != "ok":
+        request.response.status_int = 503
+        request.response.headers["Retry-After"] = "5"
+    request.response.cache_control = "no-store"
+    return body
+
+
+def storage_state(request):
+    usage = request.storage.backend.usage()
+    reserve = request.registry.settings["storage.reserve"]
+    used_percent = round(100.0 * usage["used"] / usage["total"], 2) if usage["total"] else 0.0
+    status = "full" if usage["free"] <= reserve else (
+        "low" if used_percent >= LOW_PERCENT else "ok")
+    return {**usage, "used_percent": used_percent, "reserve": reserve, "status": status}
+
+
+@storage.get(permission=Permission.VIEW)
+def get_storage(request):
+    return storage_state(request)
+
+
+@token.get()
+def get_token(request):
+    ticket = tickets.find_ticket_by_token(request.dbsession, request.matchdict["token"])
+    if ticket is None:
+        raise NotFound("upload token is not valid")
+    refusal = tickets.token_refusal(ticket)
+    request.response.cache_control = "no-store"
+    return {"token": ticket.token, "attempts": ticket.attempts, "resolved": ticket.resolved,
+            "expires_at": iso(ticket.expires_at), "valid": refusal is None,
+            "detail": refusal or "token is valid"}

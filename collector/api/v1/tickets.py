@@ -1,0 +1,135 @@
+"""/api/v1/tickets/ — list (filters) and create; /api/v1/tickets/{number}/ — one ticket."""
+
+import datetime as dt
+
+import colander
+from cornice import Service
+
+from collector.api.v1 import (error_handler, int_list, iso, json_body, paginate, paginated,
+                              parse_bool, parse_time, validate)
+from collector.db import utcnow
+from collector.errors import Forbidden
+from collector.resources import PlatformContainer, PlatformNode
+from collector.security import Permission
+from collector.tickets import services
+
+tickets = Service(name="tickets", pyramid_route="api.tickets",
+                  description="Tickets, one per help-desk case", error_handler=error_handler)
+ticket = Service(name="ticket", pyramid_route="api.ticket",
+                 description="One ticket", error_handler=error_handler)
+ticket_token = Service(name="ticket_token", pyramid_route="api.ticket.token",
+                       description="Rotate a ticket's upload token",
+                       error_handler=error_handler)
+
+
+class TicketSchema(colander.MappingSchema):
+    number = colander.SchemaNode(colander.Integer(), validator=colander.Range(1, 2**62))
+    platform = colander.SchemaNode(colander.String(), validator=colander.Length(1, 20))
+    attempts = colander.SchemaNode(colander.Integer(), validator=colander.Range(0, 1000),
+                                   missing=None)
+    resolved = colander.SchemaNode(colander.Boolean(), missing=False)
+    note = colander.SchemaNode(colander.String(allow_empty=True),
+                               validator=colander.Length(0, 10000), missing="")
+    expires_at = colander.SchemaNode(colander.DateTime(), missing=None)
+    lifetime_days = colander.SchemaNode(colander.Integer(), validator=colander.Range(1, 3650),
+                                        missing=None)
+
+
+def _partial(schema):
+    for node in schema.children:
+        node.missing = colander.drop
+    return schema
+
+
+def serialise(request, row):
+    return {
+        "id": row.id, "number": row.number, "resolved": row.resolved, "token": row.token,
+        "attempts": row.attempts, "platform": row.platform.name,
+        "time_create": iso(row.time_create), "time_update": iso(row.time_update),
+        "user": row.user.username if row.user else None, "note": row.note,
+        "expires_at": iso(row.expires_at),
+    }
+
+
+def _filters(request):
+    params, filters = request.GET, {}
+    if "number" in params:
+        filters["number"] = int_list(params["number"], "number")
+    if "resolved" in params:
+        filters["resolved"] = parse_bool(params["resolved"], "resolved")
+    for name in ("platform", "user", "search"):
+        if params.get(name):
+            filters[name] = params[name]
+    for name in ("time_create__gte", "time_create__lte"):
+        if params.get(name):
+            filters[name] = parse_time(params[name], name)
+    return filters
+
+
+def _editable_platform(request, name):
+    """The platform, if the caller may create or move tickets into it (its ACL decides)."""
+    row = services.require_platform(request.dbsession, name)
+    node = PlatformNode(request, row, PlatformContainer(request, "platforms", request.root))
+    if not request.has_permission(Permission.EDIT, node):
+        raise Forbidden(f"you may not add tickets to platform {name}")
+    return row
+
+
+@tickets.get(permission=Permission.VIEW)
+def list_tickets(request):
+    limit, offset = paginate(request)
+    rows, total = services.list_tickets(request.dbsession, request.identity.user,
+                                        _filters(request), limit, offset)
+    return paginated(request, rows, total, limit, offset, serialise)
+
+
+@tickets.post(permission=Permission.VIEW)
+def create_ticket(request):
+    data = validate(TicketSchema(), json_body(request))
+    platform = _editable_platform(request, data.pop("platform"))
+    resolved = data.pop("resolved")
+    row = services.create_ticket(request.dbsession, request.registry.settings,
+                                 request.identity.user, platform, **data)
+    row.resolved = resolved
+    request.response.status_int = 201
+    return serialise(request, row)
+
+
+@ticket.get(permission=Permission.VIEW)
+def get_ticket(request):
+    return serialise(request, request.context.ticket)
+
+
+def _change(request, schema):
+    data = validate(schema, json_body(request))
+    row = request.context.ticket
+    if "platform" in data:
+        data["platform"] = _editable_platform(request, data["platform"])
+    lifetime = data.pop("lifetime_days", None)
+    if lifetime:
+        # An edit's lifetime counts from now: staff extend a ticket for a late customer.
+        data["expires_at"] = utcnow() + dt.timedelta(days=lifetime)
+    data = {k: v for k, v in data.items() if v is not None}
+    return serialise(request, services.update_ticket(request.dbsession, row, **data))
+
+
+@ticket.put(permission=Permission.EDIT)
+def put_ticket(request):
+    return _change(request, TicketSchema())
+
+
+@ticket.patch(permission=Permission.EDIT)
+def patch_ticket(request):
+    return _change(request, _partial(TicketSchema()))
+
+
+@ticket.delete(permission=Permission.DELETE)
+def delete_ticket(request):
+    services.delete_ticket(request.dbsession, request.storage, request.context.ticket)
+    request.response.status_int = 204
+    return request.response
+
+
+@ticket_token.post(permission=Permission.EDIT)
+def rotate_token(request):
+    return serialise(request, services.rotate_token(request.dbsession, request.context.ticket))

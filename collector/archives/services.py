@@ -1,0 +1,90 @@
+"""Domain rules for archives: lookup, listing, creation from a stream, deletion."""
+
+import re
+import unicodedata
+
+from sqlalchemy import func, select
+
+from collector.archives.models import Archive
+from collector.archives.storage import TooLarge
+from collector.errors import BadRequest, InsufficientStorage, PayloadTooLarge
+from collector.tickets import services as tickets
+from collector.tickets.models import Ticket
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
+
+
+def sanitise_name(name):
+    """A display name safe for headers and disks: no path, no control characters."""
+    name = unicodedata.normalize("NFC", name or "")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE.sub("_", name).strip(" .")
+    return name[:255] or "archive"
+
+
+def get_archive(dbsession, archive_id):
+    try:
+        archive_id = int(archive_id)
+    except (TypeError, ValueError):
+        return None
+    return dbsession.get(Archive, archive_id)
+
+
+def list_archives(dbsession, user, filters, limit, offset):
+    query = (select(Archive).join(Archive.ticket).join(Ticket.platform)
+             .where(tickets.visible_platforms_clause(user)))
+    if filters.get("ticket"):
+        query = query.where(Ticket.number.in_(filters["ticket"]))
+    if filters.get("id"):
+        query = query.where(Archive.id.in_(filters["id"]))
+    if filters.get("time_create__gte"):
+        query = query.where(Archive.time_create >= filters["time_create__gte"])
+    if filters.get("time_create__lte"):
+        query = query.where(Archive.time_create <= filters["time_create__lte"])
+    total = dbsession.scalar(select(func.count()).select_from(query.subquery()))
+    rows = dbsession.scalars(query.order_by(Archive.time_create.desc(), Archive.id.desc())
+                             .limit(limit).offset(offset)).unique().all()
+    return rows, total
+
+
+def check_can_accept(storage, settings, expected_size):
+    """Refuse before copying a byte: too large (413) or not enough space (507)."""
+    limit = settings["upload.max_size"]
+    if expected_size is not None and expected_size > limit:
+        raise PayloadTooLarge(f"archive larger than the limit of {limit} bytes")
+    free = storage.backend.usage()["free"] - settings["storage.reserve"]
+    if expected_size is not None and expected_size > free:
+        raise InsufficientStorage("not enough free space on the server for this archive")
+    if free <= 0:
+        raise InsufficientStorage("the server's storage is full")
+
+
+def create_archive(dbsession, storage, settings, ticket, chunks, name):
+    """Stream ``chunks`` into storage and record the archive, spending one attempt.
+
+    Everything happens in the caller's transaction: if anything fails, the staged file is
+    removed and the attempt is not spent.
+    """
+    try:
+        staged = storage.stage(chunks, settings["upload.max_size"])
+    except TooLarge:
+        raise PayloadTooLarge(
+            f"archive larger than the limit of {settings['upload.max_size']} bytes") from None
+    except OSError as exc:
+        raise InsufficientStorage(f"could not store the archive: {exc.strerror}") from None
+    if staged.size == 0:
+        raise BadRequest("empty upload: the file has no bytes")
+    tickets.consume_attempt(dbsession, ticket)
+    archive = Archive(ticket_id=ticket.id, storage_key=staged.key, name=sanitise_name(name),
+                      size=staged.size, md5=staged.md5, sha256=staged.sha256)
+    dbsession.add(archive)
+    dbsession.flush()
+    return archive
+
+
+def delete_archive(dbsession, storage, archive):
+    storage.delete_after_commit(archive.storage_key)
+    dbsession.delete(archive)
+    dbsession.flush()
+
+

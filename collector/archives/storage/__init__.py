@@ -1,0 +1,221 @@
+"""The storage manager: a transaction-aware file store for archive bytes.
+
+Bytes are streamed into a staging file under ``DATA_DIR/tmp`` (same filesystem as the
+archives), hashed on the way. The manager is a ``transaction`` data manager: at vote
+time, before the database commits, each staged file is fsynced and renamed into place;
+if the database then fails, ``tpc_abort`` takes it away again; on abort staging files are
+removed. Deletions run after a successful commit only. Hence a row never points to a
+missing file; a crash can at worst leave an orphan, which ``collector purge`` removes.
+"""
+
+import concurrent.futures
+import hashlib
+import logging
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+
+
+class StagedFile:
+    def __init__(self, key, path):
+        self.key = key
+        self.path = path
+        self.size = 0
+        self.md5 = None
+        self.sha256 = None
+
+
+class LocalArchiveStorage:
+    """Archives on the local filesystem: ``archives/<key[:2]>/<key>``."""
+
+    def __init__(self, data_dir):
+        self.root = Path(data_dir)
+        self.archives = self.root / "archives"
+        self.staging = self.root / "tmp"
+        for path in (self.archives, self.staging, self.root / "uploads"):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key):
+        return self.archives / key[:2] / key
+
+    def new_staging(self):
+        key = uuid.uuid4().hex
+        return StagedFile(key, self.staging / f"{key}.part")
+
+    def publish(self, staged):
+        target = self.path(staged.key)
+        target.parent.mkdir(exist_ok=True)
+        os.rename(staged.path, target)
+        _fsync_dir(target.parent)
+
+    def unpublish(self, key):
+        self.path(key).unlink(missing_ok=True)
+
+    def delete(self, key):
+        self.path(key).unlink(missing_ok=True)
+
+    def open(self, key):
+        return open(self.path(key), "rb")
+
+    def exists(self, key):
+        return self.path(key).is_file()
+
+    def keys(self):
+        for child in self.archives.glob("??/*"):
+            if child.is_file():
+                yield child.name
+
+    def usage(self):
+        total, used, free = shutil.disk_usage(self.archives)
+        return {"total": total, "used": used, "free": free}
+
+    def stale_staging(self, older_than):
+        limit = time.time() - older_than
+        for child in self.staging.iterdir():
+            if child.is_file() and child.stat().st_mtime <= limit:
+                yield child
+
+    def writable(self):
+        probe = self.staging / f".probe-{uuid.uuid4().hex}"
+        try:
+            probe.write_bytes(b"ok")
+            probe.unlink()
+            return True
+        except OSError:
+            return False
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# md5 and sha256 both release the GIL on large buffers: hash md5 on a helper thread
+# while this thread runs sha256 and writes, so two cores share the work.
+_hash_pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="hash")
+
+
+class TooLarge(Exception):
+    pass
+
+
+def write_stream(staged, chunks, max_size):
+    """Write an iterable of byte chunks to the staging file, hashing and counting."""
+    md5, sha256 = hashlib.md5(), hashlib.sha256()
+    pending = None
+    with open(staged.path, "wb") as out:
+        for chunk in chunks:
+            if not chunk:
+                continue
+            staged.size += len(chunk)
+            if staged.size > max_size:
+                raise TooLarge(staged.size)
+            if pending is not None:
+                pending.result()
+            pending = _hash_pool.submit(md5.update, chunk)
+            sha256.update(chunk)
+            out.write(chunk)
+        if pending is not None:
+            pending.result()
+        out.flush()
+        os.fsync(out.fileno())
+    staged.md5, staged.sha256 = md5.hexdigest(), sha256.hexdigest()
+    return staged
+
+
+class StorageManager:
+    """Per-request view of the store, joined to the request's transaction."""
+
+    transaction_manager = None
+
+    def __init__(self, backend, transaction_manager):
+        self.backend = backend
+        self.transaction_manager = transaction_manager
+        self._staged = []
+        self._published = []
+        self._joined = False
+
+    # --- what services call ---
+
+    def stage(self, chunks, max_size):
+        """Stream bytes to staging; they become permanent only if the transaction commits."""
+        self._join()
+        staged = self.backend.new_staging()
+        self._staged.append(staged)
+        write_stream(staged, chunks, max_size)
+        return staged
+
+    def delete_after_commit(self, key):
+        def _delete(success):
+            if success:
+                try:
+                    self.backend.delete(key)
+                except OSError:  # an orphan at worst; purge will find it
+                    log.exception("could not delete archive file %s", key)
+
+        self.transaction_manager.get().addAfterCommitHook(_delete)
+
+    def open(self, key):
+        return self.backend.open(key)
+
+    # --- IDataManager ---
+
+    def _join(self):
+        if not self._joined:
+            self.transaction_manager.get().join(self)
+            self._joined = True
+
+    def sortKey(self):
+        # Before zope.sqlalchemy's "~sqlalchemy:…": files are in place before the DB commits.
+        return "collector-storage"
+
+    def abort(self, transaction):
+        self._discard()
+
+    def tpc_begin(self, transaction):
+        pass
+
+    def commit(self, transaction):
+        pass
+
+    def tpc_vote(self, transaction):
+        for staged in self._staged:
+            self.backend.publish(staged)
+            self._published.append(staged.key)
+        self._staged = []
+
+    def tpc_finish(self, transaction):
+        self._published = []
+        self._joined = False
+
+    def tpc_abort(self, transaction):
+        for key in self._published:
+            self.backend.unpublish(key)
+        self._published = []
+        self._discard()
+
+    def _discard(self):
+        for staged in self._staged:
+            staged.path.unlink(missing_ok=True)
+        self._staged = []
+        self._joined = False
+
+
+def includeme(config):
+    settings = config.get_settings()
+    backend = LocalArchiveStorage(settings["data_dir"])
+    config.registry["archive_storage"] = backend
+
+    def storage(request):
+        return StorageManager(backend, request.tm)
+
+    config.add_request_method(storage, reify=True)

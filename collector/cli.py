@@ -1,0 +1,194 @@
+"""The ``collector`` console command: migrate, create-user, create-token, serve, purge."""
+
+import argparse
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from collector import settings as settings_module
+from collector.db import make_engine
+
+ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+
+
+def _settings(config_uri):
+    from pyramid.paster import get_appsettings
+
+    raw = get_appsettings(config_uri)
+    return settings_module.load({"here": str(Path(config_uri).resolve().parent), **raw})
+
+
+def _engine(settings):
+    url = settings["db_url"]
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return make_engine(url)
+
+
+def migrate(engine):
+    """Alembic upgrade to head; running it again does nothing."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def _session(engine):
+    from sqlalchemy.orm import Session
+
+    return Session(engine, expire_on_commit=False)
+
+
+def cmd_migrate(args, settings):
+    migrate(_engine(settings))
+    print(f"database at head: {_safe_url(settings['db_url'])}")
+
+
+def _safe_url(url):
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _read_password(args):
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Again: "):
+            raise SystemExit("passwords differ")
+    return password
+
+
+def cmd_create_user(args, settings):
+    from collector.accounts import services
+    from collector.errors import DomainError
+
+    password = _read_password(args)
+    with _session(_engine(settings)) as session, session.begin():
+        try:
+            user = services.create_user(session, args.name, password, is_admin=args.admin,
+                                        email=args.email or "")
+        except DomainError as exc:
+            raise SystemExit(f"error: {exc.detail}") from None
+        uri = services.provisioning_uri(user)
+    role = "admin" if args.admin else "staff"
+    print(f"created {role} user {args.name}")
+    print("Two-factor authentication is mandatory. Add this to an authenticator app:")
+    print(uri)
+
+
+def cmd_create_token(args, settings):
+    from collector.accounts import services
+
+    with _session(_engine(settings)) as session, session.begin():
+        user = services.get_user_by_name(session, args.user)
+        if user is None:
+            raise SystemExit(f"error: no user {args.user}")
+        # Made by the operator at the server's console: trusted like a TOTP check.
+        _, secret = services.create_personal_token(session, user, args.name, mfa=True,
+                                                   lifetime_days=args.days)
+    print(secret)
+
+
+def _first_run_hint(settings, config_uri):
+    from collector.accounts.models import User
+
+    with _session(_engine(settings)) as session:
+        if session.scalar(select(func.count()).select_from(User)):
+            return
+    command = "collector" if os.environ.get("VIRTUAL_ENV") else ".venv/bin/collector"
+    print("No user exists yet. Create the first admin with:\n"
+          f"    {command} -c {config_uri} create-user admin --admin\n", flush=True)
+
+
+def cmd_serve(args, settings):
+    import waitress
+    from pyramid.paster import get_app, setup_logging
+
+    setup_logging(args.config)
+    _first_run_hint(settings, args.config)
+    app = get_app(args.config)
+    options = settings_module.waitress_options(settings)
+    print(f"serving on http://{options['listen']}", flush=True)
+    waitress.serve(app, **options)
+
+
+def cmd_purge(args, settings):
+    """Remove archive files that no row references, and stale staging files."""
+    from collector.archives.models import Archive
+    from collector.archives.storage import LocalArchiveStorage
+
+    storage = LocalArchiveStorage(settings["data_dir"])
+    removed = 0
+    with _session(_engine(settings)) as session:
+        on_disk = set(storage.keys())
+        referenced = set(session.scalars(select(Archive.storage_key)))
+        # Re-read the disk after the query: a file published meanwhile is not an orphan.
+        orphans = sorted(on_disk - referenced)
+    for key in orphans:
+        if args.dry_run:
+            print(f"would remove orphan {storage.path(key)}")
+        else:
+            storage.delete(key)
+            print(f"removed orphan {storage.path(key)}")
+        removed += 1
+    for path in storage.stale_staging(args.stale_hours * 3600):
+        if args.dry_run:
+            print(f"would remove stale staging file {path}")
+        else:
+            path.unlink(missing_ok=True)
+            print(f"removed stale staging file {path}")
+        removed += 1
+    print(f"{'would remove' if args.dry_run else 'removed'} {removed} file(s)")
+
+
+def parser():
+    main = argparse.ArgumentParser(prog="collector", description="Logs Collector")
+    main.add_argument("-c", "--config", default=os.environ.get("COLLECTOR_CONFIG",
+                                                               "development.ini"),
+                      help="ini file (default: $COLLECTOR_CONFIG or development.ini)")
+    commands = main.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="apply database migrations (idempotent)")
+    user = commands.add_parser("create-user", help="create a user and enrol TOTP")
+    user.add_argument("name")
+    user.add_argument("--admin", action="store_true")
+    user.add_argument("--email")
+    user.add_argument("--password-stdin", action="store_true",
+                      help="read the password from the first line of stdin")
+    token = commands.add_parser("create-token", help="print a new personal API token")
+    token.add_argument("user")
+    token.add_argument("--name", default="cli")
+    token.add_argument("--days", type=int, default=None, help="lifetime (default: none)")
+    commands.add_parser("serve", help="run the waitress server")
+    purge = commands.add_parser("purge", help="remove orphan and stale files")
+    purge.add_argument("--dry-run", action="store_true")
+    purge.add_argument("--stale-hours", type=float, default=6.0,
+                       help="staging files older than this are stale (default 6)")
+    return main
+
+
+COMMANDS = {"migrate": cmd_migrate, "create-user": cmd_create_user,
+            "create-token": cmd_create_token, "serve": cmd_serve, "purge": cmd_purge}
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    if not Path(args.config).is_file():
+        raise SystemExit(f"error: config file {args.config} not found")
+    try:
+        settings = _settings(args.config)
+    except settings_module.SettingsError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    COMMANDS[args.command](args, settings)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,171 @@
+"""The traversal tree: the map of the application, every context and its ``__acl__``.
+
+::
+
+    Root                          /
+     ├─ PlatformContainer         /platforms/
+     │   └─ Platform              /platforms/{name}/
+     │       └─ Ticket            /platforms/{name}/tickets/{number}/
+     │           └─ Archive       …/archives/{id}/
+     ├─ TicketContainer           /tickets/{number}   → the same Ticket, parented by its Platform
+     ├─ ArchiveContainer          /archives/{id}      → the same Archive, parented by its Ticket
+     └─ TokenContainer            /tokens/            a user's own personal API tokens
+
+Every ACL is computed from the database at request time; the API routes traverse into
+this same tree, so one ACL decides for the web pages and the API alike.
+"""
+
+from pyramid.authorization import ALL_PERMISSIONS, DENY_ALL, Allow
+
+from collector.security import Permission as P
+
+STAFF_ON_PLATFORM = (P.VIEW, P.EDIT, P.DELETE, P.DOWNLOAD)
+
+
+class Node:
+    __name__ = ""
+    __parent__ = None
+
+    def __init__(self, request, name="", parent=None):
+        self.request = request
+        self.__name__ = name
+        self.__parent__ = parent
+
+    @property
+    def dbsession(self):
+        return self.request.dbsession
+
+
+class Root(Node):
+    __acl__ = [
+        (Allow, "group:admin", ALL_PERMISSIONS),
+        (Allow, "group:staff", P.VIEW),
+    ]
+
+    def __getitem__(self, name):
+        children = {
+            "platforms": PlatformContainer,
+            "tickets": TicketContainer,
+            "archives": ArchiveContainer,
+            "tokens": TokenContainer,
+        }
+        return children[name](self.request, name, self)
+
+
+def root_factory(request):
+    return Root(request)
+
+
+class PlatformContainer(Node):
+    def __getitem__(self, name):
+        from collector.tickets import services
+
+        platform = services.get_platform(self.dbsession, name)
+        if platform is None:
+            raise KeyError(name)
+        return PlatformNode(self.request, platform, self)
+
+
+class PlatformNode(Node):
+    def __init__(self, request, platform, parent):
+        super().__init__(request, platform.name, parent)
+        self.platform = platform
+
+    @property
+    def __acl__(self):
+        if not self.platform.restricted:
+            return [(Allow, "group:staff", STAFF_ON_PLATFORM)]
+        acl = [(Allow, "group:admin", ALL_PERMISSIONS)]
+        acl += [(Allow, f"user:{m.user_id}", STAFF_ON_PLATFORM) for m in self.platform.members]
+        # A restricted platform hides everything below it from everyone else.
+        acl.append(DENY_ALL)
+        return acl
+
+    def __getitem__(self, name):
+        if name != "tickets":
+            raise KeyError(name)
+        return _PlatformTickets(self.request, name, self)
+
+
+class _PlatformTickets(Node):
+    def __getitem__(self, number):
+        from collector.tickets import services
+
+        ticket = services.get_ticket(self.dbsession, number)
+        if ticket is None or ticket.platform_id != self.__parent__.platform.id:
+            raise KeyError(number)
+        return TicketNode(self.request, ticket, self)
+
+
+class TicketNode(Node):
+    def __init__(self, request, ticket, parent):
+        super().__init__(request, str(ticket.number), parent)
+        self.ticket = ticket
+
+    @property
+    def __acl__(self):
+        # Only the holder of this ticket's valid upload token may upload to it.
+        return [(Allow, f"ticket:{self.ticket.id}", P.UPLOAD)]
+
+    def __getitem__(self, name):
+        if name != "archives":
+            raise KeyError(name)
+        return _TicketArchives(self.request, name, self)
+
+
+class _TicketArchives(Node):
+    def __getitem__(self, archive_id):
+        from collector.archives import services
+
+        archive = services.get_archive(self.dbsession, archive_id)
+        if archive is None or archive.ticket_id != self.__parent__.ticket.id:
+            raise KeyError(archive_id)
+        return ArchiveNode(self.request, archive, self)
+
+
+class ArchiveNode(Node):
+    def __init__(self, request, archive, parent):
+        super().__init__(request, str(archive.id), parent)
+        self.archive = archive
+
+
+def ticket_node(request, ticket):
+    """The Ticket context with its canonical lineage (Root → platforms → platform)."""
+    platforms = PlatformContainer(request, "platforms", Root(request))
+    platform = PlatformNode(request, ticket.platform, platforms)
+    return TicketNode(request, ticket, _PlatformTickets(request, "tickets", platform))
+
+
+def archive_node(request, archive):
+    ticket = ticket_node(request, archive.ticket)
+    return ArchiveNode(request, archive, _TicketArchives(request, "archives", ticket))
+
+
+class TicketContainer(Node):
+    """``/tickets/{number}``: a shortcut that lands on the canonical Ticket node."""
+
+    def __getitem__(self, number):
+        from collector.tickets import services
+
+        ticket = services.get_ticket(self.dbsession, number)
+        if ticket is None:
+            raise KeyError(number)
+        return ticket_node(self.request, ticket)
+
+
+class ArchiveContainer(Node):
+    """``/archives/{id}``: a shortcut that lands on the canonical Archive node."""
+
+    def __getitem__(self, archive_id):
+        from collector.archives import services
+
+        archive = services.get_archive(self.dbsession, archive_id)
+        if archive is None:
+            raise KeyError(archive_id)
+        return archive_node(self.request, archive)
+
+
+class TokenContainer(Node):
+    """A signed-in user's own personal API tokens; the service only ever shows one's own."""
+
+    __acl__ = [(Allow, "group:staff", (P.VIEW, P.EDIT))]

@@ -1,0 +1,177 @@
+"""Who is asking, and what they may do.
+
+One ``SecurityPolicy`` asks, in order, the bearer-token, session and upload-token helpers
+who is calling, caches the answer for the request, and lets the tree's ACLs decide. When an
+ACL allows but two-factor is missing, the answer is ``MfaRequired`` (a ``Denied`` with a
+reason), which the forbidden view turns into a clear 403.
+"""
+
+import dataclasses
+import enum
+
+from pyramid.authorization import ACLHelper, Authenticated, Everyone
+from pyramid.csrf import SessionCSRFStoragePolicy
+from pyramid.security import Denied
+from pyramid.session import SignedCookieSessionFactory
+
+
+class Permission(enum.StrEnum):
+    VIEW = "view"
+    EDIT = "edit"
+    DELETE = "delete"
+    DOWNLOAD = "download"
+    UPLOAD = "upload"
+    ADMIN = "admin"
+
+
+# Archive bytes and administration are granted only to a principal that passed TOTP.
+NEEDS_MFA = frozenset({Permission.DOWNLOAD, Permission.ADMIN})
+
+
+class MfaRequired(Denied):
+    reason = "two-factor authentication required"
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """A staff user (by bearer token or session), an upload-token holder, or both."""
+
+    via: str  # "bearer" | "session" | "upload-token"
+    user: object = None
+    ticket: object = None
+    token: object = None
+    mfa: bool = False
+
+    @property
+    def principals(self):
+        principals = []
+        if self.user is not None:
+            principals += ["group:staff", f"user:{self.user.id}"]
+            if self.user.is_admin:
+                principals.append("group:admin")
+            if self.mfa:
+                principals.append("mfa")
+        if self.ticket is not None:
+            principals.append(f"ticket:{self.ticket.id}")
+        return principals
+
+
+def bearer_identity(request):
+    from collector.accounts import services
+
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() not in {"bearer", "token"} or not secret.strip():
+        return None
+    token = services.find_valid_token(request.dbsession, secret.strip(), kinds={"access", "personal"})
+    if token is None or not token.user.is_active:
+        return None
+    return Identity("bearer", user=token.user, token=token, mfa=token.mfa)
+
+
+def session_identity(request):
+    from collector.accounts import services
+
+    # Reading request.session for every API call would set no cookie, but costs a parse.
+    if "session" not in request.cookies:
+        return None
+    user_id = request.session.get("user_id")
+    if user_id is None:
+        return None
+    user = services.get_user(request.dbsession, user_id)
+    if user is None or not user.is_active:
+        return None
+    return Identity("session", user=user, mfa=bool(request.session.get("mfa")))
+
+
+def upload_token_identity(request):
+    from collector.tickets import services
+
+    token = request.headers.get("Upload-Token")
+    if not token:
+        return None
+    ticket = services.ticket_for_valid_token(request.dbsession, token)
+    if ticket is None:
+        return None
+    return Identity("upload-token", ticket=ticket)
+
+
+class SecurityPolicy:
+    def __init__(self):
+        self.acl = ACLHelper()
+
+    def identity(self, request):
+        # Pyramid reifies request.identity, so this runs once per request. A signed-in
+        # user who also sends an Upload-Token (staff trying the customer page) gets both.
+        identity = bearer_identity(request) or session_identity(request)
+        uploader = upload_token_identity(request)
+        if identity is None:
+            return uploader
+        if uploader is not None:
+            identity = dataclasses.replace(identity, ticket=uploader.ticket)
+        return identity
+
+    def authenticated_userid(self, request):
+        identity = request.identity
+        if identity is None or identity.user is None:
+            return None
+        return str(identity.user.id)
+
+    def effective_principals(self, request):
+        identity = request.identity
+        principals = [Everyone]
+        if identity is not None:
+            principals.append(Authenticated)
+            principals.extend(identity.principals)
+        return principals
+
+    def permits(self, request, context, permission):
+        principals = self.effective_principals(request)
+        result = self.acl.permits(context, principals, permission)
+        if result and permission in NEEDS_MFA and "mfa" not in principals:
+            return MfaRequired(f"{permission} needs a two-factor verified principal")
+        return result
+
+    def remember(self, request, userid, mfa=False, **kw):
+        request.session.invalidate()
+        request.session["user_id"] = int(userid)
+        request.session["mfa"] = bool(mfa)
+        return []
+
+    def forget(self, request, **kw):
+        request.session.invalidate()
+        return []
+
+
+def _csrf_applies(request):
+    # Only cookie-authenticated writes need a CSRF token; bearer and upload-token
+    # requests carry their credential in a header a foreign page cannot set.
+    return "session" in request.cookies and "Authorization" not in request.headers
+
+
+def includeme(config):
+    settings = config.get_settings()
+    config.set_session_factory(SignedCookieSessionFactory(
+        settings["secret_key"], cookie_name="session", httponly=True, samesite="Lax",
+        secure=not settings["debug"], timeout=12 * 3600, reissue_time=600))
+    config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
+    config.set_default_csrf_options(require_csrf=True, callback=_csrf_applies)
+    config.set_security_policy(SecurityPolicy())
+    config.add_tween("collector.security.allowed_hosts_tween_factory")
+
+
+def allowed_hosts_tween_factory(handler, registry):
+    """Refuse requests whose Host is not in ALLOWED_HOSTS (DNS-rebinding, host poisoning)."""
+    allowed = {host.lower() for host in registry.settings["allowed_hosts"]}
+    if "*" in allowed:
+        return handler
+
+    def tween(request):
+        host = (request.host or "").rsplit(":", 1)[0].strip("[]").lower()
+        if host not in allowed:
+            from collector.errors import json_error
+
+            return json_error(request, 400, f"host {host!r} is not in ALLOWED_HOSTS")
+        return handler(request)
+
+    return tween

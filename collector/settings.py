@@ -1,0 +1,164 @@
+"""Settings: the ini holds structure and safe defaults, environment variables override.
+
+Every override goes through ``ENV_OVERRIDES``, one explicit table of (setting, variable,
+coercer, meaning). The README's table of variables is checked against it by a test.
+"""
+
+import os
+import re
+import zoneinfo
+from pathlib import Path
+
+DEFAULT_SECRET_KEYS = {"", "change-me", "dev-insecure-secret-key-change-me"}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or unsafe; the message names the variable."""
+
+
+def as_bool(value):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def as_list(value):
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [item for item in re.split(r"[\s,]+", str(value)) if item]
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+
+
+def as_size(value):
+    """Bytes from ``4294967296``, ``4GiB``, ``512M`` (binary multiples)."""
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError(f"not a size: {value!r}")
+    number, unit = int(match.group(1)), match.group(2).lower()
+    return number * 1024 ** " kmgt".index(unit or " ")
+
+
+def as_db_url(value):
+    """Accept the original project's ``psql://`` alias and plain ``postgresql://``."""
+    url = str(value).strip()
+    for prefix in ("psql://", "postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def as_tz(value):
+    zoneinfo.ZoneInfo(str(value))
+    return str(value)
+
+
+# (setting, environment variable, coercer, meaning) — the README documents each row.
+ENV_OVERRIDES = [
+    ("secret_key", "SECRET_KEY", str, "signs sessions; production refuses the default"),
+    ("debug", "DEBUG", as_bool, "development mode; false means production rules"),
+    ("allowed_hosts", "ALLOWED_HOSTS", as_list, "Host header values served (`*` = any)"),
+    ("csrf_trusted_origins", "CSRF_TRUSTED_ORIGINS", as_list, "origins allowed to post forms"),
+    ("db_url", "DB_URL", as_db_url, "`sqlite:///path`, `postgresql://…` or `psql://…`"),
+    ("tz", "TZ", as_tz, "time zone used when showing times"),
+    ("data_dir", "DATA_DIR", str, "database, archives, partial uploads, staging"),
+    ("upload.max_size", "UPLOAD_MAX_SIZE", as_size, "largest archive accepted (413 above)"),
+    ("storage.reserve", "STORAGE_RESERVE", as_size, "free space always kept (507 below)"),
+    ("ticket.attempts", "TICKET_ATTEMPTS", int, "upload attempts of a new ticket"),
+    ("ticket.lifetime_days", "TICKET_LIFETIME_DAYS", int, "days a new ticket's token lives"),
+    ("auth.access_lifetime", "ACCESS_TOKEN_LIFETIME", int, "seconds an access token lives"),
+    ("auth.refresh_lifetime", "REFRESH_TOKEN_LIFETIME", int, "seconds a refresh token lives"),
+    ("waitress.listen", "WAITRESS_LISTEN", str, "host:port the server listens on"),
+    ("waitress.threads", "WAITRESS_THREADS", int, "worker threads"),
+    ("waitress.channel_timeout", "WAITRESS_CHANNEL_TIMEOUT", int, "seconds an idle connection lives"),
+    ("waitress.connection_limit", "WAITRESS_CONNECTION_LIMIT", int, "open connections at most"),
+    ("waitress.recv_bytes", "WAITRESS_RECV_BYTES", as_size, "bytes read per socket recv"),
+    ("waitress.max_request_body_size", "WAITRESS_MAX_REQUEST_BODY_SIZE", as_size,
+     "largest request body waitress buffers (default: UPLOAD_MAX_SIZE + 1 MiB)"),
+    ("waitress.trusted_proxy", "WAITRESS_TRUSTED_PROXY", str, "address of a reverse proxy"),
+    ("waitress.trusted_proxy_headers", "WAITRESS_TRUSTED_PROXY_HEADERS", str,
+     "headers taken from that proxy (e.g. `x-forwarded-for x-forwarded-proto`)"),
+]
+
+DEFAULTS = {
+    "secret_key": "",
+    "debug": False,
+    "allowed_hosts": ["*"],
+    "csrf_trusted_origins": [],
+    "db_url": "",
+    "tz": "UTC",
+    "data_dir": "var",
+    "upload.max_size": 4 * 1024**3,
+    "storage.reserve": 256 * 1024**2,
+    "ticket.attempts": 5,
+    "ticket.lifetime_days": 7,
+    "auth.access_lifetime": 15 * 60,
+    "auth.refresh_lifetime": 7 * 24 * 3600,
+    "waitress.listen": "127.0.0.1:6543",
+    "waitress.threads": 8,
+    "waitress.channel_timeout": 120,
+    "waitress.connection_limit": 200,
+    "waitress.recv_bytes": 256 * 1024,
+    "waitress.trusted_proxy": "",
+    "waitress.trusted_proxy_headers": "",
+}
+
+_COERCERS = {key: coercer for key, _, coercer, _ in ENV_OVERRIDES}
+
+
+def load(settings, environ=None):
+    """Return the typed, validated settings: ini values, then environment overrides."""
+    environ = os.environ if environ is None else environ
+    result = dict(settings)
+    for key, value in DEFAULTS.items():
+        result.setdefault(key, value)
+    for key, variable, coercer, _ in ENV_OVERRIDES:
+        source = environ[variable] if variable in environ else result.get(key)
+        if source is None:
+            continue
+        try:
+            result[key] = coercer(source)
+        except (ValueError, zoneinfo.ZoneInfoNotFoundError) as exc:
+            raise SettingsError(f"{variable}: {exc}") from None
+    data_dir = Path(result["data_dir"]).expanduser()
+    if "here" in result and not data_dir.is_absolute():
+        data_dir = Path(result["here"]) / data_dir
+    result["data_dir"] = str(data_dir.resolve())
+    if not result["db_url"]:
+        result["db_url"] = f"sqlite:///{data_dir.resolve() / 'db.sqlite3'}"
+    result.setdefault("waitress.max_request_body_size", result["upload.max_size"] + 1024**2)
+    if not result["debug"] and result["secret_key"] in DEFAULT_SECRET_KEYS:
+        raise SettingsError(
+            "SECRET_KEY: production (DEBUG false) refuses an empty or default secret key")
+    if len(result["secret_key"]) < 16 and not result["debug"]:
+        raise SettingsError("SECRET_KEY: must be at least 16 characters in production")
+    return result
+
+
+def waitress_options(settings):
+    """Keyword arguments for ``waitress.serve`` from the typed settings."""
+    options = {
+        "listen": settings["waitress.listen"],
+        "threads": settings["waitress.threads"],
+        "channel_timeout": settings["waitress.channel_timeout"],
+        "connection_limit": settings["waitress.connection_limit"],
+        "recv_bytes": settings["waitress.recv_bytes"],
+        "max_request_body_size": settings["waitress.max_request_body_size"],
+        # Bodies above this go to a temp file; the app sets tempfile's directory to
+        # DATA_DIR/tmp so that file lives on the same disk as the archives.
+        "inbuf_overflow": 512 * 1024,
+        "ident": "logs-collector",
+    }
+    if settings["waitress.trusted_proxy"]:
+        options["trusted_proxy"] = settings["waitress.trusted_proxy"]
+        options["trusted_proxy_headers"] = (
+            settings["waitress.trusted_proxy_headers"] or "x-forwarded-for x-forwarded-proto")
+    return options

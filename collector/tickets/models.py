@@ -1,0 +1,51 @@
+"""Platforms (the vendor's products) and tickets (one per help-desk case)."""
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from collector.db import Base, UTCDateTime, utcnow
+
+
+class Platform(Base):
+    __tablename__ = "platforms"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(20), unique=True)
+    pretty_name: Mapped[str] = mapped_column(String(100))
+    # Open to all staff unless an admin restricts it to its members.
+    restricted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    members: Mapped[list["PlatformMember"]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin")
+
+
+class PlatformMember(Base):
+    __tablename__ = "platform_members"
+
+    platform_id: Mapped[int] = mapped_column(
+        ForeignKey("platforms.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[int] = mapped_column(BigInteger, unique=True)
+    platform_id: Mapped[int] = mapped_column(
+        ForeignKey("platforms.id", ondelete="RESTRICT"), index=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=5)
+    resolved: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str] = mapped_column(Text, default="")
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    time_create: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    time_update: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    platform: Mapped[Platform] = relationship(lazy="joined")
+    user = relationship("User", lazy="joined")

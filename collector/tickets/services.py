@@ -1,0 +1,244 @@
+"""Domain rules for platforms, tickets and upload tokens — the only place they live.
+
+Both the API and the HTML views call these; nothing here knows about HTTP.
+"""
+
+import datetime as dt
+import re
+import secrets
+import uuid
+
+from sqlalchemy import String, cast, delete, false, func, or_, select, true, update
+
+from collector.db import utcnow
+from collector.errors import Conflict, Locked, NotFound, Unauthorized
+from collector.errors import Forbidden as TokenUnknown
+from collector.tickets.models import Platform, PlatformMember, Ticket
+
+PLATFORM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,19}$")
+
+
+# --- upload tokens -----------------------------------------------------------------------
+
+def new_token():
+    """256 bits from the OS generator, URL-safe (43 characters)."""
+    return secrets.token_urlsafe(32)
+
+
+def normalise_token(raw):
+    """Tokens of the original project are UUIDs, given with or without dashes."""
+    raw = (raw or "").strip()
+    if len(raw) in (32, 36) and re.fullmatch(r"[0-9a-fA-F-]+", raw):
+        try:
+            return str(uuid.UUID(raw))
+        except ValueError:
+            return raw
+    return raw
+
+
+def token_refusal(ticket, now=None):
+    """Why this ticket's token cannot upload right now, or None when it can."""
+    now = now or utcnow()
+    if ticket.resolved:
+        return f"ticket {ticket.number} already resolved"
+    if ticket.attempts <= 0:
+        return f"token {ticket.token} expired: no upload attempts left"
+    if now >= ticket.expires_at:
+        return f"token {ticket.token} expired at {ticket.expires_at.isoformat()}"
+    return None
+
+
+def find_ticket_by_token(dbsession, token):
+    token = normalise_token(token)
+    if not token:
+        return None
+    return dbsession.scalars(select(Ticket).where(Ticket.token == token)).one_or_none()
+
+
+def check_upload_token(dbsession, token):
+    """The ticket a token may upload to; 401 without one, 403 unknown, 423 unusable."""
+    if not token:
+        raise Unauthorized("Upload-Token header is required")
+    ticket = find_ticket_by_token(dbsession, token)
+    if ticket is None:
+        raise TokenUnknown("upload token is not valid")
+    refusal = token_refusal(ticket)
+    if refusal:
+        raise Locked(refusal)
+    return ticket
+
+
+def ticket_for_valid_token(dbsession, token):
+    ticket = find_ticket_by_token(dbsession, token)
+    if ticket is None or token_refusal(ticket):
+        return None
+    return ticket
+
+
+def consume_attempt(dbsession, ticket):
+    """Spend one attempt in one atomic UPDATE; concurrent uploads can never overdraw.
+
+    Runs in the transaction that creates the archive, so an upload that does not become
+    an archive rolls back and its attempt is never spent. Raises 423 when none is left.
+    """
+    now = utcnow()
+    result = dbsession.execute(
+        update(Ticket)
+        .where(Ticket.id == ticket.id, Ticket.attempts > 0,
+               Ticket.resolved == false(), Ticket.expires_at > now)
+        .values(attempts=Ticket.attempts - 1, time_update=now)
+        .execution_options(synchronize_session=False))
+    dbsession.refresh(ticket)
+    if result.rowcount != 1:
+        raise Locked(token_refusal(ticket, now) or "upload token can no longer be used")
+
+
+# --- platforms ---------------------------------------------------------------------------
+
+def get_platform(dbsession, name):
+    return dbsession.scalars(select(Platform).where(Platform.name == name)).one_or_none()
+
+
+def visible_platforms_clause(user):
+    """SQL condition for the platforms a user may see; the same rule as Platform's ACL."""
+    if user.is_admin:
+        return true()
+    members = select(PlatformMember.platform_id).where(PlatformMember.user_id == user.id)
+    return or_(Platform.restricted == false(), Platform.id.in_(members))
+
+
+def list_platforms(dbsession, user, limit, offset):
+    query = select(Platform).where(visible_platforms_clause(user))
+    total = dbsession.scalar(select(func.count()).select_from(query.subquery()))
+    rows = dbsession.scalars(query.order_by(Platform.name).limit(limit).offset(offset)).all()
+    return rows, total
+
+
+def create_platform(dbsession, name, pretty_name, restricted=False, member_ids=()):
+    if get_platform(dbsession, name) is not None:
+        raise Conflict(f"platform {name} already exists")
+    platform = Platform(name=name, pretty_name=pretty_name, restricted=restricted)
+    dbsession.add(platform)
+    set_platform_members(platform, member_ids)
+    dbsession.flush()
+    return platform
+
+
+def update_platform(dbsession, platform, **fields):
+    name = fields.get("name")
+    if name is not None and name != platform.name and get_platform(dbsession, name):
+        raise Conflict(f"platform {name} already exists")
+    member_ids = fields.pop("members", None)
+    for key, value in fields.items():
+        setattr(platform, key, value)
+    if member_ids is not None:
+        set_platform_members(platform, member_ids)
+    dbsession.flush()
+    return platform
+
+
+def set_platform_members(platform, user_ids):
+    wanted = set(user_ids)
+    platform.members[:] = [m for m in platform.members if m.user_id in wanted]
+    present = {m.user_id for m in platform.members}
+    platform.members.extend(PlatformMember(user_id=uid) for uid in sorted(wanted - present))
+
+
+def delete_platform(dbsession, platform):
+    used = dbsession.scalar(select(func.count()).where(Ticket.platform_id == platform.id))
+    if used:
+        raise Conflict(f"platform {platform.name} still has {used} ticket(s)")
+    dbsession.delete(platform)
+    dbsession.flush()
+
+
+# --- tickets -----------------------------------------------------------------------------
+
+def get_ticket(dbsession, number):
+    try:
+        number = int(number)
+    except (TypeError, ValueError):
+        return None
+    return dbsession.scalars(select(Ticket).where(Ticket.number == number)).one_or_none()
+
+
+def list_tickets(dbsession, user, filters, limit, offset):
+    """Tickets the user may view, newest first, filtered in the query."""
+    from collector.accounts.models import User
+
+    query = select(Ticket).join(Ticket.platform).where(visible_platforms_clause(user))
+    if filters.get("number"):
+        query = query.where(Ticket.number.in_(filters["number"]))
+    if filters.get("resolved") is not None:
+        query = query.where(Ticket.resolved == filters["resolved"])
+    if filters.get("platform"):
+        query = query.where(Platform.name == filters["platform"])
+    if filters.get("user"):
+        query = query.where(Ticket.user_id.in_(
+            select(User.id).where(User.username == filters["user"])))
+    if filters.get("search"):
+        pattern = "%" + filters["search"].replace("%", r"\%").replace("_", r"\_") + "%"
+        query = query.where(or_(cast(Ticket.number, String).like(pattern, escape="\\"),
+                                Ticket.note.ilike(pattern, escape="\\")))
+    if filters.get("time_create__gte"):
+        query = query.where(Ticket.time_create >= filters["time_create__gte"])
+    if filters.get("time_create__lte"):
+        query = query.where(Ticket.time_create <= filters["time_create__lte"])
+    total = dbsession.scalar(select(func.count()).select_from(query.subquery()))
+    rows = dbsession.scalars(
+        query.order_by(Ticket.time_create.desc(), Ticket.id.desc()).limit(limit).offset(offset)
+    ).unique().all()
+    return rows, total
+
+
+def create_ticket(dbsession, settings, user, platform, number, attempts=None, note="",
+                  expires_at=None, lifetime_days=None):
+    if get_ticket(dbsession, number) is not None:
+        raise Conflict(f"ticket {number} already exists")
+    if expires_at is None:
+        days = settings["ticket.lifetime_days"] if lifetime_days is None else lifetime_days
+        expires_at = utcnow() + dt.timedelta(days=days)
+    ticket = Ticket(
+        number=number, platform=platform, user_id=user.id if user else None,
+        attempts=settings["ticket.attempts"] if attempts is None else attempts,
+        note=note or "", expires_at=expires_at, token=new_token())
+    dbsession.add(ticket)
+    dbsession.flush()
+    return ticket
+
+
+def update_ticket(dbsession, ticket, **fields):
+    number = fields.get("number")
+    if number is not None and number != ticket.number and get_ticket(dbsession, number):
+        raise Conflict(f"ticket {number} already exists")
+    for key, value in fields.items():
+        setattr(ticket, key, value)
+    ticket.time_update = utcnow()
+    dbsession.flush()
+    return ticket
+
+
+def rotate_token(dbsession, ticket):
+    ticket.token = new_token()
+    ticket.time_update = utcnow()
+    dbsession.flush()
+    return ticket
+
+
+def delete_ticket(dbsession, storage, ticket):
+    """Delete the ticket and its archives; their files go after the commit."""
+    from collector.archives.models import Archive
+
+    keys = dbsession.scalars(select(Archive.storage_key).where(Archive.ticket_id == ticket.id))
+    for key in keys:
+        storage.delete_after_commit(key)
+    dbsession.execute(delete(Archive).where(Archive.ticket_id == ticket.id))
+    dbsession.delete(ticket)
+    dbsession.flush()
+
+
+def require_platform(dbsession, name):
+    platform = get_platform(dbsession, name)
+    if platform is None:
+        raise NotFound(f"platform {name} does not exist")
+    return platform
