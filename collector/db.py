@@ -74,9 +74,22 @@ def get_tm_session(session_factory, transaction_manager):
     return session
 
 
+# Bodies above this are never retried: pyramid_retry would copy them to make them seekable.
+RETRY_BODY_LIMIT = 64 * 1024
+
+
+def retry_attempts(request):
+    """pyramid_retry's activate hook: one attempt for uploads, the default otherwise."""
+    length = request.content_length or 0
+    if length > RETRY_BODY_LIMIT or "Upload-Token" in request.headers:
+        return 1
+    return None
+
+
 def includeme(config):
     settings = config.get_settings()
     settings["tm.manager_hook"] = pyramid_tm.explicit_manager
+    settings["retry.activate_hook"] = retry_attempts
     config.include("pyramid_tm")
     config.include("pyramid_retry")
 

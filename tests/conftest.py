@@ -1,0 +1,182 @@
+"""Shared fixtures: every app-level test runs on SQLite and on PostgreSQL.
+
+PostgreSQL runs when ``TEST_DB_URL`` is set (``.ci/run`` sets it) and is reported as
+skipped, with the reason, when it is not. The schema is built once per backend by the
+real alembic migrations; each test gets a fresh data dir and empty tables afterwards.
+Tests commit for real (uploads, the storage manager and live servers need real commits),
+so cleaning up is a TRUNCATE / DELETE rather than a rolled-back outer transaction.
+"""
+
+import os
+import threading
+
+import pyotp
+import pytest
+import webtest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from collector import main
+from collector.cli import migrate
+from collector.db import Base, make_engine
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _postgres_url():
+    url = os.environ.get("TEST_DB_URL", "")
+    if not url:
+        pytest.skip("PostgreSQL tests need TEST_DB_URL (e.g. postgresql://postgres@127.0.0.1/"
+                    "collector_test); .ci/run sets it")
+    from collector.settings import as_db_url
+
+    return as_db_url(url)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def engine(request, tmp_path_factory):
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "test.sqlite3"
+        engine = make_engine(f"sqlite:///{path}")
+    else:
+        engine = make_engine(_postgres_url(), pool_size=20, max_overflow=20)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def _empty_tables(engine):
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(engine, data_dir):
+    return {
+        "debug": "true",
+        "secret_key": "test-secret-key-0123456789",
+        "db_url": str(engine.url.render_as_string(hide_password=False)),
+        "data_dir": str(data_dir),
+        "collector.engine": engine,
+        "storage.reserve": "0",
+        "upload.max_size": "64MiB",
+    }
+
+
+@pytest.fixture
+def app(settings, engine):
+    application = main({}, **settings)
+    yield application
+    _empty_tables(engine)
+
+
+@pytest.fixture
+def testapp(app):
+    return webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost",
+                                               "REMOTE_ADDR": "127.0.0.1"})
+
+
+@pytest.fixture
+def dbsession(engine, app):
+    session = Session(engine, expire_on_commit=False)
+    yield session
+    session.close()
+
+
+class Factory:
+    """Makes rows through the real services and commits them."""
+
+    def __init__(self, session, app):
+        self.session = session
+        self.settings = app.registry.settings
+        self.count = 0
+
+    def user(self, name=None, admin=False, password="correct horse battery"):
+        from collector.accounts import services
+
+        self.count += 1
+        user = services.create_user(self.session, name or f"user{self.count}", password,
+                                    is_admin=admin)
+        self.session.commit()
+        user.password = password
+        return user
+
+    def otp(self, user, step_offset=0):
+        totp = pyotp.TOTP(user.totp_secret)
+        import time
+
+        return totp.at(time.time() + step_offset * totp.interval)
+
+    def token(self, user, mfa=True):
+        from collector.accounts import services
+
+        _, secret = services.create_personal_token(self.session, user, "test", mfa=mfa)
+        self.session.commit()
+        return {"Authorization": f"Bearer {secret}"}
+
+    def platform(self, name="vm6", restricted=False, members=()):
+        from collector.tickets import services
+
+        platform = services.create_platform(self.session, name, name.upper(), restricted,
+                                            [m.id for m in members])
+        self.session.commit()
+        return platform
+
+    def ticket(self, platform, number=None, user=None, **kwargs):
+        from collector.tickets import services
+
+        self.count += 1
+        ticket = services.create_ticket(self.session, self.settings, user, platform,
+                                        number or 1000 + self.count, **kwargs)
+        self.session.commit()
+        return ticket
+
+
+@pytest.fixture
+def factory(dbsession, app):
+    return Factory(dbsession, app)
+
+
+@pytest.fixture
+def staff(factory):
+    user = factory.user("staff")
+    user.headers = factory.token(user)
+    return user
+
+
+@pytest.fixture
+def admin(factory):
+    user = factory.user("root", admin=True)
+    user.headers = factory.token(user)
+    return user
+
+
+@pytest.fixture
+def live_server(app):
+    """The app under a real waitress server on 127.0.0.1 (a random free port)."""
+    import waitress.server
+
+    server = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=8,
+                                           channel_timeout=10, ident="test")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    host, port = server.effective_host, server.effective_port
+    yield f"http://{host}:{port}"
+    server.close()
+    server.task_dispatcher.shutdown()
+    thread.join(timeout=10)
