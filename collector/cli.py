@@ -30,8 +30,9 @@ def _engine(settings):
 
 def migrate(engine):
     """Alembic upgrade to head; running it again does nothing."""
-    from alembic import command
     from alembic.config import Config
+
+    from alembic import command
 
     config = Config()
     config.set_main_option("script_location", str(ALEMBIC_DIR))

@@ -82,6 +82,14 @@ def validate(schema, data, location="body"):
         raise ValidationFailed(f"{name}: {message}", errors) from None
 
 
+def partial(schema):
+    """A copy of ``schema`` where every field is optional (PATCH)."""
+    schema = schema.clone()
+    for node in schema.children:
+        node.missing = colander.drop
+    return schema
+
+
 class ValidationFailed(BadRequest):
     def __init__(self, detail, errors):
         super().__init__(detail)
@@ -130,6 +138,14 @@ def paginated(request, rows, total, limit, offset, serialise):
     link(max((total - 1) // limit * limit, 0), "last")
     response.headers["Link"] = ", ".join(links)
     return [serialise(request, row) for row in rows]
+
+
+def no_content(request):
+    """204 with no body and no Content-Type."""
+    response = request.response
+    response.status_int = 204
+    response.content_type = None
+    return response
 
 
 def iso(value):

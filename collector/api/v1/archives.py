@@ -6,8 +6,17 @@ import colander
 from cornice import Service
 from pyramid.response import FileIter, Response
 
-from collector.api.v1 import (error_handler, int_list, iso, json_body, paginate, paginated,
-                              parse_time, validate)
+from collector.api.v1 import (
+    error_handler,
+    int_list,
+    iso,
+    json_body,
+    no_content,
+    paginate,
+    paginated,
+    parse_time,
+    validate,
+)
 from collector.archives import services
 from collector.archives.uploads import upload_from_request
 from collector.errors import Forbidden, NotFound
@@ -107,8 +116,7 @@ def patch_archive(request):
 @archive.delete(permission=Permission.DELETE)
 def delete_archive(request):
     services.delete_archive(request.dbsession, request.storage, request.context.archive)
-    request.response.status_int = 204
-    return request.response
+    return no_content(request)
 
 
 def content_disposition(name):

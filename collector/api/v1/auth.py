@@ -5,7 +5,7 @@ from cornice import Service
 
 from collector.accounts import services
 from collector.accounts.models import ApiToken
-from collector.api.v1 import error_handler, iso, json_body, validate
+from collector.api.v1 import error_handler, iso, json_body, no_content, validate
 from collector.errors import NotFound, Unauthorized, json_error
 from collector.security import Permission
 
@@ -82,8 +82,7 @@ def check(request):
 def revoke_token(request):
     found = _valid(request, validate(TokenSchema(), json_body(request))["token"])
     services.revoke(request.dbsession, found)
-    request.response.status_int = 204
-    return request.response
+    return no_content(request)
 
 
 def serialise(row):
@@ -115,8 +114,7 @@ def delete_personal(request):
             or row.revoked_at is not None:
         raise NotFound("no such token")
     services.revoke(request.dbsession, row)
-    request.response.status_int = 204
-    return request.response
+    return no_content(request)
 
 
 def _int(value):

@@ -5,7 +5,15 @@ from cornice import Service
 from sqlalchemy import select
 
 from collector.accounts.models import User
-from collector.api.v1 import error_handler, json_body, paginate, paginated, validate
+from collector.api.v1 import (
+    error_handler,
+    json_body,
+    no_content,
+    paginate,
+    paginated,
+    partial,
+    validate,
+)
 from collector.errors import BadRequest
 from collector.security import Permission
 from collector.tickets import services
@@ -23,12 +31,6 @@ class PlatformSchema(colander.MappingSchema):
     pretty_name = colander.SchemaNode(colander.String(), validator=colander.Length(1, 100))
     restricted = colander.SchemaNode(colander.Boolean(), missing=False)
     members = colander.SchemaNode(colander.List(), missing=[])
-
-
-def _partial(schema):
-    for node in schema.children:
-        node.missing = colander.drop
-    return schema
 
 
 def serialise(request, row):
@@ -91,11 +93,10 @@ def put_platform(request):
 
 @platform.patch(permission=Permission.ADMIN)
 def patch_platform(request):
-    return _change(request, _partial(PlatformSchema()))
+    return _change(request, partial(PlatformSchema()))
 
 
 @platform.delete(permission=Permission.ADMIN)
 def delete_platform(request):
     services.delete_platform(request.dbsession, request.context.platform)
-    request.response.status_int = 204
-    return request.response
+    return no_content(request)

@@ -5,8 +5,19 @@ import datetime as dt
 import colander
 from cornice import Service
 
-from collector.api.v1 import (error_handler, int_list, iso, json_body, paginate, paginated,
-                              parse_bool, parse_time, validate)
+from collector.api.v1 import (
+    error_handler,
+    int_list,
+    iso,
+    json_body,
+    no_content,
+    paginate,
+    paginated,
+    parse_bool,
+    parse_time,
+    partial,
+    validate,
+)
 from collector.db import utcnow
 from collector.errors import Forbidden
 from collector.resources import PlatformContainer, PlatformNode
@@ -33,12 +44,6 @@ class TicketSchema(colander.MappingSchema):
     expires_at = colander.SchemaNode(colander.DateTime(), missing=None)
     lifetime_days = colander.SchemaNode(colander.Integer(), validator=colander.Range(1, 3650),
                                         missing=None)
-
-
-def _partial(schema):
-    for node in schema.children:
-        node.missing = colander.drop
-    return schema
 
 
 def serialise(request, row):
@@ -120,14 +125,13 @@ def put_ticket(request):
 
 @ticket.patch(permission=Permission.EDIT)
 def patch_ticket(request):
-    return _change(request, _partial(TicketSchema()))
+    return _change(request, partial(TicketSchema()))
 
 
 @ticket.delete(permission=Permission.DELETE)
 def delete_ticket(request):
     services.delete_ticket(request.dbsession, request.storage, request.context.ticket)
-    request.response.status_int = 204
-    return request.response
+    return no_content(request)
 
 
 @ticket_token.post(permission=Permission.EDIT)
