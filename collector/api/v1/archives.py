@@ -135,12 +135,6 @@ def download_archive(request):
         raise NotFound("the archive's file is missing from storage") from None
     # Always octet-stream: a client must never decompress or render a customer's archive.
     response = Response(conditional_response=True, content_type="application/octet-stream")
-    response.content_length = row.size
-    response.etag = row.sha256
-    response.last_modified = row.time_create
-    response.accept_ranges = "bytes"
-    response.content_disposition = content_disposition(row.name)
-    response.cache_control = "private, no-transform"
     wrapper = request.environ.get("wsgi.file_wrapper")
     # A ranged answer needs FileIter's seek; a whole one goes through the server's
     # file wrapper, which streams without Python-level iteration.
@@ -148,4 +142,11 @@ def download_archive(request):
         response.app_iter = FileIter(handle, BLOCK)
     else:
         response.app_iter = wrapper(handle, BLOCK)
+    # After app_iter: setting app_iter clears Content-Length.
+    response.content_length = row.size
+    response.etag = row.sha256
+    response.last_modified = row.time_create
+    response.accept_ranges = "bytes"
+    response.content_disposition = content_disposition(row.name)
+    response.cache_control = "private, no-transform"
     return response

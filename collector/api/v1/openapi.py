@@ -1,0 +1,522 @@
+"""/api/v1/openapi.json — the OpenAPI 3.1 document of every v1 endpoint.
+
+Written by hand next to the services rather than generated from them: a generator would
+document whatever the code happens to do, while this is the contract the code is held to.
+``tests/functional/test_openapi.py`` checks that every cornice service and method appears
+here, that nothing appears here that no service serves, and that real answers match the
+schemas. The request schemas mirror the colander schemas of the service modules.
+"""
+
+import copy
+import functools
+
+from cornice import Service
+from pyramid.security import NO_PERMISSION_REQUIRED
+
+from collector.api.v1 import DEFAULT_LIMIT, MAX_LIMIT, PREFIX, ROUTES, error_handler
+from collector.tickets.services import PLATFORM_NAME
+
+openapi = Service(name="openapi", pyramid_route="api.openapi",
+                  description="The OpenAPI 3.1 document of API v1", error_handler=error_handler)
+
+# --- building blocks ----------------------------------------------------------------------
+
+STRING, INTEGER, BOOLEAN = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
+TIME = {"type": "string", "format": "date-time"}
+TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+BINARY = {"type": "string", "contentMediaType": "application/octet-stream"}
+
+
+def ref(name, kind="schemas"):
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def obj(properties, required=(), **extra):
+    return {"type": "object", "properties": properties, "required": list(required), **extra}
+
+
+def returned(properties, **extra):
+    """A response object: every field is always present."""
+    return obj(properties, properties, **extra)
+
+
+def partial(schema):
+    """PATCH bodies: the same fields, none required (``colander.drop`` in the modules)."""
+    return {**schema, "required": [], "minProperties": 1}
+
+
+def json_content(schema):
+    return {"application/json": {"schema": schema}}
+
+
+def answer(description, schema=None, headers=None, content=None):
+    response = {"description": description}
+    if schema is not None:
+        content = json_content(schema)
+    if content is not None:
+        response["content"] = content
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+# Error answers: all are {"detail": …}; validation failures add the `errors` list.
+ERRORS = {
+    400: "Bad request: invalid JSON, parameters or fields (see `detail` and `errors`)",
+    401: "No credentials, or invalid or expired ones",
+    403: "Not allowed: permission, platform restriction, missing two-factor, or CSRF",
+    404: "No such resource (or not visible to the caller)",
+    409: "Conflicts with an existing resource",
+    413: "The archive is larger than the upload limit",
+    423: "The upload token is unusable: ticket resolved, token expired or out of attempts",
+    429: "Too many failed sign-in attempts; retry after `Retry-After` seconds",
+    503: "The database is unavailable; retry after `Retry-After` seconds",
+    507: "Not enough free space on the server",
+}
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying",
+                               "schema": INTEGER}}
+OCTETS = {"application/octet-stream": {"schema": BINARY}}
+FILE_HEADERS = {
+    "Content-Disposition": {"description": "RFC 6266, the name as UTF-8 `filename*`",
+                            "schema": STRING},
+    "ETag": {"description": "The sha256, quoted", "schema": STRING},
+    "Last-Modified": {"schema": STRING},
+    "Accept-Ranges": {"schema": {"const": "bytes"}},
+    "Content-Length": {"schema": INTEGER},
+}
+LIST_HEADERS = {"X-Total-Count": ref("X-Total-Count", "headers"),
+                "Link": ref("Link", "headers")}
+
+
+def operation(operation_id, summary, ok, errors=(), *, description=None, parameters=(),
+              body=None, security=None):
+    """One operation; ``ok`` maps the success status to its response object."""
+    op = {"operationId": operation_id, "summary": summary}
+    if description:
+        op["description"] = description
+    if parameters:
+        op["parameters"] = list(parameters)
+    if body is not None:
+        op["requestBody"] = body
+    responses = {str(status): response for status, response in ok.items()}
+    # Any request that touches the database may find it down: 503 on every operation.
+    for status in sorted({*errors, 503}):
+        responses[str(status)] = ref(str(status), "responses")
+    op["responses"] = responses
+    if security is not None:
+        op["security"] = security
+    return op
+
+
+def json_body(schema):
+    return {"required": True, "content": json_content(schema)}
+
+
+PUBLIC = []
+UPLOADER = [{"uploadToken": []}]
+# Staff: the default of the document (`security` at the top level).
+STAFF = [{"bearer": []}, {"session": []}]
+
+# --- schemas (the serialisers and colander schemas of the service modules) ----------------
+
+SCHEMAS = {
+    "Error": obj({
+        "detail": {**STRING, "description": "What went wrong, for a person"},
+        "errors": {"type": "array", "description": "Each invalid field (validation only)",
+                   "items": obj({"location": STRING, "name": STRING, "description": STRING},
+                                ["location", "name", "description"])},
+    }, ["detail"]),
+    "Platform": returned({
+        "id": INTEGER,
+        "name": {**STRING, "pattern": PLATFORM_NAME.pattern},
+        "pretty_name": STRING,
+        "restricted": {**BOOLEAN, "description": "Only members and admins see it"},
+        "members": {"type": "array", "items": STRING, "description": "Usernames"},
+    }),
+    "PlatformInput": obj({
+        "name": {**STRING, "pattern": PLATFORM_NAME.pattern},
+        "pretty_name": {**STRING, "minLength": 1, "maxLength": 100},
+        "restricted": {**BOOLEAN, "default": False},
+        "members": {"type": "array", "items": STRING, "default": [],
+                    "description": "Usernames of the members (restricted platforms)"},
+    }, ["name", "pretty_name"]),
+    "Ticket": returned({
+        "id": INTEGER,
+        "number": {**INTEGER, "description": "The help-desk case number"},
+        "resolved": BOOLEAN,
+        "token": {**STRING, "description": "The upload token"},
+        "attempts": {**INTEGER, "description": "Uploads left"},
+        "platform": {**STRING, "description": "Platform name"},
+        "time_create": TIME,
+        "time_update": TIME_OR_NULL,
+        "user": {"type": ["string", "null"], "description": "Who created it"},
+        "note": STRING,
+        "expires_at": {**TIME, "description": "The upload token is refused from then on"},
+    }),
+    "TicketInput": obj({
+        "number": {**INTEGER, "minimum": 1, "maximum": 2**62},
+        "platform": {**STRING, "minLength": 1, "maxLength": 20},
+        "attempts": {"type": ["integer", "null"], "minimum": 0, "maximum": 1000,
+                     "description": "Default: the server's ticket.attempts"},
+        "resolved": {**BOOLEAN, "default": False},
+        "note": {**STRING, "maxLength": 10000, "default": ""},
+        "expires_at": TIME_OR_NULL,
+        "lifetime_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 3650,
+                          "description": "Token lifetime from now (when no expires_at)"},
+    }, ["number", "platform"]),
+    "Archive": returned({
+        "id": INTEGER,
+        "file": {**STRING, "format": "uri", "description": "Download URL"},
+        "ticket": {**INTEGER, "description": "Ticket number"},
+        "time_create": TIME,
+        "name": {**STRING, "description": "Original file name (sanitised)"},
+        "size": {**INTEGER, "minimum": 1, "description": "Bytes"},
+        "md5": {**STRING, "pattern": "^[0-9a-f]{32}$"},
+        "sha256": {**STRING, "pattern": "^[0-9a-f]{64}$"},
+    }),
+    "ArchivePatch": obj({
+        "name": {**STRING, "minLength": 1, "maxLength": 255},
+        "ticket": {**INTEGER, "description": "Move to the ticket with this number"},
+    }, minProperties=1),
+    "Credentials": obj({
+        "username": {**STRING, "minLength": 1, "maxLength": 150},
+        "password": {**STRING, "minLength": 1, "maxLength": 1024},
+        "otp": {**STRING, "minLength": 1, "maxLength": 16, "description": "TOTP code"},
+    }, ["username", "password", "otp"]),
+    "RefreshInput": obj({"refresh": {**STRING, "minLength": 1, "maxLength": 200}},
+                        ["refresh"]),
+    "TokenInput": obj({"token": {**STRING, "minLength": 1, "maxLength": 200}}, ["token"]),
+    "TokenPair": returned({
+        "access": {**STRING, "description": "Bearer token for the Authorization header"},
+        "refresh": {**STRING, "description": "Exchange it at /auth/token/refresh/"},
+    }),
+    "TokenVerification": returned({
+        "valid": {"const": True},
+        "kind": {"enum": ["access", "refresh", "personal"]},
+        "user": STRING,
+        "expires_at": TIME_OR_NULL,
+    }),
+    "PersonalToken": returned({
+        "id": INTEGER, "name": STRING, "time_create": TIME, "expires_at": TIME_OR_NULL,
+        "mfa": {**BOOLEAN, "description": "Minted by a two-factor verified caller"},
+    }),
+    "NewPersonalToken": {"allOf": [ref("PersonalToken"), returned({
+        "token": {**STRING, "description": "The secret; shown this once only"}})]},
+    "PersonalTokenInput": obj({
+        "name": {**STRING, "minLength": 1, "maxLength": 100},
+        "lifetime_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 3650,
+                          "description": "Omit for a token that does not expire"},
+    }, ["name"]),
+    "TokenState": returned({
+        "token": STRING, "attempts": INTEGER, "resolved": BOOLEAN, "expires_at": TIME,
+        "valid": {**BOOLEAN, "description": "Whether an upload would be accepted now"},
+        "detail": {**STRING, "description": "Why not, or `token is valid`"},
+    }),
+    "Health": returned({
+        "status": {"enum": ["ok", "error"]},
+        "database": {"enum": ["ok", "unavailable"]},
+        "storage": {"enum": ["ok", "not writable"]},
+    }),
+    "Storage": returned({
+        "total": INTEGER, "used": INTEGER, "free": INTEGER,
+        "used_percent": {"type": "number", "minimum": 0, "maximum": 100},
+        "reserve": {**INTEGER, "description": "Bytes always kept free"},
+        "status": {"enum": ["ok", "low", "full"]},
+    }),
+}
+
+# --- parameters -----------------------------------------------------------------------------
+
+
+def query(name, schema, description, **extra):
+    return {"name": name, "in": "query", "schema": schema, "description": description,
+            **extra}
+
+
+def header(name, schema, description, required=False):
+    return {"name": name, "in": "header", "schema": schema, "description": description,
+            "required": required}
+
+
+def comma_list(name, description):
+    return query(name, {"type": "array", "items": INTEGER}, description, style="form",
+                 explode=False)
+
+
+TIME_BOUND = {"type": "string", "anyOf": [{"format": "date-time"}, {"format": "date"}],
+              "description": "ISO 8601; without an offset it means UTC"}
+PARAMETERS = {
+    "limit": query("limit", {**INTEGER, "minimum": 1, "maximum": MAX_LIMIT,
+                             "default": DEFAULT_LIMIT}, "Page size"),
+    "offset": query("offset", {**INTEGER, "minimum": 0, "default": 0}, "Items to skip"),
+    "time_create__gte": query("time_create__gte", TIME_BOUND, "Created at or after"),
+    "time_create__lte": query("time_create__lte", TIME_BOUND, "Created at or before"),
+    "Upload-Token": header("Upload-Token", STRING, "The ticket's upload token", True),
+}
+PAGE = [ref("limit", "parameters"), ref("offset", "parameters")]
+TIME_BOUNDS = [ref("time_create__gte", "parameters"), ref("time_create__lte", "parameters")]
+
+# The template variables of ROUTES' paths.
+PATH_PARAMETERS = {
+    "name": {**STRING, "pattern": PLATFORM_NAME.pattern},
+    "number": INTEGER,
+    "id": INTEGER,
+    "filename": {**STRING, "description": "Stored as the archive's name"},
+    "token": {**STRING, "description": "An upload token"},
+}
+
+# --- the operations, by route name and method ----------------------------------------------
+
+WRITE = (400, 401, 403, 404, 409)
+ITEM = (401, 403, 404)
+
+
+def _list(name, schema, filters):
+    return operation(f"list{name}", f"List {name.lower()} the caller may view",
+                     {200: answer("One page, newest or alphabetical first",
+                                  {"type": "array", "items": ref(schema)}, LIST_HEADERS)},
+                     (400, 401, 403), parameters=[*filters, *PAGE])
+
+
+def _label(name):
+    """``PersonalToken`` → ``personal token``."""
+    return "".join(f" {c.lower()}" if c.isupper() else c for c in name).strip()
+
+
+def _one(verb, name, schema, errors=ITEM, status=200, description=None, **kwargs):
+    label = _label(name)
+    article = "an" if label[0] in "aeiou" else "a"
+    summary = f"{verb.capitalize()} {article} {label}" if status == 201 else \
+        f"{verb.capitalize()} the {label}"
+    return operation(f"{verb}{name}", summary, {status: answer(f"The {label}", ref(schema))},
+                     errors, description=description, **kwargs)
+
+
+def _delete(name, errors=ITEM, description=None):
+    return operation(f"delete{name}", f"Delete the {_label(name)}", {204: answer("Deleted")},
+                     errors, description=description)
+
+
+UPLOAD = operation(
+    "uploadArchive", "Upload an archive to the ticket of the Upload-Token",
+    {201: answer("Stored", ref("Archive"), {"Location": {
+        "description": "The new archive", "schema": {**STRING, "format": "uri"}}})},
+    (400, 401, 403, 413, 423, 507),
+    description="As multipart/form-data with a `file` field, or the raw bytes as the body "
+                "(name from `?filename=`, `Content-Disposition` or the path). One of the "
+                "ticket's attempts is spent only when the archive is stored. PUT is accepted "
+                "too, as `curl -T` sends it.",
+    parameters=[ref("Upload-Token", "parameters"),
+                query("filename", STRING, "File name of a raw-body upload"),
+                header("Content-Disposition", STRING, "May carry the file name of a raw body")],
+    body={"required": True, "content": {
+        "multipart/form-data": {"schema": obj({"file": BINARY}, ["file"])},
+        "application/octet-stream": {"schema": BINARY}}},
+    security=UPLOADER)
+
+OPERATIONS = {
+    "api.platforms": {
+        "get": _list("Platforms", "Platform", []),
+        "post": _one("create", "Platform", "Platform", WRITE, 201,
+                     body=json_body(ref("PlatformInput")), description="Admins only."),
+    },
+    "api.platform": {
+        "get": _one("get", "Platform", "Platform"),
+        "put": _one("replace", "Platform", "Platform", WRITE,
+                    body=json_body(ref("PlatformInput")), description="Admins only."),
+        "patch": _one("update", "Platform", "Platform", WRITE,
+                      body=json_body(partial(SCHEMAS["PlatformInput"])),
+                      description="Admins only."),
+        "delete": _delete("Platform", (401, 403, 404, 409),
+                          "Admins only; refused (409) while it has tickets."),
+    },
+    "api.tickets": {
+        "get": _list("Tickets", "Ticket", [
+            comma_list("number", "Ticket numbers, comma-separated"),
+            query("resolved", BOOLEAN, "Resolved or not (also 1/0, yes/no)"),
+            query("platform", STRING, "Platform name"),
+            query("user", STRING, "Username of the creator"),
+            query("search", STRING, "Part of the number or of the note"), *TIME_BOUNDS]),
+        "post": _one("create", "Ticket", "Ticket", WRITE, 201,
+                     body=json_body(ref("TicketInput")),
+                     description="Mints the upload token; 404 when the platform does not "
+                                 "exist, 403 when the caller may not add tickets to it."),
+    },
+    "api.ticket": {
+        "get": _one("get", "Ticket", "Ticket"),
+        "put": _one("replace", "Ticket", "Ticket", WRITE, body=json_body(ref("TicketInput")),
+                    description="Fields left out take their defaults (`resolved` false, "
+                                "`note` empty). `lifetime_days` counts from now."),
+        "patch": _one("update", "Ticket", "Ticket", WRITE,
+                      body=json_body(partial(SCHEMAS["TicketInput"])),
+                      description="`lifetime_days` counts from now: it extends the token."),
+        "delete": _delete("Ticket", description="Its archives and their files go with it."),
+    },
+    "api.ticket.token": {
+        "post": operation("rotateTicketToken", "Replace the ticket's upload token",
+                          {200: answer("The ticket with its new token", ref("Ticket"))}, ITEM),
+    },
+    "api.archives": {
+        "get": _list("Archives", "Archive", [
+            comma_list("ticket", "Ticket numbers, comma-separated"),
+            comma_list("id", "Archive ids, comma-separated"), *TIME_BOUNDS]),
+        "post": UPLOAD,
+        "put": {**UPLOAD, "operationId": "putArchive"},
+    },
+    "api.archive.named": {
+        "put": {**UPLOAD, "operationId": "putNamedArchive",
+                "summary": "Upload an archive named by the path (`curl -T file …/archives/`)"},
+    },
+    "api.archive": {
+        "get": _one("get", "Archive", "Archive"),
+        "patch": _one("update", "Archive", "Archive", (400, 401, 403, 404),
+                      body=json_body(ref("ArchivePatch")),
+                      description="Rename it, or move it to another ticket (by number)."),
+        "delete": _delete("Archive", description="Its file is removed after the commit."),
+    },
+    "api.archive.download": {
+        "get": operation(
+            "downloadArchive", "Download the archive's bytes",
+            {200: answer("The whole file", headers=FILE_HEADERS, content=OCTETS),
+             206: answer("The requested range", content=OCTETS,
+                         headers={**FILE_HEADERS, "Content-Range": {"schema": STRING}}),
+             304: answer("Not modified (If-None-Match, If-Modified-Since)"),
+             # WebOb's conditional response answers this one itself, in plain text.
+             416: answer("The requested range cannot be satisfied",
+                         content={"text/plain": {"schema": STRING}, **json_content(ref("Error"))},
+                         headers={"Content-Range": {"schema": STRING,
+                                                    "description": "`bytes */size`"}})},
+            (401, 403, 404),
+            description="Needs a two-factor verified caller. Always application/octet-stream, "
+                        "never compressed or rendered.",
+            parameters=[header("Range", STRING, "e.g. `bytes=1000-` to resume"),
+                        header("If-Range", STRING, "ETag or date the range depends on"),
+                        header("If-None-Match", STRING, "ETag (the sha256)")]),
+    },
+    "api.check.health": {
+        "get": {"operationId": "getHealth", "summary": "Is the service up (database, storage)",
+                "responses": {"200": answer("Healthy", ref("Health")),
+                              "503": answer("Unhealthy", ref("Health"), RETRY_AFTER)},
+                "security": PUBLIC},
+    },
+    "api.check.storage": {
+        "get": operation("getStorage", "Disk usage of the archive storage",
+                         {200: answer("Usage in bytes", ref("Storage"))}, (401, 403)),
+    },
+    "api.check.token": {
+        "get": operation("getTokenState", "State of an upload token",
+                         {200: answer("The token's state", ref("TokenState"))}, (404,),
+                         security=PUBLIC),
+    },
+    "api.auth.token": {
+        "post": operation("obtainTokens", "Exchange password and TOTP code for bearer tokens",
+                          {200: answer("Access and refresh tokens", ref("TokenPair"))},
+                          (400, 401, 429), body=json_body(ref("Credentials")),
+                          security=PUBLIC),
+    },
+    "api.auth.refresh": {
+        "post": operation("refreshTokens", "Rotate a refresh token (the old pair is revoked)",
+                          {200: answer("New access and refresh tokens", ref("TokenPair"))},
+                          (400, 401), body=json_body(ref("RefreshInput")), security=PUBLIC),
+    },
+    "api.auth.verify": {
+        "post": operation("verifyToken", "Is a token valid",
+                          {200: answer("Valid", ref("TokenVerification"))}, (400, 401),
+                          body=json_body(ref("TokenInput")), security=PUBLIC),
+    },
+    "api.auth.revoke": {
+        "post": operation("revokeToken", "Revoke a token (and the access tokens it minted)",
+                          {204: answer("Revoked")}, (400, 401),
+                          body=json_body(ref("TokenInput")), security=PUBLIC),
+    },
+    "api.auth.tokens": {
+        "get": operation("listPersonalTokens", "The caller's personal API tokens",
+                         {200: answer("All of them (not paginated)",
+                                      {"type": "array", "items": ref("PersonalToken")})},
+                         (401, 403)),
+        "post": operation("createPersonalToken", "Create a personal API token",
+                          {201: answer("Created; the secret is in `token`",
+                                       ref("NewPersonalToken"))}, (400, 401, 403),
+                          body=json_body(ref("PersonalTokenInput"))),
+    },
+    "api.auth.personal": {
+        "delete": _delete("PersonalToken"),
+    },
+    "api.openapi": {
+        "get": {"operationId": "getOpenAPI", "summary": "This document",
+                "responses": {"200": answer("OpenAPI 3.1", {"type": "object"})},
+                "security": PUBLIC},
+    },
+}
+
+
+def _head(get):
+    """HEAD: cornice registers it beside every GET; the same answers without a body."""
+    responses = {}
+    for status, response in get["responses"].items():
+        if "$ref" in response:
+            response = {"description": ERRORS[int(status)]}
+        responses[status] = {k: v for k, v in response.items() if k != "content"}
+    operation_id, summary = get["operationId"], get["summary"]
+    return {**get, "responses": responses,
+            "operationId": f"head{operation_id[0].upper()}{operation_id[1:]}",
+            "summary": f"Headers only: {summary[0].lower()}{summary[1:]}"}
+
+
+def _path_item(route, operations):
+    path = ROUTES[route][0]
+    item = {}
+    names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+    if names:
+        item["parameters"] = [{"name": name, "in": "path", "required": True,
+                               "schema": PATH_PARAMETERS[name]} for name in names]
+    item.update(copy.deepcopy(operations))
+    if "get" in item:
+        item["head"] = _head(item["get"])
+    return PREFIX + path, item
+
+
+@functools.cache
+def document():
+    """The document without ``servers`` (that depends on the request)."""
+    error_responses = {str(status): answer(text, ref("Error"))
+                       for status, text in ERRORS.items()}
+    for status in ("429", "503"):
+        error_responses[status]["headers"] = RETRY_AFTER
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Logs Collector API", "version": "1",
+            "description": "Staff manage platforms and tickets and fetch archives; customers "
+                           "upload archives with a ticket's upload token. Lists are plain "
+                           "JSON arrays paginated with `limit`/`offset`, `X-Total-Count` and "
+                           "`Link`. Every path also answers without its trailing slash.",
+        },
+        "security": STAFF,
+        "paths": dict(_path_item(route, ops) for route, ops in OPERATIONS.items()),
+        "components": {
+            "schemas": SCHEMAS,
+            "parameters": PARAMETERS,
+            "responses": error_responses,
+            "headers": {
+                "X-Total-Count": {"description": "Items matching, over all pages",
+                                  "schema": {**INTEGER, "minimum": 0}},
+                "Link": {"description": "RFC 8288 `first`, `last`, `prev`, `next` pages",
+                         "schema": STRING},
+            },
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "An access token from /auth/token/ or a personal "
+                                          "API token (`Authorization: Bearer …`)"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "session",
+                            "description": "The web sign-in; writes need `X-CSRF-Token`"},
+                "uploadToken": {"type": "apiKey", "in": "header", "name": "Upload-Token",
+                                "description": "A ticket's upload token: uploads only"},
+            },
+        },
+    }
+
+
+@openapi.get(permission=NO_PERMISSION_REQUIRED)
+def get_openapi(request):
+    return {**document(), "servers": [{"url": request.application_url}]}
