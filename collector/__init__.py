@@ -7,10 +7,10 @@ from pathlib import Path
 # Pyramid 2.1 and cornice 6.1 import pkg_resources (setuptools<81 is pinned for it).
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
-from pyramid.config import Configurator
+from pyramid.config import Configurator  # noqa: E402
 
-from collector import settings as settings_module
-from collector.resources import root_factory
+from collector import settings as settings_module  # noqa: E402
+from collector.resources import root_factory  # noqa: E402
 
 
 def main(global_config, **settings):

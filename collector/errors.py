@@ -48,6 +48,10 @@ class PayloadTooLarge(DomainError):
     status = 413
 
 
+class RangeNotSatisfiable(DomainError):
+    status = 416
+
+
 class Locked(DomainError):
     status = 423
 

@@ -63,7 +63,8 @@ def bearer_identity(request):
     scheme, _, secret = header.partition(" ")
     if scheme.lower() not in {"bearer", "token"} or not secret.strip():
         return None
-    token = services.find_valid_token(request.dbsession, secret.strip(), kinds={"access", "personal"})
+    token = services.find_valid_token(request.dbsession, secret.strip(),
+                                      kinds={"access", "personal"})
     if token is None or not token.user.is_active:
         return None
     return Identity("bearer", user=token.user, token=token, mfa=token.mfa)

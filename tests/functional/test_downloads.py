@@ -52,6 +52,7 @@ def test_unsatisfiable_range_and_conditionals(testapp, staff, uploaded):
     res = testapp.get(url, headers={**staff.headers, "Range": f"bytes={len(body)}-"},
                       status=416)
     assert res.headers["Content-Range"] == f"bytes */{len(body)}"
+    assert res.json["detail"] == "requested range not satisfiable"
     etag = f'"{archive["sha256"]}"'
     testapp.get(url, headers={**staff.headers, "If-None-Match": etag}, status=304)
     # If-Range with a stale validator: the whole file, not a fragment of a different one

@@ -26,7 +26,8 @@ ROUTES = {
                          "/tickets/{number}"),
     "api.archives": ("/archives/", "/archives{slash:/?}", "/archives"),
     # `curl -T logs.tgz …/archives/` sends PUT …/archives/logs.tgz: an upload by name.
-    "api.archive.named": ("/archives/{filename}", "/archives/{filename}", None),
+    # A name of digits only is an archive id (PUT there is not an upload).
+    "api.archive.named": ("/archives/{filename}", r"/archives/{filename:.*[^0-9/].*}", None),
     "api.archive": ("/archives/{id}/", "/archives/{id}{slash:/?}", "/archives/{id}"),
     "api.archive.download": ("/archives/{id}/download", "/archives/{id}/download{slash:/?}",
                              "/archives/{id}"),
@@ -56,8 +57,18 @@ def includeme(config):
 
 # --- shared helpers of the v1 services ----------------------------------------------------
 
+def Boolean():
+    """A strict JSON boolean: ``"no"`` is an error, not ``True`` (colander's default)."""
+    return colander.Boolean(true_choices=("true", "1"), false_choices=("false", "0"))
+
+
+def Integer():
+    """A strict integer: ``1.7`` is an error, not ``1``."""
+    return colander.Integer(strict=True)
+
+
 def error_handler(request):
-    """Cornice validation errors as ``{"detail", "errors"}`` with status 400."""
+    """Cornice's own errors (405, 406, 415 …) in the shape of ours: ``detail``, ``errors``."""
     errors = list(request.errors)
     first = errors[0] if errors else {}
     detail = f"{first.get('name') or first.get('location', 'request')}: " \
@@ -65,7 +76,7 @@ def error_handler(request):
     response = request.response
     response.status_int = request.errors.status
     response.content_type = "application/json"
-    response.json_body = {"detail": detail, "status": "error", "errors": errors}
+    response.json_body = {"detail": detail, "errors": errors}
     return response
 
 

@@ -7,6 +7,7 @@ from cornice import Service
 from pyramid.response import FileIter, Response
 
 from collector.api.v1 import (
+    Integer,
     error_handler,
     int_list,
     iso,
@@ -19,7 +20,7 @@ from collector.api.v1 import (
 )
 from collector.archives import services
 from collector.archives.uploads import upload_from_request
-from collector.errors import Forbidden, NotFound
+from collector.errors import Forbidden, NotFound, RangeNotSatisfiable
 from collector.resources import ticket_node
 from collector.security import Permission
 from collector.tickets import services as tickets
@@ -39,7 +40,7 @@ BLOCK = 256 * 1024
 class ArchivePatchSchema(colander.MappingSchema):
     name = colander.SchemaNode(colander.String(), validator=colander.Length(1, 255),
                                missing=colander.drop)
-    ticket = colander.SchemaNode(colander.Integer(), missing=colander.drop)
+    ticket = colander.SchemaNode(Integer(), missing=colander.drop)
 
 
 def serialise(request, row):
@@ -129,12 +130,22 @@ def content_disposition(name):
 @download.get(permission=Permission.DOWNLOAD)
 def download_archive(request):
     row = request.context.archive
+    # Always octet-stream: a client must never decompress or render a customer's archive.
+    response = Response(conditional_response=True, content_type="application/octet-stream")
+    response.etag = row.sha256
+    response.last_modified = row.time_create
+    response.accept_ranges = "bytes"
+    response.content_disposition = content_disposition(row.name)
+    response.cache_control = "private, no-transform"
+    if request.range is not None and request.range.range_for_length(row.size) is None \
+            and response in request.if_range:
+        # webob would answer this itself, in plain text; keep the JSON error contract.
+        raise RangeNotSatisfiable("requested range not satisfiable",
+                                  Content_Range=f"bytes */{row.size}")
     try:
         handle = request.storage.open(row.storage_key)
     except FileNotFoundError:
         raise NotFound("the archive's file is missing from storage") from None
-    # Always octet-stream: a client must never decompress or render a customer's archive.
-    response = Response(conditional_response=True, content_type="application/octet-stream")
     wrapper = request.environ.get("wsgi.file_wrapper")
     # A ranged answer needs FileIter's seek; a whole one goes through the server's
     # file wrapper, which streams without Python-level iteration.
@@ -144,9 +155,4 @@ def download_archive(request):
         response.app_iter = wrapper(handle, BLOCK)
     # After app_iter: setting app_iter clears Content-Length.
     response.content_length = row.size
-    response.etag = row.sha256
-    response.last_modified = row.time_create
-    response.accept_ranges = "bytes"
-    response.content_disposition = content_disposition(row.name)
-    response.cache_control = "private, no-transform"
     return response

@@ -5,7 +5,7 @@ from cornice import Service
 
 from collector.accounts import services
 from collector.accounts.models import ApiToken
-from collector.api.v1 import error_handler, iso, json_body, no_content, validate
+from collector.api.v1 import Integer, error_handler, iso, json_body, no_content, validate
 from collector.errors import NotFound, Unauthorized, json_error
 from collector.security import Permission
 
@@ -42,7 +42,7 @@ class TokenSchema(colander.MappingSchema):
 
 class PersonalSchema(colander.MappingSchema):
     name = colander.SchemaNode(colander.String(), validator=colander.Length(1, 100))
-    lifetime_days = colander.SchemaNode(colander.Integer(), validator=colander.Range(1, 3650),
+    lifetime_days = colander.SchemaNode(Integer(), validator=colander.Range(1, 3650),
                                         missing=None)
 
 

@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from collector.accounts.models import User
 from collector.api.v1 import (
+    Boolean,
     error_handler,
     json_body,
     no_content,
@@ -29,7 +30,7 @@ class PlatformSchema(colander.MappingSchema):
     name = colander.SchemaNode(colander.String(), validator=colander.Regex(
         PLATFORM_NAME, "lower-case letters, digits, - and _, at most 20"))
     pretty_name = colander.SchemaNode(colander.String(), validator=colander.Length(1, 100))
-    restricted = colander.SchemaNode(colander.Boolean(), missing=False)
+    restricted = colander.SchemaNode(Boolean(), missing=False)
     members = colander.SchemaNode(colander.List(), missing=[])
 
 

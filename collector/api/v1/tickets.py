@@ -6,6 +6,8 @@ import colander
 from cornice import Service
 
 from collector.api.v1 import (
+    Boolean,
+    Integer,
     error_handler,
     int_list,
     iso,
@@ -34,15 +36,15 @@ ticket_token = Service(name="ticket_token", pyramid_route="api.ticket.token",
 
 
 class TicketSchema(colander.MappingSchema):
-    number = colander.SchemaNode(colander.Integer(), validator=colander.Range(1, 2**62))
+    number = colander.SchemaNode(Integer(), validator=colander.Range(1, 2**62))
     platform = colander.SchemaNode(colander.String(), validator=colander.Length(1, 20))
-    attempts = colander.SchemaNode(colander.Integer(), validator=colander.Range(0, 1000),
+    attempts = colander.SchemaNode(Integer(), validator=colander.Range(0, 1000),
                                    missing=None)
-    resolved = colander.SchemaNode(colander.Boolean(), missing=False)
+    resolved = colander.SchemaNode(Boolean(), missing=False)
     note = colander.SchemaNode(colander.String(allow_empty=True),
                                validator=colander.Length(0, 10000), missing="")
     expires_at = colander.SchemaNode(colander.DateTime(), missing=None)
-    lifetime_days = colander.SchemaNode(colander.Integer(), validator=colander.Range(1, 3650),
+    lifetime_days = colander.SchemaNode(Integer(), validator=colander.Range(1, 3650),
                                         missing=None)
 
 

@@ -31,7 +31,11 @@ def _headers(raw):
     if disposition is None:
         raise MultipartError("a multipart part has no Content-Disposition")
     params = dict(disposition.params)
-    return params.get("name"), params.get("filename")
+    filename = params.get("filename")
+    if filename:
+        # Browsers and curl ≥ 7.81 escape these three characters in the quoted name.
+        filename = filename.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
+    return params.get("name"), filename
 
 
 class FilePart:

@@ -1,0 +1,74 @@
+"""/api/v1/check/…: health, storage, token state; and the service index."""
+
+import datetime as dt
+
+
+def test_health_ok(testapp):
+    res = testapp.get("/api/v1/check/health/")
+    assert res.json == {"status": "ok", "database": "ok", "storage": "ok"}
+    assert testapp.get("/api/v1/check/health").json["status"] == "ok"
+
+
+def test_health_503_when_storage_not_writable(testapp, data_dir):
+    (data_dir / "tmp").chmod(0o500)
+    try:
+        import os
+
+        if os.geteuid() == 0:  # root writes anyway: make the dir vanish instead
+            (data_dir / "tmp").chmod(0o700)
+            (data_dir / "tmp").rmdir()
+        res = testapp.get("/api/v1/check/health/", status=503)
+    finally:
+        (data_dir / "tmp").mkdir(exist_ok=True)
+        (data_dir / "tmp").chmod(0o700)
+    assert res.json["storage"] == "not writable" and res.headers["Retry-After"]
+
+
+def test_health_503_when_database_is_down(testapp, app, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    def down(self, *args, **kwargs):
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(Session, "execute", down)
+    res = testapp.get("/api/v1/check/health/", status=503)
+    assert res.json["database"] == "unavailable"
+
+
+def test_storage(testapp, staff):
+    testapp.get("/api/v1/check/storage/", status=401)
+    body = testapp.get("/api/v1/check/storage/", headers=staff.headers).json
+    assert {"total", "used", "free", "used_percent", "status"} <= set(body)
+    assert body["total"] >= body["free"] > 0 and body["status"] in {"ok", "low", "full"}
+
+
+def test_token_state(testapp, factory, dbsession):
+    ticket = factory.ticket(factory.platform("vm6"), 9, attempts=2)
+    state = testapp.get(f"/api/v1/check/token/{ticket.token}").json
+    assert state["token"] == ticket.token and state["attempts"] == 2
+    assert state["resolved"] is False and state["valid"] is True and state["expires_at"]
+    ticket.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    dbsession.merge(ticket)
+    dbsession.commit()
+    state = testapp.get(f"/api/v1/check/token/{ticket.token}").json
+    assert state["valid"] is False and "expired" in state["detail"]
+    assert testapp.get("/api/v1/check/token/unknown", status=404).json["detail"]
+
+
+def test_index_and_unknown_paths(testapp):
+    assert testapp.get("/").json["openapi"].endswith("/api/v1/openapi.json")
+    assert testapp.get("/nothing/here", status=404).json == {"detail": "Not found."}
+    assert testapp.get("/api/v1/nothing", status=404).json["detail"]
+
+
+def test_allowed_hosts(settings, engine):
+    import webtest
+
+    from collector import main
+
+    app = webtest.TestApp(main({}, **settings, allowed_hosts="logs.example.com"))
+    app.get("/api/v1/check/health/", extra_environ={"HTTP_HOST": "logs.example.com"})
+    res = app.get("/api/v1/check/health/", extra_environ={"HTTP_HOST": "evil.example"},
+                  status=400)
+    assert "ALLOWED_HOSTS" in res.json["detail"]

@@ -1,0 +1,441 @@
+"""scripts/uploader.sh, the customer's console client, against a real waitress server.
+
+The script runs as a subprocess under ``sh`` (dash on Debian) and ``bash --posix``, with no
+stdin and an environment of PATH only. The app is wrapped so that each test can prove which
+requests reached the server: a refused token must stop the script before any POST.
+"""
+
+import datetime as dt
+import hashlib
+import http.server
+import json
+import os
+import pathlib
+import pty
+import shutil
+import socket
+import subprocess
+import threading
+import urllib.request
+
+import pytest
+from sqlalchemy import func, select
+
+from collector.archives.models import Archive
+from collector.db import utcnow
+from collector.tickets.models import Ticket
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "uploader.sh"
+SHELLS = {"sh": ["sh"], "bash-posix": ["bash", "--posix"]}
+MiB = 1024 * 1024
+
+
+class RecordingApp:
+    """The WSGI app, noting the method and path of every request that reaches it."""
+
+    def __init__(self, app):
+        self.app = app
+        self.registry = app.registry
+        self.requests = []
+
+    def __call__(self, environ, start_response):
+        self.requests.append((environ["REQUEST_METHOD"], environ["PATH_INFO"]))
+        return self.app(environ, start_response)
+
+    def posts(self):
+        return [r for r in self.requests if r[0] != "GET"]
+
+
+@pytest.fixture
+def app(app):
+    return RecordingApp(app)
+
+
+@pytest.fixture(params=sorted(SHELLS))
+def shell(request):
+    command = SHELLS[request.param]
+    if shutil.which(command[0]) is None:
+        pytest.skip(f"{command[0]} is not installed")
+    return command
+
+
+def run(shell, *args, env=None, timeout=120):
+    return subprocess.run([*shell, str(SCRIPT), *args], check=False, stdin=subprocess.DEVNULL,
+                          capture_output=True, encoding="utf-8", timeout=timeout,
+                          env={"PATH": os.environ["PATH"], **(env or {})})
+
+
+def random_file(path, size):
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def sha256_of(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def archive_count(session):
+    session.rollback()  # see what the server committed, not this session's snapshot
+    return session.scalar(select(func.count()).select_from(Archive))
+
+
+def attempts_of(session, ticket):
+    session.rollback()
+    return session.scalar(select(Ticket.attempts).where(Ticket.id == ticket.id))
+
+
+def closed_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def platform(factory):
+    return factory.platform("vm6")
+
+
+# --- the successful upload ------------------------------------------------------------
+
+def test_upload_prints_and_verifies_sha256(shell, live_server, app, factory, platform,
+                                           dbsession, staff, tmp_path):
+    ticket = factory.ticket(platform, number=4242, attempts=2)
+    path = random_file(tmp_path / "journal é 2024;x.tar.gz", 5 * MiB + 123)
+    local = sha256_of(path)
+
+    done = run(shell, "-f", str(path), "-t", ticket.token, "-u", live_server + "/")
+
+    assert done.returncode == 0, done.stderr
+    assert f"sha256: {local} (server)" in done.stdout
+    assert f"sha256: {local} (local)" in done.stdout
+    assert "OK: the server has exactly this file." in done.stdout
+    assert f"size:   {5 * MiB + 123} bytes" in done.stdout
+    assert "name:   journal é 2024;x.tar.gz" in done.stdout
+    assert "2 upload attempt(s) left" in done.stderr
+    # Not a terminal: no progress bar drawn into the log.
+    assert "#" not in done.stderr
+    assert [m for m, _ in app.requests] == ["GET", "POST"]
+
+    dbsession.rollback()
+    row = dbsession.scalars(select(Archive).where(Archive.ticket_id == ticket.id)).one()
+    assert (row.sha256, row.size) == (local, 5 * MiB + 123)
+    assert row.name == "journal é 2024;x.tar.gz"
+    assert f"Uploaded archive {row.id} to ticket 4242" in done.stdout
+    assert attempts_of(dbsession, ticket) == 1
+
+    # The stored bytes are the file's, as staff download them.
+    request = urllib.request.Request(f"{live_server}/api/v1/archives/{row.id}/download",
+                                     headers=staff.headers)
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert hashlib.sha256(answer.read()).hexdigest() == local
+
+
+@pytest.fixture
+def raw_peer():
+    """A TCP peer that is not an HTTP server: ``peer.reply`` bytes, or silence when None."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)  # a blocked accept() would not notice the listener closing
+    peer = type("Peer", (), {"reply": None, "port": listener.getsockname()[1]})()
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)
+                if peer.reply is not None:
+                    conn.sendall(peer.reply)
+                else:
+                    stop.wait(10)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield peer
+    stop.set()
+    listener.close()
+    thread.join(timeout=15)
+
+
+def test_dst_means_https(shell, raw_peer, tmp_path):
+    """-d DOMAIN speaks https: a plain-http answer makes the TLS handshake fail."""
+    raw_peer.reply = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+    path = random_file(tmp_path / "a.log", 1000)
+    host_port = f"127.0.0.1:{raw_peer.port}"
+
+    done = run(shell, "--file", str(path), "--token", "A" * 43, "--dst", host_port)
+
+    assert done.returncode == 5
+    assert f"https://{host_port}" in done.stderr
+    assert "the TLS handshake failed" in done.stderr
+
+
+def test_timeout_is_explained(shell, raw_peer, tmp_path):
+    path = random_file(tmp_path / "a.log", 1000)
+
+    done = run(shell, "-f", str(path), "-t", "A" * 43, "-d", f"127.0.0.1:{raw_peer.port}",
+               env={"UPLOADER_CONNECT_TIMEOUT": "1"}, timeout=30)
+
+    assert done.returncode == 5
+    assert "timed out" in done.stderr and "UPLOADER_CONNECT_TIMEOUT" in done.stderr
+
+
+# --- refusals before a byte of the file is sent ---------------------------------------
+
+def test_unknown_token_is_refused(shell, live_server, app, dbsession, platform, tmp_path):
+    path = random_file(tmp_path / "a.log", 64 * 1024)
+
+    done = run(shell, "-f", str(path), "-t", "A" * 43, "-u", live_server)
+
+    assert done.returncode == 3
+    assert "token refused: upload token is not valid" in done.stderr
+    assert app.posts() == []
+    assert archive_count(dbsession) == 0
+
+
+@pytest.mark.parametrize("state, detail", [
+    ("used up", "no upload attempts left"),
+    ("resolved", "already resolved"),
+    ("expired", "expired at"),
+])
+def test_unusable_token_stops_before_uploading(shell, live_server, app, factory, platform,
+                                               dbsession, tmp_path, state, detail):
+    if state == "used up":
+        ticket = factory.ticket(platform, attempts=0)
+    elif state == "expired":
+        ticket = factory.ticket(platform, expires_at=utcnow() - dt.timedelta(minutes=1))
+    else:
+        ticket = factory.ticket(platform, attempts=3)
+        ticket.resolved = True
+        dbsession.commit()
+    before = attempts_of(dbsession, ticket)
+    path = random_file(tmp_path / "a.log", 2 * MiB)
+
+    done = run(shell, "-f", str(path), "-t", ticket.token, "-u", live_server)
+
+    assert done.returncode == 3, done.stderr
+    assert "token refused" in done.stderr and detail in done.stderr
+    assert "Uploading" not in done.stderr
+    assert app.requests == [("GET", f"/api/v1/check/token/{ticket.token}")]
+    assert archive_count(dbsession) == 0
+    assert attempts_of(dbsession, ticket) == before
+
+
+def test_token_with_foreign_characters_never_leaves(shell, live_server, app, tmp_path):
+    path = random_file(tmp_path / "a.log", 10)
+
+    done = run(shell, "-f", str(path), "-t", "abc/../../x\r\nX-Evil: 1", "-u", live_server)
+
+    assert done.returncode == 2
+    assert "copy it again" in done.stderr
+    assert app.requests == []
+
+
+# --- refusals by the server during the upload -----------------------------------------
+
+@pytest.mark.parametrize("setting, value, status_text", [
+    ("upload.max_size", 1 * MiB, "larger than this server accepts"),
+    ("storage.reserve", 2**60, "not enough free storage"),
+])
+def test_server_refusal_is_explained(shell, live_server, app, factory, platform, dbsession,
+                                     tmp_path, setting, value, status_text):
+    ticket = factory.ticket(platform, attempts=2)
+    app.registry.settings[setting] = value
+    path = random_file(tmp_path / "big.tar", 2 * MiB)
+
+    done = run(shell, "-f", str(path), "-t", ticket.token, "-u", live_server)
+
+    assert done.returncode == 4, done.stderr
+    assert status_text in done.stderr
+    assert archive_count(dbsession) == 0
+    assert attempts_of(dbsession, ticket) == 2
+
+
+# --- usage and local problems ---------------------------------------------------------
+
+def test_help_and_version(shell):
+    done = run(shell, "-h")
+    assert done.returncode == 0
+    assert done.stdout.startswith("Usage: uploader.sh -f FILE -t TOKEN")
+    for option in ("--file", "--token", "--url", "--dst", "--help", "--version"):
+        assert option in done.stdout
+
+    version = run(shell, "--version")
+    assert version.returncode == 0 and version.stdout.startswith("uploader.sh ")
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "no file given"),
+    (["-f", "x", "-u", "http://h"], "no upload token given"),
+    (["-f", "x", "-t", "t"], "no server given"),
+    (["-f", "x", "-t", "t", "-u", "http://h", "-d", "h"], "not both"),
+    (["-f", "x", "-t", "t", "-u", "ftp://h"], "must start with http:// or https://"),
+    (["-f", "x", "-t", "t", "-d", "https://h"], "-d takes a domain name"),
+    (["-f"], "option -f needs a value"),
+    (["--frobnicate"], "unknown option: --frobnicate"),
+])
+def test_bad_usage(shell, args, message):
+    done = run(shell, *args)
+    assert done.returncode == 2
+    assert message in done.stderr and "--help" in done.stderr
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("missing", "no such file"),
+    ("directory", "not a regular file"),
+    ("empty", "the file is empty"),
+])
+def test_unusable_file(shell, live_server, app, factory, platform, tmp_path, kind, message):
+    ticket = factory.ticket(platform)
+    path = tmp_path / "logs.tar.gz"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "empty":
+        path.write_bytes(b"")
+
+    done = run(shell, "-f", str(path), "-t", ticket.token, "-u", live_server)
+
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert app.requests == []
+
+
+def test_connection_refused(shell, tmp_path):
+    path = random_file(tmp_path / "a.log", 10)
+    url = f"http://127.0.0.1:{closed_port()}"
+
+    done = run(shell, "-f", str(path), "-t", "A" * 43, "-u", url)
+
+    assert done.returncode == 5
+    assert f"could not check the token at {url}" in done.stderr
+    assert "connection refused" in done.stderr
+
+
+# --- what only a misbehaving server can show ------------------------------------------
+
+VALID_TOKEN = json.dumps({"token": "T", "attempts": 1, "resolved": False, "valid": True,
+                          "expires_at": "2099-01-01T00:00:00+00:00",
+                          "detail": "token is valid"}).encode()
+
+
+class FakeCollector(http.server.BaseHTTPRequestHandler):
+    """Answers the token check and the upload (read whole) as the test sets on the server."""
+
+    def do_GET(self):
+        self._answer(*self.server.check_answer)
+
+    def do_POST(self):
+        remaining = int(self.headers["Content-Length"])
+        while remaining:
+            remaining -= len(self.rfile.read(min(remaining, MiB)))
+        self._answer(*self.server.upload_answer)
+
+    def _answer(self, status, headers, body):
+        self.server.seen.append(self.command)
+        self.send_response(status)
+        for name, value in {"Content-Type": "application/json", **headers}.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeCollector)
+    server.check_answer = (200, {}, VALID_TOKEN)
+    server.upload_answer = (201, {}, b"{}")
+    server.seen = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+def test_checksum_mismatch_is_loud(shell, fake_server, tmp_path):
+    path = random_file(tmp_path / "a.log", 300 * 1024)
+    fake_server.upload_answer = (201, {}, json.dumps({
+        "id": 7, "ticket": 1, "name": "a.log", "size": 300 * 1024,
+        "sha256": "0" * 64, "md5": "0" * 32}).encode())
+    url = f"http://127.0.0.1:{fake_server.server_port}"
+
+    done = run(shell, "-f", str(path), "-t", "T", "-u", url)
+
+    assert done.returncode == 6
+    assert "CHECKSUM MISMATCH" in done.stderr
+    assert sha256_of(path) in done.stderr and "0" * 64 in done.stderr
+    assert "OK:" not in done.stdout
+
+
+def test_non_json_server_error_is_readable(shell, fake_server, tmp_path):
+    path = random_file(tmp_path / "a.log", 1000)
+    fake_server.upload_answer = (502, {"Content-Type": "text/html"},
+                                 b"<html><body><h1>502 Bad Gateway</h1></body></html>")
+    url = f"http://127.0.0.1:{fake_server.server_port}"
+
+    done = run(shell, "-f", str(path), "-t", "T", "-u", url)
+
+    assert done.returncode == 4
+    assert "server error (HTTP 502): 502 Bad Gateway" in done.stderr
+
+
+def test_redirect_is_not_followed(shell, fake_server, tmp_path):
+    """An http to https redirect would turn the POST into a GET: say where to go instead."""
+    path = random_file(tmp_path / "a.log", 1000)
+    fake_server.check_answer = (301, {"Location": "https://logs.example.com/"}, b"")
+    url = f"http://127.0.0.1:{fake_server.server_port}"
+
+    done = run(shell, "-f", str(path), "-t", "T", "-u", url)
+
+    assert done.returncode == 1
+    assert "redirect to https://logs.example.com/" in done.stderr
+    assert fake_server.seen == ["GET"]
+
+
+def test_progress_bar_on_a_terminal(live_server, factory, platform, dbsession, tmp_path):
+    ticket = factory.ticket(platform)
+    path = random_file(tmp_path / "a.log", 3 * MiB)
+    master, slave = pty.openpty()
+    with subprocess.Popen(["sh", str(SCRIPT), "-f", str(path), "-t", ticket.token, "-u",
+                           live_server], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=slave, env={"PATH": os.environ["PATH"]}) as proc:
+        os.close(slave)
+        terminal = b""
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the script and curl have closed the terminal
+                break
+            if not data:
+                break
+            terminal += data
+        stdout = proc.stdout.read().decode()
+    os.close(master)
+
+    assert proc.returncode == 0, terminal.decode(errors="replace")
+    assert b"#" in terminal and b"100.0%" in terminal
+    assert "OK: the server has exactly this file." in stdout
+    assert archive_count(dbsession) == 1
+
+
+# --- the script itself ----------------------------------------------------------------
+
+@pytest.mark.parametrize("checker", [["sh", "-n"], ["bash", "--posix", "-n"],
+                                     ["shellcheck", "-s", "sh"]])
+def test_script_is_clean_posix_sh(checker):
+    if shutil.which(checker[0]) is None:
+        pytest.skip(f"{checker[0]} is not installed")
+    done = subprocess.run([*checker, str(SCRIPT)], check=False, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
