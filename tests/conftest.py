@@ -23,6 +23,19 @@ from collector.db import Base, make_engine
 BACKENDS = ["sqlite", "postgresql"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing():
+    """argon2 at production cost takes ~0.1 s a hash; tests hash hundreds of passwords."""
+    import argon2
+
+    from collector.accounts import services
+
+    production = services._hasher
+    services._hasher = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    services._hasher = production
+
+
 def _postgres_url():
     url = os.environ.get("TEST_DB_URL", "")
     if not url:
@@ -177,6 +190,16 @@ def live_server(app):
     thread.start()
     host, port = server.effective_host, server.effective_port
     yield f"http://{host}:{port}"
-    server.close()
-    server.task_dispatcher.shutdown()
+    # Workers first (they poke the trigger), then every socket, closed by the loop thread
+    # itself so it never selects on a closed descriptor; the loop ends when none is left.
+    server.task_dispatcher.shutdown(cancel_pending=True, timeout=10)
+
+    def close_all():
+        for channel in list(server._map.values()):
+            if channel is not server.trigger:
+                channel.close()
+        server.trigger.close()
+
+    server.trigger.pull_trigger(close_all)
     thread.join(timeout=10)
+    assert not thread.is_alive(), "the test server did not stop"
