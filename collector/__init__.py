@@ -21,6 +21,8 @@ def main(global_config, **settings):
     # spool on the archives' filesystem (never a small /tmp), see docs/architecture.md.
     tempfile.tempdir = str(staging)
 
+    # Pyramid's CSRF origin check reads this name.
+    settings["pyramid.csrf_trusted_origins"] = settings["csrf_trusted_origins"]
     config = Configurator(settings=settings, root_factory=root_factory)
     # request.dbsession joined to pyramid_tm's request.tm; retries on serialisation errors
     config.include("collector.db")

@@ -1,6 +1,7 @@
 """The ``collector`` console command: migrate, create-user, create-token, serve, purge."""
 
 import argparse
+import contextlib
 import getpass
 import os
 import sys
@@ -21,11 +22,16 @@ def _settings(config_uri):
     return settings_module.load({"here": str(Path(config_uri).resolve().parent), **raw})
 
 
+@contextlib.contextmanager
 def _engine(settings):
     url = settings["db_url"]
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return make_engine(url)
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def migrate(engine):
@@ -41,14 +47,17 @@ def migrate(engine):
         command.upgrade(config, "head")
 
 
-def _session(engine):
+@contextlib.contextmanager
+def _session(settings):
     from sqlalchemy.orm import Session
 
-    return Session(engine, expire_on_commit=False)
+    with _engine(settings) as engine, Session(engine, expire_on_commit=False) as session:
+        yield session
 
 
 def cmd_migrate(args, settings):
-    migrate(_engine(settings))
+    with _engine(settings) as engine:
+        migrate(engine)
     print(f"database at head: {_safe_url(settings['db_url'])}")
 
 
@@ -73,7 +82,7 @@ def cmd_create_user(args, settings):
     from collector.errors import DomainError
 
     password = _read_password(args)
-    with _session(_engine(settings)) as session, session.begin():
+    with _session(settings) as session, session.begin():
         try:
             user = services.create_user(session, args.name, password, is_admin=args.admin,
                                         email=args.email or "")
@@ -89,7 +98,7 @@ def cmd_create_user(args, settings):
 def cmd_create_token(args, settings):
     from collector.accounts import services
 
-    with _session(_engine(settings)) as session, session.begin():
+    with _session(settings) as session, session.begin():
         user = services.get_user_by_name(session, args.user)
         if user is None:
             raise SystemExit(f"error: no user {args.user}")
@@ -102,7 +111,7 @@ def cmd_create_token(args, settings):
 def _first_run_hint(settings, config_uri):
     from collector.accounts.models import User
 
-    with _session(_engine(settings)) as session:
+    with _session(settings) as session:
         if session.scalar(select(func.count()).select_from(User)):
             return
     command = "collector" if os.environ.get("VIRTUAL_ENV") else ".venv/bin/collector"
@@ -129,7 +138,7 @@ def cmd_purge(args, settings):
 
     storage = LocalArchiveStorage(settings["data_dir"])
     removed = 0
-    with _session(_engine(settings)) as session:
+    with _session(settings) as session:
         on_disk = set(storage.keys())
         referenced = set(session.scalars(select(Archive.storage_key)))
         # Re-read the disk after the query: a file published meanwhile is not an orphan.
