@@ -87,3 +87,16 @@ def test_inactive_user_token_stops_working(testapp, factory, dbsession):
     dbsession.merge(user)
     dbsession.commit()
     testapp.get("/api/v1/tickets/", headers=headers, status=401)
+
+
+def test_forwarded_for_does_not_dodge_the_address_throttle(testapp, factory):
+    users = [factory.user(f"u{i}") for i in range(21)]
+    for i, user in enumerate(users[:20]):
+        testapp.post_json("/api/v1/auth/token/", {"username": user.username, "password": "bad",
+                                                  "otp": "1"}, status=401, headers={
+            "X-Forwarded-For": f"192.0.2.{i}"})
+    last = users[20]
+    testapp.post_json("/api/v1/auth/token/", {"username": last.username,
+                                              "password": last.password,
+                                              "otp": factory.otp(last)}, status=429,
+                      headers={"X-Forwarded-For": "192.0.2.200"})

@@ -49,8 +49,11 @@ class PersonalSchema(colander.MappingSchema):
 @token.post()
 def obtain(request):
     data = validate(Credentials(), json_body(request))
+    # remote_addr, not client_addr: webob's client_addr believes any X-Forwarded-For, which
+    # would let a client pick its own address and dodge the throttle. waitress rewrites
+    # REMOTE_ADDR from a trusted proxy's header only.
     user = services.authenticate(request.dbsession, data["username"], data["password"],
-                                 data["otp"], request.client_addr or "")
+                                 data["otp"], request.remote_addr or "")
     if user is None:
         # Answer without raising so the recorded failure commits and the throttle counts it.
         return json_error(request, 401, "wrong username, password or one-time code")
