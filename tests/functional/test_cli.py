@@ -58,7 +58,7 @@ def test_purge_removes_orphans_and_stale_staging(ini, capsys, testapp, factory, 
     testapp.post("/api/v1/archives/", upload_files=[("file", "a", b"kept")],
                  headers={"Upload-Token": ticket.token}, status=201)
     orphan = data_dir / "archives" / "ff" / ("ff" + "0" * 30)
-    orphan.parent.mkdir()
+    orphan.parent.mkdir(exist_ok=True)
     orphan.write_bytes(b"orphan")
     stale = data_dir / "tmp" / "dead.part"
     stale.write_bytes(b"partial")
