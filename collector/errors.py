@@ -7,7 +7,11 @@ No traceback ever reaches a client: unexpected exceptions are logged and answere
 import logging
 
 from pyramid.httpexceptions import HTTPException
-from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
+from pyramid.view import (
+    exception_view_config,
+    forbidden_view_config,
+    notfound_view_config,
+)
 
 from collector.security import MfaRequired
 

@@ -17,8 +17,10 @@ class Platform(Base):
     # Open to all staff unless an admin restricts it to its members.
     restricted: Mapped[bool] = mapped_column(Boolean, default=False)
 
+    # Loaded only when asked for (a restricted platform's ACL, the platform API): every
+    # ticket query joins its platform, and most never need the members.
     members: Mapped[list["PlatformMember"]] = relationship(
-        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin")
+        cascade="all, delete-orphan", passive_deletes=True, lazy="select")
 
 
 class PlatformMember(Base):

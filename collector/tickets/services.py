@@ -9,6 +9,7 @@ import secrets
 import uuid
 
 from sqlalchemy import String, cast, delete, false, func, or_, select, true, update
+from sqlalchemy.orm import selectinload
 
 from collector.db import utcnow
 from collector.errors import Conflict, Locked, NotFound, Unauthorized
@@ -108,7 +109,8 @@ def visible_platforms_clause(user):
 
 
 def list_platforms(dbsession, user, limit, offset):
-    query = select(Platform).where(visible_platforms_clause(user))
+    query = (select(Platform).where(visible_platforms_clause(user))
+             .options(selectinload(Platform.members)))
     total = dbsession.scalar(select(func.count()).select_from(query.subquery()))
     rows = dbsession.scalars(query.order_by(Platform.name).limit(limit).offset(offset)).all()
     return rows, total

@@ -5,7 +5,14 @@ from cornice import Service
 
 from collector.accounts import services
 from collector.accounts.models import ApiToken
-from collector.api.v1 import Integer, error_handler, iso, json_body, no_content, validate
+from collector.api.v1 import (
+    Integer,
+    error_handler,
+    iso,
+    json_body,
+    no_content,
+    validate,
+)
 from collector.errors import NotFound, Unauthorized, json_error
 from collector.security import Permission
 
