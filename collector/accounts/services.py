@@ -21,9 +21,11 @@ THROTTLE_PER_USER = 5
 THROTTLE_PER_ADDRESS = 20
 TOTP_ISSUER = "Logs Collector"
 
-# A valid-looking hash to verify against when the user does not exist, so that the
-# answer takes as long for an unknown name as for a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+# A real hash (of a random password nobody kept) to verify against when the user does
+# not exist, so an unknown name costs as long as a wrong password. A constant, because
+# hashing at import would cost every process argon2's 64 MiB at start-up.
+_DUMMY_HASH = ("$argon2id$v=19$m=65536,t=3,p=4$m7gUjRxin6EGu5Nqgj2XyA$"
+               "Sk1ijKr6rWUS8xWZCzRAUBklZzMXkvdTfpd4UP283MQ")
 
 
 # --- users -------------------------------------------------------------------------------
