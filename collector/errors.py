@@ -117,8 +117,8 @@ def http_exception(exc, request):
 def unexpected(exc, request):
     from sqlalchemy.exc import DBAPIError, OperationalError
 
-    if isinstance(exc, (OperationalError, DBAPIError)) and getattr(
-            exc, "connection_invalidated", False) or isinstance(exc, OperationalError):
+    if isinstance(exc, DBAPIError) and (exc.connection_invalidated
+                                        or isinstance(exc, OperationalError)):
         log.warning("database unavailable: %s", exc)
         return json_error(request, 503, "database unavailable, try again shortly",
                           {"Retry-After": "5"})

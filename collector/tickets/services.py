@@ -9,6 +9,7 @@ import secrets
 import uuid
 
 from sqlalchemy import String, cast, delete, false, func, or_, select, true, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from collector.db import utcnow
@@ -96,6 +97,14 @@ def consume_attempt(dbsession, ticket):
 
 # --- platforms ---------------------------------------------------------------------------
 
+def _flush_unique(dbsession, what):
+    """Flush; a unique constraint lost to a concurrent request is a 409, not a 500."""
+    try:
+        dbsession.flush()
+    except IntegrityError:
+        raise Conflict(f"{what} already exists") from None
+
+
 def get_platform(dbsession, name):
     return dbsession.scalars(select(Platform).where(Platform.name == name)).one_or_none()
 
@@ -122,7 +131,7 @@ def create_platform(dbsession, name, pretty_name, restricted=False, member_ids=(
     platform = Platform(name=name, pretty_name=pretty_name, restricted=restricted)
     dbsession.add(platform)
     set_platform_members(platform, member_ids)
-    dbsession.flush()
+    _flush_unique(dbsession, f"platform {name}")
     return platform
 
 
@@ -205,7 +214,7 @@ def create_ticket(dbsession, settings, user, platform, number, attempts=None, no
         attempts=settings["ticket.attempts"] if attempts is None else attempts,
         note=note or "", expires_at=expires_at, token=new_token())
     dbsession.add(ticket)
-    dbsession.flush()
+    _flush_unique(dbsession, f"ticket {number}")
     return ticket
 
 
