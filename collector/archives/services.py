@@ -3,7 +3,7 @@
 import re
 import unicodedata
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from collector.archives.models import Archive
 from collector.archives.storage import TooLarge
@@ -31,20 +31,22 @@ def get_archive(dbsession, archive_id):
 
 
 def list_archives(dbsession, user, filters, limit, offset):
-    query = (select(Archive).join(Archive.ticket).join(Ticket.platform)
-             .where(tickets.visible_platforms_clause(user)))
+    """Archives the user may view (by their ticket's platform), newest first."""
+    conditions = []
+    visible = tickets.visible_platform_ids(dbsession, user)
+    if visible is not None:
+        conditions.append(Archive.ticket_id.in_(
+            select(Ticket.id).where(Ticket.platform_id.in_(visible))))
     if filters.get("ticket"):
-        query = query.where(Ticket.number.in_(filters["ticket"]))
+        conditions.append(Archive.ticket_id.in_(
+            select(Ticket.id).where(Ticket.number.in_(filters["ticket"]))))
     if filters.get("id"):
-        query = query.where(Archive.id.in_(filters["id"]))
+        conditions.append(Archive.id.in_(filters["id"]))
     if filters.get("time_create__gte"):
-        query = query.where(Archive.time_create >= filters["time_create__gte"])
+        conditions.append(Archive.time_create >= filters["time_create__gte"])
     if filters.get("time_create__lte"):
-        query = query.where(Archive.time_create <= filters["time_create__lte"])
-    total = dbsession.scalar(select(func.count()).select_from(query.subquery()))
-    rows = dbsession.scalars(query.order_by(Archive.time_create.desc(), Archive.id.desc())
-                             .limit(limit).offset(offset)).unique().all()
-    return rows, total
+        conditions.append(Archive.time_create <= filters["time_create__lte"])
+    return tickets.page(dbsession, Archive, conditions, limit, offset)
 
 
 def check_can_accept(storage, settings, expected_size):

@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from collector.db import Base, UTCDateTime, utcnow
@@ -34,6 +34,8 @@ class PlatformMember(Base):
 
 class Ticket(Base):
     __tablename__ = "tickets"
+    # Lists are newest first and paged: (time_create, id) serves the ORDER BY and OFFSET.
+    __table_args__ = (Index("ix_tickets_time_create_id", "time_create", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[int] = mapped_column(BigInteger, unique=True)
@@ -46,7 +48,7 @@ class Ticket(Base):
     resolved: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str] = mapped_column(Text, default="")
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    time_create: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    time_create: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     time_update: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     platform: Mapped[Platform] = relationship(lazy="joined")

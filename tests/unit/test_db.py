@@ -1,0 +1,12 @@
+"""The migrations build exactly the schema the models describe, on both backends."""
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from collector.db import Base
+
+
+def test_migrations_match_the_models(engine):
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
