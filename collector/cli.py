@@ -1,6 +1,7 @@
 """The ``collector`` console command: migrate, create-user, create-token, serve, purge."""
 
 import argparse
+import ctypes
 import contextlib
 import getpass
 import os
@@ -119,12 +120,22 @@ def _first_run_hint(settings, config_uri):
           f"    {command} -c {config_uri} create-user admin --admin\n", flush=True)
 
 
+def _limit_malloc_arenas():
+    """glibc gives each thread its own malloc arena; with 8 workers moving 1 MiB chunks the
+    process grows by ~15 MB per big transfer (measured). Two arenas keep it flat."""
+    try:
+        ctypes.CDLL(None).mallopt(-8, 2)  # M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def cmd_serve(args, settings):
     import waitress
     from pyramid.paster import get_app, setup_logging
 
     setup_logging(args.config)
     _first_run_hint(settings, args.config)
+    _limit_malloc_arenas()
     app = get_app(args.config)
     options = settings_module.waitress_options(settings)
     print(f"serving on http://{options['listen']}", flush=True)

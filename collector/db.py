@@ -62,6 +62,7 @@ def make_engine(url, **kwargs):
             cursor.close()
 
         return engine
+    # A server restart must not cost a failed request per pooled connection.
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
@@ -93,7 +94,9 @@ def includeme(config):
     config.include("pyramid_tm")
     config.include("pyramid_retry")
 
-    engine = settings.get("collector.engine") or make_engine(settings["db_url"])
+    # One pooled connection per waitress thread (and a spare), so none is opened per request.
+    engine = settings.get("collector.engine") or make_engine(
+        settings["db_url"], pool_size=settings["waitress.threads"] + 2)
     session_factory = sessionmaker(bind=engine, expire_on_commit=False)
     config.registry["dbsession_factory"] = session_factory
     config.registry["db_engine"] = engine

@@ -66,3 +66,14 @@ def test_health_answers_while_uploads_run(live_server, factory):
         assert conn.getresponse().status == 200
         conn.close()
         assert all(f.result()[0] == 201 for f in uploads)
+
+
+def test_large_upload_through_waitress_spool(live_server, factory, app, data_dir):
+    """Past SpoolReader's 64 MiB step: the spool is freed as read, the bytes stay exact."""
+    app.registry.settings["upload.max_size"] = 256 * 1024 * 1024
+    ticket = factory.ticket(factory.platform("vm6"), 5)
+    body = os.urandom(1024 * 1024) * 150 + b"tail"
+    status, archive = _upload(live_server, ticket.token, body, "big.bin")
+    assert status == 201, archive
+    assert archive["size"] == len(body)
+    assert archive["sha256"] == hashlib.sha256(body).hexdigest()

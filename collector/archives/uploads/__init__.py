@@ -8,10 +8,35 @@ with a ``file`` field (what the original uploader.sh and web form send) or as a 
 import email.message
 
 from collector.archives import services
+from collector.archives.storage import kernel
 from collector.archives.uploads.multipart import FilePart, MultipartError, boundary_of
 from collector.errors import BadRequest
 
 READ = 1024 * 1024
+
+
+class SpoolReader:
+    """Reads waitress's body spool and frees what has been read (see storage.kernel).
+
+    Safe because an upload is never retried (db.retry_attempts): nothing reads the body
+    twice.
+    """
+
+    FREE_EVERY = 64 * 1024 * 1024
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.fd = kernel.fd_of(stream)
+        self.position = self.freed = 0
+
+    def read(self, size):
+        data = self.stream.read(size)
+        self.position += len(data)
+        if self.fd is not None and self.position - self.freed >= self.FREE_EVERY:
+            end = self.position - self.position % 4096
+            kernel.punch_hole(self.fd, self.freed, end - self.freed)
+            self.freed = end
+        return data
 
 
 def _raw_chunks(stream, length):
@@ -41,7 +66,7 @@ def upload_from_request(request, ticket):
     if length == 0:
         raise BadRequest("empty upload: the request has no body")
     services.check_can_accept(request.storage, settings, length)
-    stream = request.body_file_raw
+    stream = SpoolReader(request.body_file_raw)
     if request.content_type == "multipart/form-data":
         try:
             part = FilePart(stream, boundary_of(request.headers["Content-Type"]), "file", length)
