@@ -102,8 +102,15 @@ class SecurityPolicy:
         self.acl = ACLHelper()
 
     def identity(self, request):
-        # Pyramid reifies request.identity, so this runs once per request. A signed-in
-        # user who also sends an Upload-Token (staff trying the customer page) gets both.
+        # Pyramid asks again for every permission check and authenticated_userid: keep
+        # the answer on the request (a retried request is a new object and asks anew).
+        if "_collector_identity" not in request.__dict__:
+            request.__dict__["_collector_identity"] = self._identify(request)
+        return request.__dict__["_collector_identity"]
+
+    def _identify(self, request):
+        # A signed-in user who also sends an Upload-Token (staff trying the customer
+        # page) gets both.
         identity = bearer_identity(request) or session_identity(request)
         uploader = upload_token_identity(request)
         if identity is None:

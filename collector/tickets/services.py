@@ -174,11 +174,16 @@ def get_ticket(dbsession, number):
 
 
 def visible_platform_ids(dbsession, user):
-    """Ids of the platforms a user may see (None: all). The same rule as the ACL, as a
-    literal list: a handful of ids keeps the ticket queries on their index."""
+    """Ids of the platforms a user may see, or None when that is all of them.
+
+    The same rule as the ACL, as a literal list. "All" adds no condition at all, so the
+    ticket lists stay on their (time_create, id) index instead of sorting every row.
+    """
     if user.is_admin:
         return None
-    return dbsession.scalars(select(Platform.id).where(visible_platforms_clause(user))).all()
+    rows = dbsession.execute(select(Platform.id, visible_platforms_clause(user))).all()
+    visible = [platform_id for platform_id, shown in rows if shown]
+    return None if len(visible) == len(rows) else visible
 
 
 def page(dbsession, model, conditions, limit, offset):
