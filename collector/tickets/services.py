@@ -13,8 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from collector.db import utcnow
-from collector.errors import Conflict, Locked, NotFound, Unauthorized
-from collector.errors import Forbidden as TokenUnknown
+from collector.errors import Conflict, Forbidden, Locked, NotFound, Unauthorized
 from collector.tickets.models import Platform, PlatformMember, Ticket
 
 PLATFORM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,19}$")
@@ -63,7 +62,7 @@ def check_upload_token(dbsession, token):
         raise Unauthorized("Upload-Token header is required")
     ticket = find_ticket_by_token(dbsession, token)
     if ticket is None:
-        raise TokenUnknown("upload token is not valid")
+        raise Forbidden("upload token is not valid")
     refusal = token_refusal(ticket)
     if refusal:
         raise Locked(refusal)
