@@ -1,8 +1,8 @@
 """The ``collector`` console command: migrate, create-user, create-token, serve, purge."""
 
 import argparse
-import ctypes
 import contextlib
+import ctypes
 import getpass
 import os
 import sys
