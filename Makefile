@@ -9,11 +9,11 @@ STAMP  := $(VENV)/.installed
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade 'pip>=23'
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.3'
 
 # Reinstall whenever the declared dependencies or their pins change.
-$(STAMP): $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt build-constraints.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt --build-constraint build-constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -30,6 +30,8 @@ def main(global_config, **settings):
     config.include("collector.security")
     # request.storage: the transaction-aware archive store
     config.include("collector.archives.storage")
+    # Jinja2 pages, static assets (Bootstrap from XStatic), security headers
+    config.include("collector.web")
     # cornice services (the REST API), then the v1 routes that traverse the resource tree
     config.include("cornice")
     config.include("collector.api.v1")

@@ -1,12 +1,17 @@
-"""Domain errors and the views that turn every failure into a clear JSON answer.
+"""Domain errors and the views that turn every failure into a clear answer.
 
 Services raise ``DomainError`` subclasses; they know nothing of HTTP beyond a status code.
+Under ``/api/`` every failure is JSON ``{"detail": …}``; anywhere else it is a page in the
+site's style (and an anonymous visitor who needs to sign in is sent to the sign-in page).
 No traceback ever reaches a client: unexpected exceptions are logged and answered 500.
 """
 
 import logging
+from urllib.parse import urlencode
 
-from pyramid.httpexceptions import HTTPException
+from pyramid.csrf import BadCSRFOrigin, BadCSRFToken
+from pyramid.httpexceptions import HTTPException, HTTPSeeOther
+from pyramid.renderers import render
 from pyramid.view import (
     exception_view_config,
     forbidden_view_config,
@@ -81,15 +86,49 @@ def json_error(request, status, detail, headers=None, **extra):
     return response
 
 
+TITLES = {400: "Bad request", 401: "Sign-in required", 403: "Forbidden", 404: "Not found",
+          405: "Method not allowed", 409: "Conflict", 413: "Too large", 423: "Locked",
+          429: "Too many attempts", 500: "Internal error", 503: "Service unavailable",
+          507: "Storage full"}
+
+
+def page_error(request, status, detail, headers=None):
+    """The error page in the site's style; plain HTML if even that cannot be rendered."""
+    title = TITLES.get(status, "Error")
+    response = request.response
+    try:
+        body = render("error.jinja2", {"status": status, "title": title, "detail": detail},
+                      request=request)
+    except Exception:  # e.g. the database is down and the layout cannot ask who is asking
+        log.warning("error page for %s could not be rendered", status, exc_info=True)
+        from markupsafe import escape
+
+        body = (f"<!doctype html><title>{status} {title}</title><h1>{status} {title}</h1>"
+                f"<p>{escape(detail)}</p>")
+    response.status_int = status
+    response.headers.update(headers or {})
+    response.content_type = "text/html"
+    response.text = body
+    return response
+
+
+def error(request, status, detail, headers=None, **extra):
+    if request.path_info.startswith("/api/"):
+        return json_error(request, status, detail, headers, **extra)
+    return page_error(request, status, detail, headers)
+
+
 @exception_view_config(DomainError)
 def domain_error(exc, request):
     extra = {"errors": exc.errors} if getattr(exc, "errors", None) else {}
-    return json_error(request, exc.status, exc.detail,
+    return error(request, exc.status, exc.detail,
                       {k.replace("_", "-"): str(v) for k, v in exc.headers.items()}, **extra)
 
 
 @forbidden_view_config()
 def forbidden(exc, request):
+    if not request.path_info.startswith("/api/"):
+        return forbidden_page(exc, request)
     if request.identity is None:
         return json_error(request, 401, "Authentication credentials were not provided or are "
                           "invalid.", {"WWW-Authenticate": 'Bearer realm="api"'})
@@ -100,16 +139,37 @@ def forbidden(exc, request):
     return json_error(request, 403, "You do not have permission to perform this action.")
 
 
+def forbidden_page(exc, request):
+    if request.identity is None:
+        if request.method in {"GET", "HEAD"}:
+            # Sign in first, then come back here.
+            return HTTPSeeOther(request.application_url + "/login?"
+                                + urlencode({"next": request.path_qs}))
+        return page_error(request, 403, "Please sign in first.")
+    if isinstance(exc.result, MfaRequired):
+        return page_error(request, 403, "This needs a session that passed two-factor "
+                          "authentication: sign out and sign in again with your code.")
+    return page_error(request, 403, "You do not have permission to see this page.")
+
+
 @notfound_view_config()
 def notfound(exc, request):
-    return json_error(request, 404, "Not found.")
+    return error(request, 404, "Not found." if request.path_info.startswith("/api/")
+                 else "There is no page at this address.")
+
+
+CSRF_DETAIL = ("The form has expired or was sent from another site. Go back, reload the page "
+               "and try again.")
 
 
 @exception_view_config(HTTPException)
 def http_exception(exc, request):
     if exc.status_int < 400:
         return exc
-    return json_error(request, exc.status_int, exc.detail or exc.title, dict(
+    if isinstance(exc, (BadCSRFToken, BadCSRFOrigin)) and not request.path_info.startswith(
+            "/api/"):
+        return page_error(request, 400, CSRF_DETAIL)
+    return error(request, exc.status_int, exc.detail or exc.title, dict(
         (k, v) for k, v in exc.headers.items() if k in {"Allow", "Retry-After"}))
 
 
@@ -120,7 +180,7 @@ def unexpected(exc, request):
     if isinstance(exc, DBAPIError) and (exc.connection_invalidated
                                         or isinstance(exc, OperationalError)):
         log.warning("database unavailable: %s", exc)
-        return json_error(request, 503, "database unavailable, try again shortly",
-                          {"Retry-After": "5"})
+        return error(request, 503, "database unavailable, try again shortly",
+                     {"Retry-After": "5"})
     log.exception("unexpected error on %s %s", request.method, request.path)
-    return json_error(request, 500, "internal error; it has been logged")
+    return error(request, 500, "internal error; it has been logged")

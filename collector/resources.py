@@ -9,7 +9,11 @@
      │           └─ Archive       …/archives/{id}/
      ├─ TicketContainer           /tickets/{number}   → the same Ticket, parented by its Platform
      ├─ ArchiveContainer          /archives/{id}      → the same Archive, parented by its Ticket
-     └─ TokenContainer            /tokens/            a user's own personal API tokens
+     ├─ TokenContainer            /tokens/            a user's own personal API tokens
+     ├─ Account                   /account/           the signed-in user's own settings
+     └─ Admin                     /admin/             admin only
+         └─ UserContainer         /admin/users/
+             └─ UserNode          /admin/users/{id}/
 
 Every ACL is computed from the database at request time; the API routes traverse into
 this same tree, so one ACL decides for the web pages and the API alike.
@@ -48,6 +52,8 @@ class Root(Node):
             "tickets": TicketContainer,
             "archives": ArchiveContainer,
             "tokens": TokenContainer,
+            "account": Account,
+            "admin": Admin,
         }
         return children[name](self.request, name, self)
 
@@ -169,3 +175,39 @@ class TokenContainer(Node):
     """A signed-in user's own personal API tokens; the service only ever shows one's own."""
 
     __acl__ = [(Allow, "group:staff", (P.VIEW, P.EDIT))]
+
+
+class Account(Node):
+    """``/account/``: every staff user may see and change their own account."""
+
+    __acl__ = [(Allow, "group:staff", (P.VIEW, P.EDIT))]
+
+
+class Admin(Node):
+    """``/admin/``: users and the like; admin only (and admin needs two-factor)."""
+
+    __acl__ = [(Allow, "group:admin", ALL_PERMISSIONS), DENY_ALL]
+
+    def __getitem__(self, name):
+        if name != "users":
+            raise KeyError(name)
+        return UserContainer(self.request, name, self)
+
+
+class UserContainer(Node):
+    def __getitem__(self, user_id):
+        from collector.accounts import services
+
+        try:
+            user = services.get_user(self.dbsession, int(user_id))
+        except ValueError:
+            user = None
+        if user is None:
+            raise KeyError(user_id)
+        return UserNode(self.request, user, self)
+
+
+class UserNode(Node):
+    def __init__(self, request, user, parent):
+        super().__init__(request, str(user.id), parent)
+        self.user = user

@@ -152,16 +152,35 @@ class SecurityPolicy:
 
 
 def _csrf_applies(request):
-    # Only cookie-authenticated writes need a CSRF token; bearer and upload-token
-    # requests carry their credential in a header a foreign page cannot set.
-    return "session" in request.cookies and "Authorization" not in request.headers
+    # Every form post of the web pages carries a CSRF token (sign-in included: the login
+    # page starts the session that holds it). On the API only cookie-authenticated writes
+    # need one: bearer and upload-token requests carry their credential in a header that a
+    # foreign page cannot set.
+    if not request.path_info.startswith("/api/"):
+        return True
+    headers = request.headers
+    return ("session" in request.cookies and "Authorization" not in headers
+            and "Upload-Token" not in headers)
+
+
+def session_factory(settings):
+    """Signed-cookie sessions; ``Secure`` by SESSION_COOKIE_SECURE (``auto``: over https)."""
+    options = dict(cookie_name="session", httponly=True, samesite="Lax",
+                   timeout=12 * 3600, reissue_time=600)
+    secure = SignedCookieSessionFactory(settings["secret_key"], secure=True, **options)
+    plain = SignedCookieSessionFactory(settings["secret_key"], secure=False, **options)
+    if settings["session.secure"] != "auto":
+        return secure if settings["session.secure"] else plain
+
+    def factory(request):
+        return (secure if request.scheme == "https" else plain)(request)
+
+    return factory
 
 
 def includeme(config):
     settings = config.get_settings()
-    config.set_session_factory(SignedCookieSessionFactory(
-        settings["secret_key"], cookie_name="session", httponly=True, samesite="Lax",
-        secure=not settings["debug"], timeout=12 * 3600, reissue_time=600))
+    config.set_session_factory(session_factory(settings))
     config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
     config.set_default_csrf_options(require_csrf=True, callback=_csrf_applies)
     config.set_security_policy(SecurityPolicy())

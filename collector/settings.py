@@ -56,6 +56,19 @@ def as_db_url(value):
     return url
 
 
+def as_secure(value):
+    """``auto`` (Secure cookie when the request came over https), or a boolean."""
+    text = str(value).strip().lower()
+    return "auto" if text == "auto" else as_bool(text)
+
+
+def as_percent(value):
+    number = float(value)
+    if not 0 <= number <= 100:
+        raise ValueError(f"not a percentage: {value!r}")
+    return number
+
+
 def as_tz(value):
     zoneinfo.ZoneInfo(str(value))
     return str(value)
@@ -72,6 +85,10 @@ ENV_OVERRIDES = [
     ("data_dir", "DATA_DIR", str, "database, archives, partial uploads, staging"),
     ("upload.max_size", "UPLOAD_MAX_SIZE", as_size, "largest archive accepted (413 above)"),
     ("storage.reserve", "STORAGE_RESERVE", as_size, "free space always kept (507 below)"),
+    ("storage.warn_percent", "STORAGE_WARN_PERCENT", as_percent,
+     "disk use (%) above which staff pages show the gauge in a warning colour"),
+    ("session.secure", "SESSION_COOKIE_SECURE", as_secure,
+     "`auto` (Secure when served over https), `true` or `false`"),
     ("ticket.attempts", "TICKET_ATTEMPTS", int, "upload attempts of a new ticket"),
     ("ticket.lifetime_days", "TICKET_LIFETIME_DAYS", int, "days a new ticket's token lives"),
     ("auth.access_lifetime", "ACCESS_TOKEN_LIFETIME", int, "seconds an access token lives"),
@@ -99,6 +116,8 @@ DEFAULTS = {
     "data_dir": "var",
     "upload.max_size": 4 * 1024**3,
     "storage.reserve": 256 * 1024**2,
+    "storage.warn_percent": 90.0,
+    "session.secure": "auto",
     "ticket.attempts": 5,
     "ticket.lifetime_days": 7,
     "auth.access_lifetime": 15 * 60,

@@ -18,6 +18,7 @@ PREFIX = "/api/v1"
 
 # route name → (path as documented, route pattern, traverse path or None)
 ROUTES = {
+    "api.index": ("/", "{slash:/?}", None),
     "api.platforms": ("/platforms/", "/platforms{slash:/?}", "/platforms"),
     "api.platform": ("/platforms/{name}/", "/platforms/{name}{slash:/?}", "/platforms/{name}"),
     "api.tickets": ("/tickets/", "/tickets{slash:/?}", "/tickets"),

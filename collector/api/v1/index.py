@@ -1,12 +1,15 @@
-"""``/`` and ``/api/v1/``: where things are, for a person who opens the service's URL."""
+"""``/api/v1/``: where things are, for a person or a script that opens the API's URL."""
 
-from pyramid.view import view_config
+from cornice import Service
 
-from collector.resources import Root
+from collector.api.v1 import error_handler
+
+api_index = Service(name="api_index", pyramid_route="api.index",
+                    description="Where the API's parts are", error_handler=error_handler)
 
 
-@view_config(context=Root, renderer="json", request_method=("GET", "HEAD"))
-def index(request):
+@api_index.get()
+def get_index(request):
     return {
         "service": "logs-collector",
         "api": request.route_url("api.openapi").rsplit("/", 1)[0] + "/",

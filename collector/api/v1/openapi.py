@@ -212,6 +212,9 @@ SCHEMAS = {
         "valid": {**BOOLEAN, "description": "Whether an upload would be accepted now"},
         "detail": {**STRING, "description": "Why not, or `token is valid`"},
     }),
+    "Index": returned({
+        "service": STRING, "api": STRING, "openapi": STRING, "health": STRING,
+    }),
     "Health": returned({
         "status": {"enum": ["ok", "error"]},
         "database": {"enum": ["ok", "unavailable"]},
@@ -392,6 +395,10 @@ OPERATIONS = {
             parameters=[header("Range", STRING, "e.g. `bytes=1000-` to resume"),
                         header("If-Range", STRING, "ETag or date the range depends on"),
                         header("If-None-Match", STRING, "ETag (the sha256)")]),
+    },
+    "api.index": {
+        "get": {"operationId": "getIndex", "summary": "Where the API's parts are",
+                "responses": {"200": answer("Links", ref("Index"))}, "security": PUBLIC},
     },
     "api.check.health": {
         "get": {"operationId": "getHealth", "summary": "Is the service up (database, storage)",

@@ -1,0 +1,150 @@
+"""The web side's shared pieces: templates, static assets, security headers, page helpers.
+
+Pages live in each package's ``views.py`` (registered by ``context=`` and ``name=`` on the
+resource tree, so the same ACL decides as for the API). This module gives them Jinja2 with
+a few filters, the app's own CSS/JS and Bootstrap (from the XStatic package, never a CDN),
+the headers every response carries, and the storage gauge of the staff layout.
+"""
+
+import datetime as dt
+import importlib.metadata
+import zoneinfo
+
+import xstatic.pkg.bootstrap
+from jinja2 import pass_context
+from markupsafe import Markup
+from pyramid.csrf import get_csrf_token
+from pyramid.httpexceptions import HTTPSeeOther
+from pyramid.view import view_config
+
+from collector.resources import Root
+
+try:
+    VERSION = importlib.metadata.version("logs-collector")
+except importlib.metadata.PackageNotFoundError:  # running from a bare source tree
+    VERSION = "dev"
+
+# No inline script or style anywhere: every script and stylesheet is a file the app serves.
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    # The upload page's token travels in the URL fragment, which is never sent; still,
+    # no page address leaves the site.
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def security_headers_tween_factory(handler, registry):
+    def tween(request):
+        response = handler(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if (response.content_type or "").startswith("text/html"):
+            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        return response
+
+    return tween
+
+
+# --- template filters --------------------------------------------------------------------
+
+def filesize(value):
+    """Bytes for people: 1.5 GB, 340 kB (decimal units, as disks and browsers count)."""
+    if value is None:
+        return ""
+    size = float(value)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(size) < 1000 or unit == "TB":
+            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} PB"  # pragma: no cover - the loop always returns
+
+
+@pass_context
+def localtime(context, value, fmt="%Y-%m-%d %H:%M"):
+    """An aware datetime shown in the configured TZ."""
+    if value is None:
+        return ""
+    zone = zoneinfo.ZoneInfo(context["request"].registry.settings["tz"])
+    return value.astimezone(zone).strftime(fmt)
+
+
+def isotime(value):
+    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z") if value else ""
+
+
+@pass_context
+def csrf_input(context):
+    token = get_csrf_token(context["request"])
+    return Markup('<input type="hidden" name="csrf_token" value="{}">').format(token)
+
+
+FILTERS = {"filesize": filesize, "localtime": localtime, "isotime": isotime}
+GLOBALS = {"csrf_input": csrf_input, "version": VERSION}
+
+
+# --- request helpers ---------------------------------------------------------------------
+
+def staff_user(request):
+    """The signed-in staff user (session or bearer), or None."""
+    identity = request.identity
+    return identity.user if identity is not None else None
+
+
+def storage_gauge(request):
+    """Disk usage for the staff layout's gauge; ``warn`` above STORAGE_WARN_PERCENT."""
+    usage = request.storage.backend.usage()
+    total = usage["total"] or 1
+    percent = round(100.0 * usage["used"] / total, 1)
+    reserve = request.registry.settings["storage.reserve"]
+    warn = request.registry.settings["storage.warn_percent"]
+    level = "danger" if usage["free"] <= reserve else ("warning" if percent >= warn else "ok")
+    return {**usage, "percent": percent, "level": level}
+
+
+def is_api(request):
+    return request.path_info.startswith("/api/")
+
+
+@view_config(context=Root, name="", renderer=None)
+def home(request):
+    """``/``: staff land on the tickets, everybody else on the sign-in page."""
+    target = "/tickets/" if request.staff_user is not None else "/login"
+    return HTTPSeeOther(request.application_url + target)
+
+
+def includeme(config):
+    # A misspelt name in a template is an error, not an empty string.
+    config.get_settings().setdefault("jinja2.undefined", "strict")
+    config.include("pyramid_jinja2")
+    config.add_jinja2_renderer(".jinja2")
+    config.add_jinja2_search_path("collector:templates", name=".jinja2")
+
+    def add_template_helpers():
+        environment = config.get_jinja2_environment(".jinja2")
+        environment.filters.update(FILTERS)
+        environment.globals.update(GLOBALS)
+
+    # After pyramid_jinja2's own action has created the environment.
+    config.action(None, add_template_helpers, order=999)
+
+    config.add_static_view("static/bootstrap", xstatic.pkg.bootstrap.BASE_DIR,
+                           cache_max_age=86400)
+    config.add_static_view("static", "collector:static", cache_max_age=3600)
+    config.add_request_method(staff_user, reify=True)
+    config.add_request_method(storage_gauge, reify=True)
+    config.add_request_method(is_api, reify=True)
+    config.add_tween("collector.web.security_headers_tween_factory")
