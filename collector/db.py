@@ -3,9 +3,11 @@
 import datetime as dt
 
 import pyramid_tm
-import zope.sqlalchemy
 from sqlalchemy import DateTime, MetaData, create_engine, event
-from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from transaction._transaction import Status as ZopeStatus  # as zope.sqlalchemy does
+from zope.sqlalchemy import mark_changed
+from zope.sqlalchemy.datamanager import STATUS_ACTIVE, join_transaction
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -69,10 +71,56 @@ def make_engine(url, **kwargs):
     return create_engine(url, **kwargs)
 
 
+class TmSession(Session):
+    """A request's session: joins the transaction manager kept in ``info["tm"]``.
+
+    ``zope.sqlalchemy.register(session)`` attaches seven event listeners to each new
+    session, which costs more than a simple query (measured: ~0.15 ms a request). The same
+    listeners registered once on this class read the request's manager from the session.
+    """
+
+
+def _tm(session):
+    return session.info["tm"]
+
+
+@event.listens_for(TmSession, "after_begin")
+def _after_begin(session, transaction, connection):
+    join_transaction(session, STATUS_ACTIVE, _tm(session))
+
+
+@event.listens_for(TmSession, "after_attach")
+def _after_attach(session, instance):
+    join_transaction(session, STATUS_ACTIVE, _tm(session))
+
+
+@event.listens_for(TmSession, "after_flush")
+def _after_flush(session, flush_context):
+    mark_changed(session, _tm(session))
+
+
+@event.listens_for(TmSession, "after_bulk_update")
+@event.listens_for(TmSession, "after_bulk_delete")
+def _after_bulk(context):
+    mark_changed(context.session, _tm(context.session))
+
+
+@event.listens_for(TmSession, "do_orm_execute")
+def _do_orm_execute(state):
+    if state.is_orm_statement and (state.is_update or state.is_insert or state.is_delete):
+        mark_changed(state.session, _tm(state.session))
+
+
+@event.listens_for(TmSession, "before_commit")
+def _before_commit(session):
+    # Only the transaction manager commits a request's session.
+    assert (session.in_nested_transaction()
+            or _tm(session).get().status == ZopeStatus.COMMITTING), \
+        "commit through the transaction manager"
+
+
 def get_tm_session(session_factory, transaction_manager):
-    session = session_factory()
-    zope.sqlalchemy.register(session, transaction_manager=transaction_manager)
-    return session
+    return session_factory(info={"tm": transaction_manager})
 
 
 # Bodies above this are never retried: pyramid_retry would copy them to make them seekable.
@@ -97,7 +145,7 @@ def includeme(config):
     # One pooled connection per waitress thread (and a spare), so none is opened per request.
     engine = settings.get("collector.engine") or make_engine(
         settings["db_url"], pool_size=settings["waitress.threads"] + 2)
-    session_factory = sessionmaker(bind=engine, expire_on_commit=False)
+    session_factory = sessionmaker(bind=engine, class_=TmSession, expire_on_commit=False)
     config.registry["dbsession_factory"] = session_factory
     config.registry["db_engine"] = engine
 

@@ -25,13 +25,13 @@ def test_health_503_when_storage_not_writable(testapp, data_dir):
 
 
 def test_health_503_when_database_is_down(testapp, app, monkeypatch):
+    from sqlalchemy.engine import Connection
     from sqlalchemy.exc import OperationalError
-    from sqlalchemy.orm import Session
 
     def down(self, *args, **kwargs):
         raise OperationalError("SELECT 1", {}, Exception("connection refused"))
 
-    monkeypatch.setattr(Session, "execute", down)
+    monkeypatch.setattr(Connection, "execute", down)
     res = testapp.get("/api/v1/check/health/", status=503)
     assert res.json["database"] == "unavailable"
 

@@ -48,14 +48,22 @@ class TicketSchema(colander.MappingSchema):
                                         missing=None)
 
 
-def serialise(request, row):
+def _as_json(row, platform, user):
     return {
         "id": row.id, "number": row.number, "resolved": row.resolved, "token": row.token,
-        "attempts": row.attempts, "platform": row.platform.name,
+        "attempts": row.attempts, "platform": platform,
         "time_create": iso(row.time_create), "time_update": iso(row.time_update),
-        "user": row.user.username if row.user else None, "note": row.note,
-        "expires_at": iso(row.expires_at),
+        "user": user, "note": row.note, "expires_at": iso(row.expires_at),
     }
+
+
+def serialise(request, ticket):
+    return _as_json(ticket, ticket.platform.name, ticket.user.username if ticket.user else None)
+
+
+def serialise_row(request, row):
+    """A row of ``services.list_ticket_rows``: platform and user are already names."""
+    return _as_json(row, row.platform, row.user)
 
 
 def _filters(request):
@@ -85,9 +93,9 @@ def _editable_platform(request, name):
 @tickets.get(permission=Permission.VIEW)
 def list_tickets(request):
     limit, offset = paginate(request)
-    rows, total = services.list_tickets(request.dbsession, request.identity.user,
-                                        _filters(request), limit, offset)
-    return paginated(request, rows, total, limit, offset, serialise)
+    rows, total = services.list_ticket_rows(request.dbsession, request.identity.user,
+                                            _filters(request), limit, offset)
+    return paginated(request, rows, total, limit, offset, serialise_row)
 
 
 @tickets.post(permission=Permission.VIEW)
