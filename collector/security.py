@@ -67,6 +67,7 @@ def bearer_identity(request):
                                       kinds={"access", "personal"})
     if token is None or not token.user.is_active:
         return None
+    services.note_token_use(token)
     return Identity("bearer", user=token.user, token=token, mfa=token.mfa)
 
 

@@ -1,4 +1,4 @@
-"""Users, their API tokens and the record of failed sign-ins (for throttling)."""
+"""Users, their API tokens and recovery codes, and the record of failed sign-ins."""
 
 import datetime as dt
 
@@ -27,6 +27,10 @@ class User(Base):
     tokens: Mapped[list["ApiToken"]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True)
 
+    @property
+    def totp_enrolled(self):
+        return self.totp_secret is not None
+
 
 class ApiToken(Base):
     """A bearer credential: short-lived access, rotating refresh, or long-lived personal.
@@ -46,6 +50,8 @@ class ApiToken(Base):
     time_create: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Updated at most once a minute, so API requests do not each cost a write.
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # The refresh token an access token was minted with; revoking one revokes the pair.
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True)
@@ -62,3 +68,18 @@ class AuthFailure(Base):
     username: Mapped[str] = mapped_column(String(150), index=True)
     client_address: Mapped[str] = mapped_column(String(64), index=True)
     time: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class RecoveryCode(Base):
+    """A single-use second factor for a lost authenticator; deleted when used.
+
+    Codes carry 64 random bits, so their sha256 is enough (no salt or slow hash needed to
+    resist guessing), and a lookup by hash is one indexed query.
+    """
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    time_create: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

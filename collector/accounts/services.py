@@ -1,17 +1,26 @@
-"""Accounts: passwords (argon2), TOTP, bearer tokens and sign-in throttling."""
+"""Accounts: passwords (argon2), TOTP, recovery codes, bearer tokens, sign-in throttling,
+user administration and the first-run setup code."""
 
 import datetime as dt
 import hashlib
+import os
 import secrets
 import time
+from pathlib import Path
 
 import argon2
 import pyotp
 from sqlalchemy import delete, func, select, update
 
-from collector.accounts.models import ApiToken, AuthFailure, User
+from collector.accounts.models import ApiToken, AuthFailure, RecoveryCode, User
 from collector.db import utcnow
-from collector.errors import BadRequest, Conflict, TooManyRequests, Unauthorized
+from collector.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
 
 _hasher = argon2.PasswordHasher()
 
@@ -20,6 +29,11 @@ THROTTLE_WINDOW = dt.timedelta(minutes=15)
 THROTTLE_PER_USER = 5
 THROTTLE_PER_ADDRESS = 20
 TOTP_ISSUER = "Logs Collector"
+PASSWORD_MIN_LENGTH = 8
+RECOVERY_CODE_COUNT = 10
+# A bearer token's last use is written at most this often.
+TOKEN_USE_RESOLUTION = dt.timedelta(minutes=1)
+SETUP_CODE_FILE = "setup-code"
 
 # A real hash (of a random password nobody kept) to verify against when the user does
 # not exist, so an unknown name costs as long as a wrong password. A constant, because
@@ -38,19 +52,83 @@ def get_user_by_name(dbsession, username):
     return dbsession.scalars(select(User).where(User.username == username)).one_or_none()
 
 
-def create_user(dbsession, username, password, is_admin=False, email=""):
+def _check_new_password(password):
+    if len(password or "") < PASSWORD_MIN_LENGTH:
+        raise BadRequest(f"password must be at least {PASSWORD_MIN_LENGTH} characters")
+    if len(password) > 1024:
+        raise BadRequest("password must be at most 1024 characters")
+
+
+def create_user(dbsession, username, password, is_admin=False, email="", totp=True):
+    """A new user; ``totp=False`` leaves TOTP unenrolled (enrolment at first sign-in).
+
+    The console (``collector create-user``) enrols at once and prints the provisioning
+    URI; users made on the web pages start without a secret and enrol in the browser.
+    """
     username = (username or "").strip()
     if not username or len(username) > 150:
         raise BadRequest("username must be 1 to 150 characters")
-    if len(password or "") < 8:
-        raise BadRequest("password must be at least 8 characters")
+    _check_new_password(password)
+    email = (email or "").strip()
+    if len(email) > 254:
+        raise BadRequest("email must be at most 254 characters")
     if get_user_by_name(dbsession, username) is not None:
         raise Conflict(f"user {username} already exists")
     user = User(username=username, email=email, password_hash=_hasher.hash(password),
-                is_admin=is_admin, totp_secret=pyotp.random_base32())
+                is_admin=is_admin, totp_secret=pyotp.random_base32() if totp else None)
     dbsession.add(user)
     dbsession.flush()
     return user
+
+
+def any_user_exists(dbsession):
+    return dbsession.scalar(select(User.id).limit(1)) is not None
+
+
+def list_users(dbsession):
+    return dbsession.scalars(select(User).order_by(User.username)).all()
+
+
+def set_password(user, password):
+    _check_new_password(password)
+    user.password_hash = _hasher.hash(password)
+
+
+def change_password(dbsession, user, current, new, address):
+    """The user's own change: the current password is required (and throttled)."""
+    check_throttle(dbsession, user.username, address)
+    if not check_password(user, current):
+        record_failure(dbsession, user.username, address)
+        raise Unauthorized("the current password is wrong")
+    set_password(user, new)
+
+
+def _active_admins_besides(dbsession, user):
+    # FOR UPDATE (PostgreSQL): two admins demoting each other at once cannot both pass.
+    return dbsession.scalars(select(User.id).where(
+        User.is_admin.is_(True), User.is_active.is_(True), User.id != user.id,
+    ).with_for_update()).all()
+
+
+def set_active(dbsession, user, active):
+    if not active and user.is_admin and user.is_active \
+            and not _active_admins_besides(dbsession, user):
+        raise Conflict(f"{user.username} is the last active admin and cannot be disabled")
+    user.is_active = active
+
+
+def set_admin(dbsession, user, is_admin):
+    if not is_admin and user.is_admin and user.is_active \
+            and not _active_admins_besides(dbsession, user):
+        raise Conflict(f"{user.username} is the last active admin and must stay admin")
+    user.is_admin = is_admin
+
+
+def reset_totp(dbsession, user):
+    """Forget the user's second factor: they enrol again at their next sign-in."""
+    user.totp_secret = None
+    user.totp_last_step = -1
+    dbsession.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
 
 
 def provisioning_uri(user):
@@ -74,21 +152,147 @@ def check_password(user, password):
     return True
 
 
-def check_totp(user, code, now=None):
-    """Accept a code of the current step ±1, never the same step (or an older one) twice."""
-    if not user.totp_secret:
-        return False
+def _matching_step(secret, code, last_step, now=None):
+    """The time step (current ±1, newer than ``last_step``) whose code is ``code``."""
     code = (code or "").strip().replace(" ", "")
-    if not code.isdigit():
-        return False
-    totp = pyotp.TOTP(user.totp_secret)
+    if not secret or not code.isdigit():
+        return None
+    totp = pyotp.TOTP(secret)
     now = time.time() if now is None else now
     step_now = int(now // totp.interval)
     for step in (step_now - 1, step_now, step_now + 1):
-        if step > user.totp_last_step and secrets.compare_digest(totp.generate_otp(step), code):
-            user.totp_last_step = step
-            return True
-    return False
+        if step > last_step and secrets.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
+
+
+def check_totp(user, code, now=None):
+    """Accept a code of the current step ±1, never the same step (or an older one) twice."""
+    step = _matching_step(user.totp_secret, code, user.totp_last_step, now)
+    if step is None:
+        return False
+    user.totp_last_step = step
+    return True
+
+
+def verify_second_factor(dbsession, user, code, now=None):
+    """TOTP code or recovery code; ``"totp"``, ``"recovery"`` or None.
+
+    The step is claimed by a conditional UPDATE, so two requests racing with the same
+    code cannot both pass.
+    """
+    step = _matching_step(user.totp_secret, code, user.totp_last_step, now)
+    if step is not None:
+        claimed = dbsession.execute(update(User).where(
+            User.id == user.id, User.totp_last_step < step).values(totp_last_step=step))
+        dbsession.refresh(user, ["totp_last_step"])
+        return "totp" if claimed.rowcount == 1 else None
+    if use_recovery_code(dbsession, user, code):
+        return "recovery"
+    return None
+
+
+def new_totp_secret():
+    return pyotp.random_base32()
+
+
+def totp_uri(username, secret):
+    return pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=TOTP_ISSUER)
+
+
+def qr_svg(uri):
+    """The provisioning URI as an inline SVG QR code (no style attributes: CSP)."""
+    import segno
+
+    # omitsize: a viewBox instead of a fixed size, so the stylesheet can size it.
+    return segno.make(uri, error="m").svg_inline(scale=5, border=2, light="#fff",
+                                                 dark="#000", omitsize=True,
+                                                 title="TOTP QR code")
+
+
+def enrol_totp(dbsession, user, secret, code, now=None):
+    """Confirm enrolment with one code of the candidate secret; the recovery codes."""
+    if user.totp_secret is not None:
+        raise Conflict("two-factor authentication is already set up")
+    step = _matching_step(secret, code, -1, now)
+    if step is None:
+        raise BadRequest("that code does not match; check the time on your device and "
+                         "enter the current code")
+    user.totp_secret = secret
+    user.totp_last_step = step
+    return generate_recovery_codes(dbsession, user)
+
+
+# --- recovery codes ----------------------------------------------------------------------
+
+def _normalise_code(code):
+    return "".join(ch for ch in (code or "").lower() if ch.isalnum())
+
+
+def generate_recovery_codes(dbsession, user):
+    """Replace the user's recovery codes by fresh ones; the only time they are shown."""
+    dbsession.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    codes = []
+    for _ in range(RECOVERY_CODE_COUNT):
+        raw = secrets.token_hex(8)  # 64 bits
+        codes.append("-".join(raw[i:i + 4] for i in range(0, 16, 4)))
+        dbsession.add(RecoveryCode(user_id=user.id, code_hash=_digest(raw)))
+    dbsession.flush()
+    return codes
+
+
+def use_recovery_code(dbsession, user, code):
+    code = _normalise_code(code)
+    if len(code) != 16:
+        return False
+    # One DELETE: a code used by two requests at once is accepted only once.
+    used = dbsession.execute(delete(RecoveryCode).where(
+        RecoveryCode.user_id == user.id, RecoveryCode.code_hash == _digest(code)))
+    return used.rowcount == 1
+
+
+def count_recovery_codes(dbsession, user):
+    return dbsession.scalar(select(func.count()).select_from(RecoveryCode).where(
+        RecoveryCode.user_id == user.id))
+
+
+# --- first run ---------------------------------------------------------------------------
+
+def make_setup_code(data_dir):
+    """A fresh one-time code for ``/setup``; only its sha256 is kept (mode 0600)."""
+    code = "-".join(secrets.token_hex(2) + secrets.token_hex(2) for _ in range(3))
+    path = Path(data_dir) / SETUP_CODE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(_digest(_normalise_code(code)) + "\n")
+    return code
+
+
+def check_setup_code(data_dir, code):
+    path = Path(data_dir) / SETUP_CODE_FILE
+    try:
+        expected = path.read_text().strip()
+    except FileNotFoundError:
+        raise BadRequest("no setup code is active: restart `collector serve` and use the "
+                         "code it prints") from None
+    return secrets.compare_digest(expected, _digest(_normalise_code(code)))
+
+
+def clear_setup_code(data_dir):
+    (Path(data_dir) / SETUP_CODE_FILE).unlink(missing_ok=True)
+
+
+def create_first_admin(dbsession, data_dir, code, username, password, email, address):
+    """The first admin, while no user exists, for the right setup code (TOTP unenrolled)."""
+    if any_user_exists(dbsession):
+        raise NotFound("setup is done")
+    check_throttle(dbsession, "(setup)", address)
+    if not code or not check_setup_code(data_dir, code):
+        record_failure(dbsession, "(setup)", address)
+        raise Unauthorized("wrong setup code: use the one `collector serve` printed")
+    return create_user(dbsession, username, password, is_admin=True, email=email, totp=False)
 
 
 # --- throttling --------------------------------------------------------------------------
@@ -180,6 +384,24 @@ def revoke(dbsession, token):
 def create_personal_token(dbsession, user, name, mfa, lifetime_days=None):
     lifetime = lifetime_days * 86400 if lifetime_days else None
     return _mint(dbsession, user, "personal", lifetime, mfa, name=name[:100])
+
+
+def note_token_use(token, now=None):
+    """Record a bearer token's use, at most once a minute (a write per request is waste)."""
+    now = now or utcnow()
+    if token.last_used_at is None or now - token.last_used_at >= TOKEN_USE_RESOLUTION:
+        token.last_used_at = now
+
+
+def get_personal_token(dbsession, user, token_id):
+    try:
+        token = dbsession.get(ApiToken, int(token_id))
+    except (TypeError, ValueError):
+        token = None
+    if token is None or token.user_id != user.id or token.kind != "personal" \
+            or token.revoked_at is not None:
+        raise NotFound("no such token")
+    return token
 
 
 def list_personal_tokens(dbsession, user):
