@@ -109,14 +109,23 @@ def cmd_create_token(args, settings):
     print(secret)
 
 
-def _first_run_hint(settings, config_uri):
+def _first_run_hint(settings, config_uri, listen=None):
+    """While no user exists: a fresh one-time code for the web setup page, and the
+    console alternative. Each start makes a new code (only its hash is on disk)."""
+    from collector.accounts import services
     from collector.accounts.models import User
 
     with _session(settings) as session:
         if session.scalar(select(func.count()).select_from(User)):
+            services.clear_setup_code(settings["data_dir"])
             return
+    code = services.make_setup_code(settings["data_dir"])
+    where = f"http://{listen}/setup" if listen else "/setup"
     command = "collector" if os.environ.get("VIRTUAL_ENV") else ".venv/bin/collector"
-    print("No user exists yet. Create the first admin with:\n"
+    print("No user exists yet. Create the first admin in the browser at\n"
+          f"    {where}\n"
+          f"with the one-time setup code\n    {code}\n"
+          "or at the console with:\n"
           f"    {command} -c {config_uri} create-user admin --admin\n", flush=True)
 
 
@@ -134,10 +143,10 @@ def cmd_serve(args, settings):
     from pyramid.paster import get_app, setup_logging
 
     setup_logging(args.config)
-    _first_run_hint(settings, args.config)
+    options = settings_module.waitress_options(settings)
+    _first_run_hint(settings, args.config, options.get("listen"))
     _limit_malloc_arenas()
     app = get_app(args.config)
-    options = settings_module.waitress_options(settings)
     print(f"serving on http://{options['listen']}", flush=True)
     waitress.serve(app, **options)
 

@@ -195,7 +195,7 @@ def _enrol_page(request, user, error):
     if secret is None:
         secret = request.session[ENROL_SECRET] = services.new_totp_secret()
     uri = services.totp_uri(user.username, secret)
-    return {"nav": None, "user": user, "secret": secret, "uri": uri,
+    return {"nav": None, "secret": secret, "uri": uri,
             "qr_svg": services.qr_svg(uri), "error": error}
 
 
@@ -390,7 +390,8 @@ def create_user(request):
 
 def _user_page(request, error=None):
     user = request.context.user
-    return {"nav": "admin", "user": user, "is_self": user.id == request.identity.user.id,
+    # Not "user": the layout's own "user" (who is signed in) would shadow it.
+    return {"nav": "admin", "target": user, "is_self": user.id == request.identity.user.id,
             "recovery_left": services.count_recovery_codes(request.dbsession, user),
             "error": error}
 
