@@ -276,7 +276,8 @@ def check_setup_code(data_dir, code):
         expected = path.read_text().strip()
     except FileNotFoundError:
         raise BadRequest("no setup code is active: restart `collector serve` and use the "
-                         "code it prints") from None
+                         "code it prints, or create the first admin with `collector "
+                         "create-user`") from None
     return secrets.compare_digest(expected, _digest(_normalise_code(code)))
 
 
