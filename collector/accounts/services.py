@@ -17,6 +17,7 @@ from collector.db import utcnow
 from collector.errors import (
     BadRequest,
     Conflict,
+    DomainError,
     NotFound,
     TooManyRequests,
     Unauthorized,
@@ -285,15 +286,45 @@ def clear_setup_code(data_dir):
     (Path(data_dir) / SETUP_CODE_FILE).unlink(missing_ok=True)
 
 
+def claim_setup_code(data_dir):
+    """Take the code file out of the way (an atomic rename): of two setups racing with
+    the right code, one wins. ``release_setup_code`` ends the claim after the commit."""
+    path = Path(data_dir) / SETUP_CODE_FILE
+    claimed = path.with_name(f"{SETUP_CODE_FILE}.{secrets.token_hex(8)}")
+    try:
+        os.rename(path, claimed)
+    except FileNotFoundError:
+        raise Conflict("the setup code was used meanwhile") from None
+    return claimed
+
+
+def release_setup_code(claimed, used):
+    """After the transaction: the code is gone if it was used, else usable again."""
+    if used:
+        claimed.unlink(missing_ok=True)
+    elif claimed.exists():
+        os.rename(claimed, claimed.with_name(SETUP_CODE_FILE))
+
+
 def create_first_admin(dbsession, data_dir, code, username, password, email, address):
-    """The first admin, while no user exists, for the right setup code (TOTP unenrolled)."""
+    """The first admin, while no user exists, for the right setup code (TOTP unenrolled).
+
+    Returns the user and the claimed code file, for ``release_setup_code`` after commit.
+    """
     if any_user_exists(dbsession):
         raise NotFound("setup is done")
     check_throttle(dbsession, "(setup)", address)
     if not code or not check_setup_code(data_dir, code):
         record_failure(dbsession, "(setup)", address)
         raise Unauthorized("wrong setup code: use the one `collector serve` printed")
-    return create_user(dbsession, username, password, is_admin=True, email=email, totp=False)
+    claimed = claim_setup_code(data_dir)
+    try:
+        user = create_user(dbsession, username, password, is_admin=True, email=email,
+                           totp=False)
+    except DomainError:
+        release_setup_code(claimed, used=False)
+        raise
+    return user, claimed
 
 
 # --- throttling --------------------------------------------------------------------------

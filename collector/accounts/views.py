@@ -95,6 +95,8 @@ def _signed_in(request):
 
 
 def _expired(request):
+    if _signed_in(request):  # e.g. the back button after signing in
+        return _redirect(request, DEFAULT_NEXT)
     request.session.flash("Your sign-in has expired; please enter your password again.",
                           "warning")
     return _redirect(request, "/login")
@@ -256,25 +258,23 @@ def setup(request):
     if services.any_user_exists(request.dbsession):
         raise HTTPNotFound()
     _private(request)
-    data_dir = request.registry.settings["data_dir"]
     post = request.POST
     page = {"nav": None, "username": post.get("username", "").strip(),
             "email": post.get("email", "").strip()}
     try:
         if post.get("password", "") != post.get("password_confirm", ""):
             raise DomainError("the two passwords differ")
-        user = services.create_first_admin(
-            request.dbsession, data_dir, post.get("setup_code", ""), post.get("username"),
+        user, claimed = services.create_first_admin(
+            request.dbsession, request.registry.settings["data_dir"],
+            post.get("setup_code", ""), post.get("username"),
             post.get("password", ""), post.get("email", ""), _address(request))
     except DomainError as exc:
         return {**page, "error": _status(request, exc)}
 
-    def forget_code(success):
-        if success:
-            services.clear_setup_code(data_dir)
-
-    # The code dies with the commit that used it (a failed commit keeps it usable).
-    request.tm.get().addAfterCommitHook(forget_code)
+    # The code dies with the commit that used it; a failed commit or an abort gives it back.
+    current = request.tm.get()
+    current.addAfterCommitHook(services.release_setup_code, args=(claimed,))
+    current.addAfterAbortHook(services.release_setup_code, args=(claimed, False))
     _start_pending(request, user, DEFAULT_NEXT)
     return _redirect(request, "/enrol")
 

@@ -192,6 +192,9 @@ def test_logout(testapp, staff, web_login):
 def test_signed_in_user_skips_login_form(testapp, staff, web_login):
     web_login(testapp, staff)
     assert testapp.get("/login?next=/account/", status=303).location.endswith("/account/")
+    res = testapp.get("/verify", status=303)
+    assert res.location.endswith("/tickets/")
+    assert "expired" not in testapp.get("/account/").text
 
 
 # --- enrolment ---------------------------------------------------------------------------
@@ -274,6 +277,8 @@ def test_first_run_setup(testapp, factory, settings, data_dir):
     code = services.make_setup_code(settings["data_dir"])
     assert "wrong setup code" in _setup_form(testapp, "0000-0000-0000", status=401).text
     _setup_form(testapp, code, confirm="something else", status=400)
+    assert "at least 8" in _setup_form(testapp, code, password="short", status=400).text
+    assert services.check_setup_code(settings["data_dir"], code)  # still usable
     assert factory.session.scalar(select(func.count()).select_from(User)) == 0
 
     res = _setup_form(testapp, code.upper())
@@ -309,6 +314,17 @@ def test_setup_code_file(data_dir):
     services.clear_setup_code(data_dir)
     with pytest.raises(services.BadRequest):
         services.check_setup_code(data_dir, again)
+
+
+def test_setup_code_is_claimed_once(data_dir):
+    services.make_setup_code(data_dir)
+    claimed = services.claim_setup_code(data_dir)
+    with pytest.raises(services.Conflict):
+        services.claim_setup_code(data_dir)
+    services.release_setup_code(claimed, used=False)
+    assert (data_dir / "setup-code").exists()
+    services.release_setup_code(services.claim_setup_code(data_dir), used=True)
+    assert not [p for p in data_dir.iterdir() if p.name.startswith("setup-code")]
 
 
 def test_serve_prints_a_working_setup_code(app, capsys, data_dir, factory):
