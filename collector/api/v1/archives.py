@@ -1,10 +1,7 @@
 """/api/v1/archives/ — list, and upload with ``Upload-Token``; one archive; its download."""
 
-import urllib.parse
-
 import colander
 from cornice import Service
-from pyramid.response import FileIter, Response
 
 from collector.api.v1 import (
     Integer,
@@ -19,8 +16,9 @@ from collector.api.v1 import (
     validate,
 )
 from collector.archives import services
+from collector.archives.download import archive_response
 from collector.archives.uploads import upload_from_request
-from collector.errors import Forbidden, NotFound, RangeNotSatisfiable
+from collector.errors import Forbidden, NotFound
 from collector.resources import ticket_node
 from collector.security import Permission
 from collector.tickets import services as tickets
@@ -33,8 +31,6 @@ archive = Service(name="archive", pyramid_route="api.archive", description="One 
 download = Service(name="archive_download", pyramid_route="api.archive.download",
                    description="The archive's bytes (Range supported)",
                    error_handler=error_handler)
-
-BLOCK = 256 * 1024
 
 
 class ArchivePatchSchema(colander.MappingSchema):
@@ -120,39 +116,6 @@ def delete_archive(request):
     return no_content(request)
 
 
-def content_disposition(name):
-    """RFC 6266: an ASCII fallback plus the exact name as UTF-8 ``filename*``."""
-    fallback = name.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_")
-    return (f'attachment; filename="{fallback}"; '
-            f"filename*=UTF-8''{urllib.parse.quote(name, safe='')}")
-
-
 @download.get(permission=Permission.DOWNLOAD)
 def download_archive(request):
-    row = request.context.archive
-    # Always octet-stream: a client must never decompress or render a customer's archive.
-    response = Response(conditional_response=True, content_type="application/octet-stream")
-    response.etag = row.sha256
-    response.last_modified = row.time_create
-    response.accept_ranges = "bytes"
-    response.content_disposition = content_disposition(row.name)
-    response.cache_control = "private, no-transform"
-    if request.range is not None and request.range.range_for_length(row.size) is None \
-            and response in request.if_range:
-        # webob would answer this itself, in plain text; keep the JSON error contract.
-        raise RangeNotSatisfiable("requested range not satisfiable",
-                                  Content_Range=f"bytes */{row.size}")
-    try:
-        handle = request.storage.open(row.storage_key)
-    except FileNotFoundError:
-        raise NotFound("the archive's file is missing from storage") from None
-    wrapper = request.environ.get("wsgi.file_wrapper")
-    # A ranged answer needs FileIter's seek; a whole one goes through the server's
-    # file wrapper, which streams without Python-level iteration.
-    if request.range is not None or wrapper is None:
-        response.app_iter = FileIter(handle, BLOCK)
-    else:
-        response.app_iter = wrapper(handle, BLOCK)
-    # After app_iter: setting app_iter clears Content-Length.
-    response.content_length = row.size
-    return response
+    return archive_response(request, request.context.archive)
