@@ -83,6 +83,9 @@ def session_identity(request):
     user = services.get_user(request.dbsession, user_id)
     if user is None or not user.is_active:
         return None
+    # A password change or a two-factor reset ends every session made before it.
+    if request.session.get("stamp") != services.session_stamp(user):
+        return None
     return Identity("session", user=user, mfa=bool(request.session.get("mfa")))
 
 
@@ -142,9 +145,15 @@ class SecurityPolicy:
         return result
 
     def remember(self, request, userid, mfa=False, **kw):
+        from collector.accounts import services
+
         request.session.invalidate()
         request.session["user_id"] = int(userid)
         request.session["mfa"] = bool(mfa)
+        request.session["stamp"] = services.session_stamp(
+            services.get_user(request.dbsession, int(userid)))
+        # The identity may have been asked already in this request (as nobody).
+        request.__dict__.pop("_collector_identity", None)
         return []
 
     def forget(self, request, **kw):

@@ -49,6 +49,13 @@ def get_user(dbsession, user_id):
     return dbsession.get(User, user_id)
 
 
+def session_stamp(user):
+    """Binds a web session to the credentials it was made with: a new password or a
+    reset (or new) TOTP secret changes the stamp, which ends older sessions."""
+    material = f"{user.id}|{user.password_hash}|{user.totp_secret or ''}"
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
 def get_user_by_name(dbsession, username):
     return dbsession.scalars(select(User).where(User.username == username)).one_or_none()
 

@@ -308,8 +308,15 @@ def change_password(request):
                                  post.get("new_password", ""), _address(request))
     except DomainError as exc:
         return _account_page(request, errors={"password": _status(request, exc)})
-    request.session.flash("Your password is changed.", "success")
-    return _redirect(request, "/account/")
+    # The new password ends every other session; this one is made anew.
+    headers = []
+    if request.identity.via == "session":
+        headers = remember(request, request.identity.user.id, mfa=request.identity.mfa)
+    request.session.flash("Your password is changed. Other sessions are signed out.",
+                          "success")
+    response = _redirect(request, "/account/")
+    response.headers.extend(headers)
+    return response
 
 
 @view_config(context=Account, name="recovery-codes", request_method="POST",

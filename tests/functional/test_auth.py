@@ -60,11 +60,12 @@ def test_refresh_rotates_and_revoke(testapp, factory):
 def test_personal_tokens(testapp, factory, staff):
     made = testapp.post_json("/api/v1/auth/tokens/", {"name": "helpdesk bot"},
                              headers=staff.headers, status=201).json
-    assert made["mfa"] is True and made["token"]
+    assert made["mfa"] is True and made["token"] and made["last_used_at"] is None
     bot = {"Authorization": f"Bearer {made['token']}"}
     assert testapp.get("/api/v1/tickets/", headers=bot).json == []
-    names = [t["name"] for t in testapp.get("/api/v1/auth/tokens/", headers=staff.headers).json]
-    assert "helpdesk bot" in names
+    listed = {t["name"]: t for t in testapp.get("/api/v1/auth/tokens/",
+                                                 headers=staff.headers).json}
+    assert listed["helpdesk bot"]["last_used_at"].endswith("Z")
     other = factory.user("other")
     testapp.delete(f"/api/v1/auth/tokens/{made['id']}/", headers=factory.token(other),
                    status=404)

@@ -367,6 +367,22 @@ def test_change_password_needs_the_current_one(testapp, staff, factory, web_logi
     assert not services.check_password(user, staff.password)
 
 
+def test_new_password_or_2fa_reset_ends_older_sessions(testapp, app, admin, staff, factory,
+                                                       web_login):
+    laptop = web_login(testapp, staff)
+    phone = web_login(_new_app(app), staff)
+    form = laptop.get("/account/").forms["password-form"]
+    form["current_password"] = staff.password
+    form["new_password"] = form["new_password_confirm"] = "a new long password"
+    form.submit(status=303)
+    laptop.get("/account/", status=200)  # the session that changed it is made anew
+    assert phone.get("/account/", status=303).location.startswith("http://localhost/login")
+
+    admins = web_login(_new_app(app), admin)
+    _post(admins, f"/admin/users/{staff.id}/reset-2fa", page="/admin/users/")
+    assert laptop.get("/account/", status=303).location.startswith("http://localhost/login")
+
+
 def test_regenerate_recovery_codes(testapp, staff, factory, web_login):
     old = services.generate_recovery_codes(factory.session, staff)
     factory.session.commit()

@@ -97,7 +97,8 @@ def revoke_token(request):
 
 def serialise(row):
     return {"id": row.id, "name": row.name, "time_create": iso(row.time_create),
-            "expires_at": iso(row.expires_at), "mfa": row.mfa}
+            "expires_at": iso(row.expires_at), "mfa": row.mfa,
+            "last_used_at": iso(row.last_used_at)}
 
 
 @tokens.get(permission=Permission.VIEW)

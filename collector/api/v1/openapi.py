@@ -199,6 +199,8 @@ SCHEMAS = {
     "PersonalToken": returned({
         "id": INTEGER, "name": STRING, "time_create": TIME, "expires_at": TIME_OR_NULL,
         "mfa": {**BOOLEAN, "description": "Minted by a two-factor verified caller"},
+        "last_used_at": {**TIME_OR_NULL,
+                         "description": "Last authenticated request (to the minute)"},
     }),
     "NewPersonalToken": {"allOf": [ref("PersonalToken"), returned({
         "token": {**STRING, "description": "The secret; shown this once only"}})]},
@@ -208,7 +210,9 @@ SCHEMAS = {
                           "description": "Omit for a token that does not expire"},
     }, ["name"]),
     "TokenState": returned({
-        "token": STRING, "attempts": INTEGER, "resolved": BOOLEAN, "expires_at": TIME,
+        "token": STRING,
+        "ticket": {**INTEGER, "description": "The number of the ticket the token uploads to"},
+        "attempts": INTEGER, "resolved": BOOLEAN, "expires_at": TIME,
         "valid": {**BOOLEAN, "description": "Whether an upload would be accepted now"},
         "detail": {**STRING, "description": "Why not, or `token is valid`"},
     }),
