@@ -47,6 +47,7 @@ def test_token_state(testapp, factory, dbsession):
     ticket = factory.ticket(factory.platform("vm6"), 9, attempts=2)
     state = testapp.get(f"/api/v1/check/token/{ticket.token}").json
     assert state["token"] == ticket.token and state["attempts"] == 2
+    assert state["ticket"] == 9
     assert state["resolved"] is False and state["valid"] is True and state["expires_at"]
     ticket.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     dbsession.merge(ticket)

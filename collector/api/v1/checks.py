@@ -68,6 +68,7 @@ def get_token(request):
         raise NotFound("upload token is not valid")
     refusal = tickets.token_refusal(ticket)
     request.response.cache_control = "no-store"
-    return {"token": ticket.token, "attempts": ticket.attempts, "resolved": ticket.resolved,
+    return {"token": ticket.token, "ticket": ticket.number, "attempts": ticket.attempts,
+            "resolved": ticket.resolved,
             "expires_at": iso(ticket.expires_at), "valid": refusal is None,
             "detail": refusal or "token is valid"}
