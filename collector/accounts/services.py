@@ -10,7 +10,8 @@ from pathlib import Path
 
 import argon2
 import pyotp
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.orm import joinedload
 
 from collector.accounts.models import ApiToken, AuthFailure, RecoveryCode, User
 from collector.db import utcnow
@@ -386,9 +387,13 @@ def _mint(dbsession, user, kind, lifetime=None, mfa=True, name="", parent=None):
     return token, secret
 
 
+# Built once (every API request runs it), with the user in the same query.
+_TOKEN_BY_HASH = (select(ApiToken).options(joinedload(ApiToken.user))
+                  .where(ApiToken.token_hash == bindparam("digest")))
+
+
 def find_valid_token(dbsession, secret, kinds):
-    token = dbsession.scalars(select(ApiToken).where(
-        ApiToken.token_hash == _digest(secret))).one_or_none()
+    token = dbsession.scalars(_TOKEN_BY_HASH, {"digest": _digest(secret)}).one_or_none()
     if token is None or token.kind not in kinds or token.revoked_at is not None:
         return None
     if token.expires_at is not None and token.expires_at <= utcnow():
