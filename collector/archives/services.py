@@ -3,7 +3,7 @@
 import re
 import unicodedata
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from collector.archives.models import Archive
 from collector.archives.storage import TooLarge
@@ -47,6 +47,15 @@ def list_archives(dbsession, user, filters, limit, offset):
     if filters.get("time_create__lte"):
         conditions.append(Archive.time_create <= filters["time_create__lte"])
     return tickets.page(dbsession, Archive, conditions, limit, offset)
+
+
+def count_by_ticket(dbsession, ticket_ids):
+    """``{ticket id: number of archives}`` for the given tickets (one grouped query)."""
+    if not ticket_ids:
+        return {}
+    return dict(dbsession.execute(
+        select(Archive.ticket_id, func.count()).where(Archive.ticket_id.in_(ticket_ids))
+        .group_by(Archive.ticket_id)).all())
 
 
 def check_can_accept(storage, settings, expected_size):

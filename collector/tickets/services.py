@@ -8,7 +8,19 @@ import re
 import secrets
 import uuid
 
-from sqlalchemy import String, bindparam, cast, delete, false, func, or_, select, true, update
+from sqlalchemy import (
+    String,
+    bindparam,
+    case,
+    cast,
+    delete,
+    false,
+    func,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -138,6 +150,17 @@ def list_platforms(dbsession, user, limit, offset):
     total = dbsession.scalar(select(func.count()).select_from(query.subquery()))
     rows = dbsession.scalars(query.order_by(Platform.name).limit(limit).offset(offset)).all()
     return rows, total
+
+
+def ticket_counts(dbsession, platform_ids):
+    """``{platform id: (tickets, unresolved tickets)}`` for the given platforms."""
+    if not platform_ids:
+        return {}
+    rows = dbsession.execute(
+        select(Ticket.platform_id, func.count(),
+               func.sum(case((Ticket.resolved == false(), 1), else_=0)))
+        .where(Ticket.platform_id.in_(platform_ids)).group_by(Ticket.platform_id)).all()
+    return {platform_id: (total, int(unresolved or 0)) for platform_id, total, unresolved in rows}
 
 
 def create_platform(dbsession, name, pretty_name, restricted=False, member_ids=()):
