@@ -1,0 +1,49 @@
+"""The public upload page: served to anyone, under the strict CSP, with its assets."""
+
+import re
+
+import pytest
+
+
+def test_page_is_public_and_under_the_csp(testapp):
+    page = testapp.get("/upload", status=200)
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "style-src 'self'" in csp
+    assert "connect-src 'self'" in csp
+    # No inline script or style: every <script> has a src, no style attribute or element.
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page.text)
+    assert "<style" not in page.text and " style=" not in page.text
+    form = page.html.find("form", id="upload-form")
+    assert form["data-upload-url"] == "http://localhost/api/v1/archives/"
+    assert form["data-check-url"] == "http://localhost/api/v1/check/token/"
+    assert form["data-max-size"] == str(64 * 1024**2)
+    assert page.html.find("label", attrs={"for": "token"}) is not None
+    assert page.html.find("label", attrs={"for": "files"}) is not None
+    assert "each file uses one upload attempt" in page.text
+    assert "/static/upload.js" in page.text
+
+
+def test_page_does_not_echo_a_token_from_the_query(testapp):
+    # The token belongs in the fragment; a token in the query string is not put on the page.
+    page = testapp.get("/upload?token=sneaky-token-value")
+    assert "sneaky-token-value" not in page.text
+
+
+def test_assets_are_served(testapp):
+    script = testapp.get("/static/upload.js", status=200)
+    assert script.content_type in {"text/javascript", "application/javascript"}
+    assert "function sendFile(" in script.text
+    css = testapp.get("/static/app.css", status=200)
+    assert ".drop-zone" in css.text
+    testapp.get("/static/bootstrap/css/bootstrap.min.css", status=200)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_page_answers_get_only(testapp, method):
+    assert testapp.request("/upload", method=method, expect_errors=True).status_int in {404, 405}
+
+
+def test_token_check_names_the_ticket(testapp, factory):
+    ticket = factory.ticket(factory.platform("vm6"), 4321, attempts=3)
+    state = testapp.get(f"/api/v1/check/token/{ticket.token}").json
+    assert state["ticket"] == 4321 and state["attempts"] == 3 and state["valid"] is True
