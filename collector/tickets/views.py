@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from collector.accounts import services as accounts
 from collector.accounts.models import User
-from collector.api.v1 import partial, validate
+from collector.api.v1 import validate
 from collector.api.v1.platforms import PlatformSchema
 from collector.api.v1.tickets import TicketSchema
 from collector.archives import services as archives
@@ -377,10 +377,13 @@ def edit_platform(request):
             "restricted": post.get("restricted") == "1"}
     page = _platform_page(request, form)
     try:
-        data = validate(partial(PlatformSchema()), {
-            "pretty_name": form["pretty_name"], "restricted": "1" if form["restricted"] else "0"},
-            "form")
-        services.update_platform(request.dbsession, platform, **data)
+        # The whole schema (the name is not editable here): an empty display name is an
+        # error, not "unchanged".
+        data = validate(PlatformSchema(), {
+            "name": platform.name, "pretty_name": form["pretty_name"],
+            "restricted": "1" if form["restricted"] else "0"}, "form")
+        services.update_platform(request.dbsession, platform, pretty_name=data["pretty_name"],
+                                 restricted=data["restricted"])
     except DomainError as exc:
         return _failed(request, exc, page)
     return _redirect(request, request.resource_url(request.context, "edit"),
