@@ -44,9 +44,9 @@ TICKET_FIELDS = ("number", "platform", "attempts", "lifetime_days", "note")
 
 # --- helpers -----------------------------------------------------------------------------
 
-def _redirect(request, url, message=None):
-    if message:
-        request.session.flash(message, "success")
+def _redirect(request, url, message):
+    """After a successful form: 303 to ``url``, with ``message`` shown there."""
+    request.session.flash(message, "success")
     return HTTPSeeOther(url)
 
 
