@@ -87,7 +87,8 @@
     }).then(function (state) {
       if (state.valid) {
         var expiry = state.expires_at
-          ? "valid until " + new Date(state.expires_at).toLocaleString()
+          ? "valid until " + new Date(state.expires_at).toLocaleString(undefined,
+            { dateStyle: "medium", timeStyle: "short" })
           : "does not expire";
         showTokenState("success", "Ticket " + state.ticket + ": "
           + plural(state.attempts, "upload attempt") + " left, " + expiry + ".");
@@ -118,6 +119,7 @@
   }
 
   function setProgress(item, percent, text) {
+    item.percent = percent;
     var bar = part(item, "progress-bar");
     // Set through the CSSOM, which the Content-Security-Policy allows (no style attribute).
     bar.style.width = percent + "%";
@@ -255,7 +257,11 @@
       setResult(item, "success", "Uploaded: " + formatSize(body.size) + " (" + body.size
         + " bytes), sha256 " + body.sha256);
       part(item, "upload-result").setAttribute("data-sha256", body.sha256 || "");
-    } else if (outcome.failure === "cancelled") {
+      return;
+    }
+    part(item, "upload-progress").textContent = outcome.failure
+      ? "Stopped at " + item.percent + " %" : "";
+    if (outcome.failure === "cancelled") {
       setState(item, "cancelled");
       setResult(item, "warning", item.allSent
         ? "Cancelled after the whole file was sent: the server may still store it."

@@ -116,7 +116,8 @@ def screenshot(request):
             return None
         path = pathlib.Path(directory) / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(path), full_page=full_page)
+        # Transitions finished: a progress bar is drawn where it ends, not half-way there.
+        page.screenshot(path=str(path), full_page=full_page, animations="disabled")
         return path
 
     return save

@@ -4,6 +4,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 
 import pytest
 from sqlalchemy import select
@@ -25,6 +26,15 @@ def ticket(factory):
 def payload(name, size):
     data = os.urandom(size)
     return {"name": name, "mimeType": "application/gzip", "buffer": data}
+
+
+def throttle(page, bytes_per_second):
+    """Limit the page's upload speed (Chromium's own network emulation, over CDP)."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1,
+        "uploadThroughput": bytes_per_second})
 
 
 def open_page(page, ticket):
@@ -63,20 +73,35 @@ def test_upload_one_file(page, ticket, dbsession, screenshot):
     item = page.locator(".upload-item")
     assert item.locator(".upload-name").text_content() == "logs-2024.tar.gz"
     assert item.locator(".upload-size").text_content() == "3.1 MB"
-    # Every value the progress bar takes, recorded in the page as it changes.
+    # Every value the progress bar and its text take, recorded in the page as they change.
     page.evaluate("""() => {
         window.seen = [];
+        window.texts = [];
         const bar = document.querySelector('.upload-item .progress');
+        const text = document.querySelector('.upload-item .upload-progress');
         new MutationObserver(() => window.seen.push(Number(bar.getAttribute('aria-valuenow'))))
             .observe(bar, {attributes: true, attributeFilter: ['aria-valuenow']});
+        new MutationObserver(() => window.texts.push(text.textContent))
+            .observe(text, {childList: true, characterData: true, subtree: true});
     }""")
+    # A slow line (1.5 MB/s up), so that the upload takes a while and progress is seen.
+    throttle(page, 1_500_000)
     page.click("#start")
+    page.wait_for_function("""() => Number(document.querySelector('.upload-item .progress')
+        .getAttribute('aria-valuenow')) >= 40""")
+    screenshot(page, "upload-progress")
     item.and_(page.locator(FINISHED)).wait_for()
     screenshot(page, "upload-done")
 
     assert item.get_attribute("data-state") == "done", item.text_content()
     seen = page.evaluate("window.seen")
     assert seen[-1] == 100 and seen == sorted(seen), seen
+    assert len([value for value in seen if 0 < value < 100]) >= 5, seen
+    # Percentage, speed and time left while it runs ("42 % · 1.5 MB/s · 1 s left").
+    texts = page.evaluate("window.texts")
+    assert any(re.fullmatch(r"\d+ % · [\d.]+ [kM]B/s · \d+ s left", text) for text in texts), \
+        texts
+    assert any(text.startswith("100 % sent in") for text in texts), texts
     assert item.locator(".progress").get_attribute("aria-valuenow") == "100"
     sha256 = hashlib.sha256(upload["buffer"]).hexdigest()
     result = item.locator(".upload-result")
@@ -234,3 +259,27 @@ def test_expiry_is_shown(page, factory):
     status = open_page(page, ticket)
     text = status.text_content()
     assert "Ticket 99: 1 upload attempt left, valid until" in text and "2099" in text
+
+
+@pytest.mark.parametrize("status, body, message, state", [
+    (413, {"detail": "archive too large: 70000000 bytes, the limit is 67108864"},
+     "The server refused the upload (HTTP 413): archive too large: 70000000 bytes, the limit "
+     "is 67108864.", "refused"),
+    (507, {"detail": "not enough free space on the server"},
+     "The server refused the upload (HTTP 507): not enough free space on the server.",
+     "refused"),
+    (502, "<html>Bad Gateway</html>",
+     "The server could not store the file (HTTP 502). Try again in a few minutes; if it keeps "
+     "failing, tell support.", "failed"),
+])
+def test_other_answers_are_explained(page, ticket, status, body, message, state):
+    # What a proxy or a full disk answers, made here: the page's wording for each.
+    open_page(page, ticket)
+    page.route("**/api/v1/archives/", lambda route: route.fulfill(
+        status=status, body=body if isinstance(body, str) else json.dumps(body),
+        content_type="text/html" if isinstance(body, str) else "application/json"))
+    page.set_input_files("#files", files=[payload("x.log", 1000)])
+    page.click("#start")
+    item = page.locator(f".upload-item[data-state={state}]")
+    assert item.locator(".upload-result").text_content() == message
+    assert item.locator(".upload-retry").is_visible() is (state == "failed")
