@@ -21,6 +21,7 @@
   var tokenStatus = document.getElementById("token-status");
   var fileInput = document.getElementById("files");
   var dropZone = document.getElementById("drop-zone");
+  var checkButton = document.getElementById("check-token");
   var startButton = document.getElementById("start");
   var cancelButton = document.getElementById("cancel");
   var list = document.getElementById("uploads");
@@ -143,6 +144,7 @@
       var item = { file: file, element: element, state: "ready", allSent: false };
       part(item, "upload-name").textContent = file.name;
       part(item, "upload-size").textContent = formatSize(file.size);
+      part(item, "progress").setAttribute("aria-label", "Upload progress of " + file.name);
       part(item, "upload-retry").addEventListener("click", function () { retry(item); });
       part(item, "upload-remove").addEventListener("click", function () { remove(item); });
       items.push(item);
@@ -179,6 +181,9 @@
     var ready = items.some(function (item) { return item.state === "ready"; });
     startButton.disabled = Boolean(current) || !ready;
     cancelButton.hidden = !current;
+    // One token for the whole run: it cannot be changed half-way.
+    tokenInput.readOnly = Boolean(current);
+    checkButton.disabled = Boolean(current);
   }
 
   // --- sending one file ------------------------------------------------------------------
@@ -350,7 +355,7 @@
     cancelled = true;
     current.cancel();
   });
-  document.getElementById("check-token").addEventListener("click", checkToken);
+  checkButton.addEventListener("click", checkToken);
   tokenInput.addEventListener("change", checkToken);
 
   fileInput.addEventListener("change", function () {

@@ -209,6 +209,8 @@ def test_cancel_and_leaving_warning_while_uploading(page, ticket, dbsession):
     page.locator(".upload-item[data-state=uploading]").wait_for()
     cancel = page.locator("#cancel")
     assert cancel.is_visible()
+    assert page.locator("#token").get_attribute("readonly") is not None
+    assert page.get_by_role("progressbar", name="Upload progress of big.tar.gz").is_visible()
     # Leaving the page now asks first (the beforeunload handler cancels the event).
     asked = page.evaluate("""() => {
         const event = new Event('beforeunload', {cancelable: true});
