@@ -68,6 +68,10 @@
   // Resolves to the token's state ({valid, ticket, attempts, expires_at, detail}) or null.
   function checkToken() {
     var token = tokenInput.value.trim();
+    // The console commands on the page carry the same token.
+    document.querySelectorAll(".token-slot").forEach(function (slot) {
+      slot.textContent = token || "TOKEN";
+    });
     if (!token) {
       tokenStatus.className = "mt-2";
       tokenStatus.textContent = "";

@@ -66,6 +66,7 @@ def test_upload_one_file(page, ticket, dbsession, screenshot):
     assert "3 upload attempts left" in status.text_content()
     # The token went in the fragment; the field shows it, the server never saw it in a URL.
     assert page.input_value("#token") == ticket.token
+    assert f"-t {ticket.token} -f" in page.text_content("#uploader-command")
     screenshot(page, "upload-ready")
 
     upload = payload("logs-2024.tar.gz", 3 * 1024 * 1024 + 17)

@@ -21,6 +21,10 @@ def test_page_is_public_and_under_the_csp(testapp):
     assert page.html.find("label", attrs={"for": "files"}) is not None
     assert "each file uses one upload attempt" in page.text
     assert "/static/upload.js" in page.text
+    # The console alternatives, with the token filled in by the page's script.
+    assert page.html.find(id="uploader-command").text.startswith(
+        "curl -fsSLO http://localhost/uploader.sh && sh uploader.sh -u http://localhost -t TOKEN")
+    assert "Upload-Token: TOKEN" in page.html.find(id="curl-command").text
 
 
 def test_page_does_not_echo_a_token_from_the_query(testapp):
