@@ -155,7 +155,7 @@
       list.appendChild(element);
       setState(item, "ready");
       setProgress(item, 0, "Ready to upload");
-      // Refused here already, so that no attempt is spent on a file the server refuses.
+      // Refused here already: a file the server would refuse is not sent at all.
       if (file.size === 0) {
         setState(item, "refused");
         setResult(item, "danger", "This file is empty.");
