@@ -164,7 +164,7 @@ def test_setup_enrol_ticket_upload_download_delete(page, customer, live_server, 
     screenshot(page, "tickets")
 
     page.goto(ticket_url)
-    rows = page.locator("#archives tbody tr")
+    rows = page.locator("#archives tbody")
     assert rows.count() == 1
     archive_id = rows.first.get_attribute("id").removeprefix("archive-")
     archive = page.locator(f"#archive-{archive_id}")
