@@ -10,6 +10,7 @@ import logging
 from urllib.parse import urlencode
 
 from pyramid.csrf import BadCSRFOrigin, BadCSRFToken
+from pyramid.exceptions import PredicateMismatch
 from pyramid.httpexceptions import HTTPException, HTTPSeeOther
 from pyramid.renderers import render
 from pyramid.view import (
@@ -154,8 +155,12 @@ def forbidden_page(exc, request):
 
 @notfound_view_config()
 def notfound(exc, request):
-    return error(request, 404, "Not found." if request.path_info.startswith("/api/")
-                 else "There is no page at this address.")
+    if request.path_info.startswith("/api/"):
+        return error(request, 404, "Not found.")
+    if isinstance(exc, PredicateMismatch):
+        # A page exists here but not for this method (pages use no other predicate).
+        return page_error(request, 405, f"This page does not accept {request.method}.")
+    return page_error(request, 404, "There is no page at this address.")
 
 
 CSRF_DETAIL = ("The form has expired or was sent from another site. Go back, reload the page "

@@ -65,6 +65,12 @@ def test_error_pages_are_pages_outside_the_api(testapp, staff):
     assert forbidden.content_type == "text/html" and "permission" in forbidden.text
 
 
+def test_wrong_method_on_a_page_is_a_405_page(testapp):
+    response = testapp.post("/upload", {"x": "1"}, status=405)
+    assert response.content_type == "text/html" and "does not accept POST" in response.text
+    assert testapp.put("/uploader.sh", "x", status=405).content_type == "text/html"
+
+
 def test_anonymous_visitor_is_sent_to_sign_in_and_back(testapp):
     response = testapp.get("/tickets/?resolved=false", status=303)
     assert response.headers["Location"] == (
