@@ -68,15 +68,16 @@ def find_ticket_by_token(dbsession, token):
     return dbsession.scalars(select(Ticket).where(Ticket.token == token)).one_or_none()
 
 
-def token_state(dbsession, token):
+def token_state(db, token):
     """The columns the token rules read, without loading the ticket (the public check).
 
     One indexed lookup returning a plain row; ``token_refusal`` reads it like a ticket.
+    ``db`` is a session or a plain connection.
     """
     token = normalise_token(token)
     if not token:
         return None
-    return dbsession.execute(_TOKEN_STATE, {"token": token}).one_or_none()
+    return db.execute(_TOKEN_STATE, {"token": token}).one_or_none()
 
 
 # Built once: building a select per call costs more than running it (measured 3×).
