@@ -27,3 +27,41 @@ class Archive(Base):
     time_update: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     ticket = relationship("Ticket", lazy="joined")
+
+
+class TusUpload(Base):
+    """A resumable (tus 1.0) upload in progress; its bytes are in ``DATA_DIR/uploads/<key>``.
+
+    ``offset`` is the number of bytes fsynced and committed; the partial file may hold more
+    after a crash between the fsync and the commit, and is cut back to ``offset`` before
+    the next chunk is appended. The running hashes are not stored: they are rebuilt from the
+    file when the process that held them is gone (see archives/uploads/tus.py).
+    """
+
+    __tablename__ = "tus_uploads"
+
+    # secrets.token_urlsafe(24): 192 bits, part of the upload's URL.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    # None until a client that deferred the length sends it.
+    length: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Upload-Metadata as received (HEAD echoes it), and the two keys we use.
+    metadata_header: Mapped[str] = mapped_column(String(4096), default="")
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    filetype: Mapped[str] = mapped_column(String(255), default="")
+    # None (a plain upload), "partial" or "final" (Upload-Concat).
+    concat: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    # A final upload: the ids of its partial uploads, space-separated, in order.
+    parts: Mapped[str] = mapped_column(String(4096), default="")
+    # Whether this upload holds one of the ticket's attempts (given back if it never
+    # becomes an archive). Partial uploads hold none; their final upload holds it.
+    holds_attempt: Mapped[bool] = mapped_column(default=False)
+    storage_key: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    archive_id: Mapped[int | None] = mapped_column(
+        ForeignKey("archives.id", ondelete="SET NULL"), nullable=True)
+    time_create: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    time_update: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

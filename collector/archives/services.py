@@ -93,6 +93,33 @@ def create_archive(dbsession, storage, settings, ticket, chunks, name):
     return archive
 
 
+def adopt_archive(dbsession, storage, ticket, path, size, md5, sha256, name):
+    """Record an archive from a file already written and hashed (a finished tus upload).
+
+    The attempt was reserved when the upload was created, so none is spent here. The file
+    is moved into place when the transaction commits (``StorageManager.adopt``).
+    """
+    staged = storage.adopt(path, size, md5, sha256)
+    archive = Archive(ticket_id=ticket.id, storage_key=staged.key, name=sanitise_name(name),
+                      size=size, md5=md5, sha256=sha256)
+    dbsession.add(archive)
+    dbsession.flush()
+    return archive
+
+
+def stage_archive(dbsession, storage, settings, ticket, chunks, name):
+    """Like ``create_archive`` for bytes whose attempt is already spent (tus concatenation)."""
+    try:
+        staged = storage.stage(chunks, settings["upload.max_size"])
+    except OSError as exc:
+        raise InsufficientStorage(f"could not store the archive: {exc.strerror}") from None
+    archive = Archive(ticket_id=ticket.id, storage_key=staged.key, name=sanitise_name(name),
+                      size=staged.size, md5=staged.md5, sha256=staged.sha256)
+    dbsession.add(archive)
+    dbsession.flush()
+    return archive
+
+
 def delete_archive(dbsession, storage, archive):
     storage.delete_after_commit(archive.storage_key)
     dbsession.delete(archive)

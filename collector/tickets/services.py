@@ -49,12 +49,16 @@ def normalise_token(raw):
     return raw
 
 
-def token_refusal(ticket, now=None):
-    """Why this ticket's token cannot upload right now, or None when it can."""
+def token_refusal(ticket, now=None, need_attempt=True):
+    """Why this ticket's token cannot upload right now, or None when it can.
+
+    ``need_attempt=False`` is for continuing a resumable upload, which already holds the
+    attempt it reserved when it was created: the ticket may have none left by now.
+    """
     now = now or utcnow()
     if ticket.resolved:
         return f"ticket {ticket.number} already resolved"
-    if ticket.attempts <= 0:
+    if need_attempt and ticket.attempts <= 0:
         return f"token {ticket.token} expired: no upload attempts left"
     if now >= ticket.expires_at:
         return f"token {ticket.token} expired at {ticket.expires_at.isoformat()}"
@@ -85,14 +89,17 @@ _TOKEN_STATE = select(Ticket.number, Ticket.token, Ticket.attempts, Ticket.resol
                       Ticket.expires_at).where(Ticket.token == bindparam("token"))
 
 
-def check_upload_token(dbsession, token):
-    """The ticket a token may upload to; 401 without one, 403 unknown, 423 unusable."""
+def check_upload_token(dbsession, token, need_attempt=True):
+    """The ticket a token may upload to; 401 without one, 403 unknown, 423 unusable.
+
+    ``need_attempt=False``: the request continues an upload that holds an attempt.
+    """
     if not token:
         raise Unauthorized("Upload-Token header is required")
     ticket = find_ticket_by_token(dbsession, token)
     if ticket is None:
         raise Forbidden("upload token is not valid")
-    refusal = token_refusal(ticket)
+    refusal = token_refusal(ticket, need_attempt=need_attempt)
     if refusal:
         raise Locked(refusal)
     return ticket
@@ -121,6 +128,17 @@ def consume_attempt(dbsession, ticket):
     dbsession.refresh(ticket)
     if result.rowcount != 1:
         raise Locked(token_refusal(ticket, now) or "upload token can no longer be used")
+
+
+def give_back_attempt(dbsession, ticket_id):
+    """Return the attempt of an upload that will never become an archive (tus termination
+    or expiry), in one atomic UPDATE. The caller makes it happen once: it runs in the
+    transaction that deletes the upload's row, and only when that DELETE removed the row.
+    """
+    dbsession.execute(
+        update(Ticket).where(Ticket.id == ticket_id)
+        .values(attempts=Ticket.attempts + 1, time_update=utcnow())
+        .execution_options(synchronize_session=False))
 
 
 # --- platforms ---------------------------------------------------------------------------

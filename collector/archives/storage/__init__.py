@@ -25,12 +25,15 @@ CHUNK = 1024 * 1024
 
 
 class StagedFile:
-    def __init__(self, key, path):
+    def __init__(self, key, path, adopted=False):
         self.key = key
         self.path = path
         self.size = 0
         self.md5 = None
         self.sha256 = None
+        # An adopted file was written elsewhere (a finished tus upload): an abort leaves
+        # it where it was instead of removing it.
+        self.adopted = adopted
 
 
 class LocalArchiveStorage:
@@ -40,7 +43,8 @@ class LocalArchiveStorage:
         self.root = Path(data_dir)
         self.archives = self.root / "archives"
         self.staging = self.root / "tmp"
-        for path in (self.archives, self.staging, self.root / "uploads"):
+        self.uploads = self.root / "uploads"
+        for path in (self.archives, self.staging, self.uploads):
             path.mkdir(parents=True, exist_ok=True)
 
     def path(self, key):
@@ -56,8 +60,21 @@ class LocalArchiveStorage:
         os.rename(staged.path, target)
         _fsync_dir(target.parent)
 
-    def unpublish(self, key):
-        self.path(key).unlink(missing_ok=True)
+    def unpublish(self, staged):
+        if staged.adopted:
+            os.rename(self.path(staged.key), staged.path)
+        else:
+            self.path(staged.key).unlink(missing_ok=True)
+
+    # --- partial tus uploads: ``uploads/<key>`` ---
+
+    def upload_path(self, key):
+        return self.uploads / key
+
+    def upload_keys(self):
+        for child in self.uploads.iterdir():
+            if child.is_file():
+                yield child.name
 
     def delete(self, key):
         self.path(key).unlink(missing_ok=True)
@@ -173,13 +190,48 @@ class StorageManager:
         write_stream(staged, chunks, max_size)
         return staged
 
+    def adopt(self, path, size, md5, sha256):
+        """Take an already written, fsynced file (a finished tus upload) as an archive.
+
+        It is renamed into place at commit like a staged file, never copied; if the
+        transaction aborts it stays where it was (after a failed vote it is moved back).
+        """
+        self._join()
+        staged = StagedFile(uuid.uuid4().hex, Path(path), adopted=True)
+        staged.size, staged.md5, staged.sha256 = size, md5, sha256
+        self._staged.append(staged)
+        return staged
+
+    def new_upload_file(self):
+        """An empty file for a new tus upload, removed again if the transaction fails."""
+        key = uuid.uuid4().hex
+        path = self.backend.upload_path(key)
+        with open(path, "xb") as created:
+            os.fsync(created.fileno())
+        _fsync_dir(path.parent)
+
+        def remove(*_):
+            path.unlink(missing_ok=True)
+
+        txn = self.transaction_manager.get()
+        txn.addAfterAbortHook(remove)
+        txn.addAfterCommitHook(lambda success: None if success else remove())
+        return key, path
+
     def delete_after_commit(self, key):
+        self._after_commit(self.backend.delete, key)
+
+    def delete_upload_after_commit(self, key):
+        """Remove a partial upload's file once the transaction that forgot it committed."""
+        self._after_commit(lambda k: self.backend.upload_path(k).unlink(missing_ok=True), key)
+
+    def _after_commit(self, remove, key):
         def _delete(success):
             if success:
                 try:
-                    self.backend.delete(key)
+                    remove(key)
                 except OSError:  # an orphan at worst; purge will find it
-                    log.exception("could not delete archive file %s", key)
+                    log.exception("could not delete file %s", key)
 
         self.transaction_manager.get().addAfterCommitHook(_delete)
 
@@ -209,7 +261,7 @@ class StorageManager:
     def tpc_vote(self, transaction):
         for staged in self._staged:
             self.backend.publish(staged)
-            self._published.append(staged.key)
+            self._published.append(staged)
         self._staged = []
 
     def tpc_finish(self, transaction):
@@ -217,14 +269,15 @@ class StorageManager:
         self._joined = False
 
     def tpc_abort(self, transaction):
-        for key in self._published:
-            self.backend.unpublish(key)
+        for staged in self._published:
+            self.backend.unpublish(staged)
         self._published = []
         self._discard()
 
     def _discard(self):
         for staged in self._staged:
-            staged.path.unlink(missing_ok=True)
+            if not staged.adopted:
+                staged.path.unlink(missing_ok=True)
         self._staged = []
         self._joined = False
 
