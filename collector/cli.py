@@ -6,6 +6,7 @@ import ctypes
 import getpass
 import os
 import sys
+import time
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -152,9 +153,11 @@ def cmd_serve(args, settings):
 
 
 def cmd_purge(args, settings):
-    """Remove archive files that no row references, and stale staging files."""
+    """Remove archive files that no row references, stale staging files, and expired tus
+    uploads (giving back the attempts they held) with their partial files."""
     from collector.archives.models import Archive
     from collector.archives.storage import LocalArchiveStorage
+    from collector.archives.uploads import tus
 
     storage = LocalArchiveStorage(settings["data_dir"])
     removed = 0
@@ -176,6 +179,24 @@ def cmd_purge(args, settings):
         else:
             path.unlink(missing_ok=True)
             print(f"removed stale staging file {path}")
+        removed += 1
+    with _session(settings) as session:
+        expired = tus.purge_expired(session, storage, dry_run=args.dry_run)
+        orphan_uploads = tus.orphan_upload_files(session, storage)
+    for upload_id in expired:
+        print(f"{'would remove' if args.dry_run else 'removed'} expired upload {upload_id}")
+        removed += 1
+    # A file without a row is a creation that failed; young ones may be committing now.
+    limit = time.time() - args.stale_hours * 3600
+    for key in orphan_uploads:
+        path = storage.upload_path(key)
+        if not path.is_file() or path.stat().st_mtime > limit:
+            continue
+        if args.dry_run:
+            print(f"would remove orphan upload file {path}")
+        else:
+            path.unlink(missing_ok=True)
+            print(f"removed orphan upload file {path}")
         removed += 1
     print(f"{'would remove' if args.dry_run else 'removed'} {removed} file(s)")
 

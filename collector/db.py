@@ -130,7 +130,9 @@ RETRY_BODY_LIMIT = 64 * 1024
 def retry_attempts(request):
     """pyramid_retry's activate hook: one attempt for uploads, the default otherwise."""
     length = request.content_length or 0
-    if length > RETRY_BODY_LIMIT or "Upload-Token" in request.headers:
+    # tus requests (/api/v1/uploads/) append to a file: never run one twice.
+    if (length > RETRY_BODY_LIMIT or "Upload-Token" in request.headers
+            or request.path_info.startswith("/api/v1/uploads")):
         return 1
     return None
 

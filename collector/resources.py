@@ -9,6 +9,8 @@
      │           └─ Archive       …/archives/{id}/
      ├─ TicketContainer           /tickets/{number}   → the same Ticket, parented by its Platform
      ├─ ArchiveContainer          /archives/{id}      → the same Archive, parented by its Ticket
+     ├─ Uploads                   /uploads/           tus resumable uploads (API only)
+     │   └─ UploadNode            /uploads/{id}       upload: only the ticket that created it
      ├─ TokenContainer            /tokens/            a user's own personal API tokens
      ├─ Account                   /account/           the signed-in user's own settings
      └─ Admin                     /admin/             admin only
@@ -51,6 +53,7 @@ class Root(Node):
             "platforms": PlatformContainer,
             "tickets": TicketContainer,
             "archives": ArchiveContainer,
+            "uploads": Uploads,
             "tokens": TokenContainer,
             "account": Account,
             "admin": Admin,
@@ -169,6 +172,32 @@ class ArchiveContainer(Node):
         if archive is None:
             raise KeyError(archive_id)
         return archive_node(self.request, archive)
+
+
+class Uploads(Node):
+    """``/uploads/``: tus uploads. Creating one needs a valid Upload-Token (checked by the
+    view, which also reserves the attempt); staff get nothing here beyond the root's grants.
+    """
+
+    def __getitem__(self, upload_id):
+        from collector.archives.uploads import tus
+
+        upload = tus.get_upload(self.dbsession, upload_id)
+        if upload is None:
+            raise KeyError(upload_id)
+        return UploadNode(self.request, upload, self)
+
+
+class UploadNode(Node):
+    def __init__(self, request, upload, parent):
+        super().__init__(request, upload.id, parent)
+        self.upload = upload
+
+    @property
+    def __acl__(self):
+        # Only the ticket whose token created the upload may continue, query or end it;
+        # nobody else, staff included (an upload in progress is the customer's).
+        return [(Allow, f"ticket:{self.upload.ticket_id}", P.UPLOAD), DENY_ALL]
 
 
 class TokenContainer(Node):

@@ -32,6 +32,9 @@ ROUTES = {
     "api.archive": ("/archives/{id}/", "/archives/{id}{slash:/?}", "/archives/{id}"),
     "api.archive.download": ("/archives/{id}/download", "/archives/{id}/download{slash:/?}",
                              "/archives/{id}"),
+    # tus 1.0 resumable uploads (api/v1/uploads.py); an upload's URL has no trailing slash.
+    "api.uploads": ("/uploads/", "/uploads{slash:/?}", "/uploads"),
+    "api.upload": ("/uploads/{id}", "/uploads/{id}{slash:/?}", "/uploads/{id}"),
     "api.check.health": ("/check/health/", "/check/health{slash:/?}", None),
     "api.check.storage": ("/check/storage/", "/check/storage{slash:/?}", None),
     "api.check.token": ("/check/token/{token}", "/check/token/{token}{slash:/?}", None),

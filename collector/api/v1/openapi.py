@@ -321,6 +321,103 @@ UPLOAD = operation(
         "application/octet-stream": {"schema": BINARY}}},
     security=UPLOADER)
 
+# --- tus 1.0.0 (api/v1/uploads.py) ---------------------------------------------------------
+
+TUS_RESUMABLE = header("Tus-Resumable", {"const": "1.0.0"}, "The tus protocol version", True)
+TUS_STATE = {
+    "Tus-Resumable": {"schema": {"const": "1.0.0"}},
+    "Upload-Offset": {"description": "Bytes received, fsynced and committed",
+                      "schema": {**INTEGER, "minimum": 0}},
+    "Upload-Expires": {"description": "When an unfinished upload is removed (RFC 7231 date)",
+                       "schema": STRING},
+}
+ARCHIVE_ID_HEADER = {"Upload-Archive-Id": {
+    "description": "The id of the archive the finished upload became", "schema": INTEGER}}
+TUS_ERRORS = {
+    "409": answer("`Upload-Offset` differs from the upload's offset, or another request is "
+                  "writing to it", ref("Error")),
+    "410": answer("The upload has expired", ref("Error")),
+    "412": answer("`Tus-Resumable: 1.0.0` missing", ref("Error"),
+                  {"Tus-Version": {"schema": STRING}}),
+    "415": answer("A chunk must be `application/offset+octet-stream`", ref("Error")),
+    "460": answer("`Upload-Checksum` does not match the chunk; it was discarded and the "
+                  "offset is unchanged", ref("Error")),
+}
+CHUNK = {"required": False, "content": {"application/offset+octet-stream": {
+    "schema": BINARY}}}
+CHUNK_HEADERS = [header("Upload-Checksum", STRING,
+                        "`sha1|md5|sha256 <base64 digest>` of this chunk (400 if the "
+                        "algorithm is unknown)")]
+RECEIPT = obj({"id": INTEGER, "ticket": INTEGER, "name": STRING, "size": INTEGER,
+               "sha256": STRING, "md5": STRING, "time_create": TIME,
+               "file": {**STRING, "format": "uri"}},
+              ["id", "ticket", "name", "size", "sha256", "md5", "time_create", "file"],
+              description="The receipt of a finished upload: the archive it became")
+
+
+def _tus(operation_id, summary, ok, errors, tus_errors, **kwargs):
+    op = operation(operation_id, summary, ok, errors, security=UPLOADER, **kwargs)
+    op["parameters"] = [TUS_RESUMABLE, ref("Upload-Token", "parameters"),
+                        *op.get("parameters", [])]
+    op["responses"].update({status: TUS_ERRORS[status] for status in tus_errors})
+    return op
+
+
+TUS_OPERATIONS = {
+    "api.uploads": {
+        "post": _tus(
+            "createUpload", "Create a resumable upload (tus creation)",
+            {201: answer("Created; `Location` is the upload's URL. With a body that "
+                         "completed the upload (or a final concatenation): the receipt",
+                         headers={**TUS_STATE, "Location": {"schema": {
+                             **STRING, "format": "uri"}}},
+                         content=json_content(RECEIPT))},
+            (400, 401, 403, 413, 423, 507), ("410", "412", "415", "460"),
+            description="`Upload-Length` (or `Upload-Defer-Length: 1`), `Upload-Metadata` "
+                        "(`filename`, `filetype`: the archive's name), `Upload-Concat: "
+                        "partial` or `final;<url> <url> …`. Reserves one of the ticket's "
+                        "attempts, except for partial uploads (their final upload spends "
+                        "it). `OPTIONS` on this URL (no token needed) answers 204 with "
+                        "`Tus-Version`, `Tus-Max-Size`, `Tus-Extension` and "
+                        "`Tus-Checksum-Algorithm`.",
+            parameters=[header("Upload-Length", INTEGER, "Size of the whole file"),
+                        header("Upload-Defer-Length", {"const": "1"}, "Size sent later"),
+                        header("Upload-Metadata", STRING, "`key base64,…`"),
+                        header("Upload-Concat", STRING, "`partial` or `final;<urls>`"),
+                        *CHUNK_HEADERS],
+            body=CHUNK),
+    },
+    "api.upload": {
+        "parameters": [{"name": "id", "in": "path", "required": True,
+                        "schema": {**STRING, "pattern": "^[A-Za-z0-9_-]{16,64}$"}}],
+        "head": _tus(
+            "getUploadOffset", "The upload's offset and state (tus core)",
+            {200: answer("`Upload-Length` or `Upload-Defer-Length`, `Upload-Metadata`, "
+                         "`Upload-Concat`, `Upload-Archive-Id` once finished",
+                         headers={**TUS_STATE, "Cache-Control": {"schema": {
+                             "const": "no-store"}}})},
+            (400, 401, 403, 404, 423), ("410", "412")),
+        "patch": _tus(
+            "appendChunk", "Append a chunk at `Upload-Offset` (tus core)",
+            {204: answer("Stored and fsynced", headers=TUS_STATE),
+             200: answer("The last chunk: the upload is now an archive",
+                         headers={**TUS_STATE, **ARCHIVE_ID_HEADER},
+                         content=json_content(RECEIPT))},
+            (400, 401, 403, 404, 413, 423, 507), ("409", "410", "412", "415", "460"),
+            description="403 on a final (concatenated) upload. A deferred length is given "
+                        "with `Upload-Length` here. A resolved ticket refuses chunks (423).",
+            parameters=[header("Upload-Offset", INTEGER, "Must equal the upload's offset",
+                               True),
+                        header("Upload-Length", INTEGER, "A deferred length"),
+                        *CHUNK_HEADERS],
+            body={**CHUNK, "required": True}),
+        "delete": _tus(
+            "terminateUpload", "Terminate the upload (tus termination)",
+            {204: answer("Removed; an attempt it held is given back to the ticket")},
+            (401, 403, 404, 423), ("409", "412")),
+    },
+}
+
 OPERATIONS = {
     "api.platforms": {
         "get": _list("Platforms", "Platform", []),
@@ -458,6 +555,7 @@ OPERATIONS = {
                 "responses": {"200": answer("OpenAPI 3.1", {"type": "object"})},
                 "security": PUBLIC},
     },
+    **TUS_OPERATIONS,
 }
 
 

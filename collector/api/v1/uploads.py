@@ -1,0 +1,238 @@
+"""/api/v1/uploads/ — tus 1.0.0 resumable uploads (rules in archives/uploads/tus.py).
+
+``POST /uploads/`` creates an upload (creation, creation-with-upload, defer-length,
+concatenation); ``HEAD``, ``PATCH`` and ``DELETE`` on ``/uploads/{id}`` ask its offset,
+append a chunk and terminate it; ``OPTIONS`` says what the server supports. Every request
+but OPTIONS needs ``Tus-Resumable: 1.0.0`` and the ticket's ``Upload-Token``. The answer to
+the chunk that completes the upload is 200 with ``Upload-Archive-Id`` and a JSON receipt.
+"""
+
+import os
+
+from cornice import Service
+from pyramid.authorization import ACLHelper, Authenticated, Everyone
+from pyramid.events import NewRequest, NewResponse, subscriber
+from pyramid.security import NO_PERMISSION_REQUIRED
+from pyramid.view import view_config
+
+from collector.api.v1 import PREFIX, error_handler, iso
+from collector.archives.uploads import SpoolReader, _raw_chunks, tus
+from collector.errors import BadRequest, Forbidden, NotFound
+from collector.resources import UploadNode, ticket_node
+from collector.security import Permission
+from collector.tickets import services as tickets
+
+ARCHIVE_ID = "Upload-Archive-Id"
+uploads = Service(name="tus_uploads", pyramid_route="api.uploads",
+                  description="tus 1.0.0: create a resumable upload",
+                  error_handler=error_handler)
+upload = Service(name="tus_upload", pyramid_route="api.upload",
+                 description="tus 1.0.0: one resumable upload", error_handler=error_handler)
+
+_PATH = PREFIX + "/uploads"
+_OVERRIDABLE = {"PATCH", "DELETE", "HEAD"}
+
+
+@subscriber(NewRequest)
+def method_override(event):
+    """``X-HTTP-Method-Override`` for clients behind proxies that only pass GET and POST."""
+    request = event.request
+    override = request.headers.get("X-HTTP-Method-Override", "").upper()
+    if (override in _OVERRIDABLE and request.method == "POST"
+            and request.path_info.startswith(_PATH)):
+        request.method = override
+
+
+@subscriber(NewResponse)
+def tus_resumable(event):
+    # Every answer of the tus endpoints, errors included, names the protocol version.
+    if event.request.path_info.startswith(_PATH):
+        event.response.headers["Tus-Resumable"] = tus.VERSION
+
+
+def _require_version(request):
+    if request.headers.get("Tus-Resumable") != tus.VERSION:
+        raise tus.PreconditionFailed(f"Tus-Resumable: {tus.VERSION} is required",
+                                     Tus_Version=tus.VERSION)
+
+
+def _release_on_finish(request):
+    """Locks are released after the transaction has ended (finished callbacks run then)."""
+    def release(fd):
+        request.add_finished_callback(lambda _request: os.close(fd))
+
+    return release
+
+
+def _upload_of(request, allow_expired=False):
+    """The upload of the URL, for its own ticket's token only; another ticket's token gets
+    404 like an unknown id, so ids cannot be probed."""
+    _require_version(request)
+    ticket = tickets.check_upload_token(request.dbsession, request.headers.get("Upload-Token"),
+                                        need_attempt=False)
+    node = request.context
+    if not isinstance(node, UploadNode):  # pragma: no cover - traversal answers 404 first
+        raise NotFound("no such upload")
+    # The upload already holds its attempt, so the token may have none left; the tree's
+    # ACL still decides, with the principal the token stands for.
+    identity = request.identity
+    principals = {Everyone, Authenticated, f"ticket:{ticket.id}",
+                  *(identity.principals if identity is not None else ())}
+    if not ACLHelper().permits(node, principals, Permission.UPLOAD):
+        raise NotFound("no such upload")
+    if not allow_expired and tus.is_expired(node.upload):
+        raise tus.Gone("this upload has expired; start a new one")
+    return node.upload, ticket
+
+
+def _state_headers(request, row):
+    headers = request.response.headers
+    headers["Upload-Expires"] = tus.http_date(row.expires_at)
+    headers["Cache-Control"] = "no-store"
+    if row.concat != "final" or row.finished_at is not None:
+        headers["Upload-Offset"] = str(row.offset)
+    if row.length is not None:
+        headers["Upload-Length"] = str(row.length)
+    else:
+        headers["Upload-Defer-Length"] = "1"
+    if row.metadata_header:
+        headers["Upload-Metadata"] = row.metadata_header
+    if row.concat == "partial":
+        headers["Upload-Concat"] = "partial"
+    elif row.concat == "final":
+        urls = " ".join(request.route_path("api.upload", id=part, slash="")
+                        for part in row.parts.split())
+        headers["Upload-Concat"] = f"final;{urls}"
+    if row.archive_id is not None:
+        headers[ARCHIVE_ID] = str(row.archive_id)
+
+
+def _receipt(request, ticket, archive):
+    """What the customer keeps and staff see: the same fields as the archive list."""
+    request.response.headers[ARCHIVE_ID] = str(archive.id)
+    return {"id": archive.id, "ticket": ticket.number, "name": archive.name,
+            "size": archive.size, "sha256": archive.sha256, "md5": archive.md5,
+            "time_create": iso(archive.time_create),
+            "file": request.route_url("api.archive.download", id=archive.id, slash="")}
+
+
+def _empty(request, status):
+    response = request.response
+    response.status_int = status
+    response.content_type = None
+    return response
+
+
+def _body(request):
+    size = request.content_length or 0
+    if size and request.content_type != tus.CONTENT_TYPE:
+        raise tus.UnsupportedMediaType(f"a chunk is sent as Content-Type: {tus.CONTENT_TYPE}")
+    return _raw_chunks(SpoolReader(request.body_file_raw), size), size
+
+
+def _part_ids(header):
+    """``final;/api/v1/uploads/a http://host/api/v1/uploads/b`` → ["a", "b"]."""
+    kind, _, urls = header.partition(";")
+    if kind.strip() != "final":
+        raise BadRequest("Upload-Concat must be `partial` or `final;<url> <url> …`")
+    return [url.rstrip("/").rsplit("/", 1)[-1] for url in urls.split()]
+
+
+@view_config(route_name="api.uploads", request_method="OPTIONS",
+             permission=NO_PERMISSION_REQUIRED, require_csrf=False)
+@view_config(route_name="api.upload", request_method="OPTIONS",
+             permission=NO_PERMISSION_REQUIRED, require_csrf=False)
+def options(request):
+    """What this server supports (no token or Tus-Resumable needed)."""
+    headers = request.response.headers
+    headers["Tus-Version"] = tus.VERSION
+    headers["Tus-Max-Size"] = str(request.registry.settings["upload.max_size"])
+    headers["Tus-Extension"] = ",".join(tus.EXTENSIONS)
+    headers["Tus-Checksum-Algorithm"] = ",".join(tus.CHECKSUMS)
+    return _empty(request, 204)
+
+
+@uploads.post()
+def create(request):
+    _require_version(request)
+    ticket = tickets.check_upload_token(request.dbsession, request.headers.get("Upload-Token"))
+    if not request.has_permission(Permission.UPLOAD, ticket_node(request, ticket)):
+        raise Forbidden("upload token is not valid for this ticket")
+    headers, settings = request.headers, request.registry.settings
+    defer = headers.get("Upload-Defer-Length")
+    if defer not in (None, "1"):
+        raise BadRequest("Upload-Defer-Length must be 1")
+    length = tus.parse_length(headers.get("Upload-Length"), "Upload-Length")
+    concat = (headers.get("Upload-Concat") or "").strip()
+    metadata = headers.get("Upload-Metadata")
+    args = (request.dbsession, request.storage, settings, ticket)
+    release = _release_on_finish(request)
+    if concat.startswith("final"):
+        if length is not None or request.content_length:
+            raise BadRequest("a final upload has no Upload-Length and no body")
+        row, archive = tus.create_final(*args, _part_ids(concat), metadata, release)
+        return _created(request, row, ticket, archive)
+    if concat not in ("", "partial"):
+        raise BadRequest("Upload-Concat must be `partial` or `final;<url> <url> …`")
+    make = tus.create_partial if concat == "partial" else tus.create_upload
+    row = make(*args, length=length, defer=defer == "1", metadata_header=metadata)
+    archive = None
+    if request.content_length:
+        # creation-with-upload: the body is the first chunk.
+        chunks, size = _body(request)
+        tus.lock_upload(request.dbsession, request.storage.backend, row, release)
+        archive = tus.append(*args[:3], row, ticket, chunks, size, offset=0,
+                             checksum=tus.parse_checksum(headers.get("Upload-Checksum")))
+    return _created(request, row, ticket, archive)
+
+
+def _created(request, row, ticket, archive):
+    request.response.location = request.route_url("api.upload", id=row.id, slash="")
+    request.response.headers["Upload-Expires"] = tus.http_date(row.expires_at)
+    request.response.headers["Upload-Offset"] = str(row.offset)
+    request.response.status_int = 201
+    if archive is None:
+        return _empty(request, 201)
+    return _receipt(request, ticket, archive)
+
+
+@upload.decorator("HEAD")
+def head(request):
+    row, _ = _upload_of(request)
+    _state_headers(request, row)
+    return _empty(request, 200)
+
+
+@upload.patch()
+def patch(request):
+    row, ticket = _upload_of(request)
+    if row.concat == "final":
+        raise Forbidden("a final upload is complete when created; it takes no PATCH")
+    if request.content_type != tus.CONTENT_TYPE:
+        raise tus.UnsupportedMediaType(f"a chunk is sent as Content-Type: {tus.CONTENT_TYPE}")
+    headers = request.headers
+    offset = tus.parse_length(headers.get("Upload-Offset"), "Upload-Offset")
+    if offset is None:
+        raise BadRequest("Upload-Offset is required")
+    length = tus.parse_length(headers.get("Upload-Length"), "Upload-Length")
+    checksum = tus.parse_checksum(headers.get("Upload-Checksum"))
+    chunks, size = _body(request)
+    tus.lock_upload(request.dbsession, request.storage.backend, row,
+                    _release_on_finish(request))
+    archive = tus.append(request.dbsession, request.storage, request.registry.settings, row,
+                         ticket, chunks, size, offset=offset, checksum=checksum,
+                         length=length)
+    request.response.headers["Upload-Offset"] = str(row.offset)
+    request.response.headers["Upload-Expires"] = tus.http_date(row.expires_at)
+    if archive is None:
+        return _empty(request, 204)
+    return _receipt(request, ticket, archive)
+
+
+@upload.delete()
+def terminate(request):
+    row, _ = _upload_of(request, allow_expired=True)
+    tus.lock_upload(request.dbsession, request.storage.backend, row,
+                    _release_on_finish(request))
+    tus.terminate(request.dbsession, request.storage, row)
+    return _empty(request, 204)

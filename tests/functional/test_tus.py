@@ -1,0 +1,324 @@
+"""tus 1.0.0 at /api/v1/uploads/: core, extensions, token rules, attempts, hashes, purge."""
+
+import base64
+import datetime as dt
+import hashlib
+import os
+
+import pytest
+from sqlalchemy import select, update
+
+from collector.archives.models import Archive, TusUpload
+from collector.archives.uploads import tus
+from collector.cli import main as cli_main
+from collector.tickets.models import Ticket
+
+V = {"Tus-Resumable": "1.0.0"}
+CHUNK = {"Content-Type": "application/offset+octet-stream"}
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest.fixture
+def ticket(factory):
+    return factory.ticket(factory.platform("vm6"), 77, attempts=3)
+
+
+class Client:
+    def __init__(self, testapp, token):
+        self.app, self.token = testapp, token
+
+    def headers(self, **extra):
+        return {**V, "Upload-Token": self.token, **extra}
+
+    def create(self, length=None, status=201, body=b"", name="logs.tgz", **headers):
+        if length is not None:
+            headers["Upload-Length"] = str(length)
+        headers.setdefault("Upload-Metadata", f"filename {b64(name)},filetype {b64('x/y')}")
+        if body:
+            headers.update(CHUNK)
+        res = self.app.post("/api/v1/uploads/", body, headers=self.headers(**headers),
+                            status=status)
+        return res
+
+    def patch(self, url, offset, body, status=204, **headers):
+        return self.app.patch(url, body, headers=self.headers(
+            **CHUNK, **{"Upload-Offset": str(offset)}, **headers), status=status)
+
+    def head(self, url, status=200):
+        return self.app.head(url, headers=self.headers(), status=status)
+
+
+@pytest.fixture
+def client(testapp, ticket):
+    return Client(testapp, ticket.token)
+
+
+def _attempts(dbsession, ticket):
+    dbsession.expire_all()
+    return dbsession.get(Ticket, ticket.id).attempts
+
+
+def _path(url):
+    return "/" + url.split("/", 3)[3]
+
+
+def test_options_announces_the_server(testapp, app):
+    res = testapp.options("/api/v1/uploads/", status=204)
+    assert res.headers["Tus-Version"] == "1.0.0"
+    assert res.headers["Tus-Resumable"] == "1.0.0"
+    assert res.headers["Tus-Max-Size"] == str(64 * 1024 * 1024)
+    assert set(res.headers["Tus-Extension"].split(",")) == {
+        "creation", "creation-with-upload", "creation-defer-length", "termination",
+        "checksum", "expiration", "concatenation"}
+    assert res.headers["Tus-Checksum-Algorithm"] == "sha1,md5,sha256"
+
+
+def test_whole_upload_in_chunks_becomes_an_archive(client, dbsession, ticket, data_dir):
+    body = os.urandom(3 * 1024 * 1024 + 17)
+    created = client.create(len(body))
+    url = created.headers["Location"]
+    assert url.startswith("http://localhost/api/v1/uploads/")
+    assert created.headers["Tus-Resumable"] == "1.0.0"
+    assert "GMT" in created.headers["Upload-Expires"]
+    assert len(url.rsplit("/", 1)[1]) >= 32  # ≥ 192 bits
+    assert _attempts(dbsession, ticket) == 2  # reserved at creation
+    path = _path(url)
+    step = 1024 * 1024
+    for offset in range(0, len(body) - step, step):
+        res = client.patch(path, offset, body[offset:offset + step])
+        assert res.headers["Upload-Offset"] == str(offset + step)
+        assert "Upload-Archive-Id" not in res.headers
+    head = client.head(path)
+    assert head.headers["Upload-Offset"] == str(3 * step)
+    assert head.headers["Upload-Length"] == str(len(body))
+    assert head.headers["Cache-Control"] == "no-store"
+    assert head.headers["Upload-Metadata"].startswith("filename ")
+    last = client.patch(path, 3 * step, body[3 * step:], status=200)
+    assert last.headers["Upload-Offset"] == str(len(body))
+    receipt = last.json
+    assert last.headers["Upload-Archive-Id"] == str(receipt["id"])
+    assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
+    assert receipt["md5"] == hashlib.md5(body).hexdigest()
+    assert (receipt["ticket"], receipt["name"], receipt["size"]) == (77, "logs.tgz", len(body))
+    archive = dbsession.get(Archive, receipt["id"])
+    stored = data_dir / "archives" / archive.storage_key[:2] / archive.storage_key
+    assert stored.read_bytes() == body
+    assert list((data_dir / "uploads").iterdir()) == []  # moved, not copied
+    assert _attempts(dbsession, ticket) == 2  # once per upload, not per chunk
+    assert client.head(path).headers["Upload-Archive-Id"] == str(receipt["id"])
+
+
+def test_restart_in_the_middle_still_hashes_right(client, dbsession):
+    body = os.urandom(2 * 1024 * 1024 + 5)
+    path = _path(client.create(len(body)).headers["Location"])
+    client.patch(path, 0, body[:1000])
+    client.patch(path, 1000, body[1000:1024 * 1024])
+    tus.HASHES.clear()  # what a restart of the process loses
+    receipt = client.patch(path, 1024 * 1024, body[1024 * 1024:], status=200).json
+    assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
+    assert receipt["md5"] == hashlib.md5(body).hexdigest()
+
+
+def test_bytes_past_the_committed_offset_are_cut_off(client, dbsession, data_dir):
+    """A crash after the fsync but before the commit leaves extra bytes in the file."""
+    body = os.urandom(50000)
+    path = _path(client.create(len(body)).headers["Location"])
+    client.patch(path, 0, body[:20000])
+    [partial] = (data_dir / "uploads").iterdir()
+    with open(partial, "ab") as out:
+        out.write(b"garbage of a request whose commit failed")
+    tus.HASHES.clear()
+    assert client.head(path).headers["Upload-Offset"] == "20000"
+    receipt = client.patch(path, 20000, body[20000:], status=200).json
+    assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_creation_with_upload(client, dbsession, ticket):
+    body = b"first part " * 100
+    res = client.create(len(body) * 2, body=body)
+    assert res.headers["Upload-Offset"] == str(len(body))
+    path = _path(res.headers["Location"])
+    done = client.patch(path, len(body), body, status=200)
+    assert done.json["sha256"] == hashlib.sha256(body * 2).hexdigest()
+    # and all at once: the 201 carries the receipt
+    whole = client.create(5, body=b"12345")
+    assert whole.json["sha256"] == hashlib.sha256(b"12345").hexdigest()
+    assert whole.headers["Upload-Archive-Id"] == str(whole.json["id"])
+    assert _attempts(dbsession, ticket) == 1
+
+
+def test_defer_length(client):
+    res = client.create(**{"Upload-Defer-Length": "1"})
+    path = _path(res.headers["Location"])
+    assert client.head(path).headers["Upload-Defer-Length"] == "1"
+    client.patch(path, 0, b"abc")
+    done = client.patch(path, 3, b"def", status=200, **{"Upload-Length": "6"})
+    assert done.json["sha256"] == hashlib.sha256(b"abcdef").hexdigest()
+    client.create(status=400)  # neither length nor defer
+
+
+def test_checksum(client):
+    path = _path(client.create(10).headers["Location"])
+    good = base64.b64encode(hashlib.sha1(b"12345").digest()).decode()
+    bad = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
+    res = client.patch(path, 0, b"12345", status=460,
+                       **{"Upload-Checksum": f"sha256 {bad}"})
+    assert "does not match" in res.json["detail"]
+    assert client.head(path).headers["Upload-Offset"] == "0"  # discarded
+    client.patch(path, 0, b"12345", status=400, **{"Upload-Checksum": f"crc32 {good}"})
+    client.patch(path, 0, b"12345", **{"Upload-Checksum": f"sha1 {good}"})
+    md5 = base64.b64encode(hashlib.md5(b"67890").digest()).decode()
+    done = client.patch(path, 5, b"67890", status=200, **{"Upload-Checksum": f"md5 {md5}"})
+    assert done.json["sha256"] == hashlib.sha256(b"1234567890").hexdigest()
+
+
+def test_protocol_errors(client, testapp, app):
+    path = _path(client.create(10).headers["Location"])
+    res = client.patch(path, 3, b"abc", status=409)
+    assert res.headers["Tus-Resumable"] == "1.0.0"
+    client.app.patch(path, b"abc", headers={**client.headers(), "Upload-Offset": "0",
+                                            "Content-Type": "text/plain"}, status=415)
+    missing = testapp.patch(path, b"abc", headers={**CHUNK, "Upload-Offset": "0",
+                                                   "Upload-Token": client.token}, status=412)
+    assert missing.headers["Tus-Version"] == "1.0.0"
+    assert missing.json["detail"]
+    testapp.post("/api/v1/uploads/", headers={"Upload-Length": "3",
+                                              "Upload-Token": client.token}, status=412)
+    client.create(64 * 1024 * 1024 + 1, status=413)
+    client.patch(path, 0, b"x" * 11, status=400)  # past Upload-Length
+    client.create(3, status=400, **{"Upload-Metadata": "filename not-base64!"})
+
+
+def test_token_answers_and_other_tickets(client, testapp, factory, dbsession, ticket):
+    path = _path(client.create(10).headers["Location"])
+    testapp.head(path, headers=V, status=401)
+    testapp.head(path, headers={**V, "Upload-Token": "nope"}, status=403)
+    other = factory.ticket(factory.platform("other"), 78)
+    testapp.head(path, headers={**V, "Upload-Token": other.token}, status=404)
+    res = Client(testapp, other.token).patch(path, 0, b"abc", status=404)
+    assert res.json["detail"] == "no such upload"
+    testapp.head("/api/v1/uploads/" + "x" * 32, headers=client.headers(), status=404)
+    dbsession.execute(update(Ticket).where(Ticket.id == ticket.id).values(resolved=True))
+    dbsession.commit()
+    res = client.patch(path, 0, b"abc", status=423)
+    assert "resolved" in res.json["detail"]
+    client.create(10, status=423)
+
+
+def test_last_attempt_upload_continues(factory, testapp, dbsession):
+    ticket = factory.ticket(factory.platform("vm6"), 79, attempts=1)
+    client = Client(testapp, ticket.token)
+    path = _path(client.create(6).headers["Location"])
+    assert _attempts(dbsession, ticket) == 0
+    client.create(6, status=423)  # no attempt left for another upload
+    client.patch(path, 0, b"abc")  # but this one holds its attempt
+    client.patch(path, 3, b"def", status=200)
+
+
+def test_termination_gives_the_attempt_back(client, dbsession, ticket, data_dir, testapp):
+    path = _path(client.create(10).headers["Location"])
+    client.patch(path, 0, b"abc")
+    assert _attempts(dbsession, ticket) == 2
+    testapp.delete(path, headers=client.headers(), status=204)
+    assert _attempts(dbsession, ticket) == 3
+    assert list((data_dir / "uploads").iterdir()) == []
+    client.patch(path, 3, b"def", status=404)
+    client.head(path, status=404)
+    testapp.delete(path, headers=client.headers(), status=404)
+    assert _attempts(dbsession, ticket) == 3
+
+
+def test_method_override(client, testapp):
+    path = _path(client.create(3).headers["Location"])
+    res = testapp.post(path, b"abc", headers={**client.headers(), **CHUNK,
+                                              "Upload-Offset": "0",
+                                              "X-HTTP-Method-Override": "PATCH"}, status=200)
+    assert res.json["size"] == 3
+
+
+def test_location_behind_a_proxy(client, testapp):
+    res = testapp.post("/api/v1/uploads/", headers={**client.headers(), "Upload-Length": "3"},
+                       extra_environ={"wsgi.url_scheme": "https",
+                                      "HTTP_HOST": "logs.example.com"}, status=201)
+    assert res.headers["Location"].startswith("https://logs.example.com/api/v1/uploads/")
+
+
+def _concat_parts(client, pieces):
+    urls = []
+    for piece in pieces:
+        res = client.create(len(piece), body=piece, **{"Upload-Concat": "partial"})
+        assert client.head(_path(res.headers["Location"])).headers["Upload-Concat"] == \
+            "partial"
+        urls.append(res.headers["Location"])
+    return urls
+
+
+def test_concatenation_in_order_counts_one_attempt(client, dbsession, ticket, data_dir):
+    pieces = [os.urandom(3000), os.urandom(1), os.urandom(70000)]
+    urls = _concat_parts(client, pieces)
+    assert _attempts(dbsession, ticket) == 3  # partial uploads reserve nothing
+    # relative and absolute URLs, not in creation order
+    order = [urls[2], _path(urls[0]), urls[1]]
+    final = client.create(status=201, **{"Upload-Concat": "final;" + " ".join(order)})
+    expected = pieces[2] + pieces[0] + pieces[1]
+    assert final.json["sha256"] == hashlib.sha256(expected).hexdigest()
+    assert final.json["md5"] == hashlib.md5(expected).hexdigest()
+    assert _attempts(dbsession, ticket) == 2  # one for the whole concatenation
+    head = client.head(_path(final.headers["Location"]))
+    assert head.headers["Upload-Offset"] == head.headers["Upload-Length"] == str(len(expected))
+    assert head.headers["Upload-Concat"].startswith("final;/api/v1/uploads/")
+    client.patch(_path(final.headers["Location"]), len(expected), b"x", status=403)
+    archive = dbsession.get(Archive, final.json["id"])
+    stored = data_dir / "archives" / archive.storage_key[:2] / archive.storage_key
+    assert stored.read_bytes() == expected
+    assert list((data_dir / "uploads").iterdir()) == []
+    # used partial uploads are gone
+    client.create(status=400, **{"Upload-Concat": "final;" + urls[0]})
+
+
+def test_concatenation_needs_finished_parts(client):
+    res = client.create(10, **{"Upload-Concat": "partial"})
+    client.create(status=400, **{"Upload-Concat": "final;" + res.headers["Location"]})
+
+
+def test_expired_upload_answers_410_and_purge_removes_it(client, dbsession, ticket, data_dir,
+                                                         settings, tmp_path):
+    path = _path(client.create(10).headers["Location"])
+    client.patch(path, 0, b"abc")
+    keep = _path(client.create(10).headers["Location"])
+    assert _attempts(dbsession, ticket) == 1
+    upload_id = path.rsplit("/", 1)[1]
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    dbsession.execute(update(TusUpload).where(TusUpload.id == upload_id)
+                      .values(expires_at=past))
+    dbsession.commit()
+    client.patch(path, 3, b"def", status=410)
+    client.head(path, status=410)
+    client.head(keep)
+    ini = tmp_path / "purge.ini"
+    ini.write_text(f"[app:main]\nuse = egg:logs-collector\ndb_url = {settings['db_url']}\n"
+                   f"data_dir = {data_dir}\nsecret_key = {settings['secret_key']}\n")
+    cli_main(["-c", str(ini), "purge"])
+    dbsession.expire_all()
+    assert dbsession.get(TusUpload, upload_id) is None
+    assert len(list((data_dir / "uploads").iterdir())) == 1  # the other one stays
+    assert _attempts(dbsession, ticket) == 2  # the expired one's attempt came back
+    client.head(path, status=404)
+    client.head(keep)
+
+
+def test_concurrent_patch_is_refused_while_locked(client, dbsession, app, data_dir):
+    """The lock as a second process would meet it: flock held on the partial file."""
+    import fcntl
+
+    path = _path(client.create(6).headers["Location"])
+    [partial] = (data_dir / "uploads").iterdir()
+    with open(partial, "rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        res = client.patch(path, 0, b"abc", status=409)
+        assert "another request" in res.json["detail"]
+    client.patch(path, 0, b"abc")
+    assert dbsession.scalars(select(TusUpload)).one().offset == 3
