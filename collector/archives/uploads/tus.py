@@ -44,8 +44,6 @@ VERSION = "1.0.0"
 EXTENSIONS = ("creation", "creation-with-upload", "creation-defer-length", "termination",
               "checksum", "expiration", "concatenation")
 CHECKSUMS = {"sha1": hashlib.sha1, "md5": hashlib.md5, "sha256": hashlib.sha256}
-# An unfinished upload may rest this long after its last chunk (never past the token).
-EXPIRY = dt.timedelta(days=7)
 CONTENT_TYPE = "application/offset+octet-stream"
 READ = 1024 * 1024
 _ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -223,8 +221,11 @@ def lock_upload(dbsession, backend, upload, release):
 
 # --- creation ------------------------------------------------------------------------------
 
-def _expiry(ticket, now=None):
-    return min((now or utcnow()) + EXPIRY, ticket.expires_at)
+def _expiry(settings, ticket, now=None):
+    """An unfinished upload may rest TUS_EXPIRY_DAYS after its last chunk, never past the
+    token's own expiry."""
+    rest = dt.timedelta(days=settings["upload.tus_expiry_days"])
+    return min((now or utcnow()) + rest, ticket.expires_at)
 
 
 def create_upload(dbsession, storage, settings, ticket, *, length, defer, metadata_header):
@@ -256,7 +257,7 @@ def _create(dbsession, storage, settings, ticket, *, length, defer, metadata_hea
         filename=metadata.get("filename") or metadata.get("name") or "",
         filetype=(metadata.get("filetype") or metadata.get("type") or "")[:255],
         concat=concat, parts="", holds_attempt=concat is None, storage_key=key,
-        expires_at=_expiry(ticket))
+        expires_at=_expiry(settings, ticket))
     upload.filename = upload.filename[:255]
     dbsession.add(upload)
     dbsession.flush()
@@ -300,7 +301,7 @@ def create_final(dbsession, storage, settings, ticket, part_ids, metadata_header
         metadata_header=(metadata_header or "").strip(), filename=name[:255],
         filetype=(metadata.get("filetype") or "")[:255], concat="final",
         parts=" ".join(part_ids), holds_attempt=False,
-        storage_key=secrets.token_hex(16), expires_at=_expiry(ticket, now),
+        storage_key=secrets.token_hex(16), expires_at=_expiry(settings, ticket, now),
         finished_at=now, archive_id=archive.id)
     dbsession.add(final)
     for part in {p.id: p for p in parts}.values():
@@ -388,7 +389,7 @@ def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset
             raise
     now = utcnow()
     upload.offset = end
-    upload.expires_at = _expiry(ticket, now)
+    upload.expires_at = _expiry(settings, ticket, now)
     if upload.length is not None and upload.offset == upload.length:
         return _finish(dbsession, storage, upload, ticket, hashes, now)
     if hashes is not None:
