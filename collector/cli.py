@@ -174,11 +174,7 @@ def cmd_purge(args, settings):
             print(f"removed orphan {storage.path(key)}")
         removed += 1
     for path in storage.stale_staging(args.stale_hours * 3600):
-        if args.dry_run:
-            print(f"would remove stale staging file {path}")
-        else:
-            path.unlink(missing_ok=True)
-            print(f"removed stale staging file {path}")
+        _remove_file(path, "stale staging file", args.dry_run)
         removed += 1
     with _session(settings) as session:
         expired = tus.purge_expired(session, storage, dry_run=args.dry_run)
@@ -192,13 +188,17 @@ def cmd_purge(args, settings):
         path = storage.upload_path(key)
         if not path.is_file() or path.stat().st_mtime > limit:
             continue
-        if args.dry_run:
-            print(f"would remove orphan upload file {path}")
-        else:
-            path.unlink(missing_ok=True)
-            print(f"removed orphan upload file {path}")
+        _remove_file(path, "orphan upload file", args.dry_run)
         removed += 1
     print(f"{'would remove' if args.dry_run else 'removed'} {removed} file(s)")
+
+
+def _remove_file(path, what, dry_run):
+    if dry_run:
+        print(f"would remove {what} {path}")
+    else:
+        path.unlink(missing_ok=True)
+        print(f"removed {what} {path}")
 
 
 def parser():
