@@ -2,7 +2,8 @@
 //
 // The token comes from the link's #token= fragment, which browsers never send to the
 // server, so it stays out of server and proxy logs. Every file goes through sendFile(), the
-// one place that speaks the upload protocol (a later version swaps it for tus).
+// one place that speaks the upload protocol: tus 1.0.0, in chunks, resuming after a dropped
+// connection and, through a fingerprint in localStorage, after a reload.
 (function () {
   "use strict";
 
@@ -151,10 +152,14 @@
       part(item, "progress").setAttribute("aria-label", "Upload progress of " + file.name);
       part(item, "upload-retry").addEventListener("click", function () { retry(item); });
       part(item, "upload-remove").addEventListener("click", function () { remove(item); });
+      part(item, "receipt-copy").addEventListener("click", function (event) {
+        copyReceipt(item, event.currentTarget);
+      });
       items.push(item);
       list.appendChild(element);
       setState(item, "ready");
-      setProgress(item, 0, "Ready to upload");
+      setProgress(item, 0, loadEntry(file, tokenInput.value.trim())
+        ? "Ready to upload: continues an earlier upload of this file" : "Ready to upload");
       // Refused here already: a file the server would refuse is not sent at all.
       if (file.size === 0) {
         setState(item, "refused");
@@ -190,49 +195,288 @@
     checkButton.disabled = Boolean(current);
   }
 
-  // --- sending one file ------------------------------------------------------------------
+  // --- resumable uploads (tus 1.0.0) ----------------------------------------------------
 
-  // Sends one file; the only function that knows the protocol. Calls
-  // onProgress(sentBytes, totalBytes) while sending and onDone(outcome) once, where
-  // outcome is {status, body} for an answer of the server or {failure: "network" |
-  // "timeout" | "cancelled"} when there was none. Returns a function that cancels.
-  function sendFile(file, token, onProgress, onDone) {
-    var xhr = new XMLHttpRequest();
+  var TUS_VERSION = "1.0.0";
+  var DEFAULT_CHUNK = 8 * 1024 * 1024;
+  // Waits before asking the server again after a dropped chunk (ms); the budget starts
+  // afresh after every chunk that got through.
+  var DEFAULT_DELAYS = "1000 2000 4000 8000 16000 30000";
+  var STORE_PREFIX = "collector.upload.";
+  var STORE_MS = 8 * 24 * 3600 * 1000;  // the server keeps an unfinished upload 7 days
+
+  // The key of a file in localStorage: a hash of token, name, size and date, so the token
+  // itself is not written down; the entry repeats name, size and date to rule out a clash.
+  function fingerprint(file, token) {
+    var text = [token, file.name, file.size, file.lastModified].join("\n");
+    var one = 0x811c9dc5;
+    var two = 0x01000193;
+    for (var i = 0; i < text.length; i += 1) {
+      one = Math.imul(one ^ text.charCodeAt(i), 0x01000193) >>> 0;
+      two = Math.imul(two ^ text.charCodeAt(i), 0x5bd1e995) >>> 0;
+    }
+    return STORE_PREFIX + one.toString(16) + two.toString(16);
+  }
+
+  function storage() {
+    try { return window.localStorage; } catch (e) { return null; }  // disabled by the user
+  }
+
+  function loadEntry(file, token) {
+    var store = storage();
+    var entry = null;
+    try { entry = store && JSON.parse(store.getItem(fingerprint(file, token)) || "null"); }
+    catch (e) { entry = null; }
+    if (entry && entry.url && entry.name === file.name && entry.size === file.size
+        && entry.lastModified === file.lastModified) { return entry; }
+    return null;
+  }
+
+  function saveEntry(file, token, url) {
+    var store = storage();
+    try {
+      if (store) {
+        store.setItem(fingerprint(file, token), JSON.stringify({
+          url: url, name: file.name, size: file.size, lastModified: file.lastModified,
+          saved: Date.now() }));
+      }
+    } catch (e) { /* full or disabled: the upload still runs, it only cannot resume */ }
+  }
+
+  function dropEntry(file, token) {
+    var store = storage();
+    try { if (store) { store.removeItem(fingerprint(file, token)); } } catch (e) { /* gone */ }
+  }
+
+  // Entries older than the server keeps an unfinished upload are of no use any more.
+  function pruneEntries() {
+    var store = storage();
+    if (!store) { return; }
+    try {
+      for (var i = store.length - 1; i >= 0; i -= 1) {
+        var key = store.key(i);
+        if (key && key.indexOf(STORE_PREFIX) === 0) {
+          var entry = null;
+          try { entry = JSON.parse(store.getItem(key)); } catch (e) { entry = null; }
+          if (!entry || !(Date.now() - entry.saved < STORE_MS)) { store.removeItem(key); }
+        }
+      }
+    } catch (e) { /* storage refused: nothing to prune */ }
+  }
+
+  function base64(text) {
+    var bytes = new TextEncoder().encode(text);
+    var binary = "";
+    for (var i = 0; i < bytes.length; i += 1) { binary += String.fromCharCode(bytes[i]); }
+    return window.btoa(binary);
+  }
+
+  function metadata(file) {
+    var pairs = ["filename " + base64(file.name)];
+    if (file.type) { pairs.push("filetype " + base64(file.type)); }
+    return pairs.join(",");
+  }
+
+  // Sends one file over tus; the only function that knows the protocol. `on` has
+  // progress(sentBytes), resumed(offset), retrying(seconds) and done(outcome), called once,
+  // where outcome is {status, body} for an answer of the server (200 with the receipt when
+  // stored) or {failure: "network" | "timeout" | "cancelled"} when there was none; with
+  // `resumable` when a Retry can continue the upload. Returns a function that cancels.
+  function sendFile(file, token, on) {
+    var chunkSize = Number(form.getAttribute("data-chunk-size")) || DEFAULT_CHUNK;
+    var delays = (form.getAttribute("data-retry-delays") || DEFAULT_DELAYS).trim()
+      .split(/\s+/).map(Number);
+    var url = null;         // the upload's address, once created (or found again)
+    var offset = 0;         // what the server has
+    var failures = 0;       // retries since the last chunk that got through
+    var restarted = false;  // a 404/410 starts a new upload once
+    var xhr = null;
+    var timer = null;
     var finished = false;
+    var cancelled = false;
     var lastMove = Date.now();
-    var reason = "network";
+    var stalled = false;
     var watchdog = window.setInterval(function () {
-      if (Date.now() - lastMove > STALL_MS) { reason = "timeout"; xhr.abort(); }
+      if (xhr && Date.now() - lastMove > STALL_MS) { stalled = true; xhr.abort(); }
     }, 5000);
 
     function finish(outcome) {
       if (finished) { return; }
       finished = true;
       window.clearInterval(watchdog);
-      onDone(outcome);
+      window.clearTimeout(timer);
+      on.done(outcome);
     }
 
-    xhr.open("POST", UPLOAD_URL);
-    xhr.setRequestHeader("Upload-Token", token);
-    xhr.setRequestHeader("Accept", "application/json");
-    xhr.upload.onprogress = function (event) {
+    // One request; then(status, request, body) with status 0 when there was no answer.
+    function call(method, target, headers, body, then) {
+      var request = new XMLHttpRequest();
+      xhr = request;
       lastMove = Date.now();
-      onProgress(event.loaded, event.lengthComputable ? event.total : file.size);
-    };
-    xhr.onload = function () {
-      var body = {};
-      try { body = JSON.parse(xhr.responseText); } catch (e) { /* not JSON: a proxy's page */ }
-      // An answer with status 0 is a request that never reached the server.
-      finish(xhr.status ? { status: xhr.status, body: body } : { failure: "network" });
-    };
-    xhr.onerror = function () { finish({ failure: "network" }); };
-    xhr.ontimeout = function () { finish({ failure: "timeout" }); };
-    xhr.onabort = function () { finish({ failure: reason }); };
+      stalled = false;
+      request.open(method, target);
+      request.setRequestHeader("Tus-Resumable", TUS_VERSION);
+      request.setRequestHeader("Upload-Token", token);
+      request.setRequestHeader("Accept", "application/json");
+      Object.keys(headers).forEach(function (name) {
+        request.setRequestHeader(name, headers[name]);
+      });
+      if (body) {
+        var base = offset;
+        request.upload.onprogress = function (event) {
+          lastMove = Date.now();
+          on.progress(Math.min(file.size, base + event.loaded));
+        };
+      }
+      function settle(answered) {
+        if (xhr !== request || cancelled) { return; }  // cancelled meanwhile
+        xhr = null;
+        var parsed = {};
+        if (answered && request.responseText) {
+          try { parsed = JSON.parse(request.responseText); } catch (e) { /* a proxy's page */ }
+        }
+        then(answered ? request.status : 0, request, parsed);
+      }
+      request.onload = function () { settle(true); };
+      request.onerror = function () { settle(false); };
+      request.onabort = function () { settle(false); };
+      request.ontimeout = function () { settle(false); };
+      request.send(body || null);
+    }
 
-    var data = new FormData();
-    data.append("file", file, file.name);
-    xhr.send(data);
-    return function cancel() { reason = "cancelled"; xhr.abort(); };
+    function answer(status, body) {
+      return status ? { status: status, body: body, resumable: Boolean(url) }
+        : { failure: stalled ? "timeout" : "network", resumable: Boolean(url) };
+    }
+
+    // No answer, a conflict or a server error: wait, then ask the server where it stands.
+    function later(status, body, then) {
+      if (failures >= delays.length) { finish(answer(status, body)); return; }
+      var delay = delays[failures];
+      failures += 1;
+      on.retrying(delay / 1000);
+      timer = window.setTimeout(then || locate, delay);
+    }
+
+    function retriable(status) {
+      return status === 0 || status === 409 || (status >= 500 && status !== 507);
+    }
+
+    function restart(status, body) {
+      dropEntry(file, token);
+      url = null;
+      if (restarted) { finish(answer(status, body)); return; }
+      restarted = true;
+      create();
+    }
+
+    function create() {
+      offset = 0;
+      call("POST", UPLOAD_URL, {
+        "Upload-Length": String(file.size),
+        "Upload-Metadata": metadata(file),
+      }, null, function (status, request, body) {
+        var location = status === 201 && request.getResponseHeader("Location");
+        if (!location) {
+          // Not retried: a creation whose answer was lost may have reserved an attempt.
+          finish(answer(status === 201 ? 502 : status, body));
+          return;
+        }
+        url = new URL(location, UPLOAD_URL).href;
+        saveEntry(file, token, url);
+        offset = Number(request.getResponseHeader("Upload-Offset")) || 0;
+        patch();
+      });
+    }
+
+    // HEAD: the server's offset, then go on from there.
+    function locate(first) {
+      call("HEAD", url, {}, null, function (status, request) {
+        var length = Number(request.getResponseHeader("Upload-Length"));
+        var known = Number(request.getResponseHeader("Upload-Offset"));
+        if (status === 200 && length === file.size && known >= 0 && known <= file.size) {
+          var archive = request.getResponseHeader("Upload-Archive-Id");
+          offset = known;
+          if (archive) {  // stored already; only the answer to the last chunk was lost
+            dropEntry(file, token);
+            finish({ status: 200, earlier: true, body: { id: Number(archive) } });
+            return;
+          }
+          if (first) { on.resumed(offset); }
+          on.progress(offset);
+          patch();
+        } else if (first && status !== 0 && !retriable(status)) {
+          // The stored upload is gone (expired, finished, another ticket): a new one.
+          dropEntry(file, token);
+          url = null;
+          create();
+        } else if (status === 404 || status === 410 || status === 200) {
+          restart(status, {});  // gone, or not this file's upload any more
+        } else if (retriable(status)) {
+          later(status, {}, function () { locate(first); });
+        } else {
+          finish({ status: status, body: { detail: "the server refused to continue this "
+            + "upload" }, resumable: true });
+        }
+      });
+    }
+
+    function patch() {
+      var end = Math.min(offset + chunkSize, file.size);
+      call("PATCH", url, {
+        "Content-Type": "application/offset+octet-stream",
+        "Upload-Offset": String(offset),
+      }, file.slice(offset, end), function (status, request, body) {
+        var moved = Number(request.getResponseHeader("Upload-Offset"));
+        if (status === 204 && moved > offset && moved <= file.size) {
+          offset = moved;
+          failures = 0;
+          on.progress(offset);
+          patch();
+        } else if (status === 200) {
+          dropEntry(file, token);
+          body.id = body.id || Number(request.getResponseHeader("Upload-Archive-Id"));
+          finish({ status: 200, body: body });
+        } else if (status === 460) {
+          later(status, body, patch);  // the chunk arrived damaged: the same chunk again
+        } else if (status === 404 || status === 410) {
+          restart(status, body);
+        } else if (retriable(status) || status === 204) {
+          later(status, body);
+        } else {
+          finish(answer(status, body));
+        }
+      });
+    }
+
+    var entry = loadEntry(file, token);
+    if (entry) {
+      url = entry.url;
+      locate(true);
+    } else {
+      create();
+    }
+
+    return function cancel() {
+      if (finished || cancelled) { return; }
+      cancelled = true;
+      window.clearTimeout(timer);
+      var request = xhr;
+      xhr = null;
+      if (request) { request.abort(); }
+      if (!url) { finish({ failure: "cancelled", terminated: false }); return; }
+      // Termination: the server forgets the bytes and gives the attempt back.
+      dropEntry(file, token);
+      var terminate = new XMLHttpRequest();
+      terminate.open("DELETE", url);
+      terminate.setRequestHeader("Tus-Resumable", TUS_VERSION);
+      terminate.setRequestHeader("Upload-Token", token);
+      terminate.onload = function () {
+        finish({ failure: "cancelled", terminated: terminate.status === 204 });
+      };
+      terminate.onerror = function () { finish({ failure: "cancelled", terminated: false }); };
+      terminate.send();
+    };
   }
 
   // --- the queue -------------------------------------------------------------------------
@@ -258,26 +502,95 @@
     return [percent, text];
   }
 
+  function receiptTime(iso) {
+    var date = new Date(iso);
+    return isNaN(date.getTime()) ? String(iso || "")
+      : date.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+  }
+
+  // What the customer keeps: the server's answer to the last chunk, shown and copyable.
+  function showReceipt(item, body) {
+    var rows = [
+      ["Ticket", body.ticket],
+      ["File", body.name],
+      ["Size", body.size === undefined ? undefined
+        : formatSize(body.size) + " (" + body.size + " bytes)"],
+      ["SHA-256", body.sha256],
+      ["Stored", body.time_create && receiptTime(body.time_create)],
+      ["Archive ID", body.id],
+    ].filter(function (row) { return row[1] !== undefined && row[1] !== null && row[1] !== ""; });
+    var receipt = part(item, "upload-receipt");
+    var list = receipt.querySelector("dl");
+    list.textContent = "";
+    rows.forEach(function (row) {
+      var term = document.createElement("dt");
+      term.className = "col-sm-3";
+      term.textContent = row[0];
+      var value = document.createElement("dd");
+      value.className = "col-sm-9 mb-1 text-break receipt-" + row[0].toLowerCase()
+        .replace(/[^a-z0-9]+/g, "-");
+      value.textContent = String(row[1]);
+      list.appendChild(term);
+      list.appendChild(value);
+    });
+    item.receiptText = rows.map(function (row) { return row[0] + ": " + row[1]; })
+      .join("\n");
+    receipt.hidden = false;
+  }
+
+  function copyReceipt(item, button) {
+    var label = button.textContent;
+    function done(message) {
+      button.textContent = message;
+      window.setTimeout(function () { button.textContent = label; }, 1500);
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(item.receiptText || "").then(function () { done("Copied"); },
+        function () { done("Copy failed"); });
+    } else {
+      // Plain http on another host: no clipboard API; select the receipt to copy by hand.
+      var range = document.createRange();
+      range.selectNodeContents(part(item, "upload-receipt").querySelector("dl"));
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      done("Selected: press Ctrl+C");
+    }
+  }
+
   function showOutcome(item, outcome) {
     var body = outcome.body || {};
-    if (outcome.status === 201) {
+    if (outcome.status === 200 || outcome.status === 201) {
       setState(item, "done");
       setProgress(item, 100, "100 %");
-      setResult(item, "success", "Uploaded: " + formatSize(body.size) + " (" + body.size
-        + " bytes), sha256 " + body.sha256);
+      if (outcome.earlier) {
+        setResult(item, "success", "Already stored by an earlier upload of this file "
+          + "(archive " + body.id + ").");
+      } else {
+        setResult(item, "success", "Uploaded: " + formatSize(body.size) + " (" + body.size
+          + " bytes), sha256 " + body.sha256);
+      }
       part(item, "upload-result").setAttribute("data-sha256", body.sha256 || "");
+      showReceipt(item, body);
       return;
     }
     part(item, "upload-progress").textContent = outcome.failure
       ? "Stopped at " + item.percent + " %" : "";
     if (outcome.failure === "cancelled") {
       setState(item, "cancelled");
-      setResult(item, "warning", item.allSent
-        ? "Cancelled after the whole file was sent: the server may still store it."
-        : "Cancelled: the file was not stored and no attempt was used.");
+      if (item.allSent) {
+        setResult(item, "warning",
+          "Cancelled after the whole file was sent: the server may still store it.");
+      } else if (outcome.terminated) {
+        setResult(item, "warning", "Cancelled: the partly sent file was removed from the "
+          + "server and the upload attempt was given back.");
+      } else {
+        setResult(item, "warning", "Cancelled: the file was not stored and no attempt was used.");
+      }
     } else if (outcome.failure) {
       setState(item, "failed");
-      setResult(item, "danger", NOT_COMPLETED);
+      setResult(item, "danger", outcome.resumable ? NOT_COMPLETED + " Retry continues where "
+        + "it stopped." : NOT_COMPLETED);
     } else if ((body.detail && outcome.status < 500) || outcome.status === 507) {
       // 401, 403, 413, 423, 507 …: the server says why, in the words the console client uses.
       setState(item, "refused");
@@ -313,11 +626,13 @@
       } else if (!state) {
         showOutcome(item, { failure: "network" });
         finishQueue(false);
-      } else if (!state.valid) {
+      } else if (!state.valid && !loadEntry(item.file, tokenInput.value.trim())) {
         setState(item, "refused");
         setResult(item, "danger", "Not sent: this token cannot be used: " + state.detail + ".");
         finishQueue(false);
       } else {
+        // A token without attempts left can still finish an upload it already started;
+        // the server decides.
         send(item);
       }
     });
@@ -326,14 +641,31 @@
   function send(item) {
     var started = Date.now();
     var samples = [];
+    var total = item.file.size;
     setProgress(item, 0, "Starting …");
-    current.cancel = sendFile(item.file, tokenInput.value.trim(), function (sent, total) {
-      item.allSent = sent >= total;
-      var progress = progressText(sent, total, started, samples);
-      setProgress(item, progress[0], progress[1]);
-    }, function (outcome) {
-      showOutcome(item, outcome);
-      next();
+    current.cancel = sendFile(item.file, tokenInput.value.trim(), {
+      progress: function (sent) {
+        item.allSent = sent >= total;
+        var progress = progressText(sent, total, started, samples);
+        setProgress(item, progress[0], progress[1]);
+      },
+      resumed: function (offset) {
+        var percent = Math.floor(100 * offset / total);
+        samples.length = 0;
+        samples.push([Date.now(), offset]);
+        setProgress(item, percent, "Resuming from " + percent + " % …");
+        setResult(item, "body", "Resuming from " + percent + " %: " + formatSize(offset)
+          + " were already on the server.");
+      },
+      retrying: function (seconds) {
+        samples.length = 0;
+        part(item, "upload-progress").textContent = "At " + item.percent + " %: the upload was "
+          + "interrupted, trying again in " + formatDuration(seconds) + " …";
+      },
+      done: function (outcome) {
+        showOutcome(item, outcome);
+        next();
+      },
     });
   }
 
@@ -383,7 +715,8 @@
   window.addEventListener("beforeunload", function (event) {
     if (!current) { return undefined; }
     event.preventDefault();
-    event.returnValue = "An upload is running; leaving the page stops it.";
+    event.returnValue = "An upload is running; leaving the page pauses it (choose the same "
+      + "file again here to continue).";
     return event.returnValue;
   });
 
@@ -392,5 +725,6 @@
     if (token) { tokenInput.value = token; checkToken(); }
   });
   tokenInput.value = tokenFromFragment() || tokenInput.value;
+  pruneEntries();
   checkToken();
 }());

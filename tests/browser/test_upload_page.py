@@ -1,4 +1,9 @@
-"""The upload page in Chromium: from the customer's link to a stored, verified archive."""
+"""The upload page in Chromium: from the customer's link to a stored, verified archive.
+
+The page speaks tus (``/api/v1/uploads/``); the tests make its chunks small (through the
+form's ``data-chunk-size``) so a few megabytes go in several chunks, and its waits between
+retries short (``data-retry-delays``), and drop requests with ``page.route``.
+"""
 
 import datetime as dt
 import hashlib
@@ -9,13 +14,15 @@ import re
 import pytest
 from sqlalchemy import select
 
-from collector.archives.models import Archive
+from collector.archives.models import Archive, TusUpload
 from collector.tickets.models import Ticket
 
 pytestmark = pytest.mark.slow
 
 # Each item's state is in data-state; these are the ones an upload ends in.
 FINISHED = "[data-state=done], [data-state=failed], [data-state=refused], [data-state=cancelled]"
+MiB = 1024 * 1024
+UPLOADS = "/api/v1/uploads/"
 
 
 @pytest.fixture
@@ -44,6 +51,38 @@ def open_page(page, ticket):
     return status
 
 
+def configure(page, chunk_size=None, retry_delays=None):
+    """The page's chunk size and waits between retries (ms), for this test."""
+    page.evaluate("""([chunk, delays]) => {
+        const form = document.getElementById('upload-form');
+        if (chunk) { form.setAttribute('data-chunk-size', String(chunk)); }
+        if (delays) { form.setAttribute('data-retry-delays', delays); }
+    }""", [chunk_size, retry_delays])
+
+
+def tus_requests(page):
+    """Every request the page makes to the tus endpoints: (method, Upload-Offset)."""
+    seen = []
+    page.on("request", lambda request: seen.append(
+        (request.method, request.headers.get("upload-offset")))
+        if UPLOADS in request.url else None)
+    return seen
+
+
+def stored_entries(page):
+    return page.evaluate("""() => Object.keys(localStorage)
+        .filter(key => key.startsWith('collector.upload.'))""")
+
+
+def uploads_of(dbsession, ticket, unfinished=True):
+    """The ticket's tus uploads; a finished one stays (its HEAD names the archive)."""
+    dbsession.expire_all()
+    query = select(TusUpload).where(TusUpload.ticket_id == ticket.id)
+    if unfinished:
+        query = query.where(TusUpload.finished_at.is_(None))
+    return dbsession.scalars(query).all()
+
+
 def archives_of(dbsession, ticket):
     dbsession.expire_all()
     return dbsession.scalars(select(Archive).where(Archive.ticket_id == ticket.id)).all()
@@ -61,8 +100,11 @@ def update_ticket(dbsession, ticket, **values):
     dbsession.commit()
 
 
-def test_upload_one_file(page, ticket, dbsession, screenshot):
+def test_upload_one_file(page, ticket, dbsession, screenshot, live_server):
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server)
     status = open_page(page, ticket)
+    configure(page, chunk_size=1 * MiB)
+    requests = tus_requests(page)
     assert "3 upload attempts left" in status.text_content()
     # The token went in the fragment; the field shows it, the server never saw it in a URL.
     assert page.input_value("#token") == ticket.token
@@ -111,9 +153,27 @@ def test_upload_one_file(page, ticket, dbsession, screenshot):
     (archive,) = archives_of(dbsession, ticket)
     assert archive.sha256 == sha256 and archive.size == len(upload["buffer"])
     assert archive.name == "logs-2024.tar.gz"
-    # The token state was asked again: one attempt used.
+    # tus: one creation, then four chunks (3 MiB + 17 bytes in 1 MiB pieces), in order.
+    assert requests == [("POST", None)] + [("PATCH", str(n * MiB)) for n in range(4)], requests
+    # The receipt: what the server answered to the last chunk, shown and copyable.
+    receipt = item.locator(".upload-receipt")
+    assert receipt.is_visible()
+    assert receipt.locator(".receipt-ticket").text_content() == "4711"
+    assert receipt.locator(".receipt-file").text_content() == "logs-2024.tar.gz"
+    assert receipt.locator(".receipt-size").text_content() == "3.1 MB (3145745 bytes)"
+    assert receipt.locator(".receipt-sha-256").text_content() == sha256
+    assert receipt.locator(".receipt-archive-id").text_content() == str(archive.id)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC",
+                        receipt.locator(".receipt-stored").text_content())
+    receipt.get_by_role("button", name="Copy receipt").click()
+    receipt.get_by_role("button", name="Copied").wait_for()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.splitlines()[0] == "Ticket: 4711" and f"SHA-256: {sha256}" in copied
+    assert f"Archive ID: {archive.id}" in copied
+    # The token state was asked again: one attempt used; nothing is left to resume.
     status.get_by_text("2 upload attempts left").wait_for()
     assert page.locator("#cancel").is_hidden() and page.locator("#start").is_disabled()
+    assert stored_entries(page) == [] and uploads_of(dbsession, ticket) == []
 
 
 def test_several_files_dropped_go_one_after_another(page, ticket, dbsession):
@@ -181,7 +241,7 @@ def test_upload_refused_by_the_server_shows_its_detail(page, ticket, dbsession):
 
 def test_dropped_connection_says_so_and_retry_works(page, ticket, dbsession, screenshot):
     open_page(page, ticket)
-    page.route("**/api/v1/archives/", lambda route: route.abort("connectionreset"))
+    page.route("**/api/v1/uploads/", lambda route: route.abort("connectionreset"))
     upload = payload("flaky.tar.gz", 200_000)
     page.set_input_files("#files", files=[upload])
     page.click("#start")
@@ -192,21 +252,192 @@ def test_dropped_connection_says_so_and_retry_works(page, ticket, dbsession, scr
     # Nothing reached the server, so nothing was stored and no attempt was spent.
     assert archives_of(dbsession, ticket) == [] and attempts_left(dbsession, ticket) == 3
 
-    page.unroute("**/api/v1/archives/")
+    page.unroute("**/api/v1/uploads/")
     item.locator(".upload-retry").click()
     done = page.locator(".upload-item[data-state=done] .upload-result")
     assert done.get_attribute("data-sha256") == hashlib.sha256(upload["buffer"]).hexdigest()
     assert len(archives_of(dbsession, ticket)) == 1
+    assert attempts_left(dbsession, ticket) == 2
+
+
+@pytest.mark.parametrize("failure", ["connectionreset", 409, 503])
+def test_a_dropped_chunk_is_resent_from_the_servers_offset(page, ticket, dbsession, failure):
+    open_page(page, ticket)
+    configure(page, chunk_size=256 * 1024, retry_delays="50 100")
+    requests = tus_requests(page)
+    dropped = []
+
+    def drop_second_chunk(route):
+        request = route.request
+        if request.method == "PATCH" and request.headers.get("upload-offset") == "262144" \
+                and not dropped:
+            dropped.append(request.url)
+            if isinstance(failure, int):
+                route.fulfill(status=failure, content_type="application/json",
+                              body=json.dumps({"detail": "busy"}))
+            else:
+                route.abort(failure)
+        else:
+            route.continue_()
+
+    page.route(lambda url: UPLOADS in url, drop_second_chunk)
+    upload = payload("flaky-line.tar.gz", 1 * MiB + 5)
+    page.set_input_files("#files", files=[upload])
+    page.click("#start")
+    item = page.locator(".upload-item")
+    item.and_(page.locator(FINISHED)).wait_for()
+    assert item.get_attribute("data-state") == "done", item.text_content()
+    # The dropped chunk: the page asked the server's offset (HEAD) and sent it again.
+    chunks = [str(n * 256 * 1024) for n in range(5)]
+    assert requests == ([("POST", None), ("PATCH", chunks[0]), ("PATCH", chunks[1]),
+                         ("HEAD", None)] + [("PATCH", offset) for offset in chunks[1:]]), \
+        requests
+    sha256 = hashlib.sha256(upload["buffer"]).hexdigest()
+    assert item.locator(".upload-result").get_attribute("data-sha256") == sha256
+    (archive,) = archives_of(dbsession, ticket)
+    assert archive.sha256 == sha256 and attempts_left(dbsession, ticket) == 2
+
+
+def test_resume_after_closing_the_page(context, page, factory, dbsession, tmp_path):
+    # One attempt only: after the creation reserved it the token has none left, and the
+    # page must still be able to finish the upload it started.
+    ticket = factory.ticket(factory.platform("vm6"), 4712, attempts=1)
+    data = os.urandom(3 * MiB + 1000)
+    path = tmp_path / "node1-logs.tar.gz"  # a real file: its lastModified is the same twice
+    path.write_bytes(data)
+    open_page(page, ticket)
+    configure(page, chunk_size=1 * MiB, retry_delays="600000")
+    held = []
+
+    # The first chunk reaches the server; the second is held, then dropped.
+    def hold_after_first(route):
+        if route.request.method == "PATCH" and route.request.headers["upload-offset"] != "0":
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route(lambda url: UPLOADS in url, hold_after_first)
+    page.set_input_files("#files", str(path))
+    with page.expect_request(lambda request: request.method == "PATCH"
+                             and request.headers["upload-offset"] == str(MiB)):
+        page.click("#start")
+    (upload,) = uploads_of(dbsession, ticket)
+    assert upload.offset == MiB and attempts_left(dbsession, ticket) == 0
+    assert len(stored_entries(page)) == 1
+    # The line dies under the second chunk; the page would try again later, but the
+    # customer closes the tab first (or the browser dies).
+    held[0].abort("connectionreset")
+    page.locator(".upload-item .upload-progress").get_by_text("trying again").wait_for()
+    page.close()
+
+    again = context.new_page()
+    errors = []
+    again.on("pageerror", lambda error: errors.append(str(error)))
+    requests = tus_requests(again)
+    again.goto(f"/upload#token={ticket.token}")
+    again.locator("#token-status").get_by_text("no upload attempts left").wait_for()
+    configure(again, chunk_size=1 * MiB)
+    again.set_input_files("#files", str(path))
+    item = again.locator(".upload-item")
+    assert "continues an earlier upload" in item.locator(".upload-progress").text_content()
+    again.click("#start")
+    item.and_(again.locator(FINISHED)).wait_for()
+    assert item.get_attribute("data-state") == "done", item.text_content()
+    # No creation and the first chunk not sent again: HEAD, then the rest from 1 MiB.
+    assert requests == [("HEAD", None), ("PATCH", str(MiB)), ("PATCH", str(2 * MiB)),
+                        ("PATCH", str(3 * MiB))], requests
+    sha256 = hashlib.sha256(data).hexdigest()
+    assert item.locator(".upload-result").get_attribute("data-sha256") == sha256
+    assert item.locator(".receipt-ticket").text_content() == "4712"
+    (archive,) = archives_of(dbsession, ticket)
+    assert archive.sha256 == sha256 and archive.size == len(data)
+    assert archive.name == "node1-logs.tar.gz"
+    assert attempts_left(dbsession, ticket) == 0  # reserved once, by the first creation
+    assert stored_entries(again) == [] and uploads_of(dbsession, ticket) == []
+    again.close()
+    assert not errors, errors
+
+
+def test_retry_after_a_failure_resumes_and_says_so(page, ticket, dbsession, tmp_path):
+    path = tmp_path / "half.log"
+    data = os.urandom(2 * MiB)
+    path.write_bytes(data)
+    open_page(page, ticket)
+    configure(page, chunk_size=1 * MiB, retry_delays="20 20")
+    # Every request after the first chunk fails: the page gives up after its retries.
+    page.route(lambda url: UPLOADS in url, lambda route: route.continue_()
+               if route.request.method == "POST" or route.request.headers.get(
+                   "upload-offset") == "0" else route.abort("connectionreset"))
+    page.set_input_files("#files", str(path))
+    page.click("#start")
+    failed = page.locator(".upload-item[data-state=failed]")
+    assert failed.locator(".upload-result").text_content() == (
+        "The upload did not complete — check your connection and try again. Retry continues "
+        "where it stopped.")
+    (upload,) = uploads_of(dbsession, ticket)
+    assert upload.offset == MiB
+    # The connection is back: Retry continues from the server's offset, and says so.
+    page.unroute_all()
+    requests = tus_requests(page)
+    page.evaluate("""() => { window.results = [];
+        new MutationObserver(() => window.results.push(
+            document.querySelector('.upload-item .upload-result').textContent))
+        .observe(document.querySelector('.upload-item .upload-result'),
+                 {childList: true, characterData: true, subtree: true}); }""")
+    failed.locator(".upload-retry").click()
+    done = page.locator(".upload-item[data-state=done]")
+    assert done.locator(".upload-result").get_attribute("data-sha256") == \
+        hashlib.sha256(data).hexdigest()
+    assert any(text.startswith("Resuming from 50 %") for text in page.evaluate(
+        "window.results")), page.evaluate("window.results")
+    assert requests == [("HEAD", None), ("PATCH", str(MiB))], requests
+    assert attempts_left(dbsession, ticket) == 2
+
+
+def test_an_upload_gone_from_the_server_starts_again_once(page, ticket, dbsession):
+    open_page(page, ticket)
+    configure(page, chunk_size=256 * 1024)
+    requests = tus_requests(page)
+    gone = []
+
+    def expire_first(route):
+        if route.request.method == "PATCH" and not gone:
+            gone.append(route.request.url)
+            route.fulfill(status=410, content_type="application/json",
+                          body=json.dumps({"detail": "this upload has expired"}))
+        else:
+            route.continue_()
+
+    page.route(lambda url: UPLOADS in url, expire_first)
+    upload = payload("again.tar.gz", 600_000)
+    page.set_input_files("#files", files=[upload])
+    page.click("#start")
+    done = page.locator(".upload-item[data-state=done] .upload-result")
+    assert done.get_attribute("data-sha256") == hashlib.sha256(upload["buffer"]).hexdigest()
+    assert requests == [("POST", None), ("PATCH", "0"), ("POST", None), ("PATCH", "0"),
+                        ("PATCH", "262144"), ("PATCH", "524288")], requests
+    (archive,) = archives_of(dbsession, ticket)
+    assert archive.sha256 == hashlib.sha256(upload["buffer"]).hexdigest()
 
 
 def test_cancel_and_leaving_warning_while_uploading(page, ticket, dbsession):
     open_page(page, ticket)
+    configure(page, chunk_size=64 * 1024)
     held = []
-    # The upload request is held (never answered) so that it is "running" for the test.
-    page.route("**/api/v1/archives/", lambda route: held.append(route))
-    page.set_input_files("#files", files=[payload("big.tar.gz", 100_000)])
-    with page.expect_request("**/api/v1/archives/"):
+
+    # The second chunk is held (never answered) so that the upload is "running" for the test.
+    def hold(route):
+        if route.request.method == "PATCH" and route.request.headers["upload-offset"] != "0":
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route(lambda url: UPLOADS in url, hold)
+    page.set_input_files("#files", files=[payload("big.tar.gz", 200_000)])
+    with page.expect_request(lambda request: request.method == "PATCH"
+                             and request.headers["upload-offset"] == "65536"):
         page.click("#start")
+    assert attempts_left(dbsession, ticket) == 2  # the creation reserved one
     page.locator(".upload-item[data-state=uploading]").wait_for()
     cancel = page.locator("#cancel")
     assert cancel.is_visible()
@@ -220,16 +451,22 @@ def test_cancel_and_leaving_warning_while_uploading(page, ticket, dbsession):
     }""")
     assert asked is True
 
-    cancel.click()
+    # Cancel terminates the upload on the server (DELETE), which gives the attempt back.
+    with page.expect_response(lambda response: response.request.method == "DELETE") as deleted:
+        cancel.click()
+    assert deleted.value.status == 204
     item = page.locator(".upload-item[data-state=cancelled]")
-    assert "Cancelled" in item.locator(".upload-result").text_content()
+    assert item.locator(".upload-result").text_content() == (
+        "Cancelled: the partly sent file was removed from the server and the upload attempt "
+        "was given back.")
     assert item.locator(".upload-retry").is_visible() and cancel.is_hidden()
     assert page.evaluate("""() => {
         const event = new Event('beforeunload', {cancelable: true});
         window.dispatchEvent(event);
         return event.defaultPrevented;
     }""") is False
-    assert archives_of(dbsession, ticket) == []
+    assert archives_of(dbsession, ticket) == [] and uploads_of(dbsession, ticket) == []
+    assert attempts_left(dbsession, ticket) == 3 and stored_entries(page) == []
 
 
 def test_empty_file_is_refused_before_sending(page, ticket):
@@ -278,7 +515,7 @@ def test_expiry_is_shown(page, factory):
 def test_other_answers_are_explained(page, ticket, status, body, message, state):
     # What a proxy or a full disk answers, made here: the page's wording for each.
     open_page(page, ticket)
-    page.route("**/api/v1/archives/", lambda route: route.fulfill(
+    page.route("**/api/v1/uploads/", lambda route: route.fulfill(
         status=status, body=body if isinstance(body, str) else json.dumps(body),
         content_type="text/html" if isinstance(body, str) else "application/json"))
     page.set_input_files("#files", files=[payload("x.log", 1000)])

@@ -14,7 +14,9 @@ def test_page_is_public_and_under_the_csp(testapp):
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page.text)
     assert "<style" not in page.text and " style=" not in page.text
     form = page.html.find("form", id="upload-form")
-    assert form["data-upload-url"] == "http://localhost/api/v1/archives/"
+    # The page speaks tus, in chunks no larger than a request body waitress accepts.
+    assert form["data-upload-url"] == "http://localhost/api/v1/uploads/"
+    assert form["data-chunk-size"] == str(8 * 1024**2)
     assert form["data-check-url"] == "http://localhost/api/v1/check/token/"
     assert form["data-max-size"] == str(64 * 1024**2)
     assert page.html.find("label", attrs={"for": "token"}) is not None
@@ -24,7 +26,12 @@ def test_page_is_public_and_under_the_csp(testapp):
     # The console alternatives, with the token filled in by the page's script.
     assert page.html.find(id="uploader-command").text.startswith(
         "curl -fsSLO http://localhost/uploader.sh && sh uploader.sh -u http://localhost -t TOKEN")
-    assert "Upload-Token: TOKEN" in page.html.find(id="curl-command").text
+    curl = page.html.find(id="curl-command").text
+    assert "Upload-Token: TOKEN" in curl and curl.endswith("http://localhost/api/v1/archives/")
+    assert "continues where it stopped" in page.text
+    # Each item has room for its receipt, hidden until the file is stored.
+    receipt = page.html.find(id="upload-item").find(class_="upload-receipt")
+    assert receipt.has_attr("hidden") and receipt.find(class_="receipt-copy") is not None
 
 
 def test_page_does_not_echo_a_token_from_the_query(testapp):
@@ -37,6 +44,7 @@ def test_assets_are_served(testapp):
     script = testapp.get("/static/upload.js", status=200)
     assert script.content_type in {"text/javascript", "application/javascript"}
     assert "function sendFile(" in script.text
+    assert '"Tus-Resumable", TUS_VERSION' in script.text and "localStorage" in script.text
     css = testapp.get("/static/app.css", status=200)
     assert ".drop-zone" in css.text
     testapp.get("/static/bootstrap/css/bootstrap.min.css", status=200)
