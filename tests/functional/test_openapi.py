@@ -43,6 +43,14 @@ def served_operations(app):
             # cornice adds OPTIONS only for CORS, which API v1 does not enable.
             assert method != "OPTIONS", f"{service.name}: document CORS preflight"
             served.add((path, method.lower()))
+    # Plain views on the API routes: the tus OPTIONS (a cornice OPTIONS would be CORS).
+    for item in app.registry.introspector.get_category("views"):
+        view = item["introspectable"]
+        methods = view["request_methods"] or ()
+        if isinstance(methods, str):
+            methods = (methods,)
+        if view["route_name"] in ROUTES and "OPTIONS" in methods:
+            served.add((PREFIX + ROUTES[view["route_name"]][0], "options"))
     return served
 
 

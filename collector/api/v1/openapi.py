@@ -363,8 +363,25 @@ def _tus(operation_id, summary, ok, errors, tus_errors, **kwargs):
     return op
 
 
+# OPTIONS is a plain Pyramid view (not a cornice method, see api/v1/uploads.py); the
+# test of this document finds it among the registered views.
+_DISCOVERY = {204: answer(
+    "What this server supports",
+    headers={name: {"description": text, "schema": STRING} for name, text in (
+        ("Tus-Version", "`1.0.0`"),
+        ("Tus-Max-Size", "The largest `Upload-Length` accepted (UPLOAD_MAX_SIZE)"),
+        ("Tus-Extension", "creation, creation-with-upload, creation-defer-length, "
+                          "termination, checksum, expiration, concatenation"),
+        ("Tus-Checksum-Algorithm", "sha1, md5, sha256"))})}
+
 TUS_OPERATIONS = {
     "api.uploads": {
+        "options": operation(
+            "discoverUploads", "The tus versions, extensions and limits of this server",
+            _DISCOVERY, description="No token and no `Tus-Resumable` needed. `uploader.sh` "
+                                    "asks this first and falls back to a single POST "
+                                    "when it gets no `Tus-Version`.",
+            security=PUBLIC),
         "post": _tus(
             "createUpload", "Create a resumable upload (tus creation)",
             {201: answer("Created; `Location` is the upload's URL. With a body that "
@@ -377,9 +394,7 @@ TUS_OPERATIONS = {
                         "(`filename`, `filetype`: the archive's name), `Upload-Concat: "
                         "partial` or `final;<url> <url> …`. Reserves one of the ticket's "
                         "attempts, except for partial uploads (their final upload spends "
-                        "it). `OPTIONS` on this URL (no token needed) answers 204 with "
-                        "`Tus-Version`, `Tus-Max-Size`, `Tus-Extension` and "
-                        "`Tus-Checksum-Algorithm`.",
+                        "it).",
             parameters=[header("Upload-Length", INTEGER, "Size of the whole file"),
                         header("Upload-Defer-Length", {"const": "1"}, "Size sent later"),
                         header("Upload-Metadata", STRING, "`key base64,…`"),
@@ -390,6 +405,9 @@ TUS_OPERATIONS = {
     "api.upload": {
         "parameters": [{"name": "id", "in": "path", "required": True,
                         "schema": {**STRING, "pattern": "^[A-Za-z0-9_-]{16,64}$"}}],
+        "options": operation(
+            "discoverUpload", "The same as OPTIONS on the collection (tus core)",
+            _DISCOVERY, security=PUBLIC),
         "head": _tus(
             "getUploadOffset", "The upload's offset and state (tus core)",
             {200: answer("`Upload-Length` or `Upload-Defer-Length`, `Upload-Metadata`, "
