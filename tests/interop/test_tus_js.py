@@ -1,0 +1,271 @@
+"""tus interop with the npm client tus-js-client under Node, against a real waitress.
+
+tus-js-client is installed from npm by the ``tus_js`` fixture, once, into the gitignored
+``var/interop/`` (one directory per pinned version, reused while it exists); it is never
+committed. The upload itself is ``tus_js_upload.mjs`` beside this file, which prints one
+JSON line per event. Without ``node``/``npm`` the tests are skipped with the reason; with
+``REQUIRE_NODE=1`` (``.ci/run`` sets it) they fail instead.
+"""
+
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import tempfile
+
+import pytest
+from sqlalchemy import select
+
+from collector.archives.models import Archive
+from collector.tickets.models import Ticket
+
+pytestmark = pytest.mark.slow
+
+TUS_JS_VERSION = "4.3.1"
+NODE_MIN_MAJOR = 18  # tus-js-client's engines field
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SCRIPT = pathlib.Path(__file__).with_name("tus_js_upload.mjs")
+MiB = 1024 * 1024
+SIZE = 5 * MiB + 123
+NAME = "tus-js logs ü.tar.gz"  # a space and a non-ASCII letter: base64 of UTF-8 metadata
+TIMEOUT = 120
+
+
+def _unavailable(reason):
+    if os.environ.get("REQUIRE_NODE") == "1":
+        pytest.fail(f"REQUIRE_NODE=1 but {reason}", pytrace=False)
+    pytest.skip(f"tus-js-client tests need Node >= {NODE_MIN_MAJOR} and npm: {reason} "
+                "(REQUIRE_NODE=1 makes this a failure)")
+
+
+def _installed_version(prefix):
+    manifest = prefix / "node_modules" / "tus-js-client" / "package.json"
+    try:
+        return json.loads(manifest.read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@pytest.fixture(scope="session")
+def tus_js():
+    """``(node, prefix)``: the node executable and the npm prefix holding tus-js-client."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        _unavailable(f"`{'node' if node is None else 'npm'}` is not on PATH")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    if int(version.lstrip("v").split(".")[0]) < NODE_MIN_MAJOR:
+        _unavailable(f"node is {version}")
+    prefix = REPO / "var" / "interop" / f"tus-js-client-{TUS_JS_VERSION}"
+    if _installed_version(prefix) != TUS_JS_VERSION:
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(prefix, ignore_errors=True)
+        # Installed beside its final place and renamed, so an interrupted install is
+        # never mistaken for a finished one.
+        staging = pathlib.Path(tempfile.mkdtemp(prefix=".install-", dir=prefix.parent))
+        try:
+            done = subprocess.run(
+                [npm, "install", "--no-audit", "--no-fund", "--prefix", str(staging),
+                 f"tus-js-client@{TUS_JS_VERSION}"],
+                capture_output=True, text=True, timeout=600,
+                env={**os.environ, "npm_config_update_notifier": "false"})
+            if done.returncode != 0:
+                pytest.fail(f"npm install tus-js-client@{TUS_JS_VERSION} failed:\n"
+                            f"{done.stdout}{done.stderr}", pytrace=False)
+            assert _installed_version(staging) == TUS_JS_VERSION
+            try:
+                staging.rename(prefix)
+            except OSError:  # another session installed it meanwhile
+                assert _installed_version(prefix) == TUS_JS_VERSION
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return node, prefix
+
+
+class Run:
+    """One finished run of the script: its exit status and its events."""
+
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode = returncode
+        self.events = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+        self.stderr = stderr
+
+    def of(self, kind):
+        return [e for e in self.events if e["event"] == kind]
+
+    @property
+    def success(self):
+        assert self.returncode == 0, (self.events, self.stderr)
+        [success] = self.of("success")
+        return success
+
+    @property
+    def requests(self):
+        return [(e["method"], e["offset"]) for e in self.of("request")]
+
+    def assert_every_answer_ok(self):
+        bad = [e for e in self.of("response") if not 200 <= e["status"] < 300]
+        assert not bad, bad
+
+
+def _command(tus_js, live_server, ticket, source, *options):
+    node, prefix = tus_js
+    return [node, str(SCRIPT), "--modules", str(prefix),
+            "--endpoint", f"{live_server}/api/v1/uploads/", "--token", ticket.token,
+            "--file", str(source), "--filename", NAME, "--no-retry", *options]
+
+
+def _run(tus_js, live_server, ticket, source, *options):
+    done = subprocess.run(_command(tus_js, live_server, ticket, source, *options),
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def _attempts(dbsession, ticket):
+    dbsession.expire_all()
+    return dbsession.get(Ticket, ticket.id).attempts
+
+
+@pytest.fixture
+def ticket(factory):
+    return factory.ticket(factory.platform("vm6"), 89, attempts=10)
+
+
+@pytest.fixture
+def source(tmp_path):
+    body = os.urandom(SIZE)
+    path = tmp_path / "source.bin"
+    path.write_bytes(body)
+    return path
+
+
+def _assert_archived(dbsession, data_dir, ticket, source, success):
+    """One archive with the source's bytes, name and hashes; one attempt spent."""
+    body = source.read_bytes()
+    dbsession.expire_all()
+    [archive] = dbsession.scalars(select(Archive)).all()
+    assert archive.ticket_id == ticket.id
+    assert archive.sha256 == hashlib.sha256(body).hexdigest()
+    assert archive.md5 == hashlib.md5(body).hexdigest()
+    assert (archive.name, archive.size) == (NAME, len(body))
+    stored = data_dir / "archives" / archive.storage_key[:2] / archive.storage_key
+    assert stored.read_bytes() == body
+    assert success["archive_id"] == str(archive.id)
+    assert _attempts(dbsession, ticket) == 9
+    # No partial file is left behind (partials of a concatenation are removed once joined).
+    assert list((data_dir / "uploads").iterdir()) == []
+    return archive
+
+
+@pytest.mark.parametrize("chunk_size", [256 * 1024, MiB + 7, None])
+def test_tus_js_uploads_with_several_chunk_sizes(tus_js, live_server, ticket, source,
+                                                 dbsession, data_dir, chunk_size):
+    options = ["--chunk-size", str(chunk_size)] if chunk_size else []  # None: one PATCH
+    run = _run(tus_js, live_server, ticket, source, *options)
+    success = run.success
+    run.assert_every_answer_ok()
+    patches = -(-SIZE // chunk_size) if chunk_size else 1
+    offsets = [0] + [min(SIZE, i * (chunk_size or SIZE)) for i in range(1, patches)]
+    assert run.requests == [("POST", None)] + [("PATCH", str(o)) for o in offsets]
+    assert success["status"] == 200
+    archive = _assert_archived(dbsession, data_dir, ticket, source, success)
+    receipt = success["receipt"]
+    assert (receipt["id"], receipt["ticket"], receipt["name"], receipt["size"],
+            receipt["sha256"]) == (archive.id, 89, NAME, SIZE, archive.sha256)
+
+
+def test_tus_js_resumes_after_kill_9(tus_js, live_server, ticket, source, dbsession,
+                                     data_dir):
+    chunk = 256 * 1024
+    process = subprocess.Popen(
+        _command(tus_js, live_server, ticket, source, "--chunk-size", str(chunk)),
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    url, reported = None, 0
+    try:
+        for line in process.stdout:
+            event = json.loads(line)
+            if event["event"] == "url":
+                url = event["url"]
+            elif event["event"] == "chunk" and event["offset"] >= SIZE // 2:
+                reported = event["offset"]
+                break
+            assert event["event"] != "success", "the upload finished before the kill"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        process.stdout.close()
+    assert url and reported >= SIZE // 2
+    assert _attempts(dbsession, ticket) == 9  # reserved at creation
+
+    # A second process, given the upload URL: it asks the offset (HEAD) and goes on from
+    # there; the chunk in flight when the first was killed is lost, nothing else.
+    run = _run(tus_js, live_server, ticket, source, "--chunk-size", str(MiB),
+               "--upload-url", url)
+    success = run.success
+    run.assert_every_answer_ok()
+    methods = [method for method, _ in run.requests]
+    assert methods[0] == "HEAD" and "POST" not in methods
+    resumed_at = int(run.requests[1][1])
+    assert reported <= resumed_at < SIZE and resumed_at % chunk == 0
+    assert success["url"] == url
+    _assert_archived(dbsession, data_dir, ticket, source, success)
+
+
+def test_tus_js_resumes_after_abort_from_its_url_storage(tus_js, live_server, ticket,
+                                                         source, dbsession, data_dir,
+                                                         tmp_path):
+    storage = tmp_path / "tus-urls.json"
+    first = _run(tus_js, live_server, ticket, source, "--chunk-size", str(MiB),
+                 "--url-storage", str(storage), "--abort-after", str(2 * MiB))
+    assert first.returncode == 0, (first.events, first.stderr)
+    [aborted] = first.of("aborted")
+    assert aborted["offset"] == 2 * MiB and not first.of("success")
+    [url] = [e["url"] for e in first.of("url")]
+
+    # The same file again: tus-js-client finds it by its fingerprint in the URL storage.
+    second = _run(tus_js, live_server, ticket, source, "--chunk-size", str(MiB),
+                  "--url-storage", str(storage))
+    success = second.success
+    second.assert_every_answer_ok()
+    assert second.requests[:2] == [("HEAD", None), ("PATCH", str(2 * MiB))]
+    assert "POST" not in [method for method, _ in second.requests]
+    assert success["url"] == url
+    _assert_archived(dbsession, data_dir, ticket, source, success)
+
+
+def test_tus_js_parallel_uploads_concatenate(tus_js, live_server, ticket, source, dbsession,
+                                             data_dir):
+    run = _run(tus_js, live_server, ticket, source, "--parallel", "3",
+               "--chunk-size", str(MiB))
+    success = run.success
+    run.assert_every_answer_ok()
+    posts = [e for e in run.of("request") if e["method"] == "POST"]
+    assert [e["concat"] for e in posts[:3]] == ["partial"] * 3
+    final = posts[3]["concat"]
+    assert len(posts) == 4 and final.startswith("final;") and len(final.split()) == 3
+    # The final upload is an archive the moment it is created: 201 with the receipt.
+    assert success["status"] == 201
+    archive = _assert_archived(dbsession, data_dir, ticket, source, success)
+    assert success["receipt"]["sha256"] == archive.sha256
+
+
+@pytest.mark.parametrize("chunk_size", [MiB + 7, None])
+def test_tus_js_uploads_data_during_creation(tus_js, live_server, ticket, source, dbsession,
+                                             data_dir, chunk_size):
+    options = ["--chunk-size", str(chunk_size)] if chunk_size else []
+    run = _run(tus_js, live_server, ticket, source, "--data-during-creation", *options)
+    success = run.success
+    run.assert_every_answer_ok()
+    methods = [method for method, _ in run.requests]
+    if chunk_size:
+        # The first chunk rides on the POST, the rest follow as PATCHes.
+        assert methods == ["POST"] + ["PATCH"] * (-(-SIZE // chunk_size) - 1)
+        assert run.requests[1] == ("PATCH", str(chunk_size))
+        assert success["status"] == 200
+    else:
+        # The whole file in the creation request: it answers 201 with the receipt.
+        assert methods == ["POST"] and success["status"] == 201
+    _assert_archived(dbsession, data_dir, ticket, source, success)
