@@ -322,3 +322,24 @@ def test_concurrent_patch_is_refused_while_locked(client, dbsession, app, data_d
         assert "another request" in res.json["detail"]
     client.patch(path, 0, b"abc")
     assert dbsession.scalars(select(TusUpload)).one().offset == 3
+
+
+def test_a_lost_last_answer_is_asked_again(client, dbsession, testapp, staff):
+    """The answer to the last chunk never reached the client: an empty PATCH at the end
+    gives the same receipt; more bytes, another offset or a deleted archive do not."""
+    body = os.urandom(70_000)
+    path = _path(client.create(len(body)).headers["Location"])
+    receipt = client.patch(path, 0, body, status=200).json
+
+    again = client.patch(path, len(body), b"", status=200)
+    assert again.json == receipt
+    assert again.headers["Upload-Archive-Id"] == str(receipt["id"])
+    assert again.headers["Upload-Offset"] == str(len(body))
+    client.patch(path, len(body), b"x", status=409)
+    client.patch(path, 0, b"", status=409)
+
+    testapp.delete(f"/api/v1/archives/{receipt['id']}/", headers=staff.headers, status=204)
+    gone = client.patch(path, len(body), b"", status=410)
+    assert "deleted" in gone.json["detail"]
+    dbsession.expire_all()
+    assert dbsession.get(Archive, receipt["id"]) is None

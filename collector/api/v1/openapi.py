@@ -418,7 +418,9 @@ TUS_OPERATIONS = {
         "patch": _tus(
             "appendChunk", "Append a chunk at `Upload-Offset` (tus core)",
             {204: answer("Stored and fsynced", headers=TUS_STATE),
-             200: answer("The last chunk: the upload is now an archive",
+             200: answer("The last chunk: the upload is now an archive. An empty PATCH at "
+                         "the end of a finished upload answers the receipt again (410 once "
+                         "the archive is deleted)",
                          headers={**TUS_STATE, **ARCHIVE_ID_HEADER},
                          content=json_content(RECEIPT))},
             (400, 401, 403, 404, 413, 423, 507), ("409", "410", "412", "415", "460"),

@@ -16,8 +16,9 @@ from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import view_config
 
 from collector.api.v1 import PREFIX, error_handler, iso
+from collector.archives.models import Archive
 from collector.archives.uploads import SpoolReader, _raw_chunks, tus
-from collector.errors import BadRequest, Forbidden, NotFound
+from collector.errors import BadRequest, Conflict, Forbidden, NotFound
 from collector.resources import UploadNode, ticket_node
 from collector.security import Permission
 from collector.tickets import services as tickets
@@ -216,6 +217,8 @@ def patch(request):
         raise BadRequest("Upload-Offset is required")
     length = tus.parse_length(headers.get("Upload-Length"), "Upload-Length")
     checksum = tus.parse_checksum(headers.get("Upload-Checksum"))
+    if row.finished_at is not None and row.concat != "partial":
+        return _finished(request, row, ticket, offset)
     chunks, size = _body(request)
     tus.lock_upload(request.dbsession, request.storage.backend, row,
                     _release_on_finish(request))
@@ -226,6 +229,20 @@ def patch(request):
     request.response.headers["Upload-Expires"] = tus.http_date(row.expires_at)
     if archive is None:
         return _empty(request, 204)
+    return _receipt(request, ticket, archive)
+
+
+def _finished(request, row, ticket, offset):
+    """A PATCH on an upload that is already an archive. The answer to its last chunk may
+    have been lost on the way, so an empty PATCH at the end gives the receipt again."""
+    if offset != row.offset or request.content_length:
+        raise Conflict("the upload is complete; it takes no more bytes")
+    archive = None
+    if row.archive_id is not None:
+        archive = request.dbsession.get(Archive, row.archive_id)
+    if archive is None:
+        raise tus.Gone("the archive this upload became has been deleted")
+    request.response.headers["Upload-Offset"] = str(row.offset)
     return _receipt(request, ticket, archive)
 
 
