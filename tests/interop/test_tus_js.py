@@ -68,7 +68,7 @@ def tus_js():
         staging = pathlib.Path(tempfile.mkdtemp(prefix=".install-", dir=prefix.parent))
         try:
             done = subprocess.run(
-                [npm, "install", "--no-audit", "--no-fund", "--prefix", str(staging),
+                [npm, "install", "--no-audit", "--no-fund", f"--prefix={staging}",
                  f"tus-js-client@{TUS_JS_VERSION}"],
                 capture_output=True, text=True, timeout=600,
                 env={**os.environ, "npm_config_update_notifier": "false"})
@@ -112,15 +112,18 @@ class Run:
 
 
 def _command(tus_js, live_server, ticket, source, *options):
+    """The script's command line and environment; ``options`` are ``--name=value``
+    (a value may start with "-")."""
     node, prefix = tus_js
-    return [node, str(SCRIPT), "--modules", str(prefix),
-            "--endpoint", f"{live_server}/api/v1/uploads/", "--token", ticket.token,
-            "--file", str(source), "--filename", NAME, "--no-retry", *options]
+    command = [node, str(SCRIPT), f"--modules={prefix}",
+               f"--endpoint={live_server}/api/v1/uploads/", f"--file={source}",
+               f"--filename={NAME}", "--no-retry", *options]
+    return command, {**os.environ, "UPLOAD_TOKEN": ticket.token}
 
 
 def _run(tus_js, live_server, ticket, source, *options):
-    done = subprocess.run(_command(tus_js, live_server, ticket, source, *options),
-                          capture_output=True, text=True, timeout=TIMEOUT)
+    command, env = _command(tus_js, live_server, ticket, source, *options)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     return Run(done.returncode, done.stdout, done.stderr)
 
 
@@ -163,7 +166,7 @@ def _assert_archived(dbsession, data_dir, ticket, source, success):
 @pytest.mark.parametrize("chunk_size", [256 * 1024, MiB + 7, None])
 def test_tus_js_uploads_with_several_chunk_sizes(tus_js, live_server, ticket, source,
                                                  dbsession, data_dir, chunk_size):
-    options = ["--chunk-size", str(chunk_size)] if chunk_size else []  # None: one PATCH
+    options = [f"--chunk-size={chunk_size}"] if chunk_size else []  # None: one PATCH
     run = _run(tus_js, live_server, ticket, source, *options)
     success = run.success
     run.assert_every_answer_ok()
@@ -180,9 +183,9 @@ def test_tus_js_uploads_with_several_chunk_sizes(tus_js, live_server, ticket, so
 def test_tus_js_resumes_after_kill_9(tus_js, live_server, ticket, source, dbsession,
                                      data_dir):
     chunk = 256 * 1024
-    process = subprocess.Popen(
-        _command(tus_js, live_server, ticket, source, "--chunk-size", str(chunk)),
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    command, env = _command(tus_js, live_server, ticket, source, f"--chunk-size={chunk}")
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
     url, reported = None, 0
     try:
         for line in process.stdout:
@@ -202,8 +205,8 @@ def test_tus_js_resumes_after_kill_9(tus_js, live_server, ticket, source, dbsess
 
     # A second process, given the upload URL: it asks the offset (HEAD) and goes on from
     # there; the chunk in flight when the first was killed is lost, nothing else.
-    run = _run(tus_js, live_server, ticket, source, "--chunk-size", str(MiB),
-               "--upload-url", url)
+    run = _run(tus_js, live_server, ticket, source, f"--chunk-size={MiB}",
+               f"--upload-url={url}")
     success = run.success
     run.assert_every_answer_ok()
     methods = [method for method, _ in run.requests]
@@ -218,16 +221,16 @@ def test_tus_js_resumes_after_abort_from_its_url_storage(tus_js, live_server, ti
                                                          source, dbsession, data_dir,
                                                          tmp_path):
     storage = tmp_path / "tus-urls.json"
-    first = _run(tus_js, live_server, ticket, source, "--chunk-size", str(MiB),
-                 "--url-storage", str(storage), "--abort-after", str(2 * MiB))
+    first = _run(tus_js, live_server, ticket, source, f"--chunk-size={MiB}",
+                 f"--url-storage={storage}", f"--abort-after={2 * MiB}")
     assert first.returncode == 0, (first.events, first.stderr)
     [aborted] = first.of("aborted")
     assert aborted["offset"] == 2 * MiB and not first.of("success")
     [url] = [e["url"] for e in first.of("url")]
 
     # The same file again: tus-js-client finds it by its fingerprint in the URL storage.
-    second = _run(tus_js, live_server, ticket, source, "--chunk-size", str(MiB),
-                  "--url-storage", str(storage))
+    second = _run(tus_js, live_server, ticket, source, f"--chunk-size={MiB}",
+                  f"--url-storage={storage}")
     success = second.success
     second.assert_every_answer_ok()
     assert second.requests[:2] == [("HEAD", None), ("PATCH", str(2 * MiB))]
@@ -238,8 +241,8 @@ def test_tus_js_resumes_after_abort_from_its_url_storage(tus_js, live_server, ti
 
 def test_tus_js_parallel_uploads_concatenate(tus_js, live_server, ticket, source, dbsession,
                                              data_dir):
-    run = _run(tus_js, live_server, ticket, source, "--parallel", "3",
-               "--chunk-size", str(MiB))
+    run = _run(tus_js, live_server, ticket, source, "--parallel=3",
+               f"--chunk-size={MiB}")
     success = run.success
     run.assert_every_answer_ok()
     posts = [e for e in run.of("request") if e["method"] == "POST"]
@@ -255,7 +258,7 @@ def test_tus_js_parallel_uploads_concatenate(tus_js, live_server, ticket, source
 @pytest.mark.parametrize("chunk_size", [MiB + 7, None])
 def test_tus_js_uploads_data_during_creation(tus_js, live_server, ticket, source, dbsession,
                                              data_dir, chunk_size):
-    options = ["--chunk-size", str(chunk_size)] if chunk_size else []
+    options = [f"--chunk-size={chunk_size}"] if chunk_size else []
     run = _run(tus_js, live_server, ticket, source, "--data-during-creation", *options)
     success = run.success
     run.assert_every_answer_ok()
@@ -269,3 +272,33 @@ def test_tus_js_uploads_data_during_creation(tus_js, live_server, ticket, source
         # The whole file in the creation request: it answers 201 with the receipt.
         assert methods == ["POST"] and success["status"] == 201
     _assert_archived(dbsession, data_dir, ticket, source, success)
+
+
+def test_tus_js_run_again_after_success_spends_nothing(tus_js, live_server, ticket, source,
+                                                       dbsession, data_dir, tmp_path):
+    storage = tmp_path / "tus-urls.json"
+    first = _run(tus_js, live_server, ticket, source, f"--url-storage={storage}")
+    url = first.success["url"]
+    # The customer runs the same upload again: the stored URL's HEAD says it is complete
+    # (with the archive id), so nothing is sent and no second attempt or archive appears.
+    second = _run(tus_js, live_server, ticket, source, f"--url-storage={storage}")
+    success = second.success
+    second.assert_every_answer_ok()
+    assert second.requests == [("HEAD", None)]
+    assert (success["url"], success["status"]) == (url, 200)
+    _assert_archived(dbsession, data_dir, ticket, source, success)
+
+
+def test_tus_js_abort_with_terminate_gives_the_attempt_back(tus_js, live_server, ticket,
+                                                            source, dbsession, data_dir):
+    run = _run(tus_js, live_server, ticket, source, f"--chunk-size={MiB}",
+               f"--abort-after={MiB}", "--terminate")
+    assert run.returncode == 0, (run.events, run.stderr)
+    assert run.of("aborted") and not run.of("success")
+    run.assert_every_answer_ok()
+    [url] = [e["url"] for e in run.of("url")]
+    assert [(e["method"], e["url"]) for e in run.of("request")][-1] == ("DELETE", url)
+    dbsession.expire_all()
+    assert dbsession.scalars(select(Archive)).all() == []
+    assert list((data_dir / "uploads").iterdir()) == []
+    assert _attempts(dbsession, ticket) == 10

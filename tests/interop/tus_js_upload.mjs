@@ -1,9 +1,13 @@
 // Uploads one file with tus-js-client (npm) under Node; driven by tests/interop/test_tus_js.py.
 //
-//   node tus_js_upload.mjs --modules DIR --endpoint URL --token TOKEN --file PATH
-//        [--filename NAME] [--chunk-size BYTES] [--parallel N] [--data-during-creation]
-//        [--upload-url URL] [--url-storage FILE] [--abort-after BYTES] [--no-retry]
+//   UPLOAD_TOKEN=TOKEN node tus_js_upload.mjs --modules=DIR --endpoint=URL --file=PATH
+//        [--filename=NAME] [--chunk-size=BYTES] [--parallel=N] [--data-during-creation]
+//        [--upload-url=URL] [--url-storage=FILE] [--abort-after=BYTES [--terminate]]
+//        [--no-retry]
 //
+// The ticket's token comes from the environment (not the command line, which other users
+// of the machine can read). Values are best given as --name=value: a value that starts
+// with "-" is otherwise taken for an option.
 // --modules is the npm prefix tus-js-client was installed into (the test installs it; it is
 // never committed). Every event is one JSON line on stdout, so the test can follow the
 // upload and kill this process at a known offset:
@@ -11,7 +15,8 @@
 //   {"event": "response", "method", "url", "status"}
 //   {"event": "url", "url"}                      the upload URL, as soon as it is known
 //   {"event": "chunk", "offset", "total"}        after each accepted chunk
-//   {"event": "aborted", "offset"}               --abort-after reached: upload.abort()
+//   {"event": "aborted", "offset"}               --abort-after reached: upload.abort(),
+//                                                with --terminate abort(true) (a DELETE)
 //   {"event": "success", "url", "status", "archive_id", "receipt"}
 //   {"event": "error", "message"}                and exit status 1
 // --url-storage keeps the upload URL in a file under the file's fingerprint
@@ -26,7 +31,6 @@ const { values: args } = parseArgs({
   options: {
     modules: { type: 'string' },
     endpoint: { type: 'string' },
-    token: { type: 'string' },
     file: { type: 'string' },
     filename: { type: 'string' },
     'chunk-size': { type: 'string' },
@@ -35,6 +39,7 @@ const { values: args } = parseArgs({
     'upload-url': { type: 'string' },
     'url-storage': { type: 'string' },
     'abort-after': { type: 'string' },
+    terminate: { type: 'boolean', default: false },
     'no-retry': { type: 'boolean', default: false },
   },
 })
@@ -48,11 +53,16 @@ function fail(message) {
   process.exitCode = 1
 }
 
-for (const name of ['modules', 'endpoint', 'token', 'file']) {
+for (const name of ['modules', 'endpoint', 'file']) {
   if (!args[name]) {
     fail(`--${name} is required`)
     process.exit()
   }
+}
+const token = process.env.UPLOAD_TOKEN
+if (!token) {
+  fail('UPLOAD_TOKEN is required')
+  process.exit()
 }
 
 // ESM ignores NODE_PATH: resolve the package from the prefix the test installed it into.
@@ -61,7 +71,7 @@ const tus = require('tus-js-client')
 
 const options = {
   endpoint: args.endpoint,
-  headers: { 'Upload-Token': args.token },
+  headers: { 'Upload-Token': token },
   metadata: { filename: args.filename ?? path.basename(args.file) },
   uploadDataDuringCreation: args['data-during-creation'],
   // The test checks every answer itself; a retry would hide a wrong one.
@@ -96,7 +106,7 @@ const upload = new tus.Upload(fs.createReadStream(args.file), {
   onChunkComplete(chunkSize, offset, total) {
     emit('chunk', { offset, total })
     if (abortAfter !== null && offset >= abortAfter) {
-      upload.abort().then(() => emit('aborted', { offset }), (err) => fail(String(err)))
+      upload.abort(args.terminate).then(() => emit('aborted', { offset }), (err) => fail(String(err)))
     }
   },
   onSuccess({ lastResponse }) {
