@@ -68,6 +68,7 @@ TARGET_RSS_SPREAD_MB = 10
 TUSPY_CHUNKS = (8 * MiB, 64 * MiB)
 FINALISE_CHUNK = 64 * MiB
 LINK_RATES = (1 * MB, 10 * MB)  # for the time a drop costs on a real link
+MODEL_RTT = 0.05  # a customer's round trip, for the idle time each chunk costs on a link
 UPLOADER = REPO / "scripts" / "uploader.sh"
 TUS_HEADERS = {"Tus-Resumable": "1.0.0"}
 
@@ -405,7 +406,9 @@ class Runner:
         patches = run.pop("patches")
         middle = [p for p in patches[:-1] if p[0] == chunk] or patches
         final = patches[-1]
-        run.update(sent_to_listed=listed - run["last_sent_at"],
+        run.update(send_s=sum(p[2] - p[1] for p in patches),
+                   wait_s=sum(p[3] - p[2] for p in patches),
+                   sent_to_listed=listed - run["last_sent_at"],
                    answered_to_listed=listed - run["finished_at"],
                    final_after_send=final[3] - final[2], final_patch=final[3] - final[1],
                    middle_after_send=statistics.median(p[3] - p[2] for p in middle),
@@ -536,6 +539,8 @@ def print_report(results, db, node):
         vs_dd("raw-64", "raw PATCH 64 MiB -> ours")
         raw, t64 = runs["raw-64"], runs["ours-64"]
         secs = [
+            ("  raw 64 MiB: sending the bodies", raw["send_s"],
+             f"waiting {raw['wait_s']:.2f} s"),
             ("final PATCH (tuspy 64 MiB)", t64["final_patch"],
              f"middle {t64['middle_patch']:.2f} s"),
             ("  answered -> listed", t64["answered_to_listed"], ""),
@@ -601,19 +606,23 @@ def print_sweep(r):
           "closed);")
     print("'resent' is what the server kept none of, measured by HEAD. Time lost per drop = "
           "resent / link rate + one PATCH's fixed cost.")
+    print(f"'idle' models a customer's link: after each chunk the sender waits for the answer "
+          f"(server time after the last byte + {MODEL_RTT * 1000:.0f} ms RTT),")
+    print("shown as a share of the chunk's transfer time at 10 MB/s.")
     header = (f"{'chunk MiB':>9} | {'MB/s':>5} | {'of best':>7} | {'after last byte s':>17} | "
               f"{'final PATCH s':>13} | "
               f"{'mean resent after a drop':>24} | {'lost @1 MB/s':>12} | "
-              f"{'lost @10 MB/s':>13} | {'PATCHes/GiB':>11}")
+              f"{'lost @10 MB/s':>13} | {'idle @10 MB/s':>13} | {'PATCHes/GiB':>11}")
     print(header)
     print("-" * len(header))
     for chunk, run in sorted(sweep.items()):
         resent = run["drop"]["resent"]
         lost = [resent / rate + cost for rate in LINK_RATES]
+        idle = (run["middle_after_send"] + MODEL_RTT) / (chunk / LINK_RATES[1])
         print(f"{chunk // MiB:>9} | {run['rate']:>5.0f} | {run['rate'] / best:>7.2f} | "
               f"{run['middle_after_send']:>17.3f} | {run['final_patch']:>13.2f} | "
               f"{resent / MiB:>20.1f} MiB | {lost[0]:>10.1f} s | {lost[1]:>11.2f} s | "
-              f"{1024 // (chunk // MiB):>11}")
+              f"{idle:>12.1%} | {1024 // (chunk // MiB):>11}")
     print()
 
 
