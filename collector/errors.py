@@ -62,6 +62,12 @@ class RangeNotSatisfiable(DomainError):
     status = 416
 
 
+class Unprocessable(DomainError):
+    """The request is fine but the data cannot be processed (a damaged archive, say)."""
+
+    status = 422
+
+
 class Locked(DomainError):
     status = 423
 
@@ -88,7 +94,7 @@ def json_error(request, status, detail, headers=None, **extra):
 
 
 TITLES = {400: "Bad request", 401: "Sign-in required", 403: "Forbidden", 404: "Not found",
-          405: "Method not allowed", 409: "Conflict", 413: "Too large", 423: "Locked",
+          405: "Method not allowed", 409: "Conflict", 413: "Too large", 422: "Cannot be read", 423: "Locked",
           429: "Too many attempts", 500: "Internal error", 503: "Service unavailable",
           507: "Storage full"}
 

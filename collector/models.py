@@ -1,7 +1,8 @@
 """Every model, imported in one place so the metadata is complete (alembic, tests)."""
 
 from collector.accounts.models import ApiToken, AuthFailure, User
+from collector.archives.inspect.models import ArchiveIndex, ArchiveMember
 from collector.archives.models import Archive
 from collector.tickets.models import Platform, PlatformMember, Ticket
 
-__all__ = ["ApiToken", "Archive", "AuthFailure", "Platform", "PlatformMember", "Ticket", "User"]
+__all__ = ["ApiToken", "Archive", "ArchiveIndex", "ArchiveMember", "AuthFailure", "Platform", "PlatformMember", "Ticket", "User"]

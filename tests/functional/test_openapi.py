@@ -15,7 +15,7 @@ from collector.api.v1 import PREFIX, ROUTES
 OPERATIONS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 # Values for the template variables of ROUTES' documented paths.
 SAMPLES = {"name": "vm6", "number": "42", "id": "7", "filename": "logs.tar.gz",
-           "token": "some-token"}
+           "token": "some-token", "path": "var/log/syslog.2.gz"}
 
 
 @pytest.fixture

@@ -32,6 +32,17 @@ ROUTES = {
     "api.archive": ("/archives/{id}/", "/archives/{id}{slash:/?}", "/archives/{id}"),
     "api.archive.download": ("/archives/{id}/download", "/archives/{id}/download{slash:/?}",
                              "/archives/{id}"),
+    # Looking inside an archive (api/v1/inspect.py); a member path may hold slashes.
+    "api.archive.members": ("/archives/{id}/members/", "/archives/{id}/members{slash:/?}",
+                            "/archives/{id}"),
+    "api.archive.member": ("/archives/{id}/members/{path}", "/archives/{id}/members/{path:.+}",
+                           "/archives/{id}"),
+    "api.archive.lines": ("/archives/{id}/lines/{path}", "/archives/{id}/lines/{path:.+}",
+                          "/archives/{id}"),
+    "api.archive.search": ("/archives/{id}/search", "/archives/{id}/search{slash:/?}",
+                           "/archives/{id}"),
+    "api.ticket.search": ("/tickets/{number}/search", "/tickets/{number}/search{slash:/?}",
+                          "/tickets/{number}"),
     # tus 1.0 resumable uploads (api/v1/uploads.py); an upload's URL has no trailing slash.
     "api.uploads": ("/uploads/", "/uploads{slash:/?}", "/uploads"),
     "api.upload": ("/uploads/{id}", "/uploads/{id}{slash:/?}", "/uploads/{id}"),

@@ -68,9 +68,12 @@ ERRORS = {
     404: "No such resource (or not visible to the caller)",
     409: "Conflicts with an existing resource",
     413: "The archive is larger than the upload limit",
+    422: "The archive or member cannot be read: damaged, truncated, binary, or over a "
+         "reading limit (see `detail`)",
     423: "The upload token is unusable: ticket resolved, token expired or out of attempts",
     429: "Too many failed sign-in attempts; retry after `Retry-After` seconds",
-    503: "The database is unavailable; retry after `Retry-After` seconds",
+    503: "The database is unavailable, or the archive's member index is being built; retry "
+         "after `Retry-After` seconds",
     507: "Not enough free space on the server",
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying",
@@ -232,6 +235,70 @@ SCHEMAS = {
     }),
 }
 
+LINE = obj({"line": {**INTEGER, "minimum": 1}, "text": STRING,
+            "cut": {**BOOLEAN, "description": "Only part of the line is shown"}},
+           ["line", "text", "cut"])
+SCHEMAS.update({
+    "Member": returned({
+        "path": {**STRING, "description": "Normalised: no `..`, no leading `/`; unique"},
+        "name": {**STRING, "description": "The name exactly as the archive stores it"},
+        "size": {**INTEGER, "minimum": 0, "description": "Bytes as stored"},
+        "mtime": TIME_OR_NULL,
+        "kind": {"enum": ["text", "binary", "link", "empty"]},
+        "compression": {"enum": ["gz", "bz2", "xz", "zst", None],
+                        "description": "The member is itself compressed; shown decompressed"},
+        "target": {"type": ["string", "null"], "description": "A link's target"},
+        "download": {**STRING, "format": "uri"},
+        "lines": {"type": ["string", "null"], "format": "uri",
+                  "description": "The viewer's lines of a text member"},
+    }),
+    "Lines": returned({
+        "path": STRING, "size": INTEGER,
+        "compression": {"type": ["string", "null"]},
+        "start": {**INTEGER, "minimum": 1}, "count": {**INTEGER, "minimum": 0},
+        "total_lines": {"type": ["integer", "null"],
+                        "description": "Known when the end was reached (always with `tail`)"},
+        "more": {**BOOLEAN, "description": "Lines follow this page"},
+        "lines": {"type": "array", "items": obj({
+            "line": INTEGER, "text": {**STRING, "description": "Undecodable bytes as `\\xNN`"},
+            "length": {**INTEGER, "description": "Bytes of the whole line"},
+            "cut": {**BOOLEAN, "description": "Longer than the 4096 bytes shown"}},
+            ["line", "text", "length", "cut"])},
+    }),
+    "SearchMember": returned({
+        "path": STRING, "compression": {"type": ["string", "null"]},
+        "hits": {"type": "array", "items": {"allOf": [LINE, obj({
+            "match": {"type": "array", "items": INTEGER, "minItems": 2, "maxItems": 2,
+                      "description": "Start and end of the match in `text` (characters)"},
+            "before": {"type": "array", "items": LINE},
+            "after": {"type": "array", "items": LINE}}, ["match", "before", "after"])]}},
+    }),
+    "SearchError": returned({"path": {"type": ["string", "null"]}, "detail": STRING}),
+})
+SEARCH_SUMMARY = {
+    "q": STRING,
+    "results": {**INTEGER, "description": "Matching lines returned"},
+    "bytes_scanned": {**INTEGER, "description": "Uncompressed bytes searched"},
+    "truncated": {**BOOLEAN, "description": "A cap stopped the search early"},
+    "reason": {"enum": ["limit", "bytes", "time", None],
+               "description": "Which cap: results, bytes scanned or time"},
+    "elapsed": {"type": "number", "description": "Seconds"},
+    "limits": returned({"results": INTEGER, "bytes": INTEGER, "seconds": {"type": "number"}}),
+}
+SCHEMAS["ArchiveSearch"] = returned({
+    "archive": INTEGER, "name": STRING,
+    "members": {"type": "array", "items": ref("SearchMember")},
+    "errors": {"type": "array", "items": ref("SearchError"),
+               "description": "Members or parts that could not be read"},
+    **SEARCH_SUMMARY})
+SCHEMAS["TicketSearch"] = returned({
+    "ticket": INTEGER,
+    "archives": {"type": "array", "items": returned({
+        "id": INTEGER, "name": STRING,
+        "members": {"type": "array", "items": ref("SearchMember")},
+        "errors": {"type": "array", "items": ref("SearchError")}})},
+    **SEARCH_SUMMARY})
+
 # --- parameters -----------------------------------------------------------------------------
 
 
@@ -270,6 +337,7 @@ PATH_PARAMETERS = {
     "id": INTEGER,
     "filename": {**STRING, "description": "Stored as the archive's name"},
     "token": {**STRING, "description": "An upload token"},
+    "path": {**STRING, "description": "A member's `path` as listed (slashes stay as they are)"},
 }
 
 # --- the operations, by route name and method ----------------------------------------------
@@ -438,6 +506,80 @@ TUS_OPERATIONS = {
     },
 }
 
+SEARCH_PARAMETERS = [
+    query("q", {**STRING, "minLength": 1, "maxLength": 1000}, "Text or regular expression",
+          required=True),
+    query("regex", BOOLEAN, "`q` is a regular expression (Python syntax); 400 if invalid"),
+    query("ignore_case", BOOLEAN, "Case-insensitive"),
+    query("context", {**INTEGER, "minimum": 0, "maximum": 10, "default": 0},
+          "Lines of context before and after each hit"),
+    query("member", STRING, "Search only the member with this path"),
+    query("limit", {**INTEGER, "minimum": 1, "maximum": 1000, "default": 100},
+          "Matching lines at most"),
+]
+SEARCH_NOTE = ("Text members only (binary ones are skipped), compressed members "
+               "decompressed. Stops at the first cap reached — `limit` results, "
+               "INSPECT_SEARCH_MAX_BYTES bytes scanned or INSPECT_SEARCH_TIMEOUT seconds — "
+               "and says which in `reason`. Needs a two-factor verified caller.")
+INSPECT_OPERATIONS = {
+    "api.archive.members": {
+        "get": operation(
+            "listArchiveMembers", "List the files inside the archive",
+            {200: answer("One page, in the archive's order",
+                         {"type": "array", "items": ref("Member")},
+                         {**LIST_HEADERS, "X-Archive-Format": {
+                             "description": "tar, tar.gz, tar.bz2, tar.xz, tar.zst, zip, "
+                                            "gz, bz2, xz, zst or plain", "schema": STRING}})},
+            (400, 401, 403, 404, 422), parameters=PAGE,
+            description="The index is built on the first request (503 with `Retry-After` to "
+                        "others meanwhile). `X-Index-Incomplete` says why when the archive "
+                        "is damaged or a limit stopped indexing: the members before that "
+                        "are listed. Needs a two-factor verified caller."),
+    },
+    "api.archive.member": {
+        "get": operation(
+            "downloadArchiveMember", "Download one member's bytes, as stored",
+            {200: answer("The member", headers=FILE_HEADERS, content=OCTETS),
+             206: answer("The requested range", content=OCTETS,
+                         headers={**FILE_HEADERS, "Content-Range": {"schema": STRING}}),
+             304: answer("Not modified"),
+             416: answer("The requested range cannot be satisfied",
+                         content={"text/plain": {"schema": STRING}, **json_content(ref("Error"))},
+                         headers={"Content-Range": {"schema": STRING}})},
+            (401, 403, 404, 422),
+            description="Streams only that member (a compressed member stays compressed). "
+                        "Needs a two-factor verified caller.",
+            parameters=[header("Range", STRING, "A single range, e.g. `bytes=0-1023`"),
+                        header("If-Range", STRING, "ETag the range depends on")]),
+    },
+    "api.archive.lines": {
+        "get": operation(
+            "getMemberLines", "A page of a text member's lines (the viewer)",
+            {200: answer("The lines", ref("Lines"))}, (400, 401, 403, 404, 422),
+            description="Compressed members are decompressed; binary ones are refused (422). "
+                        "Needs a two-factor verified caller.",
+            parameters=[query("start", {**INTEGER, "minimum": 1, "default": 1},
+                              "First line (1-based)"),
+                        query("count", {**INTEGER, "minimum": 1, "maximum": 1000,
+                                        "default": 200}, "Lines at most"),
+                        query("tail", BOOLEAN, "The last `count` lines instead")]),
+    },
+    "api.archive.search": {
+        "get": operation("searchArchive", "Search inside the archive",
+                         {200: answer("Hits grouped by member", ref("ArchiveSearch"))},
+                         (400, 401, 403, 404, 422), description=SEARCH_NOTE,
+                         parameters=SEARCH_PARAMETERS),
+    },
+    "api.ticket.search": {
+        "get": operation("searchTicket", "Search every archive of the ticket",
+                         {200: answer("Hits grouped by archive and member",
+                                      ref("TicketSearch"))},
+                         (400, 401, 403, 404), description=SEARCH_NOTE + " An archive that "
+                         "cannot be read is reported in its `errors`; the others are searched.",
+                         parameters=SEARCH_PARAMETERS),
+    },
+}
+
 OPERATIONS = {
     "api.platforms": {
         "get": _list("Platforms", "Platform", []),
@@ -576,6 +718,7 @@ OPERATIONS = {
                 "security": PUBLIC},
     },
     **TUS_OPERATIONS,
+    **INSPECT_OPERATIONS,
 }
 
 

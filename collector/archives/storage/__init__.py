@@ -44,7 +44,9 @@ class LocalArchiveStorage:
         self.archives = self.root / "archives"
         self.staging = self.root / "tmp"
         self.uploads = self.root / "uploads"
-        for path in (self.archives, self.staging, self.uploads):
+        # Derived data of an archive (the gzip seek points of its member index).
+        self.indexes = self.root / "index"
+        for path in (self.archives, self.staging, self.uploads, self.indexes):
             path.mkdir(parents=True, exist_ok=True)
 
     def path(self, key):
@@ -76,8 +78,14 @@ class LocalArchiveStorage:
             if child.is_file():
                 yield child.name
 
+    def index_path(self, key, suffix):
+        return self.indexes / f"{key}.{suffix}"
+
     def delete(self, key):
         self.path(key).unlink(missing_ok=True)
+        # What was derived from the archive goes with it.
+        for derived in self.indexes.glob(f"{key}.*"):
+            derived.unlink(missing_ok=True)
 
     def open(self, key):
         return open(self.path(key), "rb")

@@ -1,0 +1,255 @@
+"""What the API and the pages ask of the inspect package: members, a member's bytes and
+lines, and searches of one archive or of a whole ticket. One implementation for both."""
+
+import dataclasses
+import posixpath
+
+from collector.archives.inspect import formats, reader, search, store
+from collector.archives.inspect.formats import Budget, InspectError
+from collector.errors import BadRequest, NotFound, Unprocessable
+
+MAX_PAGE_LINES = 1000
+DEFAULT_PAGE_LINES = 200
+MAX_SEARCH_RESULTS = 1000
+DEFAULT_SEARCH_RESULTS = 100
+MEMBERS_PAGE = 1000
+
+
+def index_of(request, archive):
+    """The ready index of ``archive`` (built now if needed); 422 when it cannot be built."""
+    row = store.ensure(request, archive)
+    if row.state == "failed":
+        raise Unprocessable(f"cannot look inside {archive.name}: {row.error}")
+    return row
+
+
+def member_of(request, archive, path):
+    row = index_of(request, archive)
+    member = store.members(request.dbsession, archive.id, path=path)
+    if member is None:
+        raise NotFound(f"{archive.name} has no member {path!r}")
+    return row, member
+
+
+def _paths(request, archive):
+    backend = request.storage.backend
+    return (str(backend.path(archive.storage_key)),
+            str(backend.index_path(archive.storage_key, "gzidx")))
+
+
+def _readable(member):
+    if member.kind == "binary":
+        raise Unprocessable(f"{member.path} is a binary file: download it instead")
+    if member.kind == "link":
+        raise Unprocessable(f"{member.path} is a link to {member.target}; links are not "
+                            "followed")
+
+
+def open_stored(request, archive, index_row, member):
+    """The member's bytes as stored (seekable where the format allows), budgeted."""
+    archive_path, gzip_index = _paths(request, archive)
+    if member.kind == "link":
+        _readable(member)
+    return reader.open_stored(archive_path, index_row.format, member, gzip_index)
+
+
+def open_text(request, archive, index_row, member):
+    _readable(member)
+    archive_path, gzip_index = _paths(request, archive)
+    budget = Budget(request.registry.settings["inspect.max_read_bytes"],
+                    what=f"reading {member.path}")
+    return reader.open_text(archive_path, index_row.format, member, gzip_index, budget)
+
+
+def _int(params, name, default, low, high):
+    value = params.get(name, "")
+    if value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer") from None
+    if not low <= number <= high:
+        raise BadRequest(f"{name} must be {low}..{high}")
+    return number
+
+
+def _bool(params, name):
+    text = str(params.get(name, "")).strip().lower()
+    if text in {"", "0", "false", "no", "off"}:
+        return False
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    raise BadRequest(f"{name} must be true or false")
+
+
+def lines(request, archive, path, params):
+    """A page of the member's lines: ``start`` (1-based) and ``count``, or ``tail``."""
+    index_row, member = member_of(request, archive, path)
+    count = _int(params, "count", DEFAULT_PAGE_LINES, 1, MAX_PAGE_LINES)
+    tail = _bool(params, "tail")
+    start = _int(params, "start", 1, 1, 2**62)
+    total = None
+    try:
+        if tail:
+            with open_text(request, archive, index_row, member) as stream:
+                total = reader.count_lines(stream)
+            start = max(1, total - count + 1)
+        with open_text(request, archive, index_row, member) as stream:
+            found, more = reader.read_lines(stream, start, count)
+    except formats.TooMuchOutput as exc:
+        raise Unprocessable(str(exc)) from None
+    except InspectError as exc:
+        raise Unprocessable(str(exc)) from None
+    except formats.DAMAGE as exc:
+        raise Unprocessable(f"{member.path}: {formats.damage_message(exc)}") from None
+    if not more and found:
+        total = found[-1][0]
+    elif not found and start == 1:
+        total = 0
+    return {
+        "path": member.path, "size": member.size, "compression": member.compression,
+        "start": start, "count": len(found), "total_lines": total, "more": more,
+        "lines": [{"line": number, "text": reader.decode(kept), "length": length,
+                   "cut": length > len(kept)} for number, kept, length in found],
+    }
+
+
+@dataclasses.dataclass
+class SearchParams:
+    q: str
+    regex: bool
+    ignore_case: bool
+    context: int
+    member: str | None
+    limit: int
+
+
+def search_params(params):
+    q = params.get("q", "")
+    if not q:
+        raise BadRequest("q: the search text is required")
+    if len(q) > 1000:
+        raise BadRequest("q: at most 1000 characters")
+    return SearchParams(q, _bool(params, "regex"), _bool(params, "ignore_case"),
+                        _int(params, "context", 0, 0, search.MAX_CONTEXT),
+                        params.get("member") or None,
+                        _int(params, "limit", DEFAULT_SEARCH_RESULTS, 1, MAX_SEARCH_RESULTS))
+
+
+def _matcher(params):
+    try:
+        return search.compile_matcher(params.q, params.regex, params.ignore_case)
+    except search.BadPattern as exc:
+        raise BadRequest(f"q: {exc}") from None
+
+
+def new_scan(request, params):
+    settings = request.registry.settings
+    return search.Scan(params.limit, settings["inspect.search_max_bytes"],
+                       settings["inspect.search_timeout"])
+
+
+def _search_members(request, archive, params, matcher, scan):
+    """``(member results, errors)`` of one archive, in the order of its bytes."""
+    index_row = index_of(request, archive)
+    if params.member is not None:
+        member = store.members(request.dbsession, archive.id, path=params.member)
+        if member is None:
+            raise NotFound(f"{archive.name} has no member {params.member!r}")
+        candidates = [member]
+    else:
+        candidates = store.members(request.dbsession, archive.id)
+    candidates = [member for member in candidates if member.kind == "text"]
+    results, errors = [], []
+    if index_row.format.startswith("tar") and len(candidates) > 1:
+        _search_tar(request, archive, index_row, candidates, matcher, scan, params,
+                    results, errors)
+    else:
+        for member in candidates:
+            if not scan.check():
+                break
+            try:
+                with open_text(request, archive, index_row, member) as stream:
+                    prefetched = search.Prefetched(stream)
+                    try:
+                        hits = search.search_stream(prefetched, matcher, scan,
+                                                    params.context)
+                    finally:
+                        prefetched.close()
+            except InspectError as exc:
+                errors.append({"path": member.path, "detail": str(exc)})
+                continue
+            except formats.DAMAGE as exc:
+                errors.append({"path": member.path, "detail": formats.damage_message(exc)})
+                continue
+            if hits:
+                results.append({"path": member.path, "compression": member.compression,
+                                "hits": hits})
+    if index_row.error:
+        errors.append({"path": None, "detail": index_row.error})
+    return results, errors
+
+
+def _search_tar(request, archive, index_row, candidates, matcher, scan, params, results,
+                errors):
+    archive_path, _ = _paths(request, archive)
+    budget = Budget(request.registry.settings["inspect.max_read_bytes"],
+                    what=f"searching {archive.name}")
+    member = None
+    walk = search.sequential(archive_path, index_row.format, candidates, budget)
+    try:
+        for member, stream in walk:
+            if not scan.check():
+                break
+            hits = search.search_stream(stream, matcher, scan, params.context)
+            if hits:
+                results.append({"path": member.path, "compression": member.compression,
+                                "hits": hits})
+    except InspectError as exc:
+        errors.append({"path": member and member.path, "detail": str(exc)})
+    except formats.DAMAGE as exc:
+        errors.append({"path": member and member.path,
+                       "detail": formats.damage_message(exc)})
+    finally:
+        walk.close()
+
+
+def search_archive(request, archive, params):
+    matcher = _matcher(params)
+    scan = new_scan(request, params)
+    members, errors = _search_members(request, archive, params, matcher, scan)
+    return {"archive": archive.id, "name": archive.name, "q": params.q,
+            "members": members, "errors": errors, **scan.summary()}
+
+
+def search_ticket(request, ticket, archives, params):
+    """The same search across the ticket's archives (``member`` applies to each)."""
+    matcher = _matcher(params)
+    scan = new_scan(request, params)
+    found = []
+    for archive in archives:
+        if not scan.check():
+            break
+        entry = {"id": archive.id, "name": archive.name, "members": [], "errors": []}
+        try:
+            entry["members"], entry["errors"] = _search_members(request, archive, params,
+                                                                matcher, scan)
+        except (Unprocessable, NotFound) as exc:
+            entry["errors"].append({"path": None, "detail": exc.detail})
+        except store.ServiceUnavailable as exc:
+            entry["errors"].append({"path": None, "detail": exc.detail})
+        found.append(entry)
+    return {"ticket": ticket.number, "q": params.q, "archives": found, **scan.summary()}
+
+
+def tree(members):
+    """Members as nested folders for the page: ``{"dirs": {name: tree}, "files": [...]}``."""
+    root = {"dirs": {}, "files": []}
+    for member in members:
+        folder, _ = posixpath.split(member.path)
+        node = root
+        for part in folder.split("/") if folder else ():
+            node = node["dirs"].setdefault(part, {"dirs": {}, "files": []})
+        node["files"].append(member)
+    return root
