@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 import urllib.request
 
 import pytest
@@ -33,19 +34,26 @@ MiB = 1024 * 1024
 
 
 class RecordingApp:
-    """The WSGI app, noting the method and path of every request that reaches it."""
+    """The WSGI app, noting the method and path of every request that reaches it; ``hook``
+    (when set) is called with both before the app answers."""
 
     def __init__(self, app):
         self.app = app
         self.registry = app.registry
         self.requests = []
+        self.hook = None
 
     def __call__(self, environ, start_response):
         self.requests.append((environ["REQUEST_METHOD"], environ["PATH_INFO"]))
+        if self.hook is not None:
+            self.hook(*self.requests[-1])
         return self.app(environ, start_response)
 
     def posts(self):
         return [r for r in self.requests if r[0] != "GET"]
+
+    def methods(self):
+        return [method for method, _ in self.requests]
 
 
 @pytest.fixture
@@ -65,6 +73,14 @@ def run(shell, *args, env=None, timeout=120):
     return subprocess.run([*shell, str(SCRIPT), *args], check=False, stdin=subprocess.DEVNULL,
                           capture_output=True, encoding="utf-8", timeout=timeout,
                           env={"PATH": os.environ["PATH"], **(env or {})})
+
+
+def start(shell, *args, env=None):
+    """The script in its own process group, so that a test can kill it and its curl."""
+    return subprocess.Popen([*shell, str(SCRIPT), *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            encoding="utf-8", start_new_session=True,
+                            env={"PATH": os.environ["PATH"], **(env or {})})
 
 
 def random_file(path, size):
@@ -116,7 +132,9 @@ def test_upload_prints_and_verifies_sha256(shell, live_server, app, factory, pla
     assert "2 upload attempt(s) left" in done.stderr
     # Not a terminal: no progress bar drawn into the log.
     assert "#" not in done.stderr
-    assert [m for m, _ in app.requests] == ["GET", "POST"]
+    # Token check, tus discovery, creation, one chunk (the default chunk is 64 MiB).
+    assert [m for m, _ in app.requests] == ["GET", "OPTIONS", "POST", "PATCH"]
+    assert not (tmp_path / (path.name + ".upload")).exists()
 
     dbsession.rollback()
     row = dbsession.scalars(select(Archive).where(Archive.ticket_id == ticket.id)).one()
@@ -439,3 +457,339 @@ def test_script_is_clean_posix_sh(checker):
     done = subprocess.run([*checker, str(SCRIPT)], check=False, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- resumable uploads (tus) ------------------------------------------------------------
+
+FAST = {"UPLOADER_BACKOFF_MAX": "1"}
+
+
+def archives_of(session, ticket):
+    session.rollback()
+    return session.scalars(select(Archive).where(Archive.ticket_id == ticket.id)).all()
+
+
+def test_chunks_and_progress(shell, live_server, app, factory, platform, dbsession, tmp_path):
+    ticket = factory.ticket(platform, attempts=3)
+    size = 3 * MiB + MiB // 2
+    path = random_file(tmp_path / "logs.tgz", size)
+
+    done = run(shell, "-f", str(path), "-t", ticket.token, "-u", live_server,
+               "--chunk-size", "1M")
+
+    assert done.returncode == 0, done.stderr
+    assert app.methods() == ["GET", "OPTIONS", "POST", "PATCH", "PATCH", "PATCH", "PATCH"]
+    assert "Upload started: " in done.stderr and "--resume" in done.stderr
+    assert "in chunks of 1.0 MiB" in done.stderr
+    assert "Sent 3.0 MiB of 3.5 MiB (85%)" in done.stderr
+    [row] = archives_of(dbsession, ticket)
+    assert (row.sha256, row.size, row.name) == (sha256_of(path), size, "logs.tgz")
+    assert f"Uploaded archive {row.id} to ticket {ticket.number}" in done.stdout
+    assert "time:   20" in done.stdout
+    assert attempts_of(dbsession, ticket) == 2  # one attempt for the upload, not per chunk
+    assert not (tmp_path / "logs.tgz.upload").exists()
+
+
+def test_single_request_option(shell, live_server, app, factory, platform, dbsession,
+                               tmp_path):
+    ticket = factory.ticket(platform)
+    path = random_file(tmp_path / "a.log", 300 * 1024)
+
+    done = run(shell, "-f", str(path), "-t", ticket.token, "-u", live_server,
+               "--single-request")
+
+    assert done.returncode == 0, done.stderr
+    assert app.methods() == ["GET", "POST"]
+    assert app.requests[1][1] == "/api/v1/archives/"
+    assert len(archives_of(dbsession, ticket)) == 1
+
+
+def _kill_at_patch(app, proc_box, number):
+    """Kill the script (and its curl) when its ``number``-th PATCH has reached the app:
+    that chunk is stored, the client never hears of it."""
+    seen = []
+
+    def hook(method, path):
+        if method == "PATCH":
+            seen.append(path)
+            if len(seen) == number:
+                os.killpg(proc_box[0].pid, 9)
+    app.hook = hook
+
+
+def _killed_run(shell, app, args, number, tmp_path):
+    """Run the script with 1 MiB chunks, kill it at its ``number``-th PATCH and wait until
+    the server has stored that chunk."""
+    box = []
+    _kill_at_patch(app, box, number)
+    proc = start(shell, *args, env={**FAST, "TMPDIR": str(tmp_path)})
+    box.append(proc)
+    _, stderr = proc.communicate(timeout=120)
+    app.hook = None
+    assert proc.returncode == -9, stderr
+    url = stderr.split("Upload started: ", 1)[1].split()[0]
+    token = args[args.index("-t") + 1]
+    for _ in range(200):
+        request = urllib.request.Request(url, method="HEAD", headers={
+            "Tus-Resumable": "1.0.0", "Upload-Token": token})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            if answer.headers["Upload-Offset"] == str(number * MiB):
+                break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the server did not store the chunk of the killed request")
+    return stderr
+
+
+def test_rerun_resumes_after_the_script_was_killed(shell, live_server, app, factory,
+                                                   platform, dbsession, tmp_path):
+    ticket = factory.ticket(platform, attempts=2)
+    size = 4 * MiB + 5
+    path = random_file(tmp_path / "big.tar", size)
+    args = ("-f", str(path), "-t", ticket.token, "-u", live_server, "-c", "1M")
+
+    _killed_run(shell, app, args, 2, tmp_path)
+    state = (tmp_path / "big.tar.upload").read_text()
+    assert "url=" + live_server + "/api/v1/uploads/" in state
+    assert ticket.token not in state  # only a checksum of it
+    app.requests.clear()
+
+    done = run(shell, *args)
+
+    assert done.returncode == 0, done.stderr
+    assert "The server has 2097152 of 4194309 bytes." in done.stderr
+    # No token check (the upload holds its attempt), no new upload: HEAD, then the rest.
+    assert app.methods() == ["HEAD", "PATCH", "PATCH", "PATCH"]
+    [row] = archives_of(dbsession, ticket)
+    assert row.sha256 == sha256_of(path) and row.size == size
+    assert attempts_of(dbsession, ticket) == 1
+    assert not (tmp_path / "big.tar.upload").exists()
+
+
+def test_resume_option_with_the_printed_url(shell, live_server, app, factory, platform,
+                                            dbsession, tmp_path):
+    ticket = factory.ticket(platform, attempts=1)  # the upload takes the last attempt
+    path = random_file(tmp_path / "big.tar", 3 * MiB)
+    args = ("-f", str(path), "-t", ticket.token, "-u", live_server, "-c", "1M")
+    stderr = _killed_run(shell, app, args, 1, tmp_path)
+    url = stderr.split("Upload started: ", 1)[1].split()[0]
+    (tmp_path / "big.tar.upload").unlink()
+
+    done = run(shell, *args, "--resume", url)
+
+    assert done.returncode == 0, done.stderr
+    assert "OK: the server has exactly this file." in done.stdout
+    assert len(archives_of(dbsession, ticket)) == 1
+    assert attempts_of(dbsession, ticket) == 0
+
+
+def test_a_state_file_for_another_file_is_not_used(shell, live_server, app, factory,
+                                                   platform, dbsession, tmp_path):
+    ticket = factory.ticket(platform, attempts=3)
+    path = random_file(tmp_path / "big.tar", 2 * MiB)
+    args = ("-f", str(path), "-t", ticket.token, "-u", live_server, "-c", "1M")
+    _killed_run(shell, app, args, 1, tmp_path)
+    random_file(path, 2 * MiB)  # same name and size, other bytes
+    app.requests.clear()
+
+    done = run(shell, *args)
+
+    assert done.returncode == 0, done.stderr
+    assert app.methods()[:3] == ["GET", "OPTIONS", "POST"]
+    [row] = archives_of(dbsession, ticket)
+    assert row.sha256 == sha256_of(path)
+
+
+def test_an_upload_gone_from_the_server_starts_again(shell, live_server, app, factory,
+                                                     platform, dbsession, tmp_path):
+    ticket = factory.ticket(platform, attempts=2)
+    path = random_file(tmp_path / "big.tar", 2 * MiB + 1)
+    args = ("-f", str(path), "-t", ticket.token, "-u", live_server, "-c", "1M")
+    _killed_run(shell, app, args, 1, tmp_path)
+    url = (tmp_path / "big.tar.upload").read_text().split("url=")[1].split()[0]
+    request = urllib.request.Request(url, method="DELETE", headers={
+        "Tus-Resumable": "1.0.0", "Upload-Token": ticket.token})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status == 204  # terminated: the attempt is given back
+    assert attempts_of(dbsession, ticket) == 2
+
+    done = run(shell, *args)
+
+    assert done.returncode == 0, done.stderr
+    assert "cannot be resumed (the server no longer has it (HTTP 404))" in done.stderr
+    assert len(archives_of(dbsession, ticket)) == 1
+    assert attempts_of(dbsession, ticket) == 1
+
+
+def test_a_ticket_resolved_mid_upload_stops_it(shell, live_server, app, factory, platform,
+                                               dbsession, tmp_path):
+    ticket = factory.ticket(platform, attempts=2)
+    path = random_file(tmp_path / "big.tar", 2 * MiB + 1)
+    args = ("-f", str(path), "-t", ticket.token, "-u", live_server, "-c", "1M")
+    _killed_run(shell, app, args, 1, tmp_path)
+    dbsession.rollback()
+    dbsession.get(Ticket, ticket.id).resolved = True
+    dbsession.commit()
+
+    done = run(shell, *args)
+
+    assert done.returncode == 3, done.stderr
+    assert "can no longer be used" in done.stderr
+    assert archives_of(dbsession, ticket) == []
+
+
+class CuttingProxy:
+    """A TCP proxy in front of the live server that breaks one connection, as a VPN that
+    drops does: ``cut = (n, "request", nbytes)`` closes the n-th connection after n bytes
+    from the client; ``(n, "response", 0)`` lets the request through and drops the answer.
+    ``refuse_from = n`` refuses every connection from the n-th on."""
+
+    def __init__(self, port):
+        self.port, self.count = port, 0
+        self.cut, self.refuse_from = None, None
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self):
+        while not self.stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.count += 1
+            if self.refuse_from is not None and self.count >= self.refuse_from:
+                client.close()
+                continue
+            rule = self.cut if self.cut and self.cut[0] == self.count else None
+            upstream = socket.create_connection(("127.0.0.1", self.port))
+            for args in ((client, upstream, rule, "request"),
+                         (upstream, client, rule, "response")):
+                thread = threading.Thread(target=self._pump, args=args, daemon=True)
+                thread.start()
+                self.threads.append(thread)
+
+    def _pump(self, source, target, rule, direction):
+        passed = 0
+        try:
+            while data := source.recv(65536):
+                if rule and rule[1] == direction and passed + len(data) > rule[2]:
+                    break
+                target.sendall(data)
+                passed += len(data)
+        except OSError:
+            pass
+        for sock in (source, target):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self):
+        self.stop.set()
+        self.listener.close()
+        for thread in self.threads:
+            thread.join(timeout=15)
+
+
+@pytest.fixture
+def proxy(live_server):
+    proxy = CuttingProxy(int(live_server.rsplit(":", 1)[1]))
+    yield proxy
+    proxy.close()
+
+
+def test_a_dropped_connection_is_resumed(shell, proxy, app, factory, platform, dbsession,
+                                         tmp_path):
+    ticket = factory.ticket(platform, attempts=2)
+    size = 3 * MiB + 3
+    path = random_file(tmp_path / "big.tar", size)
+    # Connections: token check, OPTIONS, creation, first chunk (cut half-way), ...
+    proxy.cut = (5, "request", MiB // 2)
+
+    done = run(shell, "-f", str(path), "-t", ticket.token, "-u", proxy.url, "-c", "1M",
+               env=FAST)
+
+    assert done.returncode == 0, done.stderr
+    assert f"the connection failed at byte {MiB}" in done.stderr
+    assert "retry 1 of 20 in 1s" in done.stderr
+    # The second chunk's PATCH never reached the app (waitress drops a partial body).
+    assert app.methods() == ["GET", "OPTIONS", "POST", "PATCH", "HEAD", "PATCH", "PATCH",
+                             "PATCH"]
+    [row] = archives_of(dbsession, ticket)
+    assert row.sha256 == sha256_of(path) and row.size == size
+    assert attempts_of(dbsession, ticket) == 1
+
+
+def test_a_lost_answer_to_the_last_chunk(shell, proxy, app, factory, platform, dbsession,
+                                         tmp_path):
+    ticket = factory.ticket(platform, attempts=2)
+    path = random_file(tmp_path / "big.tar", MiB + 10)
+    proxy.cut = (5, "response", 0)  # the last chunk is stored, its answer lost
+
+    done = run(shell, "-f", str(path), "-t", ticket.token, "-u", proxy.url, "-c", "1M",
+               env=FAST)
+
+    assert done.returncode == 0, done.stderr
+    # HEAD finds the whole file there; an empty PATCH at the end fetches the receipt.
+    assert app.methods() == ["GET", "OPTIONS", "POST", "PATCH", "PATCH", "HEAD", "PATCH"]
+    [row] = archives_of(dbsession, ticket)
+    assert f"Uploaded archive {row.id} to ticket" in done.stdout
+    assert "OK: the server has exactly this file." in done.stdout
+    assert attempts_of(dbsession, ticket) == 1
+
+
+def test_gives_up_after_the_retries_and_says_how_to_resume(shell, proxy, app, factory,
+                                                           platform, dbsession, tmp_path):
+    ticket = factory.ticket(platform, attempts=2)
+    path = random_file(tmp_path / "big.tar", 2 * MiB)
+    proxy.refuse_from = 5  # the server is gone after the first chunk
+
+    done = run(shell, "-f", str(path), "-t", ticket.token, "-u", proxy.url, "-c", "1M",
+               "--retries", "2", env=FAST)
+
+    assert done.returncode == 5, done.stderr
+    assert f"Gave up after 2 retries at byte {MiB} of {2 * MiB}" in done.stderr
+    assert "run the same command again to resume" in done.stderr
+    assert (tmp_path / "big.tar.upload").exists()
+
+    proxy.refuse_from = None
+    again = run(shell, "-f", str(path), "-t", ticket.token, "-u", proxy.url, "-c", "1M")
+    assert again.returncode == 0, again.stderr
+    assert len(archives_of(dbsession, ticket)) == 1
+    assert attempts_of(dbsession, ticket) == 1
+
+
+def test_falls_back_to_one_post_without_tus(shell, fake_server, tmp_path):
+    """A server that does not answer OPTIONS with Tus-Version (as the original does not)
+    gets the single POST."""
+    path = random_file(tmp_path / "a.log", 1000)
+    fake_server.upload_answer = (201, {}, json.dumps({
+        "id": 3, "ticket": 1, "name": "a.log", "size": 1000,
+        "sha256": sha256_of(path)}).encode())
+    url = f"http://127.0.0.1:{fake_server.server_port}"
+
+    done = run(shell, "-f", str(path), "-t", "T", "-u", url)
+
+    assert done.returncode == 0, done.stderr
+    assert "does not take resumable uploads" in done.stderr
+    assert fake_server.seen == ["GET", "POST"]  # OPTIONS got 501 from the stdlib server
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--chunk-size", "12X"], "--chunk-size takes a number of bytes"),
+    (["--chunk-size", "100"], "--chunk-size takes a number of bytes"),
+    (["--chunk-size", "8G"], "--chunk-size takes a number of bytes"),
+    (["--retries", "many"], "--retries takes a number"),
+    (["--resume", "x", "--single-request"], "cannot be --single-request"),
+])
+def test_bad_tus_options(shell, args, message):
+    done = run(shell, "-f", "x", "-t", "t", "-u", "http://h", *args)
+    assert done.returncode == 2
+    assert message in done.stderr
