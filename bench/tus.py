@@ -317,28 +317,37 @@ class Runner:
         self.harness, self.ticket, self.node, self.repeat = harness, ticket, node, repeat
         self.ours = Ours(harness, ticket)
 
-    def timed(self, runs, name, fn, *pids):
-        """Run ``fn`` ``repeat`` times after a settle, noting the servers' CPU seconds and
-        their VmRSS peak (sampler phase ``name``); keeps the median by rate."""
-        collected = []
+    def rounds(self, runs, rows):
+        """Measure each row of ``(name, fn, pids)`` once per round, ``repeat`` rounds, so
+        that a busy spell on a shared machine hits all rows alike; keeps each median."""
+        collected = {name: [] for name, _, _ in rows}
         for attempt in range(self.repeat):
-            settle()
-            for sampler in self.samplers:
-                sampler.phase(name)
-            cpu = [proc_cpu(pid) for pid in pids]
-            sectors = disk_sectors_written(self.harness.dir)
-            run = fn()
-            if pids:
-                run["cpu"] = sum(proc_cpu(pid) for pid in pids) - sum(cpu)
-            after = disk_sectors_written(self.harness.dir)
-            run["written"] = (after - sectors) * 512 / self.size if sectors is not None else None
-            for sampler in self.samplers:
-                sampler.phase("between")
-            run["rate"] = self.size / run["seconds"] / MB
-            log(f"{name} {attempt + 1}: {run['rate']:.0f} MB/s in {run['seconds']:.1f} s, "
-                f"server CPU {run.get('cpu', 0):.1f} s")
-            collected.append((run["rate"], run))
-        runs[name] = median_run(collected)[1]
+            for name, fn, pids in rows:
+                run = self.once(name, attempt, fn, pids)
+                collected[name].append((run["rate"], run))
+        for name, measured in collected.items():
+            runs[name] = median_run(measured)[1]
+
+    def once(self, name, attempt, fn, pids):
+        """One run of ``fn`` after a settle, with the servers' CPU seconds, the disk writes
+        and the VmRSS peak (sampler phase ``name``)."""
+        settle()
+        for sampler in self.samplers:
+            sampler.phase(name)
+        cpu = [proc_cpu(pid) for pid in pids]
+        sectors = disk_sectors_written(self.harness.dir)
+        run = fn()
+        if pids:
+            run["cpu"] = sum(proc_cpu(pid) for pid in pids) - sum(cpu)
+        after = disk_sectors_written(self.harness.dir)
+        run["written"] = (after - sectors) * 512 / self.size if sectors is not None else None
+        for sampler in self.samplers:
+            sampler.phase("between")
+        run["rate"] = self.size / run["seconds"] / MB
+        label = f"chunk {name // MiB} MiB" if isinstance(name, int) else name
+        log(f"{label} {attempt + 1}: {run['rate']:.0f} MB/s in {run['seconds']:.1f} s, "
+            f"server CPU {run.get('cpu', 0):.1f} s")
+        return run
 
     # the rows
     def dd(self):
@@ -455,15 +464,15 @@ class Runner:
                 self.samplers.append(RssSampler(node_pid))
             for sampler in self.samplers:
                 sampler.start()
-            self.timed(runs, "dd", self.dd)
-            self.timed(runs, "post", self.post, pid)
+            rows = [("dd", self.dd, ()), ("post", self.post, (pid,))]
             for chunk in TUSPY_CHUNKS:
-                self.timed(runs, f"ours-{chunk // MiB}", lambda c=chunk: self.tuspy_ours(c), pid)
+                rows.append((f"ours-{chunk // MiB}", lambda c=chunk: self.tuspy_ours(c), (pid,)))
                 if node_pid:
-                    self.timed(runs, f"node-{chunk // MiB}",
-                               lambda c=chunk: self.tuspy_node(c), node_pid)
-            self.timed(runs, "uploader", self.uploader_sh, pid)
-            self.timed(runs, "raw-64", lambda: self.raw(FINALISE_CHUNK), pid)
+                    rows.append((f"node-{chunk // MiB}", lambda c=chunk: self.tuspy_node(c),
+                                 (node_pid,)))
+            rows += [("uploader", self.uploader_sh, (pid,)),
+                     ("raw-64", lambda: self.raw(FINALISE_CHUNK), (pid,))]
+            self.rounds(runs, rows)
             result["hwm"] = proc_status(pid, "VmHWM") or 0
             if node_pid:
                 result["node_hwm"] = proc_status(node_pid, "VmHWM") or 0
@@ -471,8 +480,8 @@ class Runner:
                 reset_hwm(pid)
                 result["patch_cost"] = self.per_patch_cost()
                 sweep = result["sweep"] = {}
-                for chunk in sweep_chunks:
-                    self.timed(sweep, chunk, lambda c=chunk: self.raw(c, drop_first=True), pid)
+                self.rounds(sweep, [(chunk, lambda c=chunk: self.raw(c, drop_first=True), (pid,))
+                                    for chunk in sweep_chunks])
                 result["sweep_hwm"] = proc_status(pid, "VmHWM") or 0
         finally:
             for sampler in self.samplers:
