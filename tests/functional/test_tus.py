@@ -343,3 +343,56 @@ def test_a_lost_last_answer_is_asked_again(client, dbsession, testapp, staff):
     assert "deleted" in gone.json["detail"]
     dbsession.expire_all()
     assert dbsession.get(Archive, receipt["id"]) is None
+
+
+def _open_under(root):
+    """This process's descriptors on files under ``root``."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # the descriptor listdir itself used
+            continue
+        if target.startswith(str(root)):
+            found.append(target)
+    return sorted(found)
+
+
+def test_failed_and_refused_requests_close_the_lock_descriptor(client, testapp, data_dir,
+                                                               monkeypatch):
+    """A PATCH or DELETE opens the partial file to lock it; whatever the answer, that
+    descriptor is closed once the request has ended (a leaked one would also keep the
+    lock, and every later chunk of the upload would get 409)."""
+    import errno
+    import fcntl
+
+    path = _path(client.create(10).headers["Location"])
+    client.patch(path, 0, b"abc")
+    [partial] = (data_dir / "uploads").iterdir()
+    bad = "sha256 " + base64.b64encode(hashlib.sha256(b"other").digest()).decode()
+
+    def batch():
+        client.patch(path, 5, b"xyz", status=409)  # wrong offset, found under the lock
+        client.patch(path, 3, b"x" * 8, status=400)  # past Upload-Length
+        client.patch(path, 3, b"def", status=460, **{"Upload-Checksum": bad})
+        client.create(10, body=b"abc", status=460, **{"Upload-Checksum": bad})
+        with open(partial, "rb") as held:  # another process holds the lock
+            fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+            client.patch(path, 3, b"def", status=409)
+            testapp.delete(path, headers=client.headers(), status=409)
+
+    batch()
+    for _ in range(5):
+        batch()
+    assert _open_under(data_dir) == []
+
+    # A lock refused for another reason than "held" (here: no locks left) closes it too.
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(tus.fcntl, "flock", no_locks)
+    for _ in range(3):
+        client.patch(path, 3, b"def", status=500)
+    monkeypatch.undo()
+    assert _open_under(data_dir) == []
+    client.patch(path, 3, b"defghij", status=200)

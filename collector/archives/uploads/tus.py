@@ -5,8 +5,10 @@ appended to the file, hashed on the way, fsynced, and only then is the new offse
 (committed by the request's transaction). The file may therefore hold bytes past the
 committed offset after a crash; they are cut off before the next chunk is appended.
 
-When the last byte arrives the file is adopted by the storage manager (renamed into place
-at commit, never copied) and the archive row is added in the same transaction.
+When the last byte arrives a second name (a hard link) of the file is adopted by the
+storage manager (renamed into place at commit, never copied) and the archive row is added
+in the same transaction; the partial file's own name goes after the commit, so a crash
+at any point leaves either the whole upload or the archive (see ``_second_name``).
 
 Hash state: hashlib objects cannot be pickled, so the running sha256/md5 live in a
 process-local cache keyed by upload id *and* offset. A request that finds no entry for the
@@ -214,6 +216,10 @@ def lock_upload(dbsession, backend, upload, release):
             os.close(fd)
             raise Conflict("another request is writing to this upload; ask its offset "
                            "(HEAD) and continue from there") from None
+        except BaseException:
+            # Any other refusal (ENOLCK, …): nobody else would ever close it.
+            os.close(fd)
+            raise
         release(fd)
     dbsession.refresh(upload, with_for_update=True)
     return fd
@@ -332,6 +338,10 @@ def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset
     the last one, else None. The caller holds the upload's lock (``lock_upload``)."""
     if upload.concat == "final":
         raise Forbidden("a final upload is complete when created; it takes no PATCH")
+    # Re-checked on the row read under the lock: a finished upload's partial file may
+    # still be a second name of its archive (see _finish), and must never be written.
+    if upload.finished_at is not None:
+        raise Conflict("the upload is complete; it takes no more bytes")
     if offset != upload.offset:
         raise Conflict(f"Upload-Offset is {offset} but the upload is at {upload.offset}")
     limit = settings["upload.max_size"]
@@ -353,6 +363,8 @@ def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset
     archives.check_can_accept(storage, settings, remaining)
 
     path = storage.backend.upload_path(upload.storage_key)
+    if not path.is_file():
+        raise Gone("the bytes of this upload are lost; start a new upload")
     # Partial uploads are hashed when they are joined, not chunk by chunk.
     hashes = None
     if upload.concat is None:
@@ -404,15 +416,44 @@ def _finish(dbsession, storage, upload, ticket, hashes, now):
     if upload.concat == "partial":
         dbsession.flush()
         return None
-    path = storage.backend.upload_path(upload.storage_key)
+    path = _second_name(storage, storage.backend.upload_path(upload.storage_key))
     archive = archives.adopt_archive(dbsession, storage, ticket, path, upload.length,
                                      hashes.md5.hexdigest(), hashes.sha256.hexdigest(),
                                      upload.filename)
+    storage.delete_upload_after_commit(upload.storage_key)
     upload.archive_id = archive.id
     # The attempt now belongs to the archive: nothing to give back any more.
     upload.holds_attempt = False
     dbsession.flush()
     return archive
+
+
+def _second_name(storage, path):
+    """A hard link to the partial file, in staging, for the storage manager to move into
+    place at commit; the partial file's own name goes only after the commit.
+
+    Moving the partial file itself would leave, after a crash between that move (the
+    storage manager's vote) and the database commit, an unfinished upload whose file is
+    gone: the client could never finish it. With a second name the upload stays whole
+    (it resumes from its committed offset) and the crash leaves an orphan archive file,
+    which ``collector purge`` removes. Where hard links are refused, the file itself
+    is moved, as before.
+    """
+    link = storage.backend.new_staging().path
+    try:
+        os.link(path, link)
+    except OSError:
+        return path
+
+    def remove(*_):
+        link.unlink(missing_ok=True)
+
+    # After an abort, or a failed commit (the manager has moved the name back), the
+    # second name goes; after a commit it has become the archive's.
+    txn = storage.transaction_manager.get()
+    txn.addAfterAbortHook(remove)
+    txn.addAfterCommitHook(lambda success: None if success else remove())
+    return link
 
 
 # --- termination and expiry ------------------------------------------------------------------
@@ -447,6 +488,10 @@ def purge_expired(session, backend, now=None, dry_run=False):
         except BlockingIOError:
             os.close(fd)
             continue
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
         try:
             if dry_run:
                 removed.append(upload.id)
@@ -469,7 +514,10 @@ def purge_expired(session, backend, now=None, dry_run=False):
 
 
 def orphan_upload_files(session, backend):
-    """Files under ``uploads/`` that no row names (a crash between file and row)."""
+    """Files under ``uploads/`` that no upload needs: no row names them (a crash between
+    file and row), or their upload is already an archive (a crash between the commit and
+    the removal of the partial file's name)."""
     on_disk = set(backend.upload_keys())
-    known = set(session.scalars(select(TusUpload.storage_key)))
+    known = set(session.scalars(select(TusUpload.storage_key).where(
+        (TusUpload.finished_at.is_(None)) | (TusUpload.concat == "partial"))))
     return sorted(on_disk - known)

@@ -1,0 +1,427 @@
+"""A real ``collector serve`` process with its own DATA_DIR and database, to kill and restart.
+
+For tests that need a server they can ``kill -9`` (tests/interop/test_tus_crash.py, later
+tests/reliability/); the in-process ``live_server`` thread cannot die like that.
+
+* ``database(backend, directory)`` (a context manager) gives a test its own database: an
+  SQLite file, or a fresh PostgreSQL database on the server of ``TEST_DB_URL``, dropped
+  afterwards (the test is skipped, as in conftest, when that variable is unset).
+* ``Server(directory, db_url)``: ``setup()`` migrates and creates an admin with a
+  console-minted (mfa) API token, as ``collector migrate``, ``create-user`` and
+  ``create-token`` do; ``start()`` runs waitress on 127.0.0.1 on a free port (the same
+  port again after a restart, so absolute upload URLs stay valid); ``kill()`` is
+  ``kill -9``, ``stop()`` a SIGTERM, both by PID; ``collector(...)`` runs the real CLI.
+
+Run as a script (``python serverproc.py -c INI serve``), this module is the collector
+command with one optional **pause point**: with ``COLLECTOR_PAUSE_AT=<point>`` the server
+writes the file named by ``COLLECTOR_PAUSE_MARK`` when it gets there and then sleeps, so
+that the test can kill it at exactly that moment (once per process). The points:
+
+``append``     a tus chunk is being appended: ``COLLECTOR_PAUSE_AFTER`` bytes of it are in
+               the partial file, not fsynced, the new offset not committed;
+``finish``     the last chunk is appended and fsynced; the archive is not recorded yet;
+``vote``       the storage manager has voted: the archive file is in place, the database
+               has not committed;
+``committed``  the database has committed the archive; the answer has not been sent.
+"""
+
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+MiB = 1024 * 1024
+HERE = Path(__file__).resolve()
+
+INI = """\
+[app:main]
+use = egg:logs-collector
+debug = false
+data_dir = {data_dir}
+upload.max_size = 64MiB
+storage.reserve = 0
+waitress.threads = 4
+waitress.channel_timeout = 30
+
+[loggers]
+keys = root, waitress
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARN
+handlers = console
+
+[logger_waitress]
+level = INFO
+handlers =
+qualname = waitress
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(asctime)s %(levelname)-5.5s [%(name)s][%(threadName)s] %(message)s
+"""
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# --- one database per test ---------------------------------------------------------------
+
+def _admin_url():
+    import pytest
+    from sqlalchemy.engine import make_url
+
+    from collector.settings import as_db_url
+
+    url = os.environ.get("TEST_DB_URL", "")
+    if not url:
+        pytest.skip("PostgreSQL tests need TEST_DB_URL (e.g. postgresql://postgres@127.0.0.1/"
+                    "collector_test); .ci/run sets it")
+    return make_url(as_db_url(url))
+
+
+@contextlib.contextmanager
+def database(backend, directory):
+    """The URL of an empty database of its own for one server: a file in ``directory``
+    (SQLite), or a new database beside TEST_DB_URL's, dropped at the end (PostgreSQL)."""
+    if backend == "sqlite":
+        directory.mkdir(parents=True, exist_ok=True)
+        yield f"sqlite:///{directory / 'db.sqlite3'}"
+        return
+    import psycopg
+
+    admin = _admin_url()
+    name = f"{admin.database}_srv_{os.getpid()}_{secrets.token_hex(4)}"
+    libpq = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(libpq, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- the server --------------------------------------------------------------------------
+
+class Server:
+    """``collector serve`` in a process of its own, on ``directory/data``."""
+
+    def __init__(self, directory, db_url):
+        self.dir = Path(directory)
+        self.data_dir = self.dir / "data"
+        self.db_url = db_url
+        self.ini = self.dir / "server.ini"
+        self.log_path = self.dir / "server.log"
+        self.mark = self.dir / "paused"
+        self.secret_key = secrets.token_urlsafe(32)
+        self.port = None
+        self.proc = None
+        self.token = None
+        self._log = None
+
+    # --- setup
+
+    def setup(self):
+        """Schema by the real migrations; an admin and a bearer token minted at the console
+        (what ``collector migrate``, ``create-user --admin`` and ``create-token`` do)."""
+        from sqlalchemy.orm import Session
+
+        import collector.models  # noqa: F401 (every mapper, for the ORM session)
+        from collector.accounts import services
+        from collector.cli import migrate
+        from collector.db import make_engine
+        from collector.settings import as_db_url
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.ini.write_text(INI.format(data_dir=self.data_dir))
+        engine = make_engine(as_db_url(self.db_url))
+        try:
+            migrate(engine)
+            with Session(engine) as session, session.begin():
+                user = services.create_user(session, "admin", secrets.token_urlsafe(16),
+                                            is_admin=True)
+                _, self.token = services.create_personal_token(session, user, "tests",
+                                                               mfa=True)
+        finally:
+            engine.dispose()
+        return self
+
+    def env(self, **extra):
+        from collector.settings import ENV_OVERRIDES
+
+        overridden = {variable for _, variable, _, _ in ENV_OVERRIDES}
+        env = {k: v for k, v in os.environ.items()
+               if k not in overridden and not k.startswith("COLLECTOR_")}
+        env.update({"DATA_DIR": str(self.data_dir), "DB_URL": self.db_url,
+                    "SECRET_KEY": self.secret_key, "PYTHONUNBUFFERED": "1",
+                    "WAITRESS_LISTEN": f"127.0.0.1:{self.port or 0}",
+                    "TMPDIR": str(self.data_dir / "tmp")})
+        env.update(extra)
+        return env
+
+    def collector(self, *args):
+        """The real console command on this server's ini, data dir and database."""
+        result = subprocess.run([sys.executable, "-m", "collector.cli", "-c", str(self.ini),
+                                 *args], env=self.env(), capture_output=True, text=True,
+                                timeout=120, check=False)
+        assert result.returncode == 0, f"collector {' '.join(args)}:\n{result.stderr}"
+        return result.stdout
+
+    # --- the process
+
+    def start(self, pause_at=None, pause_after=MiB):
+        """Start (or restart, on the same port) and wait for the health check."""
+        assert self.proc is None, "already running"
+        self.port = self.port or free_port()
+        self.mark.unlink(missing_ok=True)
+        extra = {}
+        if pause_at:
+            extra = {"COLLECTOR_PAUSE_AT": pause_at, "COLLECTOR_PAUSE_MARK": str(self.mark),
+                     "COLLECTOR_PAUSE_AFTER": str(pause_after)}
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed when the process ends)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE), "-c", str(self.ini), "serve"],
+            env=self.env(**extra), stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                self._reap()
+                raise RuntimeError(f"server exited with {code}:\n{self.log()[-3000:]}")
+            try:
+                if self.request("GET", "/api/v1/check/health/", timeout=2)[0] == 200:
+                    return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"server did not come up:\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def kill(self):
+        """``kill -9``: no cleanup of any kind runs in the server."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+            self._reap()
+
+    def stop(self):
+        """SIGTERM, then SIGKILL if it does not end within 10 s."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                os.kill(self.proc.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.kill(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait(30)
+            self._reap()
+
+    def _reap(self):
+        self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def wait_paused(self, timeout=30):
+        """Wait until the server has reached its pause point; returns what it wrote."""
+        deadline = time.monotonic() + timeout
+        while not self.mark.exists():
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"server ended before pausing:\n{self.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not reach its pause point:\n"
+                                   f"{self.log()[-3000:]}")
+            time.sleep(0.01)
+        return json.loads(self.mark.read_text())
+
+    @contextlib.contextmanager
+    def session(self):
+        """An ORM session on the server's database (for checks from the test)."""
+        from sqlalchemy.orm import Session
+
+        from collector.db import make_engine
+        from collector.settings import as_db_url
+
+        engine = make_engine(as_db_url(self.db_url))
+        try:
+            with Session(engine) as session:
+                yield session
+        finally:
+            engine.dispose()
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def open_files(self):
+        """The server's descriptors that name files under its data dir (not sockets)."""
+        root = str(self.data_dir)
+        result = []
+        for fd in os.listdir(f"/proc/{self.pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{self.pid}/fd/{fd}")
+                if target.startswith(root):
+                    result.append(target)
+        return sorted(result)
+
+    # --- HTTP
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        """(status, headers with lower-case names, body bytes)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            headers = dict(headers or {})
+            if body is not None and not isinstance(body, bytes):
+                body = json.dumps(body).encode()
+                headers["Content-Type"] = "application/json"
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                    data)
+        finally:
+            conn.close()
+
+    def api(self, method, path, body=None, expect=(200, 201)):
+        status, _, data = self.request(method, path, body,
+                                       {"Authorization": f"Bearer {self.token}"})
+        assert status in expect, f"{method} {path}: {status} {data[:500]!r}"
+        return json.loads(data) if data else None
+
+    def ticket(self, number, attempts=3, platform="crash"):
+        """A new ticket (and its platform, the first time) through the API."""
+        status, _, _ = self.request("GET", f"/api/v1/platforms/{platform}/",
+                                    headers={"Authorization": f"Bearer {self.token}"})
+        if status == 404:
+            self.api("POST", "/api/v1/platforms/", {"name": platform, "pretty_name": "Crash"})
+        return self.api("POST", "/api/v1/tickets/",
+                        {"number": number, "platform": platform, "attempts": attempts})
+
+    def download_sha256(self, archive_id):
+        """sha256 of a staff download of the archive (streamed, not held)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            conn.request("GET", f"/api/v1/archives/{archive_id}/download",
+                         headers={"Authorization": f"Bearer {self.token}"})
+            response = conn.getresponse()
+            assert response.status == 200, response.status
+            digest = hashlib.sha256()
+            while chunk := response.read(MiB):
+                digest.update(chunk)
+            return digest.hexdigest()
+        finally:
+            conn.close()
+
+
+# --- pause points (only when this file runs as the server) ---------------------------------
+
+_paused = threading.Event()
+
+
+def _pause(point, **info):
+    """Say where we are (atomically), then wait for the test's kill -9."""
+    if _paused.is_set():
+        return
+    _paused.set()
+    mark = Path(os.environ["COLLECTOR_PAUSE_MARK"])
+    part = mark.with_suffix(".tmp")
+    part.write_text(json.dumps({"point": point, "pid": os.getpid(), **info}))
+    os.rename(part, mark)
+    time.sleep(3600)
+
+
+def _install_pause_point(point):
+    from collector.archives.storage import StorageManager
+    from collector.archives.uploads import tus
+
+    if point == "append":
+        after = int(os.environ.get("COLLECTOR_PAUSE_AFTER", MiB))
+        append = tus.append
+
+        def pausing(chunks, upload):
+            written = 0
+            for chunk in chunks:
+                if written >= after:
+                    _pause(point, upload=upload.id, offset=upload.offset, written=written)
+                written += len(chunk)
+                yield chunk
+
+        def paused_append(*args, **kwargs):
+            args = list(args)
+            args[5] = pausing(args[5], args[3])  # chunks, upload
+            return append(*args, **kwargs)
+
+        tus.append = paused_append
+    elif point == "finish":
+        finish = tus._finish
+
+        def paused_finish(dbsession, storage, upload, *args):
+            _pause(point, upload=upload.id, length=upload.length)
+            return finish(dbsession, storage, upload, *args)
+
+        tus._finish = paused_finish
+    elif point == "vote":
+        vote = StorageManager.tpc_vote
+
+        def paused_vote(self, transaction):
+            adopted = any(staged.adopted for staged in self._staged)
+            vote(self, transaction)
+            if adopted:
+                _pause(point)
+
+        StorageManager.tpc_vote = paused_vote
+    elif point == "committed":
+        finish_tpc = StorageManager.tpc_finish
+
+        def paused_tpc_finish(self, transaction):
+            adopted = any(staged.adopted for staged in self._published)
+            finish_tpc(self, transaction)
+            if adopted:
+                _pause(point)
+
+        StorageManager.tpc_finish = paused_tpc_finish
+    elif point:
+        raise SystemExit(f"unknown COLLECTOR_PAUSE_AT {point!r}")
+
+
+if __name__ == "__main__":
+    _install_pause_point(os.environ.get("COLLECTOR_PAUSE_AT"))
+    from collector.cli import main
+
+    main()
