@@ -224,7 +224,9 @@ def _fill_after(data, first_number, hits):
 def _remember(work, last_number, context, before):
     end = len(work) - (1 if work.endswith(b"\n") else 0)
     lines, number = [], last_number
-    while len(lines) < context and end > 0:
+    # ``end >= 0``: an empty first line of the block (the block starts with its newline)
+    # is a line too.
+    while len(lines) < context and end >= 0 and number >= 1:
         start = work.rfind(b"\n", 0, end) + 1
         lines.append((number, work[start:end][:LINE_KEEP]))
         number, end = number - 1, start - 1

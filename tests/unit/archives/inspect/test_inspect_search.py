@@ -31,6 +31,17 @@ def test_line_numbers_and_context_across_chunks(monkeypatch):
     assert scan.reason is None and scan.results == 11
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 7, 16])
+def test_empty_lines_at_a_block_start_are_context_too(monkeypatch, chunk):
+    # A block that begins with its newline ends with an empty line of its own; it used to
+    # be left out of the next block's "before" lines.
+    monkeypatch.setattr(formats, "CHUNK", chunk)
+    hits, _ = run(b"\n\nhit here\n", "hit", context=3)
+    assert [(line["line"], line["text"]) for line in hits[0]["before"]] == [(1, ""), (2, "")]
+    hits, _ = run(b"\nxxxxxxxxxxxxxxxx hit\n", "hit", context=1)
+    assert [(line["line"], line["text"]) for line in hits[0]["before"]] == [(1, "")]
+
+
 def test_last_line_without_newline_and_one_hit_per_line():
     hits, _ = run(b"a\nxx xx\nend xx", "xx")
     assert [(hit["line"], hit["match"]) for hit in hits] == [(2, [0, 2]), (3, [4, 6])]
