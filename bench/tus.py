@@ -44,7 +44,10 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The bench directory goes last on the path, not first (where Python puts a script's own
+# directory): a bench script named like a stdlib module (say inspect.py) must not shadow it.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
 from upload_download import (  # noqa: E402 (after the path insert)
     MB, REPO, TARGET_RSS_MB, TARGET_UPLOAD, Harness, MiB, RssSampler, curl, dd_reference,
@@ -83,9 +86,12 @@ def run_own(command, timeout, **kwargs):
     try:
         out, err = proc.communicate(timeout=timeout)
     except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+                break
         raise
     return proc.returncode, out, err
 
@@ -109,7 +115,8 @@ class NodeTusServer:
         code, _, err = run_own(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error",
                                 *NPM_PACKAGES], timeout=600, cwd=self.dir, env=env)
         if code:
-            raise RuntimeError(f"npm install failed ({code}):\n{err[-2000:]}")
+            raise RuntimeError(f"npm install failed ({code}; --no-node skips the Node "
+                               f"reference):\n{err[-2000:]}")
         shutil.rmtree(self.dir / ".npm-cache", ignore_errors=True)
 
     def start(self):
@@ -126,11 +133,10 @@ class NodeTusServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"node tus server exited with {self.proc.returncode}:\n"
                                    + (self.dir / "server.log").read_text()[-3000:])
-            with contextlib.suppress(OSError):
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            with contextlib.suppress(OSError), contextlib.closing(conn):
                 conn.request("OPTIONS", "/files/", headers=TUS_HEADERS)
                 if conn.getresponse().status in (200, 204):
-                    conn.close()
                     log(f"node tus server pid {self.proc.pid} on 127.0.0.1:{self.port}")
                     return self.proc.pid
             time.sleep(0.1)
@@ -651,6 +657,10 @@ def main(argv=None):
     sizes = [parse_size(s) for s in (args.sizes or args.size).split(",") if s.strip()]
     sweep = ([] if args.chunk_sizes.strip().lower() == "none" else
              [int(c) * MiB for c in args.chunk_sizes.split(",") if c.strip()])
+    try:
+        import tusclient  # noqa: F401 (only checks that tuspy is installed)
+    except ImportError:
+        raise SystemExit("tuspy is required: .venv/bin/pip install -e '.[test]'") from None
     tools = ["curl", "dd"] + ([] if args.no_node else ["node", "npm"])
     for tool in tools:
         if not shutil.which(tool):
