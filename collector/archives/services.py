@@ -49,6 +49,12 @@ def list_archives(dbsession, user, filters, limit, offset):
     return tickets.page(dbsession, Archive, conditions, limit, offset)
 
 
+def archives_of_ticket(dbsession, ticket):
+    """Every archive of one ticket, oldest first (the ticket's own ACL already decided)."""
+    return dbsession.scalars(
+        select(Archive).where(Archive.ticket_id == ticket.id).order_by(Archive.id)).all()
+
+
 def count_by_ticket(dbsession, ticket_ids):
     """``{ticket id: number of archives}`` for the given tickets (one grouped query)."""
     if not ticket_ids:

@@ -3,17 +3,12 @@
 (a two-factor verified caller), decided by the archive's or the ticket's node in the tree.
 """
 
-import posixpath
-
 from cornice import Service
-from pyramid.response import Response
-from sqlalchemy import select
 
 from collector.api.v1 import error_handler, iso, paginate, paginated
-from collector.archives.download import content_disposition
-from collector.archives.inspect import formats, services, store
-from collector.archives.models import Archive
-from collector.errors import RangeNotSatisfiable, Unprocessable
+from collector.archives import services as archives
+from collector.archives.inspect import services, store
+from collector.archives.inspect.download import member_response
 from collector.security import Permission
 
 members = Service(name="archive_members", pyramid_route="api.archive.members",
@@ -30,8 +25,6 @@ archive_search = Service(name="archive_search", pyramid_route="api.archive.searc
 ticket_search = Service(name="ticket_search", pyramid_route="api.ticket.search",
                         description="Search every archive of a ticket",
                         error_handler=error_handler)
-
-BLOCK = 256 * 1024
 
 
 def serialise_member(request, row):
@@ -60,63 +53,9 @@ def list_members(request):
     return paginated(request, rows, index_row.members, limit, offset, serialise_member)
 
 
-class MemberIter:
-    """A member's bytes for webob: whole, or the range asked for (seeking when it can)."""
-
-    def __init__(self, stream, size):
-        self.stream = stream
-        self.size = size
-
-    def __iter__(self):
-        return self._chunks(self.size)
-
-    def _chunks(self, left):
-        try:
-            while left > 0:
-                data = self.stream.read(min(BLOCK, left))
-                if not data:
-                    break
-                left -= len(data)
-                yield data
-        except formats.DAMAGE:
-            # Headers are gone already: end the body short (the length tells the client).
-            return
-        finally:
-            self.stream.close()
-
-    def app_iter_range(self, start, stop):
-        if self.stream.seekable():
-            self.stream.seek(start)
-        else:
-            formats.skip(self.stream, start)
-        return self._chunks(min(stop, self.size) - start)
-
-    def close(self):
-        self.stream.close()
-
-
 @member.get(permission=Permission.DOWNLOAD)
 def member_bytes(request):
-    archive = request.context.archive
-    index_row, row = services.member_of(request, archive, request.matchdict["path"])
-    response = Response(conditional_response=True, content_type="application/octet-stream")
-    response.etag = f"{archive.sha256[:32]}-{row.seq}"
-    response.accept_ranges = "bytes"
-    response.content_disposition = content_disposition(posixpath.basename(row.path))
-    response.cache_control = "private, no-transform"
-    if request.range is not None and request.range.range_for_length(row.size) is None \
-            and response in request.if_range:
-        raise RangeNotSatisfiable("requested range not satisfiable",
-                                  Content_Range=f"bytes */{row.size}")
-    try:
-        stream = services.open_stored(request, archive, index_row, row)
-    except formats.InspectError as exc:
-        raise Unprocessable(str(exc)) from None
-    budget = formats.Budget(request.registry.settings["inspect.max_read_bytes"],
-                            what=f"reading {row.path}")
-    response.app_iter = MemberIter(formats.Counted(stream, budget), row.size)
-    response.content_length = row.size
-    return response
+    return member_response(request, request.context.archive, request.matchdict["path"])
 
 
 @lines.get(permission=Permission.DOWNLOAD)
@@ -135,6 +74,5 @@ def search_archive(request):
 def search_ticket(request):
     params = services.search_params(request.GET)
     ticket = request.context.ticket
-    archives = request.dbsession.scalars(
-        select(Archive).where(Archive.ticket_id == ticket.id).order_by(Archive.id)).all()
-    return services.search_ticket(request, ticket, archives, params)
+    return services.search_ticket(request, ticket, archives.archives_of_ticket(request.dbsession, ticket),
+                                  params)

@@ -296,7 +296,9 @@ SCHEMAS["TicketSearch"] = returned({
     "archives": {"type": "array", "items": returned({
         "id": INTEGER, "name": STRING,
         "members": {"type": "array", "items": ref("SearchMember")},
-        "errors": {"type": "array", "items": ref("SearchError")}})},
+        "errors": {"type": "array", "items": ref("SearchError")},
+        "building": {**BOOLEAN, "description": "Its member index is being built: not "
+                     "searched yet; ask again after a few seconds"}})},
     **SEARCH_SUMMARY})
 
 # --- parameters -----------------------------------------------------------------------------

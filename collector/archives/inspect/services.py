@@ -61,7 +61,7 @@ def open_text(request, archive, index_row, member):
     return reader.open_text(archive_path, index_row.format, member, gzip_index, budget)
 
 
-def _int(params, name, default, low, high):
+def int_param(params, name, default, low, high):
     value = params.get(name, "")
     if value == "":
         return default
@@ -74,7 +74,7 @@ def _int(params, name, default, low, high):
     return number
 
 
-def _bool(params, name):
+def bool_param(params, name):
     text = str(params.get(name, "")).strip().lower()
     if text in {"", "0", "false", "no", "off"}:
         return False
@@ -86,9 +86,14 @@ def _bool(params, name):
 def lines(request, archive, path, params):
     """A page of the member's lines: ``start`` (1-based) and ``count``, or ``tail``."""
     index_row, member = member_of(request, archive, path)
-    count = _int(params, "count", DEFAULT_PAGE_LINES, 1, MAX_PAGE_LINES)
-    tail = _bool(params, "tail")
-    start = _int(params, "start", 1, 1, 2**62)
+    return lines_of(request, archive, index_row, member, params)
+
+
+def lines_of(request, archive, index_row, member, params):
+    """``lines`` for a member already looked up (the viewer page has it at hand)."""
+    count = int_param(params, "count", DEFAULT_PAGE_LINES, 1, MAX_PAGE_LINES)
+    tail = bool_param(params, "tail")
+    start = int_param(params, "start", 1, 1, 2**62)
     total = None
     try:
         if tail:
@@ -131,10 +136,11 @@ def search_params(params):
         raise BadRequest("q: the search text is required")
     if len(q) > 1000:
         raise BadRequest("q: at most 1000 characters")
-    return SearchParams(q, _bool(params, "regex"), _bool(params, "ignore_case"),
-                        _int(params, "context", 0, 0, search.MAX_CONTEXT),
+    return SearchParams(q, bool_param(params, "regex"), bool_param(params, "ignore_case"),
+                        int_param(params, "context", 0, 0, search.MAX_CONTEXT),
                         params.get("member") or None,
-                        _int(params, "limit", DEFAULT_SEARCH_RESULTS, 1, MAX_SEARCH_RESULTS))
+                        int_param(params, "limit", DEFAULT_SEARCH_RESULTS, 1,
+                                  MAX_SEARCH_RESULTS))
 
 
 def _matcher(params):
@@ -231,13 +237,16 @@ def search_ticket(request, ticket, archives, params):
     for archive in archives:
         if not scan.check():
             break
-        entry = {"id": archive.id, "name": archive.name, "members": [], "errors": []}
+        entry = {"id": archive.id, "name": archive.name, "members": [], "errors": [],
+                 "building": False}
         try:
             entry["members"], entry["errors"] = _search_members(request, archive, params,
                                                                 matcher, scan)
         except (Unprocessable, NotFound) as exc:
             entry["errors"].append({"path": None, "detail": exc.detail})
         except store.ServiceUnavailable as exc:
+            # Not an error of the archive: searched once its index exists.
+            entry["building"] = True
             entry["errors"].append({"path": None, "detail": exc.detail})
         found.append(entry)
     return {"ticket": ticket.number, "q": params.q, "archives": found, **scan.summary()}
