@@ -10,6 +10,7 @@ warnings.filterwarnings("ignore", message="pkg_resources is deprecated", categor
 from pyramid.config import Configurator  # noqa: E402
 
 from collector import settings as settings_module  # noqa: E402
+from collector.logs import AccessLog  # noqa: E402
 from collector.resources import root_factory  # noqa: E402
 
 
@@ -30,10 +31,15 @@ def main(global_config, **settings):
     config.include("collector.security")
     # request.storage: the transaction-aware archive store
     config.include("collector.archives.storage")
+    # /metrics and the latency tween, only when METRICS_TOKEN is set
+    config.include("collector.metrics")
     # Jinja2 pages, static assets (Bootstrap from XStatic), security headers
     config.include("collector.web")
     # cornice services (the REST API), then the v1 routes that traverse the resource tree
     config.include("cornice")
     config.include("collector.api.v1")
     config.scan("collector", ignore=["collector.cli"])
-    return config.make_wsgi_app()
+    app = config.make_wsgi_app()
+    if settings["access_log.enabled"]:
+        app = AccessLog(app, settings["access_log.format"])
+    return app

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from collector import logs
 from collector import settings as settings_module
 from collector.db import make_engine
 
@@ -144,6 +145,8 @@ def cmd_serve(args, settings):
     from pyramid.paster import get_app, setup_logging
 
     setup_logging(args.config)
+    # LOG_FORMAT=json / LOG_LEVEL over the ini's logging
+    logs.configure(settings)
     options = settings_module.waitress_options(settings)
     _first_run_hint(settings, args.config, options.get("listen"))
     _limit_malloc_arenas()

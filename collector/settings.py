@@ -4,12 +4,17 @@ Every override goes through ``ENV_OVERRIDES``, one explicit table of (setting, v
 coercer, meaning). The README's table of variables is checked against it by a test.
 """
 
+import ipaddress
 import os
 import re
 import zoneinfo
 from pathlib import Path
 
 DEFAULT_SECRET_KEYS = {"", "change-me", "dev-insecure-secret-key-change-me"}
+# The client (from X-Forwarded-For when the proxy is trusted), the request line, status,
+# body bytes sent, seconds taken; the fields are those of collector.logs.ACCESS_FIELDS.
+DEFAULT_ACCESS_LOG_FORMAT = ('{client} - - [{time}] "{request}" {status} {bytes} '
+                             '{seconds:.3f}s "{referer}" "{user_agent}"')
 
 
 class SettingsError(ValueError):
@@ -74,6 +79,32 @@ def as_tz(value):
     return str(value)
 
 
+def as_networks(value):
+    """``10.0.0.0/8, 192.168.1.7, ::1`` → networks (a bare address is a /32 or /128)."""
+    return [ipaddress.ip_network(item, strict=False) for item in as_list(value)]
+
+
+def as_log_format(value):
+    text = str(value).strip().lower()
+    if text not in {"text", "json"}:
+        raise ValueError(f"not `text` or `json`: {value!r}")
+    return text
+
+
+def as_access_log_format(value):
+    from collector.logs import check_format
+
+    check_format(str(value))
+    return str(value)
+
+
+def as_log_level(value):
+    text = str(value).strip().upper()
+    if text and text not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError(f"not a log level: {value!r}")
+    return text
+
+
 # (setting, environment variable, coercer, meaning) — the README documents each row.
 ENV_OVERRIDES = [
     ("secret_key", "SECRET_KEY", str, "signs sessions; production refuses the default"),
@@ -117,6 +148,19 @@ ENV_OVERRIDES = [
     ("waitress.trusted_proxy", "WAITRESS_TRUSTED_PROXY", str, "address of a reverse proxy"),
     ("waitress.trusted_proxy_headers", "WAITRESS_TRUSTED_PROXY_HEADERS", str,
      "headers taken from that proxy (e.g. `x-forwarded-for x-forwarded-proto`)"),
+    ("waitress.trusted_proxy_count", "WAITRESS_TRUSTED_PROXY_COUNT", int,
+     "proxies in front of the app whose X-Forwarded-For entries are believed"),
+    ("waitress.backlog", "WAITRESS_BACKLOG", int, "connections the kernel queues for accept"),
+    ("waitress.outbuf_high_watermark", "WAITRESS_OUTBUF_HIGH_WATERMARK", as_size,
+     "answer bytes buffered per connection before the worker thread waits for the client"),
+    ("metrics.token", "METRICS_TOKEN", str, "bearer token of /metrics; empty: /metrics is off"),
+    ("metrics.allow", "METRICS_ALLOW", as_networks,
+     "client networks that may read /metrics (empty: any)"),
+    ("log.format", "LOG_FORMAT", as_log_format, "`text` or `json` (one object a line)"),
+    ("log.level", "LOG_LEVEL", as_log_level, "level of the root logger (empty: the ini's)"),
+    ("access_log.enabled", "ACCESS_LOG", as_bool, "one line per request"),
+    ("access_log.format", "ACCESS_LOG_FORMAT", as_access_log_format,
+     "the access log line's format"),
 ]
 
 DEFAULTS = {
@@ -149,6 +193,15 @@ DEFAULTS = {
     "waitress.recv_bytes": 256 * 1024,
     "waitress.trusted_proxy": "",
     "waitress.trusted_proxy_headers": "",
+    "waitress.trusted_proxy_count": 1,
+    "waitress.backlog": 1024,
+    "waitress.outbuf_high_watermark": 16 * 1024**2,
+    "metrics.token": "",
+    "metrics.allow": [],
+    "log.format": "text",
+    "log.level": "",
+    "access_log.enabled": True,
+    "access_log.format": DEFAULT_ACCESS_LOG_FORMAT,
 }
 
 _COERCERS = {key: coercer for key, _, coercer, _ in ENV_OVERRIDES}
@@ -180,6 +233,8 @@ def load(settings, environ=None):
             "SECRET_KEY: production (DEBUG false) refuses an empty or default secret key")
     if len(result["secret_key"]) < 16 and not result["debug"]:
         raise SettingsError("SECRET_KEY: must be at least 16 characters in production")
+    if 0 < len(result["metrics.token"]) < 16 and not result["debug"]:
+        raise SettingsError("METRICS_TOKEN: must be at least 16 characters in production")
     return result
 
 
@@ -191,6 +246,8 @@ def waitress_options(settings):
         "channel_timeout": settings["waitress.channel_timeout"],
         "connection_limit": settings["waitress.connection_limit"],
         "recv_bytes": settings["waitress.recv_bytes"],
+        "backlog": settings["waitress.backlog"],
+        "outbuf_high_watermark": settings["waitress.outbuf_high_watermark"],
         "max_request_body_size": settings["waitress.max_request_body_size"],
         # Bodies above this go to a temp file; the app sets tempfile's directory to
         # DATA_DIR/tmp so that file lives on the same disk as the archives.
@@ -201,4 +258,5 @@ def waitress_options(settings):
         options["trusted_proxy"] = settings["waitress.trusted_proxy"]
         options["trusted_proxy_headers"] = (
             settings["waitress.trusted_proxy_headers"] or "x-forwarded-for x-forwarded-proto")
+        options["trusted_proxy_count"] = settings["waitress.trusted_proxy_count"]
     return options

@@ -52,3 +52,74 @@ def test_waitress_options():
     options = s.waitress_options(loaded)
     assert options["trusted_proxy"] == "10.0.0.1"
     assert options["max_request_body_size"] == loaded["upload.max_size"] + 1024**2
+
+
+# A value of each type that differs from every default, to show a variable is honoured.
+_SAMPLES = {str: "from-the-environment-42", int: "7777", float: "12.5", s.as_size:
+            "3MiB", s.as_list: "a.example, b.example", s.as_db_url: "psql://u@db/logs",
+            s.as_tz: "Europe/Berlin", s.as_percent: "55", s.as_secure: "true",
+            s.as_networks: "10.0.0.0/8", s.as_log_format: "json", s.as_log_level: "ERROR",
+            s.as_access_log_format: "{status} {path}"}
+
+
+def _readme_rows():
+    """(variable, setting, default) of each row of the README's table."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("<!-- settings-table -->")[1]
+    return re.findall(r"^\| `([A-Z0-9_]+)` \| `([a-z0-9_.]+)` \| ([^|]*) \|", section,
+                      re.MULTILINE)
+
+
+def test_every_variable_of_the_readme_table_is_honoured():
+    base = {"debug": "true", "secret_key": "a-long-enough-secret-key"}
+    default = s.load(base, {})
+    coercers = {variable: (key, coercer) for key, variable, coercer, _ in s.ENV_OVERRIDES}
+    rows = _readme_rows()
+    assert len(rows) == len(s.ENV_OVERRIDES)
+    for variable, setting, _ in rows:
+        key, coercer = coercers[variable]
+        assert setting == key, variable
+        sample = ("false" if default[key] else "true") if coercer is s.as_bool else \
+            _SAMPLES[coercer]
+        loaded = s.load(base, {variable: sample})
+        assert loaded[key] != default[key], variable
+
+
+def test_metrics_token_and_allow_list():
+    with pytest.raises(s.SettingsError, match="METRICS_TOKEN"):
+        s.load({"secret_key": "a-long-enough-secret-key"}, {"METRICS_TOKEN": "short"})
+    loaded = s.load({"debug": "true"}, {"METRICS_ALLOW": "10.0.0.0/8 192.0.2.7 ::1"})
+    assert [str(n) for n in loaded["metrics.allow"]] == ["10.0.0.0/8", "192.0.2.7/32",
+                                                        "::1/128"]
+    for variable, value in (("METRICS_ALLOW", "10.0.0.300/8"), ("LOG_FORMAT", "xml"),
+                            ("LOG_LEVEL", "LOUD")):
+        with pytest.raises(s.SettingsError, match=variable):
+            s.load({"debug": "true"}, {variable: value})
+
+
+def test_waitress_options_carry_every_waitress_setting():
+    loaded = s.load({"debug": "true"}, {"WAITRESS_BACKLOG": "64",
+                                        "WAITRESS_TRUSTED_PROXY": "10.0.0.1",
+                                        "WAITRESS_TRUSTED_PROXY_COUNT": "2",
+                                        "WAITRESS_OUTBUF_HIGH_WATERMARK": "1MiB"})
+    options = s.waitress_options(loaded)
+    assert (options["backlog"], options["trusted_proxy_count"]) == (64, 2)
+    assert options["outbuf_high_watermark"] == 1024**2
+    waitress_keys = {key for key, *_ in s.ENV_OVERRIDES if key.startswith("waitress.")}
+    assert {key.split(".", 1)[1] for key in waitress_keys} <= set(options)
+
+
+def test_the_readme_defaults_are_what_production_ini_gives():
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(Path(__file__).parents[2] / "production.ini")
+    loaded = s.load({**parser["app:main"], "secret_key": "a-long-enough-secret-key"}, {})
+    coercers = {variable: coercer for _, variable, coercer, _ in s.ENV_OVERRIDES}
+    checked = 0
+    for variable, setting, default in _readme_rows():
+        literal = re.fullmatch(r"`([^`]*)`", default.strip())
+        if literal:
+            assert coercers[variable](literal.group(1)) == loaded[setting], variable
+            checked += 1
+    assert checked >= 25  # the regex still finds the literals

@@ -181,9 +181,11 @@ class StorageManager:
 
     transaction_manager = None
 
-    def __init__(self, backend, transaction_manager):
+    def __init__(self, backend, transaction_manager, metrics=None):
         self.backend = backend
         self.transaction_manager = transaction_manager
+        # collector.metrics.Metrics when /metrics is on: told of every archive stored.
+        self.metrics = metrics
         self._staged = []
         self._published = []
         self._joined = False
@@ -273,6 +275,10 @@ class StorageManager:
         self._staged = []
 
     def tpc_finish(self, transaction):
+        # Committed: each published file is an archive now, whichever protocol sent it.
+        if self.metrics is not None:
+            for staged in self._published:
+                self.metrics.upload_ended("stored", staged.size)
         self._published = []
         self._joined = False
 
@@ -296,6 +302,6 @@ def includeme(config):
     config.registry["archive_storage"] = backend
 
     def storage(request):
-        return StorageManager(backend, request.tm)
+        return StorageManager(backend, request.tm, request.registry.get("metrics"))
 
     config.add_request_method(storage, reify=True)
