@@ -1,0 +1,51 @@
+# Logs Collector in one container: waitress on :6543, data (SQLite, archives) in /data.
+#   docker build -t logs-collector .
+#   docker run -d -p 6543:6543 -v lc-data:/data -e SECRET_KEY=... --init logs-collector
+# See README "Container" for what was verified without a Docker engine, and how.
+
+# --- build: a virtualenv with the pinned dependencies and the app ------------------------
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# The app finds alembic/ and scripts/uploader.sh beside its package, so it stays a source
+# tree (installed editable) at the same path in both stages.
+WORKDIR /app
+# --build-constraint (below) needs pip 25.3; the base image's pip is older.
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install --upgrade 'pip>=25.3'
+COPY pyproject.toml constraints.txt build-constraints.txt README.md ./
+COPY collector ./collector
+RUN /opt/venv/bin/pip install -c constraints.txt --build-constraint build-constraints.txt \
+        -e . \
+    # What only building needed: pip itself, tests shipped inside packages, byte code
+    # (written again at first import, in the image's own layer it would only add size).
+    && /opt/venv/bin/pip uninstall -y pip \
+    && find /opt/venv -depth \( -name tests -o -name test -o -name __pycache__ \) \
+         -type d -exec rm -rf {} + \
+    # Bootstrap's source maps (6 MB): only a browser's developer tools ask for them.
+    && find /opt/venv -name '*.map' -type f -delete
+
+# --- runtime --------------------------------------------------------------------------------
+FROM python:3.11-slim
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    COLLECTOR_CONFIG=/app/production.ini \
+    DATA_DIR=/data \
+    WAITRESS_LISTEN=0.0.0.0:6543
+RUN useradd --uid 1000 --user-group --home-dir /data --no-create-home --shell /usr/sbin/nologin collector \
+    && mkdir /data && chown collector:collector /data
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY production.ini ./
+COPY alembic ./alembic
+COPY collector ./collector
+# Served to customers at /uploader.sh from the source tree.
+COPY scripts/uploader.sh ./scripts/uploader.sh
+USER 1000:1000
+VOLUME /data
+# Keep 6543 inside the container (map another port outside): the health check asks it.
+EXPOSE 6543
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:6543/api/v1/check/health/', timeout=4)"]
+# Migrations on every start (idempotent), then the server as PID 1's child under --init.
+CMD ["sh", "-c", "collector migrate && exec collector serve"]
