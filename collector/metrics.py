@@ -153,11 +153,12 @@ _OPEN_UPLOADS = (select(func.count()).select_from(TusUpload.__table__)
 
 def route_of(request, status):
     """A bounded label: the route's name, the page's context and view, or ``not_found``."""
-    if status == 404:
-        return "not_found"
     route = getattr(request, "matched_route", None)
     if route is not None:
         return route.name
+    # A page's view name comes from the URL: only a found view makes it a label.
+    if status == 404:
+        return "not_found"
     context = getattr(request, "context", None)
     if context is None:
         return "none"

@@ -100,14 +100,17 @@ def test_scrape_parses_and_has_every_family(testapp, data_dir):
                  status="200") == 1
 
 
-def test_routes_are_bounded_labels(testapp):
+def test_routes_are_bounded_labels(testapp, staff):
     testapp.get("/login")
     testapp.get("/no/such/page/at/all", status=404)
     testapp.get("/api/v1/platforms/", status=401)
+    testapp.get("/api/v1/tickets/424242/", headers=staff.headers, status=404)
     samples = scrape(testapp)
     routes = {dict(labels).get("route") for name, labels in samples
               if name == "collector_http_request_duration_seconds_count"}
-    assert {"page:Root/login", "not_found", "api.platforms"} <= routes
+    assert {"page:Root/login", "not_found", "api.platforms", "api.ticket"} <= routes
+    assert value(samples, "collector_http_responses_total", route="api.ticket",
+                 status="404") == 1
     assert not any("no/such" in (route or "") for route in routes)
 
 
