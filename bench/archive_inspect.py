@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Looking inside a big .tar.gz: index time, viewing the last member, search throughput.
 
-    .venv/bin/python bench/inspect.py [--size 1GiB] [--files 10000] [--repeat N]
-                                      [--db sqlite|postgresql] [--regenerate]
+    .venv/bin/python bench/archive_inspect.py [--size 1GiB] [--files 10000] [--repeat N]
+                                              [--db sqlite|postgresql] [--regenerate]
 
 A generated ``.tar.gz`` of ``--size`` (compressed) holding ``--files`` log files, from a few
 lines to tens of MB each, is uploaded to a real ``collector serve`` (started, set up and
@@ -25,9 +25,8 @@ server stopped by its PID.
 import os
 import sys
 
-# This file is called inspect.py: with its directory first on sys.path, every later
-# ``import inspect`` (dataclasses, SQLAlchemy …) would import it instead of the standard
-# library's module. Take the directory off the path and load the harness by file name.
+# The harness (upload_download.py) is loaded by file name, with this directory taken off
+# sys.path, so that no file here can ever shadow a standard-library module.
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [entry for entry in sys.path
                if os.path.abspath(entry or os.curdir) != HERE]
