@@ -87,6 +87,20 @@ class Metrics:
             "collector_http_responses", "Answers by route and status",
             ["route", "status"], registry=self.registry)
         self.registry.register(StateCollector(engine, backend, settings))
+        self._timers, self._answers = {}, {}
+
+    def observe(self, route, method, status, elapsed):
+        """One answered request. The labelled children are kept in plain dicts: ``labels()``
+        takes the metric's lock on every call, a dict lookup takes none (a lost race
+        only makes ``labels()`` run twice and return the same child)."""
+        key = (route, method)
+        timer = self._timers.get(key) or self._timers.setdefault(
+            key, self.duration.labels(route, method))
+        timer.observe(elapsed)
+        key = (route, status)
+        counter = self._answers.get(key) or self._answers.setdefault(
+            key, self.responses.labels(route, str(status)))
+        counter.inc()
 
     def upload_ended(self, outcome, size, reason=""):
         """Count one upload that ended; the one place every protocol's outcome goes."""
@@ -192,8 +206,7 @@ def metrics_tween_factory(handler, registry):
             # Read after the handler: X-HTTP-Method-Override may have changed the method.
             method = request.method if request.method in METHODS else "other"
             route = route_of(request, status)
-            metrics.duration.labels(route, method).observe(elapsed)
-            metrics.responses.labels(route, str(status)).inc()
+            metrics.observe(route, method, status, elapsed)
             if status >= 400 and (route, method) in UPLOAD_STARTS:
                 outcome = "failed" if status >= 500 else "refused"
                 metrics.upload_ended(outcome, request.content_length or 0,
