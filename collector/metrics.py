@@ -174,8 +174,8 @@ def route_of(request, status):
     if status == 404:
         return "not_found"
     context = getattr(request, "context", None)
-    if context is None:
-        return "none"
+    if context is None:  # answered before routing (e.g. the allowed-hosts tween)
+        return "unrouted"
     view = getattr(request, "view_name", "")
     return f"page:{type(context).__name__}/{view}" if view else f"page:{type(context).__name__}"
 

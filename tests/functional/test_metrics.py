@@ -114,6 +114,14 @@ def test_routes_are_bounded_labels(testapp, staff):
     assert not any("no/such" in (route or "") for route in routes)
 
 
+def test_a_request_refused_before_routing(settings, engine):
+    app = main({}, **{**settings, "allowed_hosts": "logs.example.com"})
+    webtest.TestApp(app, extra_environ={"HTTP_HOST": "evil.example"}).get("/x", status=400)
+    samples = scrape(webtest.TestApp(app, extra_environ={"HTTP_HOST": "logs.example.com"}))
+    assert value(samples, "collector_http_responses_total", route="unrouted",
+                 status="400") == 1
+
+
 def test_counters_move_after_uploads_and_refusals(testapp, ticket, factory, dbsession):
     before = scrape(testapp)
     body = b"log line\n" * 1000

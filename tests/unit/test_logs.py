@@ -76,6 +76,26 @@ def test_custom_format_and_token_cut(lines):
     assert lines[0].getMessage().endswith(" h.example")
 
 
+def test_the_apps_body_is_closed_then_logged(lines):
+    closed = []
+
+    def streaming(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body():
+            try:
+                yield b"abc"
+                yield b"de"
+            finally:
+                closed.append(True)
+
+        return body()
+
+    webtest.TestApp(logs.AccessLog(streaming, DEFAULT)).get("/s")
+    assert closed == [True]
+    assert '"GET /s HTTP/1.0" 200 5 ' in lines[0].getMessage()
+
+
 def test_an_exception_is_logged_as_500(lines):
     app = webtest.TestApp(logs.AccessLog(broken, DEFAULT))
     with pytest.raises(RuntimeError):
@@ -160,7 +180,9 @@ def test_json_lines():
         record = logging.LogRecord("collector.x", logging.ERROR, __file__, 1, "a %s", ("b",),
                                    sys.exc_info())
     record.access = {"status": 500}
+    record.stack_info = "Stack (most recent call last):\n  here"
     entry = json.loads(formatter.format(record))
+    assert entry["stack"].endswith("here")
     assert entry["message"] == "a b" and entry["level"] == "ERROR"
     assert entry["logger"] == "collector.x" and entry["access"] == {"status": 500}
     assert "ValueError: bad" in entry["exception"]
