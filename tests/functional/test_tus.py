@@ -377,7 +377,7 @@ def test_failed_and_refused_requests_close_the_lock_descriptor(client, testapp, 
         client.patch(path, 3, b"def", status=460, **{"Upload-Checksum": bad})
         client.create(10, body=b"abc", status=460, **{"Upload-Checksum": bad})
         with open(partial, "rb") as held:  # another process holds the lock
-            fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+            fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails if a lock leaked
             client.patch(path, 3, b"def", status=409)
             testapp.delete(path, headers=client.headers(), status=409)
 
