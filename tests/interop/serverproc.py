@@ -26,6 +26,7 @@ that the test can kill it at exactly that moment (once per process). The points:
 """
 
 import contextlib
+import ctypes
 import hashlib
 import http.client
 import json
@@ -197,10 +198,11 @@ class Server:
         assert self.proc is None, "already running"
         self.port = self.port or free_port()
         self.mark.unlink(missing_ok=True)
-        extra = {}
+        extra = {"COLLECTOR_TEST_PARENT": str(os.getpid())}
         if pause_at:
-            extra = {"COLLECTOR_PAUSE_AT": pause_at, "COLLECTOR_PAUSE_MARK": str(self.mark),
-                     "COLLECTOR_PAUSE_AFTER": str(pause_after)}
+            extra.update({"COLLECTOR_PAUSE_AT": pause_at,
+                          "COLLECTOR_PAUSE_MARK": str(self.mark),
+                          "COLLECTOR_PAUSE_AFTER": str(pause_after)})
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed when the process ends)
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE), "-c", str(self.ini), "serve"],
@@ -420,7 +422,23 @@ def _install_pause_point(point):
         raise SystemExit(f"unknown COLLECTOR_PAUSE_AT {point!r}")
 
 
+def _die_with_the_test():
+    """A test run killed without its finalizers (timeout, SIGTERM) must not leave its
+    servers behind: the kernel kills this process when the thread that started it ends
+    (so start servers from the test's main thread)."""
+    parent = int(os.environ.get("COLLECTOR_TEST_PARENT", "0"))
+    if not parent:
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        pass
+    if os.getppid() != parent:  # it ended before we asked
+        os._exit(1)
+
+
 if __name__ == "__main__":
+    _die_with_the_test()
     _install_pause_point(os.environ.get("COLLECTOR_PAUSE_AT"))
     from collector.cli import main
 
