@@ -37,7 +37,7 @@ from sqlalchemy import delete, select
 
 from collector.archives import services as archives
 from collector.archives.models import TusUpload
-from collector.archives.storage import _hash_pool
+from collector.archives.storage import WRITEBACK_EVERY, _hash_pool, kernel
 from collector.db import utcnow
 from collector.errors import BadRequest, Conflict, DomainError, Forbidden, PayloadTooLarge
 from collector.tickets import services as tickets
@@ -127,9 +127,14 @@ class Hashes:
         self.md5 = md5 or hashlib.md5()
 
     def update(self, chunk):
+        self.begin(chunk).result()
+
+    def begin(self, chunk):
+        """Start hashing ``chunk``: md5 on the helper thread, sha256 here; returns md5's
+        future, which must be done before the next ``begin``."""
         pending = _hash_pool.submit(self.md5.update, chunk)
         self.sha256.update(chunk)
-        pending.result()
+        return pending
 
     def copy(self):
         return Hashes(self.sha256.copy(), self.md5.copy())
@@ -371,7 +376,8 @@ def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset
         hashes = HASHES.take(upload.id, upload.offset) or Hashes.of_file(path, upload.offset)
     before = hashes.copy() if hashes is not None else None
     chunk_hash = CHECKSUMS[checksum[0]]() if checksum else None
-    written = 0
+    written = flushed = 0
+    pending = None  # md5 of the previous piece, still running on the helper thread
     with open(path, "r+b", buffering=0) as out:
         fd = out.fileno()
         # Bytes past the committed offset are a failed request's: cut them off.
@@ -383,10 +389,20 @@ def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset
                 if written > size:
                     raise BadRequest("the body is longer than its Content-Length")
                 if hashes is not None:
-                    hashes.update(chunk)
+                    # md5 of this piece overlaps with sha256 and the write of it.
+                    if pending is not None:
+                        pending.result()
+                    pending = hashes.begin(chunk)
                 if chunk_hash is not None:
                     chunk_hash.update(chunk)
                 out.write(chunk)
+                # The disk starts on the chunk while it still arrives, so the fsync
+                # below finds little left to write (as the storage manager does).
+                if written - flushed >= WRITEBACK_EVERY:
+                    kernel.start_writeback(fd, upload.offset + flushed, written - flushed)
+                    flushed = written
+            if pending is not None:
+                pending.result()
             if written != size:
                 raise BadRequest("request body ended early (client gone?)")
             if chunk_hash is not None and chunk_hash.digest() != checksum[1]:
@@ -395,6 +411,8 @@ def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset
             # The offset is reported only for bytes that are on the disk.
             os.fsync(fd)
         except BaseException:
+            if pending is not None:
+                pending.exception()  # let md5 finish with the state that is thrown away
             os.ftruncate(fd, upload.offset)
             if before is not None:
                 HASHES.put(upload.id, upload.offset, before)
