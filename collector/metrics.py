@@ -12,7 +12,9 @@ Where the figures come from:
   whatever the protocol: a single POST, a tus upload's last chunk, a tus concatenation);
   the request tween calls it when a request that *starts* an upload (a single POST/PUT or
   a tus creation) is answered with an error (``refused`` for 4xx, ``failed`` for 5xx,
-  with a reason from the status). So no upload protocol carries metrics code of its own.
+  with a reason from the status); a tus upload terminated by ``DELETE`` is counted
+  ``terminated`` when the storage manager removes its file after the commit. So no upload
+  protocol carries metrics code of its own.
 - **request latency** by route: the tween, from before the outermost tween to the answer
   (the transaction's commit included; waitress has already buffered the request body).
 - **archives, open resumable uploads, storage**: read at scrape time (two small queries and

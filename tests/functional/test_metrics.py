@@ -165,6 +165,19 @@ def test_an_upload_that_fails_is_counted_failed_not_stored(testapp, ticket, monk
     assert uploads(samples, "stored") == (0, 0)
 
 
+def test_a_terminated_upload_is_counted_with_its_bytes(testapp, ticket):
+    headers = {**V, "Upload-Token": ticket.token}
+    url = testapp.post("/api/v1/uploads/", b"t" * 700, headers={
+        **headers, "Upload-Length": "1000",
+        "Content-Type": "application/offset+octet-stream"}, status=201).headers["Location"]
+    path = "/" + url.split("/", 3)[3]
+    testapp.delete(path, headers=headers, status=204)
+    testapp.delete(path, headers=headers, status=404)  # gone: not counted twice
+    samples = scrape(testapp)
+    assert uploads(samples, "terminated") == (1, 700)
+    assert uploads(samples, "stored") == (0, 0)
+
+
 def test_open_resumable_uploads(testapp, ticket):
     for _ in range(2):
         testapp.post("/api/v1/uploads/", headers={**V, "Upload-Token": ticket.token,

@@ -231,9 +231,16 @@ class StorageManager:
     def delete_after_commit(self, key):
         self._after_commit(self.backend.delete, key)
 
-    def delete_upload_after_commit(self, key):
-        """Remove a partial upload's file once the transaction that forgot it committed."""
-        self._after_commit(lambda k: self.backend.upload_path(k).unlink(missing_ok=True), key)
+    def delete_upload_after_commit(self, key, abandoned=None):
+        """Remove a partial upload's file once the transaction that forgot it committed.
+        ``abandoned`` (the bytes it had) when the upload ended without becoming an archive:
+        counted as a ``terminated`` upload then."""
+        def remove(k):
+            self.backend.upload_path(k).unlink(missing_ok=True)
+            if abandoned is not None and self.metrics is not None:
+                self.metrics.upload_ended("terminated", abandoned)
+
+        self._after_commit(remove, key)
 
     def _after_commit(self, remove, key):
         def _delete(success):

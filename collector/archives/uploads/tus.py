@@ -484,7 +484,8 @@ def terminate(dbsession, storage, upload):
         .execution_options(synchronize_session=False)).rowcount
     if removed == 1 and upload.holds_attempt and upload.finished_at is None:
         tickets.give_back_attempt(dbsession, upload.ticket_id)
-    storage.delete_upload_after_commit(upload.storage_key)
+    abandoned = upload.offset if removed == 1 and upload.finished_at is None else None
+    storage.delete_upload_after_commit(upload.storage_key, abandoned=abandoned)
     HASHES.forget(upload.id)
     dbsession.expunge(upload)
 
