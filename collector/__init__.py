@@ -31,6 +31,8 @@ def main(global_config, **settings):
     config.include("collector.security")
     # request.storage: the transaction-aware archive store
     config.include("collector.archives.storage")
+    # the audit log: record(), and the tween that records refused or failed uploads
+    config.include("collector.audit")
     # /metrics and the latency tween, only when METRICS_TOKEN is set
     config.include("collector.metrics")
     # Jinja2 pages, static assets (Bootstrap from XStatic), security headers

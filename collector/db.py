@@ -137,6 +137,11 @@ def retry_attempts(request):
     return None
 
 
+def _close(session):
+    session.info.pop("request", None)
+    session.close()
+
+
 def includeme(config):
     settings = config.get_settings()
     settings["tm.manager_hook"] = pyramid_tm.explicit_manager
@@ -156,7 +161,9 @@ def includeme(config):
         session = request.environ.get("app.dbsession")
         if session is None:
             session = get_tm_session(session_factory, request.tm)
-            request.add_finished_callback(lambda _request: session.close())
+            # Who and from where, for the audit events that services record.
+            session.info["request"] = request
+            request.add_finished_callback(lambda _request: _close(session))
         return session
 
     config.add_request_method(dbsession, reify=True)

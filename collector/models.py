@@ -3,6 +3,7 @@
 from collector.accounts.models import ApiToken, AuthFailure, User
 from collector.archives.inspect.models import ArchiveIndex, ArchiveMember
 from collector.archives.models import Archive
+from collector.audit.models import AuditEvent
 from collector.tickets.models import Platform, PlatformMember, Ticket
 
-__all__ = ["ApiToken", "Archive", "ArchiveIndex", "ArchiveMember", "AuthFailure", "Platform", "PlatformMember", "Ticket", "User"]
+__all__ = ["ApiToken", "Archive", "AuditEvent", "ArchiveIndex", "ArchiveMember", "AuthFailure", "Platform", "PlatformMember", "Ticket", "User"]

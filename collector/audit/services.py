@@ -1,0 +1,165 @@
+"""Recording and reading the audit log. ``record`` is the one way an event is written.
+
+An event about a change (``outcome="ok"``) is added to the request's session, so it
+commits with that change or not at all. An event about a refused or failed request is
+written after that request's transaction has ended, in a short transaction of its own on
+a separate connection: the request's rollback cannot take it along. Recording never
+breaks the request: a failure to write is logged, not raised.
+"""
+
+import logging
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from collector.audit.models import AuditEvent
+from collector.db import utcnow
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("ok", "refused", "failed")
+# A token is a credential: the log keeps only enough of it to tell two apart.
+TOKEN_HINT = 6
+
+
+def token_hint(token):
+    token = (token or "").strip()
+    return token[:TOKEN_HINT] + "…" if token else ""
+
+
+def _request_of(source):
+    """``source`` is a request, a request's session (whose info carries the request), or a
+    plain session (the console: no request)."""
+    if isinstance(source, Session):
+        return source.info.get("request"), source
+    return source, None
+
+
+def _who(request, actor, outcome):
+    if actor is None and request is not None:
+        # After a refusal the request's transaction may be over: only an identity
+        # already known is used then (finding it would query the ended session).
+        identity = (request.identity if outcome == "ok"
+                    else request.__dict__.get("_collector_identity"))
+        actor = identity.user if identity is not None else None
+    if actor is None:
+        return None, ""
+    return actor.id, actor.username
+
+
+def record(source, action, *, outcome="ok", ticket=None, archive=None, actor=None,
+           reason="", detail=None, token=None):
+    """Record one event; see the module's docstring for when it is written.
+
+    ``ticket`` is a Ticket; without one, a given upload ``token`` names the ticket (and
+    only its hint is kept). ``actor`` defaults to the signed-in user of the request.
+    """
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown audit outcome {outcome!r}")
+    try:
+        request, dbsession = _request_of(source)
+        actor_id, actor_name = _who(request, actor, outcome)
+        detail = dict(detail or {})
+        if token:
+            detail["token"] = token_hint(token)
+        values = dict(
+            time=utcnow(), actor_id=actor_id, actor_name=actor_name[:150], action=action,
+            ticket_id=ticket.id if ticket is not None else None,
+            ticket_number=ticket.number if ticket is not None else None,
+            archive_id=archive.id if archive is not None else None,
+            client_address=(request.remote_addr or "")[:64] if request is not None else "",
+            user_agent=(request.user_agent or "")[:300] if request is not None else "",
+            outcome=outcome, reason=reason[:40], detail=detail)
+    except Exception:  # never break the request over its audit event
+        log.exception("audit: could not build the %s event", action)
+        return
+    if outcome == "ok":
+        (dbsession if dbsession is not None else request.dbsession).add(AuditEvent(**values))
+        return
+    if request is not None:
+        engine = request.registry["db_engine"]
+        # After the request's transaction (committed or rolled back) and its session.
+        request.add_finished_callback(lambda _request: _write_apart(engine, values, token))
+    else:
+        _write_apart(dbsession.get_bind(), values, token)
+
+
+def _write_apart(engine, values, token):
+    from collector.tickets import services as tickets
+    from collector.tickets.models import Ticket
+
+    try:
+        with engine.begin() as connection:
+            if values["ticket_id"] is None and token:
+                row = connection.execute(
+                    select(Ticket.id, Ticket.number)
+                    .where(Ticket.token == tickets.normalise_token(token))).one_or_none()
+                if row is not None:
+                    values["ticket_id"], values["ticket_number"] = row
+            connection.execute(insert(AuditEvent).values(**values))
+    except Exception:
+        log.exception("audit: could not write the %s event", values["action"])
+
+
+# --- reading -----------------------------------------------------------------------------
+
+def conditions(filters):
+    """WHERE clauses from the filters ``ticket`` (number), ``actor`` (name), ``action``
+    (exact, or a prefix ending in ``.``), ``since`` and ``until``."""
+    clauses = []
+    if filters.get("ticket") is not None:
+        clauses.append(AuditEvent.ticket_number == filters["ticket"])
+    if filters.get("actor"):
+        clauses.append(AuditEvent.actor_name == filters["actor"])
+    action = filters.get("action")
+    if action:
+        if action.endswith("."):
+            clauses.append(AuditEvent.action.startswith(action, autoescape=True))
+        else:
+            clauses.append(AuditEvent.action == action)
+    if filters.get("since"):
+        clauses.append(AuditEvent.time >= filters["since"])
+    if filters.get("until"):
+        clauses.append(AuditEvent.time < filters["until"])
+    return clauses
+
+
+def list_events(dbsession, filters, limit, offset):
+    """Events matching the filters, newest first, and their total count."""
+    where = conditions(filters)
+    total = dbsession.scalar(select(func.count()).select_from(AuditEvent).where(*where))
+    rows = dbsession.scalars(select(AuditEvent).where(*where)
+                             .order_by(AuditEvent.time.desc(), AuditEvent.id.desc())
+                             .limit(limit).offset(offset)).all()
+    return rows, total
+
+
+def ticket_history(dbsession, ticket, limit=200):
+    """A ticket's own events, newest first (by id: its number may have changed)."""
+    return dbsession.scalars(select(AuditEvent).where(AuditEvent.ticket_id == ticket.id)
+                             .order_by(AuditEvent.time.desc(), AuditEvent.id.desc())
+                             .limit(limit)).all()
+
+
+def iter_events(session, filters, batch=1000):
+    """Every matching event, oldest first, read in batches (the export)."""
+    last_id = 0
+    where = conditions(filters)
+    while True:
+        rows = session.scalars(select(AuditEvent).where(*where, AuditEvent.id > last_id)
+                               .order_by(AuditEvent.id).limit(batch)).all()
+        if not rows:
+            return
+        yield from rows
+        last_id = rows[-1].id
+
+
+def as_json(row):
+    def iso(value):
+        return value.isoformat().replace("+00:00", "Z") if value else None
+
+    return {"id": row.id, "time": iso(row.time), "actor": row.actor_name or None,
+            "actor_id": row.actor_id, "action": row.action, "ticket": row.ticket_number,
+            "ticket_id": row.ticket_id, "archive": row.archive_id,
+            "client_address": row.client_address, "user_agent": row.user_agent,
+            "outcome": row.outcome, "reason": row.reason, "detail": row.detail or {}}
