@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import joinedload
 
 from collector.accounts.models import ApiToken, AuthFailure, RecoveryCode, User
+from collector.audit.services import record
 from collector.db import utcnow
 from collector.errors import (
     BadRequest,
@@ -87,6 +88,8 @@ def create_user(dbsession, username, password, is_admin=False, email="", totp=Tr
                 is_admin=is_admin, totp_secret=pyotp.random_base32() if totp else None)
     dbsession.add(user)
     dbsession.flush()
+    record(dbsession, "user.create", detail={"user": username, "user_id": user.id,
+                                             "admin": is_admin})
     return user
 
 
@@ -110,6 +113,7 @@ def change_password(dbsession, user, current, new, address):
         record_failure(dbsession, user.username, address)
         raise Unauthorized("the current password is wrong")
     set_password(user, new)
+    record(dbsession, "user.password", detail={"user": user.username, "user_id": user.id})
 
 
 def _active_admins_besides(dbsession, user):
@@ -124,6 +128,8 @@ def set_active(dbsession, user, active):
             and not _active_admins_besides(dbsession, user):
         raise Conflict(f"{user.username} is the last active admin and cannot be disabled")
     user.is_active = active
+    record(dbsession, "user.enable" if active else "user.disable",
+           detail={"user": user.username, "user_id": user.id})
 
 
 def set_admin(dbsession, user, is_admin):
@@ -131,6 +137,8 @@ def set_admin(dbsession, user, is_admin):
             and not _active_admins_besides(dbsession, user):
         raise Conflict(f"{user.username} is the last active admin and must stay admin")
     user.is_admin = is_admin
+    record(dbsession, "user.admin", detail={"user": user.username, "user_id": user.id,
+                                            "admin": is_admin})
 
 
 def reset_totp(dbsession, user):
@@ -138,6 +146,7 @@ def reset_totp(dbsession, user):
     user.totp_secret = None
     user.totp_last_step = -1
     dbsession.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    record(dbsession, "2fa.reset", detail={"user": user.username, "user_id": user.id})
 
 
 def provisioning_uri(user):
@@ -229,6 +238,7 @@ def enrol_totp(dbsession, user, secret, code, now=None):
                          "enter the current code")
     user.totp_secret = secret
     user.totp_last_step = step
+    record(dbsession, "2fa.enrol", actor=user)
     return generate_recovery_codes(dbsession, user)
 
 
@@ -350,6 +360,8 @@ def check_throttle(dbsession, username, address):
 
 def record_failure(dbsession, username, address):
     dbsession.add(AuthFailure(username=username[:150], client_address=address[:64]))
+    record(dbsession, "signin.failure", outcome="refused", reason="bad_credentials",
+           detail={"username": username[:150]})
     # Keep the table small: forget failures older than the window.
     dbsession.execute(delete(AuthFailure).where(AuthFailure.time < utcnow() - THROTTLE_WINDOW))
 
@@ -368,6 +380,7 @@ def authenticate(dbsession, username, password, otp, address):
         record_failure(dbsession, username, address)
         return None
     user.last_login = utcnow()
+    record(dbsession, "signin.success", actor=user, detail={"via": "api"})
     return user
 
 
@@ -423,11 +436,16 @@ def revoke(dbsession, token):
     dbsession.execute(update(ApiToken).where(
         (ApiToken.id == token.id) | (ApiToken.parent_id == token.id),
         ApiToken.revoked_at.is_(None)).values(revoked_at=now))
+    record(dbsession, "token.revoke", actor=token.user,
+           detail={"token_id": token.id, "kind": token.kind, "name": token.name})
 
 
 def create_personal_token(dbsession, user, name, mfa, lifetime_days=None):
     lifetime = lifetime_days * 86400 if lifetime_days else None
-    return _mint(dbsession, user, "personal", lifetime, mfa, name=name[:100])
+    token, secret = _mint(dbsession, user, "personal", lifetime, mfa, name=name[:100])
+    record(dbsession, "token.create", actor=user,
+           detail={"token_id": token.id, "name": token.name, "lifetime_days": lifetime_days})
+    return token, secret
 
 
 def note_token_use(token, now=None):

@@ -15,6 +15,7 @@ from pyramid.security import forget, remember
 from pyramid.view import view_config
 
 from collector.accounts import services
+from collector.audit.services import record
 from collector.db import utcnow
 from collector.errors import DomainError, TooManyRequests
 from collector.resources import Account, Admin, Root, UserContainer, UserNode
@@ -85,6 +86,7 @@ def _sign_in(request, user):
     """The second factor passed: a real session (``user_id`` + ``mfa``), then onwards."""
     next_path = request.session.get(PENDING_NEXT, DEFAULT_NEXT)
     user.last_login = utcnow()
+    record(request, "signin.success", actor=user, detail={"via": "web"})
     headers = remember(request, user.id, mfa=True)
     return next_path, headers
 
@@ -449,5 +451,10 @@ def reset_2fa(request):
              permission=Permission.ADMIN, renderer="accounts/admin_user.jinja2")
 def reset_password(request):
     password = request.POST.get("password", "")
-    return _user_action(request, lambda user: services.set_password(user, password),
+
+    def reset(user):
+        services.set_password(user, password)
+        record(request, "user.password", detail={"user": user.username, "user_id": user.id})
+
+    return _user_action(request, reset,
                         "The password of {user} is changed.")

@@ -8,6 +8,7 @@ import urllib.parse
 
 from pyramid.response import FileIter, Response
 
+from collector.audit.services import record
 from collector.errors import NotFound, RangeNotSatisfiable
 
 BLOCK = 256 * 1024
@@ -48,4 +49,8 @@ def archive_response(request, row):
         response.app_iter = wrapper(handle, BLOCK)
     # After app_iter: setting app_iter clears Content-Length.
     response.content_length = row.size
+    if request.method != "HEAD":
+        record(request, "archive.download", ticket=row.ticket, archive=row,
+               detail={"name": row.name, "size": row.size,
+                       "range": request.headers.get("Range", "")[:100]})
     return response

@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 
 from collector.archives.models import Archive
 from collector.archives.storage import TooLarge
+from collector.audit.services import record
 from collector.errors import BadRequest, InsufficientStorage, PayloadTooLarge
 from collector.tickets import services as tickets
 from collector.tickets.models import Ticket
@@ -96,7 +97,7 @@ def create_archive(dbsession, storage, settings, ticket, chunks, name):
                       size=staged.size, md5=staged.md5, sha256=staged.sha256)
     dbsession.add(archive)
     dbsession.flush()
-    return archive
+    return recorded(dbsession, archive, ticket, "single")
 
 
 def adopt_archive(dbsession, storage, ticket, path, size, md5, sha256, name):
@@ -110,7 +111,7 @@ def adopt_archive(dbsession, storage, ticket, path, size, md5, sha256, name):
                       size=size, md5=md5, sha256=sha256)
     dbsession.add(archive)
     dbsession.flush()
-    return archive
+    return recorded(dbsession, archive, ticket, "tus")
 
 
 def stage_archive(dbsession, storage, settings, ticket, chunks, name):
@@ -123,10 +124,20 @@ def stage_archive(dbsession, storage, settings, ticket, chunks, name):
                       size=staged.size, md5=staged.md5, sha256=staged.sha256)
     dbsession.add(archive)
     dbsession.flush()
+    return recorded(dbsession, archive, ticket, "tus-concat")
+
+
+def recorded(dbsession, archive, ticket, how):
+    """The ``upload.finished`` event of a new archive (in its transaction)."""
+    record(dbsession, "upload.finished", ticket=ticket, archive=archive,
+           detail={"size": archive.size, "sha256": archive.sha256, "name": archive.name,
+                   "protocol": how})
     return archive
 
 
 def delete_archive(dbsession, storage, archive):
+    record(dbsession, "archive.delete", ticket=archive.ticket, archive=archive,
+           detail={"size": archive.size, "sha256": archive.sha256, "name": archive.name})
     storage.delete_after_commit(archive.storage_key)
     dbsession.delete(archive)
     dbsession.flush()

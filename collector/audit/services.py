@@ -9,7 +9,7 @@ breaks the request: a failure to write is logged, not raised.
 
 import logging
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.orm import Session
 
 from collector.audit.models import AuditEvent
@@ -58,6 +58,8 @@ def record(source, action, *, outcome="ok", ticket=None, archive=None, actor=Non
         raise ValueError(f"unknown audit outcome {outcome!r}")
     try:
         request, dbsession = _request_of(source)
+        # Asked first: reading the ticket's attributes below may begin a transaction.
+        in_transaction = request is None and dbsession.in_transaction()
         actor_id, actor_name = _who(request, actor, outcome)
         detail = dict(detail or {})
         if token:
@@ -80,8 +82,23 @@ def record(source, action, *, outcome="ok", ticket=None, archive=None, actor=Non
         engine = request.registry["db_engine"]
         # After the request's transaction (committed or rolled back) and its session.
         request.add_finished_callback(lambda _request: _write_apart(engine, values, token))
+    elif in_transaction:
+        # The console's own transaction (it may hold SQLite's write lock): after it ends.
+        _after_transaction(dbsession, lambda: _write_apart(dbsession.get_bind(), values, token))
     else:
         _write_apart(dbsession.get_bind(), values, token)
+
+
+def _after_transaction(dbsession, write):
+    done = []
+
+    def once(_session):
+        if not done:
+            done.append(True)
+            write()
+
+    event.listen(dbsession, "after_commit", once, once=True)
+    event.listen(dbsession, "after_rollback", once, once=True)
 
 
 def _write_apart(engine, values, token):

@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from collector.audit.services import record
 from collector.db import utcnow
 from collector.errors import Conflict, Forbidden, Locked, NotFound, Unauthorized
 from collector.tickets.models import Platform, PlatformMember, Ticket
@@ -189,6 +190,7 @@ def create_platform(dbsession, name, pretty_name, restricted=False, member_ids=(
     dbsession.add(platform)
     set_platform_members(platform, member_ids)
     _flush_unique(dbsession, f"platform {name}")
+    record(dbsession, "platform.create", detail={"platform": name, "restricted": restricted})
     return platform
 
 
@@ -197,11 +199,17 @@ def update_platform(dbsession, platform, **fields):
     if name is not None and name != platform.name and get_platform(dbsession, name):
         raise Conflict(f"platform {name} already exists")
     member_ids = fields.pop("members", None)
+    changed = sorted(key for key, value in fields.items() if getattr(platform, key) != value)
     for key, value in fields.items():
         setattr(platform, key, value)
     if member_ids is not None:
+        before = {m.user_id for m in platform.members}
         set_platform_members(platform, member_ids)
+        if before != set(member_ids):
+            changed.append("members")
     dbsession.flush()
+    if changed:
+        record(dbsession, "platform.edit", detail={"platform": platform.name, "fields": changed})
     return platform
 
 
@@ -216,6 +224,7 @@ def delete_platform(dbsession, platform):
     used = dbsession.scalar(select(func.count()).where(Ticket.platform_id == platform.id))
     if used:
         raise Conflict(f"platform {platform.name} still has {used} ticket(s)")
+    record(dbsession, "platform.delete", detail={"platform": platform.name})
     dbsession.delete(platform)
     dbsession.flush()
 
@@ -323,6 +332,8 @@ def create_ticket(dbsession, settings, user, platform, number, attempts=None, no
         note=note or "", expires_at=expires_at, token=new_token())
     dbsession.add(ticket)
     _flush_unique(dbsession, f"ticket {number}")
+    record(dbsession, "ticket.create", ticket=ticket,
+           detail={"platform": platform.name, "attempts": ticket.attempts})
     return ticket
 
 
@@ -330,17 +341,27 @@ def update_ticket(dbsession, ticket, **fields):
     number = fields.get("number")
     if number is not None and number != ticket.number and get_ticket(dbsession, number):
         raise Conflict(f"ticket {number} already exists")
+    changed = sorted(key for key, value in fields.items() if getattr(ticket, key) != value)
+    was_resolved = ticket.resolved
     for key, value in fields.items():
         setattr(ticket, key, value)
     ticket.time_update = utcnow()
     dbsession.flush()
+    if ticket.resolved != was_resolved:
+        record(dbsession, "ticket.resolve" if ticket.resolved else "ticket.reopen",
+               ticket=ticket)
+    if set(changed) - {"resolved"}:
+        record(dbsession, "ticket.edit", ticket=ticket,
+               detail={"fields": [key for key in changed if key != "resolved"]})
     return ticket
 
 
 def rotate_token(dbsession, ticket):
+    old = ticket.token
     ticket.token = new_token()
     ticket.time_update = utcnow()
     dbsession.flush()
+    record(dbsession, "ticket.token_rotate", ticket=ticket, token=old)
     return ticket
 
 
@@ -352,6 +373,7 @@ def delete_ticket(dbsession, storage, ticket):
     for key in keys:
         storage.delete_after_commit(key)
     dbsession.execute(delete(Archive).where(Archive.ticket_id == ticket.id))
+    record(dbsession, "ticket.delete", ticket=ticket, detail={"platform": ticket.platform.name})
     dbsession.delete(ticket)
     dbsession.flush()
 

@@ -12,6 +12,7 @@ from pyramid.response import Response
 
 from collector.archives.download import content_disposition
 from collector.archives.inspect import formats, services
+from collector.audit.services import record
 from collector.errors import RangeNotSatisfiable, Unprocessable
 
 BLOCK = 256 * 1024
@@ -73,4 +74,7 @@ def member_response(request, archive, path):
     response.app_iter = MemberIter(formats.Counted(stream, budget), row.size)
     # After app_iter: setting app_iter clears Content-Length.
     response.content_length = row.size
+    if request.method != "HEAD":
+        record(request, "archive.download_member", ticket=archive.ticket, archive=archive,
+               detail={"path": row.path[:500], "size": row.size})
     return response

@@ -38,6 +38,7 @@ from sqlalchemy import delete, select
 from collector.archives import services as archives
 from collector.archives.models import TusUpload
 from collector.archives.storage import WRITEBACK_EVERY, _hash_pool, kernel
+from collector.audit.services import record
 from collector.db import utcnow
 from collector.errors import BadRequest, Conflict, DomainError, Forbidden, PayloadTooLarge
 from collector.tickets import services as tickets
@@ -272,6 +273,9 @@ def _create(dbsession, storage, settings, ticket, *, length, defer, metadata_hea
     upload.filename = upload.filename[:255]
     dbsession.add(upload)
     dbsession.flush()
+    record(dbsession, "upload.started", ticket=ticket,
+           detail={"upload": upload.id, "size": length, "name": upload.filename,
+                   "concat": concat or ""})
     return upload
 
 
@@ -485,6 +489,10 @@ def terminate(dbsession, storage, upload):
     if removed == 1 and upload.holds_attempt and upload.finished_at is None:
         tickets.give_back_attempt(dbsession, upload.ticket_id)
     abandoned = upload.offset if removed == 1 and upload.finished_at is None else None
+    if abandoned is not None:
+        record(dbsession, "upload.terminated",
+               ticket=dbsession.get(tickets.Ticket, upload.ticket_id),
+               detail={"upload": upload.id, "size": upload.length, "received": upload.offset})
     storage.delete_upload_after_commit(upload.storage_key, abandoned=abandoned)
     HASHES.forget(upload.id)
     dbsession.expunge(upload)
@@ -522,6 +530,12 @@ def purge_expired(session, backend, now=None, dry_run=False):
             if deleted == 1 and upload.holds_attempt and upload.finished_at is None:
                 tickets.give_back_attempt(session, upload.ticket_id)
             session.commit()
+            if deleted == 1 and upload.finished_at is None:
+                # The client never came back: the upload failed, recorded apart.
+                record(session, "upload.failed", outcome="failed", reason="client_gone",
+                       ticket=session.get(tickets.Ticket, upload.ticket_id),
+                       detail={"upload": upload.id, "size": upload.length,
+                               "received": upload.offset})
             if deleted == 1:
                 path.unlink(missing_ok=True)
                 HASHES.forget(upload.id)
