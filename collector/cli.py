@@ -1,4 +1,5 @@
-"""The ``collector`` console command: migrate, create-user, create-token, serve, purge."""
+"""The ``collector`` console command: migrate, create-user, create-token, serve, purge,
+audit export."""
 
 import argparse
 import contextlib
@@ -198,6 +199,26 @@ def cmd_purge(args, settings):
     print(f"{'would remove' if args.dry_run else 'removed'} {removed} file(s)")
 
 
+def cmd_audit_export(args, settings):
+    """The audit events of a time range, oldest first, one JSON object a line on stdout."""
+    import json
+
+    from collector.api.v1 import parse_time
+    from collector.audit import services
+    from collector.errors import DomainError
+
+    try:
+        filters = {"since": parse_time(args.since, "--since")}
+        if args.until:
+            filters["until"] = parse_time(args.until, "--until")
+    except DomainError as exc:
+        raise SystemExit(f"error: {exc.detail}") from None
+    with _session(settings) as session:
+        for row in services.iter_events(session, filters):
+            sys.stdout.write(json.dumps(services.as_json(row), ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
 def _remove_file(path, what, dry_run):
     if dry_run:
         print(f"would remove {what} {path}")
@@ -228,11 +249,18 @@ def parser():
     purge.add_argument("--dry-run", action="store_true")
     purge.add_argument("--stale-hours", type=float, default=6.0,
                        help="staging files older than this are stale (default 6)")
+    audit = commands.add_parser("audit", help="the audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    export = audit_commands.add_parser("export", help="write events as JSON lines to stdout")
+    export.add_argument("--since", required=True, help="ISO 8601 date or time (UTC if no "
+                        "offset); events at or after it")
+    export.add_argument("--until", help="events before it (default: now)")
     return main
 
 
 COMMANDS = {"migrate": cmd_migrate, "create-user": cmd_create_user,
-            "create-token": cmd_create_token, "serve": cmd_serve, "purge": cmd_purge}
+            "create-token": cmd_create_token, "serve": cmd_serve, "purge": cmd_purge,
+            "audit": cmd_audit_export}
 
 
 def main(argv=None):

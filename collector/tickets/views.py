@@ -22,6 +22,7 @@ from collector.api.v1 import validate
 from collector.api.v1.platforms import PlatformSchema
 from collector.api.v1.tickets import TicketSchema
 from collector.archives import services as archives
+from collector.audit import services as audit
 from collector.db import utcnow
 from collector.errors import BadRequest, DomainError, Forbidden, NotFound
 from collector.resources import (
@@ -250,6 +251,8 @@ def ticket_page(request):
         "nav": "tickets", "ticket": ticket, "state": ticket_state(ticket),
         "url": request.resource_url(context),
         "archives": rows, "archive_total": total,
+        # The ticket's own history: every upload attempt (refused ones too) and change.
+        "history": audit.ticket_history(request.dbsession, ticket),
         "upload_link": f"{base}/upload#token={ticket.token}",
         "uploader_command": f"curl -fsSLO {base}/uploader.sh && sh uploader.sh -u {base} "
                             f"-t {ticket.token} -f logs.tar.gz",

@@ -56,6 +56,8 @@ ROUTES = {
     "api.auth.tokens": ("/auth/tokens/", "/auth/tokens{slash:/?}", "/tokens"),
     "api.auth.personal": ("/auth/tokens/{id}/", "/auth/tokens/{id}{slash:/?}", "/tokens"),
     "api.openapi": ("/openapi.json", "/openapi.json", None),
+    # The audit log lives under the tree's Admin node: one ACL for the page and the API.
+    "api.audit": ("/audit/", "/audit{slash:/?}", "/admin"),
 }
 
 DEFAULT_LIMIT = 100

@@ -205,6 +205,22 @@ SCHEMAS = {
         "last_used_at": {**TIME_OR_NULL,
                          "description": "Last authenticated request (to the minute)"},
     }),
+    "AuditEvent": returned({
+        "id": INTEGER, "time": TIME,
+        "actor": {"type": ["string", "null"], "description": "Username; null for an "
+                  "uploader or the console"},
+        "actor_id": {"type": ["integer", "null"]},
+        "action": {**STRING, "description": "e.g. `signin.failure`, `ticket.resolve`, "
+                   "`upload.refused`, `archive.download`"},
+        "ticket": {"type": ["integer", "null"], "description": "Ticket number"},
+        "ticket_id": {"type": ["integer", "null"]},
+        "archive": {"type": ["integer", "null"], "description": "Archive id"},
+        "client_address": STRING, "user_agent": STRING,
+        "outcome": {"enum": ["ok", "refused", "failed"]},
+        "reason": {**STRING, "description": "Why it was refused or failed, e.g. `expired`, "
+                   "`resolved`, `too_large`, `no_space`, `bad_token`, `client_gone`"},
+        "detail": {"type": "object", "description": "e.g. size, sha256, a token's hint"},
+    }),
     "NewPersonalToken": {"allOf": [ref("PersonalToken"), returned({
         "token": {**STRING, "description": "The secret; shown this once only"}})]},
     "PersonalTokenInput": obj({
@@ -713,6 +729,19 @@ OPERATIONS = {
     },
     "api.auth.personal": {
         "delete": _delete("PersonalToken"),
+    },
+    "api.audit": {
+        "get": operation("listAuditEvents", "The audit log, newest first (admin, two-factor)",
+                         {200: answer("One page of events",
+                                      {"type": "array", "items": ref("AuditEvent")},
+                                      LIST_HEADERS)},
+                         (400, 401, 403), parameters=[
+                             query("ticket", INTEGER, "Ticket number"),
+                             query("actor", STRING, "Username of who acted"),
+                             query("action", STRING, "An action, or a prefix ending in `.` "
+                                   "(`upload.`)"),
+                             query("since", TIME_BOUND, "At or after"),
+                             query("until", TIME_BOUND, "Before"), *PAGE]),
     },
     "api.openapi": {
         "get": {"operationId": "getOpenAPI", "summary": "This document",
