@@ -142,7 +142,7 @@ def _limit_malloc_arenas():
 
 
 def cmd_serve(args, settings):
-    import waitress
+    from collector.archives.uploads import spool
     from pyramid.paster import get_app, setup_logging
 
     setup_logging(args.config)
@@ -153,7 +153,8 @@ def cmd_serve(args, settings):
     _limit_malloc_arenas()
     app = get_app(args.config)
     print(f"serving on http://{options['listen']}", flush=True)
-    waitress.serve(app, **options)
+    # A body that could not even be spooled to DATA_DIR/tmp is refused (507) at its headers.
+    spool.serve(app, options, Path(settings["data_dir"]) / "tmp", settings["storage.reserve"])
 
 
 def cmd_purge(args, settings):

@@ -15,10 +15,15 @@ tests/reliability/); the in-process ``live_server`` thread cannot die like that.
 Run as a script (``python serverproc.py -c INI serve``), this module is the collector
 command with one optional **pause point**: with ``COLLECTOR_PAUSE_AT=<point>`` the server
 writes the file named by ``COLLECTOR_PAUSE_MARK`` when it gets there and then sleeps, so
-that the test can kill it at exactly that moment (once per process). The points:
+that the test can kill it at exactly that moment (once per process); with
+``COLLECTOR_PAUSE_RESUME=1`` it waits only until the test removes that file
+(``Server.resume()``), so the test can change the world (fill the disk, say) there. The
+points:
 
 ``append``     a tus chunk is being appended: ``COLLECTOR_PAUSE_AFTER`` bytes of it are in
                the partial file, not fsynced, the new offset not committed;
+``stage``      a single-request upload is being staged: ``COLLECTOR_PAUSE_AFTER`` bytes of
+               it are in its staging file;
 ``finish``     the last chunk is appended and fsynced; the archive is not recorded yet;
 ``vote``       the storage manager has voted: the archive file is in place, the database
                has not committed;
@@ -142,6 +147,8 @@ class Server:
         self.proc = None
         self.token = None
         self._log = None
+        # Environment variables of every start (settings overrides such as STORAGE_RESERVE).
+        self.extra_env = {}
 
     # --- setup
 
@@ -180,6 +187,7 @@ class Server:
                     "SECRET_KEY": self.secret_key, "PYTHONUNBUFFERED": "1",
                     "WAITRESS_LISTEN": f"127.0.0.1:{self.port or 0}",
                     "TMPDIR": str(self.data_dir / "tmp")})
+        env.update(self.extra_env)
         env.update(extra)
         return env
 
@@ -193,7 +201,7 @@ class Server:
 
     # --- the process
 
-    def start(self, pause_at=None, pause_after=MiB):
+    def start(self, pause_at=None, pause_after=MiB, resumable=False):
         """Start (or restart, on the same port) and wait for the health check."""
         assert self.proc is None, "already running"
         self.port = self.port or free_port()
@@ -202,7 +210,8 @@ class Server:
         if pause_at:
             extra.update({"COLLECTOR_PAUSE_AT": pause_at,
                           "COLLECTOR_PAUSE_MARK": str(self.mark),
-                          "COLLECTOR_PAUSE_AFTER": str(pause_after)})
+                          "COLLECTOR_PAUSE_AFTER": str(pause_after),
+                          "COLLECTOR_PAUSE_RESUME": "1" if resumable else ""})
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed when the process ends)
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE), "-c", str(self.ini), "serve"],
@@ -265,6 +274,10 @@ class Server:
                                    f"{self.log()[-3000:]}")
             time.sleep(0.01)
         return json.loads(self.mark.read_text())
+
+    def resume(self):
+        """Let a server started with ``resumable=True`` go on from its pause point."""
+        self.mark.unlink()
 
     @contextlib.contextmanager
     def session(self):
@@ -365,6 +378,11 @@ def _pause(point, **info):
     part = mark.with_suffix(".tmp")
     part.write_text(json.dumps({"point": point, "pid": os.getpid(), **info}))
     os.rename(part, mark)
+    deadline = time.monotonic() + 3600
+    if os.environ.get("COLLECTOR_PAUSE_RESUME") == "1":
+        while mark.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return
     time.sleep(3600)
 
 
@@ -390,6 +408,22 @@ def _install_pause_point(point):
             return append(*args, **kwargs)
 
         tus.append = paused_append
+    elif point == "stage":
+        from collector.archives import storage
+
+        after = int(os.environ.get("COLLECTOR_PAUSE_AFTER", MiB))
+        write_stream = storage.write_stream
+
+        def pausing_chunks(chunks, staged):
+            for chunk in chunks:
+                if staged.size >= after:
+                    _pause(point, staging=staged.path.name, written=staged.size)
+                yield chunk
+
+        def paused_write_stream(staged, chunks, max_size):
+            return write_stream(staged, pausing_chunks(chunks, staged), max_size)
+
+        storage.write_stream = paused_write_stream
     elif point == "finish":
         finish = tus._finish
 

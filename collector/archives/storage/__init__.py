@@ -148,6 +148,18 @@ class TooLarge(Exception):
 WRITEBACK_EVERY = 16 * 1024 * 1024
 
 
+def write_all(out, data):
+    """Write all of ``data`` to the unbuffered file ``out``.
+
+    A raw write may be short: on a nearly full disk the kernel writes what fits and says
+    how much, and only the next write fails with ENOSPC. Ignoring the count loses the
+    rest of the chunk silently (hashed and counted, but not on disk).
+    """
+    view = memoryview(data)
+    while view:
+        view = view[out.write(view):]
+
+
 def write_stream(staged, chunks, max_size):
     """Write an iterable of byte chunks to the staging file, hashing and counting."""
     md5, sha256 = hashlib.md5(), hashlib.sha256()
@@ -165,7 +177,7 @@ def write_stream(staged, chunks, max_size):
                 pending.result()
             pending = _hash_pool.submit(md5.update, chunk)
             sha256.update(chunk)
-            out.write(chunk)
+            write_all(out, chunk)
             if staged.size - flushed >= WRITEBACK_EVERY:
                 kernel.start_writeback(fd, flushed, staged.size - flushed)
                 flushed = staged.size

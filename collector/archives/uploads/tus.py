@@ -26,6 +26,7 @@ import binascii
 import collections
 import datetime as dt
 import email.utils
+import errno
 import fcntl
 import hashlib
 import os
@@ -37,10 +38,17 @@ from sqlalchemy import delete, select
 
 from collector.archives import services as archives
 from collector.archives.models import TusUpload
-from collector.archives.storage import WRITEBACK_EVERY, _hash_pool, kernel
+from collector.archives.storage import WRITEBACK_EVERY, _hash_pool, kernel, write_all
 from collector.audit.services import record
 from collector.db import utcnow
-from collector.errors import BadRequest, Conflict, DomainError, Forbidden, PayloadTooLarge
+from collector.errors import (
+    BadRequest,
+    Conflict,
+    DomainError,
+    Forbidden,
+    InsufficientStorage,
+    PayloadTooLarge,
+)
 from collector.tickets import services as tickets
 
 VERSION = "1.0.0"
@@ -50,6 +58,7 @@ CHECKSUMS = {"sha1": hashlib.sha1, "md5": hashlib.md5, "sha256": hashlib.sha256}
 CONTENT_TYPE = "application/offset+octet-stream"
 READ = 1024 * 1024
 _ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class Gone(DomainError):
@@ -399,7 +408,7 @@ def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset
                     pending = hashes.begin(chunk)
                 if chunk_hash is not None:
                     chunk_hash.update(chunk)
-                out.write(chunk)
+                write_all(out, chunk)
                 # The disk starts on the chunk while it still arrives, so the fsync
                 # below finds little left to write (as the storage manager does).
                 if written - flushed >= WRITEBACK_EVERY:
@@ -414,12 +423,18 @@ def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset
                                        "chunk; it was discarded")
             # The offset is reported only for bytes that are on the disk.
             os.fsync(fd)
-        except BaseException:
+        except BaseException as exc:
             if pending is not None:
                 pending.exception()  # let md5 finish with the state that is thrown away
             os.ftruncate(fd, upload.offset)
             if before is not None:
                 HASHES.put(upload.id, upload.offset, before)
+            if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+                # The disk filled while the chunk was written: a clear answer, and the
+                # upload stays at its committed offset, to be resumed when space returns.
+                raise InsufficientStorage(
+                    f"the server's storage is full: the chunk was discarded and the upload "
+                    f"stays at offset {upload.offset}; resume it later") from None
             raise
     now = utcnow()
     upload.offset = end
