@@ -267,3 +267,27 @@ def test_expired_tus_upload_is_recorded_as_client_gone(testapp, app, ticket, dbs
     assert len(removed) == 1
     gone = _one(dbsession, "upload.failed")
     assert (gone.outcome, gone.reason, gone.ticket_number) == ("failed", "client_gone", 77)
+
+
+def test_looking_inside_an_archive_is_recorded(testapp, ticket, staff, admin, dbsession):
+    import sample_archives as samples
+    from collector.archives.inspect import store
+
+    res = testapp.post("/api/v1/archives/", upload_files=[
+        ("file", "logs.tar.gz", samples.tar({"app.log": b"one\ntwo refused\n"}, "gz",
+                                            links=False))],
+        headers={"Upload-Token": ticket.token}, status=201)
+    archive = f"/api/v1/archives/{res.json['id']}/"
+    if testapp.get(archive + "members/", headers=staff.headers,
+                   status=(200, 503)).status_int == 503:
+        store.wait_for_builders()
+    testapp.get(archive + "members/app.log", headers=staff.headers, status=200)
+    testapp.get(archive + "lines/app.log?count=1", headers=staff.headers, status=200)
+    testapp.get(archive + "search?q=refused", headers=staff.headers, status=200)
+    testapp.get("/api/v1/tickets/77/search?q=refused", headers=staff.headers, status=200)
+    member = _one(dbsession, "archive.download_member")
+    assert (member.actor_name, member.archive_id, member.detail["path"]) == (
+        "staff", res.json["id"], "app.log")
+    assert _one(dbsession, "archive.view").detail == {"path": "app.log", "start": 1}
+    assert _one(dbsession, "archive.search").detail == {"q": "refused", "regex": False}
+    assert _one(dbsession, "ticket.search").ticket_number == 77

@@ -6,6 +6,7 @@ import posixpath
 
 from collector.archives.inspect import formats, reader, search, store
 from collector.archives.inspect.formats import Budget, InspectError
+from collector.audit.services import record
 from collector.errors import BadRequest, NotFound, Unprocessable
 
 MAX_PAGE_LINES = 1000
@@ -94,6 +95,8 @@ def lines_of(request, archive, index_row, member, params):
     count = int_param(params, "count", DEFAULT_PAGE_LINES, 1, MAX_PAGE_LINES)
     tail = bool_param(params, "tail")
     start = int_param(params, "start", 1, 1, 2**62)
+    record(request, "archive.view", ticket=archive.ticket, archive=archive,
+           detail={"path": member.path[:500], "start": "tail" if tail else start})
     total = None
     try:
         if tail:
@@ -225,6 +228,8 @@ def search_archive(request, archive, params):
     matcher = _matcher(params)
     scan = new_scan(request, params)
     members, errors = _search_members(request, archive, params, matcher, scan)
+    record(request, "archive.search", ticket=archive.ticket, archive=archive,
+           detail={"q": params.q[:200], "regex": params.regex})
     return {"archive": archive.id, "name": archive.name, "q": params.q,
             "members": members, "errors": errors, **scan.summary()}
 
@@ -249,6 +254,8 @@ def search_ticket(request, ticket, archives, params):
             entry["building"] = True
             entry["errors"].append({"path": None, "detail": exc.detail})
         found.append(entry)
+    record(request, "ticket.search", ticket=ticket,
+           detail={"q": params.q[:200], "regex": params.regex})
     return {"ticket": ticket.number, "q": params.q, "archives": found, **scan.summary()}
 
 
