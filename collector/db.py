@@ -145,6 +145,10 @@ def _close(session):
 def includeme(config):
     settings = config.get_settings()
     settings["tm.manager_hook"] = pyramid_tm.explicit_manager
+    # pyramid_tm would ask who is calling (a token lookup in the database) to label the
+    # transaction, above the exception views: with the database down that error escaped
+    # as waitress's plain-text 500 instead of our JSON 503. Nothing reads the label.
+    settings["tm.annotate_user"] = False
     settings["retry.activate_hook"] = retry_attempts
     config.include("pyramid_tm")
     config.include("pyramid_retry")
