@@ -39,7 +39,18 @@ from serverproc import MiB, Server, free_port  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def postgres_bindir():
+    """Where initdb and pg_ctl are: ``pg_config --bindir`` (Debian keeps them off PATH)."""
+    if shutil.which("pg_config") is None:
+        return None
+    result = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                            check=False)
+    return Path(result.stdout.strip()) if result.returncode == 0 else None
+
+
+PG_BIN = postgres_bindir()
 
 
 class OwnPostgres:
@@ -88,8 +99,9 @@ def own_postgres():
     if os.geteuid() != 0:
         pytest.skip("an own PostgreSQL instance is started as the postgres user, which "
                     "needs root")
-    if not (PG_BIN / "initdb").exists() or shutil.which("runuser") is None:
-        pytest.skip(f"needs PostgreSQL 15's initdb/pg_ctl in {PG_BIN} and runuser")
+    if PG_BIN is None or not (PG_BIN / "initdb").exists() or shutil.which("runuser") is None:
+        pytest.skip("needs PostgreSQL's initdb and pg_ctl (found by pg_config --bindir) "
+                    "and runuser")
     try:
         postgres_user = pwd.getpwnam("postgres")
     except KeyError:
