@@ -22,9 +22,13 @@ class InsufficientSpool(Error):
     code = 507
     reason = "Insufficient Storage"
 
+    tus = False  # the request was a tus one: every tus answer carries Tus-Resumable
+
     def to_response(self, ident=None):
         body = json.dumps({"detail": self.body}).encode()
         headers = [("Content-Length", str(len(body))), ("Content-Type", "application/json")]
+        if self.tus:
+            headers.append(("Tus-Resumable", "1.0.0"))
         return f"{self.code} {self.reason}", headers, body
 
 
@@ -41,6 +45,7 @@ def space_checking_channel(spool_dir, reserve):
                 if self.content_length > free:
                     self.error = InsufficientSpool(
                         "not enough free space on the server for this request body")
+                    self.error.tus = "TUS_RESUMABLE" in self.headers
                     self.completed = True
             return consumed
 
