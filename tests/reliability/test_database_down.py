@@ -62,8 +62,11 @@ class OwnPostgres:
         self.port = port
 
     def run(self, *args):
+        # In its own directory: the postgres user may not enter the caller's (a checkout
+        # under root's 0700 temp directory, as in CI).
         return subprocess.run(["runuser", "-u", "postgres", "--", *map(str, args)],
-                              capture_output=True, text=True, timeout=120, check=False)
+                              capture_output=True, text=True, timeout=120, check=False,
+                              cwd=self.dir)
 
     def init(self):
         result = self.run(PG_BIN / "initdb", "-D", self.data, "-A", "trust", "-U", "postgres",
@@ -106,8 +109,10 @@ def own_postgres():
         postgres_user = pwd.getpwnam("postgres")
     except KeyError:
         pytest.skip("there is no postgres user to run PostgreSQL as")
-    # Not under pytest's tmp_path: that is root's only (0700).
-    directory = Path(tempfile.mkdtemp(prefix="collector-pg-"))
+    # Not under pytest's tmp_path (root's only, 0700), nor tempfile's default directory:
+    # the app factory points that at its DATA_DIR/tmp, which an earlier test's app may
+    # have left under tmp_path. /tmp itself is open to every user.
+    directory = Path(tempfile.mkdtemp(prefix="collector-pg-", dir="/tmp"))
     os.chown(directory, postgres_user.pw_uid, postgres_user.pw_gid)
     instance = OwnPostgres(directory, free_port())
     try:
