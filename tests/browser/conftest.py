@@ -107,6 +107,21 @@ def page(context):
 
 
 @pytest.fixture
+def sign_in(factory):
+    """``sign_in(page, user)``: through /login and /verify, landing on the ticket list."""
+    def sign_in(page, user):
+        page.goto("/login")
+        page.fill("#username", user.username)
+        page.fill("#password", user.password)
+        page.click("#login-submit")
+        page.wait_for_url("**/verify")
+        page.fill("#code", factory.otp(user))
+        page.click("#verify-submit")
+        page.wait_for_url("**/tickets/")
+    return sign_in
+
+
+@pytest.fixture
 def screenshot(request):
     """``screenshot(page, "name")`` saves ``$SCREENSHOTS_DIR/name.png`` when that is set."""
     directory = os.environ.get("SCREENSHOTS_DIR")

@@ -15,18 +15,7 @@ pytestmark = pytest.mark.slow
 LAPTOP = {"width": 1280, "height": 800}
 
 
-def sign_in(page, factory, user):
-    page.goto("/login")
-    page.fill("#username", user.username)
-    page.fill("#password", user.password)
-    page.click("#login-submit")
-    page.wait_for_url("**/verify")
-    page.fill("#code", factory.otp(user))
-    page.click("#verify-submit")
-    page.wait_for_url("**/tickets/")
-
-
-def test_open_search_and_follow_a_hit_into_the_viewer(page, factory, screenshot):
+def test_open_search_and_follow_a_hit_into_the_viewer(page, factory, sign_in, screenshot):
     page.set_viewport_size(LAPTOP)
     user = factory.user("carol")
     ticket = factory.ticket(factory.platform("vm6"), 4800, user=user)
@@ -36,7 +25,7 @@ def test_open_search_and_follow_a_hit_into_the_viewer(page, factory, screenshot)
                                                     "buffer": samples.tar(compression="gz")}})
     assert archive.status == 201, archive.text()
     archive_id = archive.json()["id"]
-    sign_in(page, factory, user)
+    sign_in(page, user)
 
     page.goto("/platforms/vm6/tickets/4800/")
     page.click(f"#inspect-{archive_id}")

@@ -223,18 +223,7 @@ def test_setup_enrol_ticket_upload_download_delete(page, customer, live_server, 
     assert page.locator("#no-archives").is_visible()
 
 
-def sign_in(page, factory, user):
-    page.goto("/login")
-    page.fill("#username", user.username)
-    page.fill("#password", user.password)
-    page.click("#login-submit")
-    page.wait_for_url("**/verify")
-    page.fill("#code", factory.otp(user))
-    page.click("#verify-submit")
-    page.wait_for_url("**/tickets/")
-
-
-def test_cancelled_confirmation_deletes_nothing(page, factory, data_dir):
+def test_cancelled_confirmation_deletes_nothing(page, factory, sign_in, data_dir):
     """Saying no to the browser's confirm keeps the archive and the ticket."""
     user = factory.user("bob", admin=True)
     ticket = factory.ticket(factory.platform("vm6"), 4712, user=user)
@@ -244,7 +233,7 @@ def test_cancelled_confirmation_deletes_nothing(page, factory, data_dir):
                                                    "buffer": b"a log line\n" * 100}})
     assert answer.status == 201, answer.text()
     archive_id = answer.json()["id"]
-    sign_in(page, factory, user)
+    sign_in(page, user)
     page.goto("/platforms/vm6/tickets/4712/")
 
     asked = []
