@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from upload_download import Harness, handle_signals, log, proc_cpu, proc_status
+from upload_download import Harness, handle_signals, log, proc_cpu, proc_status, stop_process
 
 MB = 1_000_000
 
@@ -194,13 +194,7 @@ class BareServer:
         raise RuntimeError("the bare waitress reference did not start")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
 
 
 # --- slow uploads ------------------------------------------------------------------------

@@ -52,7 +52,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 from upload_download import (  # noqa: E402 (after the path insert)
     MB, REPO, TARGET_RSS_MB, TARGET_UPLOAD, Harness, MiB, RssSampler, curl, dd_reference,
     disk_sectors_written, free_port, handle_signals, human, log, make_random_file, median_run,
-    parse_size, proc_cpu, proc_status, reset_hwm, settle, sha256_of)
+    parse_size, proc_cpu, proc_status, reset_hwm, settle, sha256_of, stop_process)
 
 # The Node reference, pinned: the official tus server and its disk store.
 NPM_PACKAGES = ("@tus/server@2.4.5", "@tus/file-store@2.1.1")
@@ -144,16 +144,7 @@ class NodeTusServer:
 
     def stop(self):
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-            log(f"stopped node tus server pid {proc.pid}")
+        stop_process(proc, "node tus server")
         self._log.close()
 
     @property

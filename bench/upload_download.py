@@ -160,6 +160,20 @@ class RssSampler(threading.Thread):
         self.join(2)
 
 
+def stop_process(proc, what=None):
+    """SIGTERM, up to 10 s, then SIGKILL; logs "stopped WHAT pid N" when ``what``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+    if what:
+        log(f"stopped {what} pid {proc.pid}")
+
+
 # --- the server under test ---------------------------------------------------------------
 
 class Harness:
@@ -299,16 +313,7 @@ class Harness:
 
     def stop_server(self):
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-            log(f"stopped server pid {proc.pid}")
+        stop_process(proc, "server")
         self._log.close()
 
     def server_log(self):
