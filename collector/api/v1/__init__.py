@@ -177,7 +177,12 @@ def no_content(request):
 
 
 def iso(value):
-    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+    """ISO 8601 in UTC with a ``Z``; values read from the database are UTC already."""
+    if not value:
+        return None
+    if value.tzinfo is not dt.timezone.utc:
+        value = value.astimezone(dt.timezone.utc)
+    return value.isoformat()[:-6] + "Z"
 
 
 def int_list(value, name):
