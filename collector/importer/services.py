@@ -29,6 +29,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from zope.sqlalchemy import register
 
+# Every mapper first (Archive → Ticket → User …): the ORM resolves relationships by name.
+import collector.models  # noqa: F401, I001
 from collector.accounts import services as accounts
 from collector.accounts.models import User
 from collector.archives.models import Archive
