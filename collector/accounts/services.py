@@ -223,13 +223,14 @@ def imported_password_hash(django_hash):
 
 def totp_secret_from_hex(key):
     """django_otp keeps the TOTP secret as hex; authenticators (and pyotp) use base32 of
-    the same bytes. None when ``key`` is not hex or too long for our column."""
+    the same bytes. None when ``key`` is not hex, shorter than pyotp accepts (112 bits)
+    or too long for our column."""
     try:
         raw = binascii.unhexlify((key or "").strip())
     except (binascii.Error, ValueError):
         return None
     secret = base64.b32encode(raw).decode("ascii").rstrip("=")
-    return secret if 0 < len(secret) <= 64 else None
+    return secret if len(raw) >= 14 and len(secret) <= 64 else None
 
 
 def _matching_step(secret, code, last_step, now=None):
