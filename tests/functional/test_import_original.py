@@ -456,3 +456,80 @@ def test_the_fixture_itself_is_never_written(run, dbsession):
     code, out = run(FIXTURE, "--dry-run")
     assert code == 0, out
     assert _tree_state(FIXTURE) == before
+
+
+def test_progress_lines_for_long_copies(run, old, monkeypatch):
+    # Long copies are the big ones; here every copy counts as long, reported at each chunk.
+    monkeypatch.setattr(importer, "PROGRESS_FROM", 0)
+    monkeypatch.setattr(importer, "PROGRESS_EVERY", 0)
+    code, out = run(old)
+    assert code == 0, out
+    assert "  … 181544 of 181544 bytes (100 %)" in out
+
+
+def test_the_old_database_is_opened_read_only(old):
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from collector.importer.source import open_source
+
+    engine = open_source(old / "db.sqlite3")
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("select count(*) from collector_ticket")).scalar() \
+                == 6
+            with pytest.raises(OperationalError, match="readonly"):
+                connection.execute(text("delete from collector_ticket"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def postgres_source(engine, old):
+    """The fixture's rows in PostgreSQL tables of the original's names (in the test
+    database, beside ours), as a PostgreSQL installation of the original would have them."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the PostgreSQL source runs with the PostgreSQL backend")
+    from collector.importer import source
+
+    sqlite = source.open_source(old / "db.sqlite3")
+    try:
+        rows = {table: source.Source(sqlite)._rows(select(table))
+                for table in source.REQUIRED + source.OPTIONAL}
+    finally:
+        sqlite.dispose()
+    source._meta.create_all(engine)
+    with engine.begin() as connection:
+        for table, values in rows.items():
+            for row in values:
+                for key, value in row.items():
+                    if isinstance(value, dt.datetime):  # Django's naive UTC
+                        row[key] = value.replace(tzinfo=None)
+            if values:
+                connection.execute(table.insert(), values)
+    yield engine.url.render_as_string(hide_password=False).replace("+psycopg", "")
+    source._meta.drop_all(engine)
+
+
+def test_postgresql_source(run, old, postgres_source, dbsession, testapp):
+    code, out = run(old, db=postgres_source)
+    assert code == 0, out
+    tickets = {t.number: (t.token, t.note, t.user.username) for t in
+               dbsession.scalars(select(Ticket))}
+    assert tickets == {n: (v[4], v[6], v[1]) for n, v in TICKETS.items()}
+    assert _count(dbsession, Archive) == 5
+    alice = dbsession.scalars(select(User).where(User.username == "alice")).one()
+    assert alice.totp_secret == ALICE_SECRET
+    # Read-only: the importer's sessions on the old database cannot write.
+    from sqlalchemy import text
+    from sqlalchemy.exc import InternalError
+
+    from collector.importer.source import open_source
+
+    readonly = open_source(postgres_source)
+    try:
+        with readonly.connect() as connection, pytest.raises(InternalError,
+                                                             match="read-only"):
+            connection.execute(text("DELETE FROM collector_ticket"))
+    finally:
+        readonly.dispose()
