@@ -231,6 +231,9 @@ def cmd_import_original(args, settings):
                                       lifetime_days=args.lifetime_days)
     except SourceError as exc:
         raise SystemExit(f"error: {exc}") from None
+    except KeyboardInterrupt:  # before the first item (the run itself reports its own)
+        print("interrupted: run again to continue", file=sys.stderr)
+        raise SystemExit(130) from None
     if summary.exit_code:
         raise SystemExit(summary.exit_code)
 

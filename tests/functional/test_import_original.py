@@ -533,3 +533,35 @@ def test_postgresql_source(run, old, postgres_source, dbsession, testapp):
             connection.execute(text("DELETE FROM collector_ticket"))
     finally:
         readonly.dispose()
+
+
+def test_killed_run_completes_on_rerun(ini, old, run, dbsession, data_dir):
+    """kill -9 as soon as the first archive is reported: whatever committed stays, the
+    rerun brings the rest, and every archive row has its file, byte for byte."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "collector.cli", "-c", ini, "import-original",
+         "--db", str(old / "db.sqlite3"), "--archives", str(old / "archives")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith("archive "):
+            process.kill()
+            break
+    process.wait(timeout=60)
+    process.stdout.close()
+    assert any(line.startswith("archive ") for line in seen), "".join(seen)
+    code, out = run(old)
+    assert code == 0, out
+    line = next(line for line in out.splitlines() if line.strip().startswith("archives"))
+    imported, present = map(int, line.split()[1:3])
+    assert imported + present == 5 and present >= 1
+    dbsession.expire_all()
+    archives = dbsession.scalars(select(Archive)).all()
+    assert len(archives) == 5
+    for archive in archives:
+        path = Path(data_dir) / "archives" / archive.storage_key[:2] / archive.storage_key
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == archive.sha256
