@@ -11,15 +11,7 @@ removes each old file once its copy has committed, when asked).
 """
 
 import contextlib
-import dataclasses
 import datetime as dt
-import errno
-import hashlib
-import os
-import sys
-import time
-import uuid
-from collections import Counter
 from pathlib import Path, PurePosixPath
 
 import transaction
@@ -35,31 +27,18 @@ from collector.accounts import services as accounts
 from collector.accounts.models import User
 from collector.archives.models import Archive
 from collector.archives.services import sanitise_name
-from collector.archives.storage import CHUNK, LocalArchiveStorage, StorageManager
+from collector.archives.storage import LocalArchiveStorage, StorageManager
 from collector.audit.services import record
 from collector.db import make_engine, utcnow
+from collector.importer import files
 from collector.importer.source import Source, SourceError, open_source
+from collector.importer.summary import KINDS, Skip, Summary
 from collector.tickets import services as tickets
 from collector.tickets.models import Platform, Ticket
 
-KINDS = ("users", "platforms", "tickets", "archives")
-OUTCOMES = ("imported", "present", "merged", "conflict", "skipped")
-MODES = ("copy", "link", "move")
 MERGES = {"platforms": ("existing",), "users": ("existing",),
           "tickets": ("existing", "offset:N")}
-# Progress lines for an archive copy at most this often, for files above PROGRESS_FROM.
-PROGRESS_EVERY = 2.0
-PROGRESS_FROM = 64 * 1024 * 1024
 AUDIT_LIST_LIMIT = 100
-
-
-class Skip(Exception):
-    """This item is not imported: ``outcome`` is ``conflict`` or ``skipped``."""
-
-    def __init__(self, outcome, message):
-        super().__init__(message)
-        self.outcome = outcome
-        self.message = message
 
 
 def parse_merge(values):
@@ -83,65 +62,6 @@ def parse_merge(values):
     return merge
 
 
-@dataclasses.dataclass
-class Summary:
-    dry_run: bool = False
-    counts: dict = dataclasses.field(default_factory=lambda: {k: Counter() for k in KINDS})
-    bytes: int = 0
-    totp: int = 0
-    problems: list = dataclasses.field(default_factory=list)
-    unreferenced: list = dataclasses.field(default_factory=list)
-    interrupted: bool = False
-
-    def problem(self, kind, name, message):
-        self.problems.append(f"{kind[:-1]} {name}: {message}")
-
-    def as_dict(self):
-        return {"dry_run": self.dry_run, "interrupted": self.interrupted,
-                "counts": {kind: {o: self.counts[kind][o] for o in OUTCOMES} for kind in KINDS},
-                "bytes": self.bytes, "totp": self.totp, "problems": self.problems,
-                "unreferenced": self.unreferenced}
-
-    @property
-    def exit_code(self):
-        """0: all done; 2: done, but something was skipped (see the problems)."""
-        if self.interrupted:
-            return 130
-        return 2 if self.problems else 0
-
-    def lines(self):
-        state = "interrupted: run again to continue" if self.interrupted else "done"
-        yield f"summary: {state}{' (dry run: nothing was written)' if self.dry_run else ''}"
-        yield f"  {'':10}" + "".join(f"{o:>10}" for o in OUTCOMES)
-        for kind in KINDS:
-            yield f"  {kind:10}" + "".join(f"{self.counts[kind][o]:>10}" for o in OUTCOMES)
-        verb = "to copy" if self.dry_run else "stored"
-        yield f"  archive bytes {verb}: {self.bytes}"
-        yield f"  two-factor enrolments carried over: {self.totp}"
-        yield f"  problems: {len(self.problems)}"
-        for problem in self.problems:
-            yield f"    - {problem}"
-        yield f"  files on disk that the old database does not reference (not imported): " \
-              f"{len(self.unreferenced)}"
-        for path in self.unreferenced:
-            yield f"    - {path}"
-
-
-def _hash_file(path, progress):
-    md5, sha256, size = hashlib.md5(), hashlib.sha256(), 0
-    for chunk in progress(_read_chunks(path)):
-        md5.update(chunk)
-        sha256.update(chunk)
-        size += len(chunk)
-    return size, md5.hexdigest(), sha256.hexdigest()
-
-
-def _read_chunks(path):
-    with open(path, "rb") as source:
-        while chunk := source.read(CHUNK):
-            yield chunk
-
-
 class Importer:
     """One run; ``run()`` returns its Summary."""
 
@@ -158,10 +78,7 @@ class Importer:
         self.summary = Summary(dry_run=dry_run)
         # Old key → id here, filled as items commit (or are found to be here already).
         self.ids = {kind: {} for kind in KINDS}
-        # Staging names this run made (hard links): removed if their transaction aborts.
-        self._links = []
-        # Old files to remove once their archive has committed (--move).
-        self._moved = []
+        self.transfer = files.Transfer(storage, mode, settings["storage.reserve"], out)
 
     # --- the run ---
 
@@ -180,7 +97,8 @@ class Importer:
             self.total = len(archives)
             self._each("archives", archives, lambda r: r["file"], lambda r: r["id"],
                        self._archive)
-            self.summary.unreferenced = self._unreferenced(archives)
+            self.summary.unreferenced = files.unreferenced(
+                self.archives_dir, [row["file"] for row in archives])
             static = self.source.static_token_count()
             if static:
                 self.summary.problems.append(
@@ -205,7 +123,7 @@ class Importer:
                 outcome, message, our_id = handle(row)
                 if not self.dry_run:
                     self.tm.commit()
-                    self._after_commit()
+                    self.transfer.committed()
             except Skip as skip:
                 outcome, message, our_id = skip.outcome, skip.message, None
                 self._abort()
@@ -226,14 +144,7 @@ class Importer:
     def _abort(self):
         if not self.dry_run:
             self.tm.abort()
-        for path in self._links:
-            path.unlink(missing_ok=True)
-        self._links, self._moved = [], []
-
-    def _after_commit(self):
-        for path in self._moved:
-            path.unlink(missing_ok=True)
-        self._links, self._moved = [], []
+        self.transfer.aborted()
 
     def _did(self, verb):
         return f"would be {verb}" if self.dry_run else verb
@@ -382,7 +293,7 @@ class Importer:
         if self.dry_run:
             self.summary.bytes += size
             return "imported", f"{size} bytes would be {self._verb()}", None
-        staged = self._bring(path, size)
+        staged = self.transfer.bring(path, size)
         if staged.md5 != md5 or staged.size != size:
             raise Skip("skipped", f"the file differs from what the old database recorded "
                        f"(md5 {staged.md5}, {staged.size} bytes; expected md5 {md5}, {size} "
@@ -398,7 +309,7 @@ class Importer:
                             f"sha256 {staged.sha256}"), archive.id
 
     def _verb(self):
-        return {"copy": "copied", "link": "hard-linked", "move": "moved"}[self.mode]
+        return files.VERBS[self.mode]
 
     def _source_path(self, stored):
         path = (self.archives_dir / stored).resolve()
@@ -408,55 +319,6 @@ class Importer:
             raise Skip("skipped", f"the file is missing from {self.archives_dir}: not "
                        "imported (put it back and run again)")
         return path
-
-    def _bring(self, path, size):
-        """The old file as a staged archive of this installation, hashed: a copy (default)
-        or a second name (``--link``, ``--move`` on the same filesystem)."""
-        if self.mode != "copy":
-            link = self.storage.backend.staging / f"{uuid.uuid4().hex}.part"
-            try:
-                os.link(path, link)
-            except OSError as exc:
-                if not (self.mode == "move" and exc.errno == errno.EXDEV):
-                    raise Skip("skipped", f"cannot hard-link it ({exc.strerror}): import "
-                               "without --link (a copy)") from None
-            else:
-                self._links.append(link)
-                if self.mode == "move":
-                    self._moved.append(path)
-                found = _hash_file(link, self._progress(size))
-                return self.storage.adopt(link, *found)
-        free = self.storage.backend.usage()["free"] - self.settings["storage.reserve"]
-        if size > free:
-            raise Skip("skipped", f"not enough free space ({free} bytes free after the "
-                       "reserve): not imported")
-        staged = self.storage.stage(self._progress(size)(_read_chunks(path)), sys.maxsize)
-        if self.mode == "move":
-            self._moved.append(path)
-        return staged
-
-    def _progress(self, size):
-        def report(chunks):
-            done, last = 0, time.monotonic()
-            for chunk in chunks:
-                done += len(chunk)
-                if size >= PROGRESS_FROM and time.monotonic() - last >= PROGRESS_EVERY:
-                    last = time.monotonic()
-                    self.out(f"  … {done} of {size} bytes ({done * 100 // size} %)",
-                             flush=True)
-                yield chunk
-        return report
-
-    def _unreferenced(self, archives):
-        referenced = {str(PurePosixPath(row["file"] or "")) for row in archives}
-        found = []
-        for path in sorted(self.archives_dir.rglob("*")):
-            if path.is_file():
-                relative = path.relative_to(self.archives_dir).as_posix()
-                if relative not in referenced:
-                    found.append(relative)
-        return found
-
 
 @contextlib.contextmanager
 def _target(settings):
@@ -482,7 +344,7 @@ def run_import(settings, db, archives_dir, *, dry_run=False, mode="copy", merge=
     """Import the installation at ``db`` + ``archives_dir`` into the one ``settings``
     describe; prints progress and returns the Summary. Raises SourceError (nothing
     imported) when either side cannot be used."""
-    if mode not in MODES:
+    if mode not in files.MODES:
         raise SourceError(f"unknown mode {mode}")
     merge = parse_merge(merge)
     if lifetime_days is not None and lifetime_days <= 0:

@@ -24,6 +24,7 @@ from collector.accounts.models import User
 from collector.archives.models import Archive
 from collector.audit.models import AuditEvent
 from collector.cli import main
+from collector.importer import files
 from collector.importer import services as importer
 from collector.tickets.models import Platform, Ticket
 
@@ -460,8 +461,8 @@ def test_the_fixture_itself_is_never_written(run, dbsession):
 
 def test_progress_lines_for_long_copies(run, old, monkeypatch):
     # Long copies are the big ones; here every copy counts as long, reported at each chunk.
-    monkeypatch.setattr(importer, "PROGRESS_FROM", 0)
-    monkeypatch.setattr(importer, "PROGRESS_EVERY", 0)
+    monkeypatch.setattr(files, "PROGRESS_FROM", 0)
+    monkeypatch.setattr(files, "PROGRESS_EVERY", 0)
     code, out = run(old)
     assert code == 0, out
     assert "  … 181544 of 181544 bytes (100 %)" in out
