@@ -566,3 +566,24 @@ def test_killed_run_completes_on_rerun(ini, old, run, dbsession, data_dir):
     for archive in archives:
         path = Path(data_dir) / "archives" / archive.storage_key[:2] / archive.storage_key
         assert hashlib.sha256(path.read_bytes()).hexdigest() == archive.sha256
+
+
+def test_backup_codes_and_unsupported_devices_are_reported(run, old, dbsession):
+    with sqlite3.connect(old / "db.sqlite3") as db:
+        db.execute("INSERT INTO otp_static_staticdevice (id, name, confirmed, user_id, "
+                   "throttling_failure_count) VALUES (1, 'backup', 1, 1, 0)")
+        db.execute("INSERT INTO otp_static_statictoken (token, device_id) VALUES "
+                   "('abcd2345', 1)")
+        db.execute("UPDATE otp_totp_totpdevice SET digits = 8")
+        db.execute("UPDATE account_user SET password = 'bcrypt_sha256$$2b$12$x' "
+                   "WHERE username = 'bob'")
+    code, out = run(old)
+    assert code == 2, out
+    assert "1 django_otp backup code(s) not imported" in out
+    assert "user alice: TOTP device with step 30, 8 digits, t0 0 is not supported" in out
+    assert "user bob: password hash algorithm 'bcrypt_sha256' is not supported" in out
+    alice = dbsession.scalars(select(User).where(User.username == "alice")).one()
+    assert alice.totp_secret is None  # enrols again at her first sign-in
+    # Reported by the run that imported them; the next run has nothing to say.
+    code, out = run(old)
+    assert code == 0 and "problems: 0" in out
