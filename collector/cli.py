@@ -1,5 +1,5 @@
 """The ``collector`` console command: migrate, create-user, create-token, serve, purge,
-audit export."""
+audit export, import-original."""
 
 import argparse
 import contextlib
@@ -220,6 +220,24 @@ def cmd_audit_export(args, settings):
     sys.stdout.flush()
 
 
+def cmd_import_original(args, settings):
+    """Bring an installation of the original logs-collector into this one."""
+    from collector.importer import services
+    from collector.importer.source import SourceError
+
+    try:
+        summary = services.run_import(settings, args.db, args.archives, dry_run=args.dry_run,
+                                      mode=args.mode, merge=args.merge,
+                                      lifetime_days=args.lifetime_days)
+    except SourceError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    except KeyboardInterrupt:  # before the first item (the run itself reports its own)
+        print("interrupted: run again to continue", file=sys.stderr)
+        raise SystemExit(130) from None
+    if summary.exit_code:
+        raise SystemExit(summary.exit_code)
+
+
 def _remove_file(path, what, dry_run):
     if dry_run:
         print(f"would remove {what} {path}")
@@ -256,12 +274,36 @@ def parser():
     export.add_argument("--since", required=True, help="ISO 8601 date or time (UTC if no "
                         "offset); events at or after it")
     export.add_argument("--until", help="events before it (default: now)")
+    imp = commands.add_parser(
+        "import-original", help="import an installation of the original logs-collector",
+        description="Import users, platforms, tickets (with their upload tokens) and "
+        "archives of the original logs-collector. Idempotent: run it again to continue "
+        "an interrupted import. Exit status 0: done; 2: done, some items skipped (see "
+        "the problems); 130: interrupted.")
+    imp.add_argument("--db", required=True, metavar="URL",
+                     help="its database: a SQLite file (or sqlite:///path) or a PostgreSQL "
+                     "URL (postgresql://, psql://); only read")
+    imp.add_argument("--archives", required=True, metavar="DIR",
+                     help="its DATA_DIR/archives directory; only read (unless --move)")
+    imp.add_argument("--dry-run", action="store_true", help="print what would happen")
+    mode = imp.add_mutually_exclusive_group()
+    mode.add_argument("--link", dest="mode", action="store_const", const="link",
+                      help="hard-link the old files instead of copying (same filesystem)")
+    mode.add_argument("--move", dest="mode", action="store_const", const="move",
+                      help="remove each old file once its archive is imported")
+    imp.set_defaults(mode="copy")
+    imp.add_argument("--merge", action="append", default=[], metavar="KIND=HOW",
+                     help="resolve conflicts: platforms=existing, users=existing, "
+                     "tickets=existing or tickets=offset:N (repeatable)")
+    imp.add_argument("--lifetime-days", type=int, default=None, metavar="DAYS",
+                     help="token lifetime of the imported tickets, from now (default: "
+                     "TICKET_LIFETIME_DAYS)")
     return main
 
 
 COMMANDS = {"migrate": cmd_migrate, "create-user": cmd_create_user,
             "create-token": cmd_create_token, "serve": cmd_serve, "purge": cmd_purge,
-            "audit": cmd_audit_export}
+            "audit": cmd_audit_export, "import-original": cmd_import_original}
 
 
 def main(argv=None):

@@ -1,6 +1,8 @@
 """Accounts: passwords (argon2), TOTP, recovery codes, bearer tokens, sign-in throttling,
 user administration and the first-run setup code."""
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import os
@@ -155,12 +157,20 @@ def provisioning_uri(user):
 
 
 def check_password(user, password):
+    """Whether ``password`` is the user's; a hash of an older kind (or cost) is replaced by
+    a current argon2 hash of it on success (the caller's transaction saves it)."""
     if user is None:
         try:
             _hasher.verify(_DUMMY_HASH, password or "")
         except argon2.exceptions.VerificationError:
             pass
         return False
+    if user.password_hash.startswith(DJANGO_PBKDF2):
+        # Imported from the original logs-collector: verified once, then argon2.
+        if not _check_django_pbkdf2(user.password_hash, password or ""):
+            return False
+        user.password_hash = _hasher.hash(password)
+        return True
     try:
         _hasher.verify(user.password_hash, password or "")
     except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
@@ -168,6 +178,59 @@ def check_password(user, password):
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     return True
+
+
+# --- passwords and TOTP secrets of the original (Django) logs-collector ---------------
+
+DJANGO_PBKDF2 = "pbkdf2_sha256$"
+# A stored hash is trusted data, but a damaged one must not make a sign-in take minutes.
+_DJANGO_MAX_ITERATIONS = 10_000_000
+
+
+def _check_django_pbkdf2(encoded, password):
+    """Django's ``pbkdf2_sha256$<iterations>$<salt>$<base64 of the 32-byte key>``."""
+    try:
+        algorithm, iterations, salt, expected = encoded.split("$", 3)
+        iterations = int(iterations)
+        secret = password.encode("utf-8")
+    except (ValueError, UnicodeError):
+        return False
+    if algorithm != DJANGO_PBKDF2[:-1] or not 0 < iterations <= _DJANGO_MAX_ITERATIONS:
+        return False
+    derived = hashlib.pbkdf2_hmac("sha256", secret, salt.encode("utf-8"), iterations, 32)
+    return secrets.compare_digest(base64.b64encode(derived).decode("ascii"), expected)
+
+
+def imported_password_hash(django_hash):
+    """The password hash to store for a user of the original app, and a problem or None.
+
+    ``pbkdf2_sha256`` (Django's default) is kept and verified at the first sign-in, which
+    replaces it by argon2; Django's ``argon2`` hashes are argon2 hashes behind a prefix.
+    Other algorithms are kept as they are (they never verify here): that user needs a
+    new password from an admin.
+    """
+    django_hash = django_hash or ""
+    if django_hash.startswith(DJANGO_PBKDF2):
+        return django_hash, None
+    if django_hash.startswith("argon2$argon2"):
+        return django_hash[len("argon2"):], None
+    if django_hash.startswith("!") or not django_hash:
+        return django_hash or "!", "has no usable password (set one under Admin → Users)"
+    algorithm = django_hash.split("$", 1)[0]
+    return django_hash, (f"password hash algorithm {algorithm!r} is not supported: set a "
+                         "new password under Admin → Users")
+
+
+def totp_secret_from_hex(key):
+    """django_otp keeps the TOTP secret as hex; authenticators (and pyotp) use base32 of
+    the same bytes. None when ``key`` is not hex, shorter than pyotp accepts (112 bits)
+    or too long for our column."""
+    try:
+        raw = binascii.unhexlify((key or "").strip())
+    except (binascii.Error, ValueError):
+        return None
+    secret = base64.b32encode(raw).decode("ascii").rstrip("=")
+    return secret if len(raw) >= 14 and len(secret) <= 64 else None
 
 
 def _matching_step(secret, code, last_step, now=None):

@@ -13,7 +13,7 @@ from collector.security import Permission
 PAGE_SIZE = 100
 # Offered as suggestions in the filter form; any action (or a prefix ending in ".") works.
 ACTIONS = ("signin.", "2fa.", "token.", "user.", "platform.", "ticket.", "upload.",
-           "upload.refused", "upload.failed", "archive.")
+           "upload.refused", "upload.failed", "archive.", "import.")
 
 
 @view_config(context=Admin, name="audit", request_method="GET", permission=Permission.ADMIN,

@@ -51,6 +51,17 @@ def normalise_token(raw):
     return raw
 
 
+_UUID_FORM = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def original_token(raw):
+    """A ticket token of the original project, in the form stored here: the dashed
+    lowercase UUID that ``normalise_token`` makes of what a customer sends (the original
+    stored 32 hex digits and showed the dashed form). None if it is not a UUID."""
+    token = normalise_token(raw)
+    return token if _UUID_FORM.fullmatch(token) else None
+
+
 def token_refusal(ticket, now=None, need_attempt=True):
     """Why this ticket's token cannot upload right now, or None when it can.
 

@@ -93,3 +93,65 @@ def test_last_admin_rules(factory):
     services.set_active(factory.session, staff, True)
     services.set_active(factory.session, admin, False)
     assert not admin.is_active
+
+
+# --- passwords and TOTP secrets of the original (Django) logs-collector ------------------
+
+def _django_pbkdf2(password, salt="NaClNaClNaClNaClNaCl22", iterations=1000):
+    import base64
+    import hashlib
+
+    key = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), iterations, 32)
+    return f"pbkdf2_sha256${iterations}${salt}${base64.b64encode(key).decode()}"
+
+
+def test_django_pbkdf2_is_verified_once_then_argon2():
+    # A hash the original app wrote (Django 4.2, 600 000 iterations; see the fixture).
+    alice = ("pbkdf2_sha256$600000$3AvYYKetK2KuB1WwLo1XOg$"
+             "V27R+LrJlPVVDzmHoH9G4T9W1y6OTTpl2Ux/dJjxV+o=")
+    user = User(username="alice", password_hash=alice)
+    assert not services.check_password(user, "alice-original-2023!")
+    assert user.password_hash == alice
+    assert services.check_password(user, "Alice-Original-2023!")
+    assert user.password_hash.startswith("$argon2id$")
+    assert services.check_password(user, "Alice-Original-2023!")
+    assert not services.check_password(user, "wrong")
+
+
+@pytest.mark.parametrize("stored", [
+    "pbkdf2_sha256$0$salt$AAAA", "pbkdf2_sha256$many$salt$AAAA", "pbkdf2_sha256$1000",
+    "pbkdf2_sha256$99999999999$salt$AAAA",
+])
+def test_damaged_django_hashes_never_verify(stored):
+    assert not services.check_password(User(username="x", password_hash=stored), "")
+
+
+def test_unicode_passwords_and_imported_hash_kinds():
+    import argon2
+
+    user = User(username="u", password_hash=_django_pbkdf2("pässwörd ✓"))
+    assert services.check_password(user, "pässwörd ✓")
+    assert services.imported_password_hash(_django_pbkdf2("x"))[1] is None
+    # Django's argon2 hashes are argon2 hashes behind a prefix.
+    native = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("pw")
+    stored, problem = services.imported_password_hash("argon2" + native)
+    assert (stored, problem) == (native, None)
+    assert services.check_password(User(username="v", password_hash=stored), "pw")
+    stored, problem = services.imported_password_hash("bcrypt_sha256$$2b$12$abc")
+    assert stored == "bcrypt_sha256$$2b$12$abc" and "'bcrypt_sha256' is not supported" in problem
+    assert not services.check_password(User(username="w", password_hash=stored), "abc")
+    assert services.imported_password_hash("!unusable")[1].startswith("has no usable")
+    assert services.imported_password_hash("") == ("!", services.imported_password_hash("")[1])
+
+
+def test_totp_secret_from_django_otp_hex_key():
+    secret = services.totp_secret_from_hex("1ed79509737e1ed0e68e51b8e5c6009b7ae48f65")
+    assert secret == "D3LZKCLTPYPNBZUOKG4OLRQATN5OJD3F"
+    # A 16-byte key: base32 without the padding pyotp adds back itself.
+    short = services.totp_secret_from_hex("00112233445566778899aabbccddeeff")
+    assert "=" not in short and pyotp.TOTP(short).now().isdigit()
+    # pyotp refuses secrets under 112 bits: such a user enrols again instead.
+    assert services.totp_secret_from_hex("00112233445566778899aabbcc") is None
+    assert services.totp_secret_from_hex("not hex") is None
+    assert services.totp_secret_from_hex("") is None
+    assert services.totp_secret_from_hex("ab" * 41) is None  # longer than our column
