@@ -1,5 +1,5 @@
 """The ``collector`` console command: migrate, create-user, create-token, serve, purge,
-audit export."""
+deliver, audit export."""
 
 import argparse
 import contextlib
@@ -200,6 +200,26 @@ def cmd_purge(args, settings):
     print(f"{'would remove' if args.dry_run else 'removed'} {removed} file(s)")
 
 
+def cmd_deliver(args, settings):
+    """Deliver due webhook events (and check free space): one pass, or a loop for a
+    process of its own beside servers started with WEBHOOK_WORKER=false."""
+    import collector.models  # noqa: F401
+    from collector.archives.storage import LocalArchiveStorage
+    from collector.webhooks.worker import Worker
+
+    with _engine(settings) as engine:
+        worker = Worker(engine, LocalArchiveStorage(settings["data_dir"]), settings)
+        while True:
+            for delivery_id, outcome in worker.run_once():
+                print(f"delivery {delivery_id}: {outcome}", flush=True)
+            if not args.loop:
+                return
+            try:
+                time.sleep(args.interval or settings["webhooks.interval"])
+            except KeyboardInterrupt:
+                return
+
+
 def cmd_audit_export(args, settings):
     """The audit events of a time range, oldest first, one JSON object a line on stdout."""
     import json
@@ -250,6 +270,11 @@ def parser():
     purge.add_argument("--dry-run", action="store_true")
     purge.add_argument("--stale-hours", type=float, default=6.0,
                        help="staging files older than this are stale (default 6)")
+    deliver = commands.add_parser("deliver", help="send due webhook events (one pass)")
+    deliver.add_argument("--loop", action="store_true",
+                         help="keep going, a pass every --interval seconds")
+    deliver.add_argument("--interval", type=float, default=None,
+                         help="seconds between passes (default: WEBHOOK_INTERVAL)")
     audit = commands.add_parser("audit", help="the audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     export = audit_commands.add_parser("export", help="write events as JSON lines to stdout")
@@ -261,7 +286,7 @@ def parser():
 
 COMMANDS = {"migrate": cmd_migrate, "create-user": cmd_create_user,
             "create-token": cmd_create_token, "serve": cmd_serve, "purge": cmd_purge,
-            "audit": cmd_audit_export}
+            "audit": cmd_audit_export, "deliver": cmd_deliver}
 
 
 def main(argv=None):

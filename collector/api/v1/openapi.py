@@ -251,6 +251,46 @@ SCHEMAS = {
     }),
 }
 
+WEBHOOK_EVENTS = {"enum": ["archive.uploaded", "upload.failed", "ticket.resolved",
+                           "storage.low"]}
+SCHEMAS.update({
+    "Webhook": returned({
+        "id": INTEGER,
+        "platform": {**STRING, "description": "Platform name: its tickets' events are sent"},
+        "url": {**STRING, "format": "uri"},
+        "secret": {**STRING, "description": "The HMAC-SHA256 key of the signature header"},
+        "active": BOOLEAN,
+        "time_create": TIME,
+    }),
+    "WebhookInput": obj({
+        "platform": {**STRING, "minLength": 1, "maxLength": 20},
+        "url": {**STRING, "format": "uri", "maxLength": 2000,
+                "description": "http:// or https://"},
+        "secret": {**STRING, "maxLength": 200, "default": "",
+                   "description": "16–200 characters; empty: the server makes one"},
+        "active": {**BOOLEAN, "default": True},
+    }, ["platform", "url"]),
+    "WebhookDelivery": returned({
+        "id": INTEGER,
+        "webhook": {**INTEGER, "description": "Webhook id"},
+        "event": WEBHOOK_EVENTS,
+        "event_id": {**STRING, "description": "The same on every retry "
+                     "(`X-Collector-Delivery`)"},
+        "state": {"enum": ["pending", "delivered", "failed"]},
+        "attempts": {**INTEGER, "minimum": 0},
+        "next_attempt_at": {**TIME_OR_NULL, "description": "While pending"},
+        "last_status": {"type": ["integer", "null"],
+                        "description": "The receiver's last HTTP status; null: no answer"},
+        "last_error": STRING,
+        "delivered_at": TIME_OR_NULL,
+        "time_create": TIME,
+        "payload": {"type": "object", "description": "The JSON body sent"},
+        "attempt_log": {"type": "array", "items": returned({
+            "time": TIME, "status": {"type": ["integer", "null"]}, "error": STRING,
+            "duration_ms": INTEGER})},
+    }),
+})
+
 LINE = obj({"line": {**INTEGER, "minimum": 1}, "text": STRING,
             "cut": {**BOOLEAN, "description": "Only part of the line is shown"}},
            ["line", "text", "cut"])
@@ -742,6 +782,34 @@ OPERATIONS = {
                                    "(`upload.`)"),
                              query("since", TIME_BOUND, "At or after"),
                              query("until", TIME_BOUND, "Before"), *PAGE]),
+    },
+    "api.webhooks": {
+        "get": operation("listWebhooks", "Every platform's webhooks (admin, two-factor)",
+                         {200: answer("All of them (not paginated)",
+                                      {"type": "array", "items": ref("Webhook")})},
+                         (401, 403)),
+        "post": _one("create", "Webhook", "Webhook", WRITE, 201,
+                     body=json_body(ref("WebhookInput")),
+                     description="Admins only; 404 when the platform does not exist."),
+    },
+    "api.webhook": {
+        "get": _one("get", "Webhook", "Webhook"),
+        "patch": _one("update", "Webhook", "Webhook", WRITE,
+                      body=json_body(partial(SCHEMAS["WebhookInput"])),
+                      description="Admins only."),
+        "delete": _delete("Webhook", description="Its deliveries go with it."),
+    },
+    "api.webhook.deliveries": {
+        "get": operation("listWebhookDeliveries", "Webhook deliveries, newest first, with "
+                         "every attempt (admin, two-factor)",
+                         {200: answer("One page of deliveries",
+                                      {"type": "array", "items": ref("WebhookDelivery")},
+                                      LIST_HEADERS)},
+                         (400, 401, 403), parameters=[
+                             query("webhook", INTEGER, "Webhook id"),
+                             query("state", {"enum": ["pending", "delivered", "failed"]},
+                                   "Delivery state"),
+                             query("event", STRING, "Event name"), *PAGE]),
     },
     "api.openapi": {
         "get": {"operationId": "getOpenAPI", "summary": "This document",
