@@ -158,16 +158,27 @@ def cmd_serve(args, settings):
 
 
 def cmd_purge(args, settings):
-    """Remove archive files that no row references, stale staging files, and expired tus
-    uploads (giving back the attempts they held) with their partial files."""
+    """Apply the retention rules (audited), then remove archive files that no row
+    references, stale staging files, and expired tus uploads (giving back the attempts
+    they held) with their partial files."""
     # Every mapper (Archive → Ticket → User …): the ORM resolves relationships by name.
     import collector.models  # noqa: F401
     from collector.archives.models import Archive
     from collector.archives.storage import LocalArchiveStorage
     from collector.archives.uploads import tus
 
+    from collector.archives.storage import alerts
+    from collector.db import utcnow
+    from collector.retention import services as retention
+
     storage = LocalArchiveStorage(settings["data_dir"])
     removed = 0
+    # The retention rules first: their files go now, not as orphans at the next run.
+    with _session(settings) as session:
+        for due in retention.apply(session, storage, settings, utcnow(), args.dry_run):
+            print(f"{'would remove' if args.dry_run else 'removed'} "
+                  f"{retention.describe(due)}")
+            removed += 1
     with _session(settings) as session:
         on_disk = set(storage.keys())
         referenced = set(session.scalars(select(Archive.storage_key)))
@@ -198,6 +209,9 @@ def cmd_purge(args, settings):
         _remove_file(path, "orphan upload file", args.dry_run)
         removed += 1
     print(f"{'would remove' if args.dry_run else 'removed'} {removed} file(s)")
+    if not args.dry_run:
+        with _engine(settings) as engine:
+            alerts.check(engine, storage, settings)
 
 
 def cmd_deliver(args, settings):

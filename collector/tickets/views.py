@@ -259,7 +259,9 @@ def ticket_page(request):
         "curl_command": f"curl -f -H 'Upload-Token: {ticket.token}' -F 'file=@logs.tar.gz' "
                         f"{base}/api/v1/archives/",
         "can_edit": bool(request.has_permission(Permission.EDIT, context)),
-        "can_delete": bool(request.has_permission(Permission.DELETE, context)),
+        "can_delete": bool(request.has_permission(Permission.DELETE, context))
+        and not ticket.legal_hold,
+        "can_hold": bool(request.has_permission(Permission.ADMIN, context)),
         "can_download": bool(request.has_permission(Permission.DOWNLOAD, context)),
     }
 
@@ -272,6 +274,19 @@ def resolve_ticket(request):
     services.update_ticket(request.dbsession, ticket, resolved=request.POST.get("resolved") == "1")
     message = (f"Ticket {ticket.number} resolved: its token accepts no more uploads."
                if ticket.resolved else f"Ticket {ticket.number} reopened.")
+    return _redirect(request, request.resource_url(request.context), message)
+
+
+@view_config(context=TicketNode, name="hold", permission=Permission.ADMIN,
+             request_method="POST")
+def legal_hold(request):
+    ticket = request.context.ticket
+    hold = request.POST.get("hold") == "1"
+    services.set_legal_hold(request.dbsession, ticket, hold,
+                            request.POST.get("reason", "").strip())
+    message = (f"Ticket {ticket.number} is under legal hold: no retention rule and no "
+               "deletion touches its archives." if hold
+               else f"Legal hold of ticket {ticket.number} lifted.")
     return _redirect(request, request.resource_url(request.context), message)
 
 
