@@ -2,9 +2,6 @@
 retries with backoff (an injected clock, no sleeping), attempts, claims, admin pages, ACL."""
 
 import datetime as dt
-import hashlib
-import hmac
-import http.server
 import json
 import socket
 import threading
@@ -17,44 +14,9 @@ from sqlalchemy import select
 from collector import main
 from collector.webhooks import services
 from collector.webhooks.models import WebhookAttempt, WebhookDelivery
+from webhook_receiver import SECRET, Receiver, verify_as_the_readme_says
 
-SECRET = "receiver-secret-0123456789"
 T0 = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
-
-
-class Receiver:
-    """A help desk on 127.0.0.1: answers each POST with the next status of ``statuses``
-    (the last one repeats) and keeps what it received."""
-
-    def __init__(self, statuses=(200,)):
-        self.statuses = list(statuses)
-        self.received = []
-        self.got_one = threading.Event()
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append((dict(self.headers), body))
-                status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 \
-                    else receiver.statuses[0]
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-                receiver.got_one.set()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/logs?source=lc"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -68,15 +30,6 @@ def receiver():
     yield make
     for one in made:
         one.close()
-
-
-def verify_as_the_readme_says(headers, body, secret, now):
-    """The receiver's side, exactly the README's recipe."""
-    fields = dict(part.split("=", 1) for part in headers["X-Collector-Signature"].split(","))
-    timestamp = int(fields["t"])
-    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body,
-                        hashlib.sha256).hexdigest()
-    return abs(now - timestamp) <= 300 and hmac.compare_digest(expected, fields["v1"])
 
 
 @pytest.fixture
