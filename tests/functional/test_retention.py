@@ -196,3 +196,35 @@ def test_purge_command_applies_retention(tmp_path, settings, testapp, engine, fa
     assert list(dbsession.scalars(select(Archive.id))) == [young]
     [event] = events(dbsession, "archive.delete")
     assert (event.archive_id, event.reason, event.actor_id) == (old, "retention", None)
+
+
+def test_platform_override_on_its_page(app, factory, admin, web_login, dbsession):
+    platform = factory.platform("vm6")
+    pages = web_login(webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost"}), admin)
+    form = pages.get("/platforms/vm6/edit").forms["platform-form"]
+    form["retention_resolved_days"] = "14"
+    form.submit(status=303)
+    dbsession.refresh(platform)
+    assert (platform.retention_resolved_days, platform.retention_max_days) == (14, None)
+    form = pages.get("/platforms/vm6/edit").forms["platform-form"]
+    assert form["retention_resolved_days"].value == "14"
+    form["retention_max_days"] = "soon"
+    refused = form.submit(status=400)
+    assert "retention_max_days" in refused.text or "not a number" in refused.text
+    form = pages.get("/platforms/vm6/edit").forms["platform-form"]
+    form["retention_resolved_days"] = ""
+    form.submit(status=303)
+    dbsession.refresh(platform)
+    assert platform.retention_resolved_days is None
+
+
+def test_an_archive_cannot_be_moved_off_a_held_ticket(testapp, factory, admin):
+    platform = factory.platform("vm6")
+    held, other = factory.ticket(platform, 1), factory.ticket(platform, 2)
+    archive_id = upload(testapp, held, b"evidence")
+    testapp.patch_json("/api/v1/tickets/1/", {"legal_hold": True}, headers=admin.headers)
+    testapp.patch_json(f"/api/v1/archives/{archive_id}/", {"ticket": 2},
+                       headers=admin.headers, status=423)
+    testapp.patch_json(f"/api/v1/archives/{archive_id}/", {"name": "renamed.log"},
+                       headers=admin.headers, status=200)
+    assert other.number == 2
