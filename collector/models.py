@@ -7,5 +7,6 @@ from collector.audit.models import AuditEvent
 from collector.tickets.models import Platform, PlatformMember, Ticket
 from collector.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 
-__all__ = ["ApiToken", "Archive", "StorageAlertState", "Webhook", "WebhookAttempt",
-           "WebhookDelivery", "AuditEvent", "ArchiveIndex", "ArchiveMember", "AuthFailure", "Platform", "PlatformMember", "Ticket", "User"]
+__all__ = ["ApiToken", "Archive", "ArchiveIndex", "ArchiveMember", "AuditEvent", "AuthFailure",
+           "Platform", "PlatformMember", "StorageAlertState", "Ticket", "User", "Webhook",
+           "WebhookAttempt", "WebhookDelivery"]

@@ -133,19 +133,6 @@ def signed_headers(secret, timestamp, body, event, event_id):
     }
 
 
-def verify(secret, header, body, now, tolerance=300):
-    """What a receiver does (the README's recipe, used by the tests): True when the
-    header's signature matches and its timestamp is within ``tolerance`` seconds."""
-    parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
-    try:
-        timestamp = int(parts["t"])
-    except (KeyError, ValueError):
-        return False
-    if abs(now - timestamp) > tolerance:
-        return False
-    return hmac.compare_digest(parts.get("v1", ""), signature(secret, timestamp, body))
-
-
 # --- delivering --------------------------------------------------------------------------
 
 def backoff(attempts, base, cap):

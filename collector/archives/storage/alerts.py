@@ -44,8 +44,14 @@ def check(engine, backend, settings, now=None):
         before, after, action = True, False, "storage.ok"
     else:
         return None
-    _ensure_row(engine)
     table = StorageAlertState.__table__
+    with engine.connect() as connection:
+        current = connection.execute(
+            select(table.c.low).where(table.c.id == STATE_ID)).scalar_one_or_none()
+    if current is None:
+        _make_row(engine)
+    elif current == after:
+        return None  # already announced: a read, no write, on every quiet pass
     from collector.audit.services import record
 
     with Session(engine) as session, session.begin():
@@ -53,18 +59,16 @@ def check(engine, backend, settings, now=None):
             update(table).where(table.c.id == STATE_ID, table.c.low == before)
             .values(low=after, free=free, changed_at=now or utcnow()))
         if result.rowcount != 1:
-            return None
+            return None  # another process saw it first
         record(session, action, detail={"free": free, "total": usage["total"],
                                         "threshold": threshold})
     log.warning("storage: %s free, threshold %s: %s", free, threshold, action)
     return "low" if after else "ok"
 
 
-def _ensure_row(engine):
+def _make_row(engine):
+    """The state row (the migration inserts it; a wiped table gets it back)."""
     table = StorageAlertState.__table__
-    with engine.connect() as connection:
-        if connection.execute(select(table.c.id).where(table.c.id == STATE_ID)).first():
-            return
     try:
         with engine.begin() as connection:
             connection.execute(insert(table).values(id=STATE_ID, low=False, free=0))
