@@ -35,6 +35,8 @@ def main(global_config, **settings):
     config.include("collector.audit")
     # /metrics and the latency tween, only when METRICS_TOKEN is set
     config.include("collector.metrics")
+    # help-desk webhooks: the worker thread (deliveries, low-space check), unless disabled
+    config.include("collector.webhooks")
     # Jinja2 pages, static assets (Bootstrap from XStatic), security headers
     config.include("collector.web")
     # cornice services (the REST API), then the v1 routes that traverse the resource tree

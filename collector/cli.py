@@ -1,5 +1,5 @@
 """The ``collector`` console command: migrate, create-user, create-token, serve, purge,
-audit export, import-original."""
+deliver, audit export, import-original."""
 
 import argparse
 import contextlib
@@ -158,16 +158,27 @@ def cmd_serve(args, settings):
 
 
 def cmd_purge(args, settings):
-    """Remove archive files that no row references, stale staging files, and expired tus
-    uploads (giving back the attempts they held) with their partial files."""
+    """Apply the retention rules (audited), then remove archive files that no row
+    references, stale staging files, and expired tus uploads (giving back the attempts
+    they held) with their partial files."""
     # Every mapper (Archive → Ticket → User …): the ORM resolves relationships by name.
     import collector.models  # noqa: F401
     from collector.archives.models import Archive
     from collector.archives.storage import LocalArchiveStorage
     from collector.archives.uploads import tus
 
+    from collector.archives.storage import alerts
+    from collector.db import utcnow
+    from collector.retention import services as retention
+
     storage = LocalArchiveStorage(settings["data_dir"])
     removed = 0
+    # The retention rules first: their files go now, not as orphans at the next run.
+    with _session(settings) as session:
+        for due in retention.apply(session, storage, settings, utcnow(), args.dry_run):
+            print(f"{'would remove' if args.dry_run else 'removed'} "
+                  f"{retention.describe(due)}")
+            removed += 1
     with _session(settings) as session:
         on_disk = set(storage.keys())
         referenced = set(session.scalars(select(Archive.storage_key)))
@@ -198,6 +209,29 @@ def cmd_purge(args, settings):
         _remove_file(path, "orphan upload file", args.dry_run)
         removed += 1
     print(f"{'would remove' if args.dry_run else 'removed'} {removed} file(s)")
+    if not args.dry_run:
+        with _engine(settings) as engine:
+            alerts.check(engine, storage, settings)
+
+
+def cmd_deliver(args, settings):
+    """Deliver due webhook events (and check free space): one pass, or a loop for a
+    process of its own beside servers started with WEBHOOK_WORKER=false."""
+    import collector.models  # noqa: F401
+    from collector.archives.storage import LocalArchiveStorage
+    from collector.webhooks.worker import Worker
+
+    with _engine(settings) as engine:
+        worker = Worker(engine, LocalArchiveStorage(settings["data_dir"]), settings)
+        while True:
+            for delivery_id, outcome in worker.run_once():
+                print(f"delivery {delivery_id}: {outcome}", flush=True)
+            if not args.loop:
+                return
+            try:
+                time.sleep(args.interval or settings["webhooks.interval"])
+            except KeyboardInterrupt:
+                return
 
 
 def cmd_audit_export(args, settings):
@@ -268,6 +302,11 @@ def parser():
     purge.add_argument("--dry-run", action="store_true")
     purge.add_argument("--stale-hours", type=float, default=6.0,
                        help="staging files older than this are stale (default 6)")
+    deliver = commands.add_parser("deliver", help="send due webhook events (one pass)")
+    deliver.add_argument("--loop", action="store_true",
+                         help="keep going, a pass every --interval seconds")
+    deliver.add_argument("--interval", type=float, default=None,
+                         help="seconds between passes (default: WEBHOOK_INTERVAL)")
     audit = commands.add_parser("audit", help="the audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     export = audit_commands.add_parser("export", help="write events as JSON lines to stdout")
@@ -303,7 +342,8 @@ def parser():
 
 COMMANDS = {"migrate": cmd_migrate, "create-user": cmd_create_user,
             "create-token": cmd_create_token, "serve": cmd_serve, "purge": cmd_purge,
-            "audit": cmd_audit_export, "import-original": cmd_import_original}
+            "audit": cmd_audit_export, "deliver": cmd_deliver,
+            "import-original": cmd_import_original}
 
 
 def main(argv=None):

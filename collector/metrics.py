@@ -43,6 +43,7 @@ from sqlalchemy import bindparam, func, select
 from collector.archives.models import TusUpload
 from collector.models import Archive  # with every other model: relationships resolve
 from collector.db import utcnow
+from collector.webhooks.models import WebhookDelivery
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,10 @@ class Metrics:
         self.responses = Counter(
             "collector_http_responses", "Answers by route and status",
             ["route", "status"], registry=self.registry)
+        self.webhooks = Counter(
+            "collector_webhook_deliveries", "Webhook delivery attempts by outcome: "
+            "delivered, retry (failed, will be retried), failed (given up)", ["outcome"],
+            registry=self.registry)
         self.registry.register(StateCollector(engine, backend, settings))
         self._timers, self._answers = {}, {}
 
@@ -109,6 +114,11 @@ class Metrics:
         self.uploads.labels(outcome, reason).inc()
         if size:
             self.upload_bytes.labels(outcome, reason).inc(size)
+
+
+    def webhook_attempt(self, outcome):
+        """One webhook delivery attempt of this process's worker ended."""
+        self.webhooks.labels(outcome).inc()
 
 
 class StateCollector:
@@ -149,6 +159,7 @@ class StateCollector:
                 count, size = connection.execute(_ARCHIVES).one()
                 open_uploads = connection.execute(
                     _OPEN_UPLOADS, {"now": utcnow()}).scalar_one()
+                pending = connection.execute(_PENDING_WEBHOOKS).scalar_one()
         except Exception:  # a scrape must answer even when the database does not
             log.exception("metrics: could not read the database")
             return [*state, ("collector_database_up", _DATABASE_UP, 0)]
@@ -156,13 +167,18 @@ class StateCollector:
                 ("collector_archives", "Archives stored", count),
                 ("collector_archive_bytes", "Bytes of all archives stored", size),
                 ("collector_resumable_uploads_open", "tus uploads created, not finished "
-                 "and not expired", open_uploads)]
+                 "and not expired", open_uploads),
+                ("collector_webhook_deliveries_pending", "Webhook events waiting to be "
+                 "delivered (all workers)", pending)]
 
 
 _DATABASE_UP = "Whether the last read of the database for metrics worked"
 # Core tables, not ORM entities: building these at import needs no configured mappers.
 _archives, _uploads = Archive.__table__.c, TusUpload.__table__.c
 _ARCHIVES = select(func.count(), func.coalesce(func.sum(_archives.size), 0))
+_deliveries = WebhookDelivery.__table__
+_PENDING_WEBHOOKS = (select(func.count()).select_from(_deliveries)
+                     .where(_deliveries.c.state == "pending"))
 _OPEN_UPLOADS = (select(func.count()).select_from(TusUpload.__table__)
                  .where(_uploads.finished_at.is_(None), _uploads.expires_at > bindparam("now")))
 

@@ -2,8 +2,11 @@
 
 from collector.accounts.models import ApiToken, AuthFailure, User
 from collector.archives.inspect.models import ArchiveIndex, ArchiveMember
-from collector.archives.models import Archive
+from collector.archives.models import Archive, StorageAlertState
 from collector.audit.models import AuditEvent
 from collector.tickets.models import Platform, PlatformMember, Ticket
+from collector.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 
-__all__ = ["ApiToken", "Archive", "AuditEvent", "ArchiveIndex", "ArchiveMember", "AuthFailure", "Platform", "PlatformMember", "Ticket", "User"]
+__all__ = ["ApiToken", "Archive", "ArchiveIndex", "ArchiveMember", "AuditEvent", "AuthFailure",
+           "Platform", "PlatformMember", "StorageAlertState", "Ticket", "User", "Webhook",
+           "WebhookAttempt", "WebhookDelivery"]

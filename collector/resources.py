@@ -14,8 +14,10 @@
      ├─ TokenContainer            /tokens/            a user's own personal API tokens
      ├─ Account                   /account/           the signed-in user's own settings
      └─ Admin                     /admin/             admin only
-         └─ UserContainer         /admin/users/
-             └─ UserNode          /admin/users/{id}/
+         ├─ UserContainer         /admin/users/
+         │   └─ UserNode          /admin/users/{id}/
+         └─ WebhookContainer      /admin/webhooks/    help-desk webhooks and their deliveries
+             └─ WebhookNode       /admin/webhooks/{id}/
 
 Every ACL is computed from the database at request time; the API routes traverse into
 this same tree, so one ACL decides for the web pages and the API alike.
@@ -218,9 +220,8 @@ class Admin(Node):
     __acl__ = [(Allow, "group:admin", ALL_PERMISSIONS), DENY_ALL]
 
     def __getitem__(self, name):
-        if name != "users":
-            raise KeyError(name)
-        return UserContainer(self.request, name, self)
+        children = {"users": UserContainer, "webhooks": WebhookContainer}
+        return children[name](self.request, name, self)
 
 
 class UserContainer(Node):
@@ -240,3 +241,21 @@ class UserNode(Node):
     def __init__(self, request, user, parent):
         super().__init__(request, str(user.id), parent)
         self.user = user
+
+
+class WebhookContainer(Node):
+    """``/admin/webhooks/``: every platform's webhooks; only the Admin ACL above applies."""
+
+    def __getitem__(self, webhook_id):
+        from collector.webhooks import services
+
+        hook = services.get_webhook(self.dbsession, webhook_id)
+        if hook is None:
+            raise KeyError(webhook_id)
+        return WebhookNode(self.request, hook, self)
+
+
+class WebhookNode(Node):
+    def __init__(self, request, webhook, parent):
+        super().__init__(request, str(webhook.id), parent)
+        self.webhook = webhook

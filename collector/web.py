@@ -17,6 +17,7 @@ from pyramid.csrf import get_csrf_token
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.view import view_config
 
+from collector.archives.storage import alerts
 from collector.resources import Root
 
 try:
@@ -105,14 +106,18 @@ def staff_user(request):
 
 
 def storage_gauge(request):
-    """Disk usage for the staff layout's gauge; ``warn`` above STORAGE_WARN_PERCENT."""
+    """Disk usage for the staff layout's gauge (``warn`` above STORAGE_WARN_PERCENT) and
+    its low-space banner (below STORAGE_ALERT_FREE)."""
     usage = request.storage.backend.usage()
     total = usage["total"] or 1
     percent = round(100.0 * usage["used"] / total, 1)
     reserve = request.registry.settings["storage.reserve"]
     warn = request.registry.settings["storage.warn_percent"]
     level = "danger" if usage["free"] <= reserve else ("warning" if percent >= warn else "ok")
-    return {**usage, "percent": percent, "level": level}
+    # The banner: from the free space read here anyway (the alert's audit event and webhook
+    # come from the worker, once per crossing: archives/storage/alerts.py).
+    low = alerts.is_low(usage["free"], request.registry.settings)
+    return {**usage, "percent": percent, "level": level, "low": low, "reserve": reserve}
 
 
 def is_api(request):

@@ -87,6 +87,8 @@ def settings(engine, data_dir):
         "data_dir": str(data_dir),
         "collector.engine": engine,
         "storage.reserve": "0",
+        # No webhook/low-space worker thread: tests run its passes themselves.
+        "webhooks.worker": "false",
         "upload.max_size": "64MiB",
     }
 

@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from collector.db import Base, UTCDateTime, utcnow
@@ -65,3 +65,15 @@ class TusUpload(Base):
         ForeignKey("archives.id", ondelete="SET NULL"), nullable=True)
     time_create: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     time_update: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class StorageAlertState(Base):
+    """The one row saying whether the archive disk is below the low-space threshold, so
+    that each crossing is announced once, whichever process or restart sees it."""
+
+    __tablename__ = "storage_alert_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    low: Mapped[bool] = mapped_column(Boolean, default=False)
+    free: Mapped[int] = mapped_column(BigInteger, default=0)
+    changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -136,6 +136,7 @@ def recorded(dbsession, archive, ticket, how):
 
 
 def delete_archive(dbsession, storage, archive):
+    tickets.check_not_held(archive.ticket)
     record(dbsession, "archive.delete", ticket=archive.ticket, archive=archive,
            detail={"size": archive.size, "sha256": archive.sha256, "name": archive.name})
     storage.delete_after_commit(archive.storage_key)

@@ -76,7 +76,10 @@ def record(source, action, *, outcome="ok", ticket=None, archive=None, actor=Non
         log.exception("audit: could not build the %s event", action)
         return
     if outcome == "ok":
-        (dbsession if dbsession is not None else request.dbsession).add(AuditEvent(**values))
+        session = dbsession if dbsession is not None else request.dbsession
+        session.add(AuditEvent(**values))
+        # Its webhook events (the outbox) commit with it, or not at all.
+        _notify(session, values)
         return
     if request is not None:
         engine = request.registry["db_engine"]
@@ -114,8 +117,22 @@ def _write_apart(engine, values, token):
                 if row is not None:
                     values["ticket_id"], values["ticket_number"] = row
             connection.execute(insert(AuditEvent).values(**values))
+            # Its webhook events share its fate: kept though the request rolled back.
+            _notify(connection, values)
     except Exception:
         log.exception("audit: could not write the %s event", values["action"])
+
+
+def _notify(db, values):
+    """Outbox rows for the help-desk webhooks, when the event is one of theirs."""
+    from collector.webhooks import services as webhooks
+
+    if values["action"] not in webhooks.EVENTS:
+        return
+    try:
+        webhooks.enqueue(db, values)
+    except Exception:  # never break the request over a webhook
+        log.exception("webhooks: could not queue the %s event", values["action"])
 
 
 # --- reading -----------------------------------------------------------------------------

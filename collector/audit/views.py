@@ -13,7 +13,8 @@ from collector.security import Permission
 PAGE_SIZE = 100
 # Offered as suggestions in the filter form; any action (or a prefix ending in ".") works.
 ACTIONS = ("signin.", "2fa.", "token.", "user.", "platform.", "ticket.", "upload.",
-           "upload.refused", "upload.failed", "archive.", "import.")
+           "upload.refused", "upload.failed", "archive.", "ticket.hold", "ticket.release",
+           "webhook.", "storage.", "import.")
 
 
 @view_config(context=Admin, name="audit", request_method="GET", permission=Permission.ADMIN,

@@ -16,6 +16,9 @@ class Platform(Base):
     pretty_name: Mapped[str] = mapped_column(String(100))
     # Open to all staff unless an admin restricts it to its members.
     restricted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Retention overrides (admin-set); None: the server's RETENTION_* setting, 0: never.
+    retention_resolved_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    retention_max_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     # Loaded only when asked for (a restricted platform's ACL, the platform API): every
     # ticket query joins its platform, and most never need the members.
@@ -47,6 +50,10 @@ class Ticket(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=5)
     resolved: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str] = mapped_column(Text, default="")
+    # Legal hold (admin): no retention rule and no deletion touches its archives.
+    legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When it was last resolved (retention counts from it); None while open.
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     time_create: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     time_update: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

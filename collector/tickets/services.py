@@ -195,10 +195,13 @@ def ticket_counts(dbsession, platform_ids):
     return {platform_id: (total, int(unresolved or 0)) for platform_id, total, unresolved in rows}
 
 
-def create_platform(dbsession, name, pretty_name, restricted=False, member_ids=()):
+def create_platform(dbsession, name, pretty_name, restricted=False, member_ids=(),
+                    retention_resolved_days=None, retention_max_days=None):
     if get_platform(dbsession, name) is not None:
         raise Conflict(f"platform {name} already exists")
-    platform = Platform(name=name, pretty_name=pretty_name, restricted=restricted)
+    platform = Platform(name=name, pretty_name=pretty_name, restricted=restricted,
+                        retention_resolved_days=retention_resolved_days,
+                        retention_max_days=retention_max_days)
     dbsession.add(platform)
     set_platform_members(platform, member_ids)
     _flush_unique(dbsession, f"platform {name}")
@@ -384,6 +387,9 @@ def update_ticket(dbsession, ticket, **fields):
     for key, value in fields.items():
         setattr(ticket, key, value)
     ticket.time_update = utcnow()
+    if ticket.resolved != was_resolved:
+        # Retention counts from here.
+        ticket.resolved_at = ticket.time_update if ticket.resolved else None
     dbsession.flush()
     if ticket.resolved != was_resolved:
         record(dbsession, "ticket.resolve" if ticket.resolved else "ticket.reopen",
@@ -403,10 +409,31 @@ def rotate_token(dbsession, ticket):
     return ticket
 
 
+def check_not_held(ticket):
+    """A ticket under legal hold keeps itself and its archives: 423 for any deletion."""
+    if ticket.legal_hold:
+        raise Locked(f"ticket {ticket.number} is under legal hold: its archives cannot be "
+                     "deleted until an admin lifts the hold")
+
+
+def set_legal_hold(dbsession, ticket, hold, reason=""):
+    """Place or lift the legal hold (the caller has checked the admin permission);
+    audited as ``ticket.hold`` / ``ticket.release``. Returns whether it changed."""
+    if ticket.legal_hold == hold:
+        return False
+    ticket.legal_hold = hold
+    ticket.time_update = utcnow()
+    dbsession.flush()
+    record(dbsession, "ticket.hold" if hold else "ticket.release", ticket=ticket,
+           detail={"reason": reason[:500]} if reason else None)
+    return True
+
+
 def delete_ticket(dbsession, storage, ticket):
     """Delete the ticket and its archives; their files go after the commit."""
     from collector.archives.models import Archive
 
+    check_not_held(ticket)
     keys = dbsession.scalars(select(Archive.storage_key).where(Archive.ticket_id == ticket.id))
     for key in keys:
         storage.delete_after_commit(key)

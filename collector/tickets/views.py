@@ -19,7 +19,7 @@ from sqlalchemy import select
 from collector.accounts import services as accounts
 from collector.accounts.models import User
 from collector.api.v1 import validate
-from collector.api.v1.platforms import PlatformSchema
+from collector.api.v1.platforms import RETENTION, PlatformSchema
 from collector.api.v1.tickets import TicketSchema
 from collector.archives import services as archives
 from collector.audit import services as audit
@@ -259,7 +259,9 @@ def ticket_page(request):
         "curl_command": f"curl -f -H 'Upload-Token: {ticket.token}' -F 'file=@logs.tar.gz' "
                         f"{base}/api/v1/archives/",
         "can_edit": bool(request.has_permission(Permission.EDIT, context)),
-        "can_delete": bool(request.has_permission(Permission.DELETE, context)),
+        "can_delete": bool(request.has_permission(Permission.DELETE, context))
+        and not ticket.legal_hold,
+        "can_hold": bool(request.has_permission(Permission.ADMIN, context)),
         "can_download": bool(request.has_permission(Permission.DOWNLOAD, context)),
     }
 
@@ -272,6 +274,19 @@ def resolve_ticket(request):
     services.update_ticket(request.dbsession, ticket, resolved=request.POST.get("resolved") == "1")
     message = (f"Ticket {ticket.number} resolved: its token accepts no more uploads."
                if ticket.resolved else f"Ticket {ticket.number} reopened.")
+    return _redirect(request, request.resource_url(request.context), message)
+
+
+@view_config(context=TicketNode, name="hold", permission=Permission.ADMIN,
+             request_method="POST")
+def legal_hold(request):
+    ticket = request.context.ticket
+    hold = request.POST.get("hold") == "1"
+    services.set_legal_hold(request.dbsession, ticket, hold,
+                            request.POST.get("reason", "").strip())
+    message = (f"Ticket {ticket.number} is under legal hold: no retention rule and no "
+               "deletion touches its archives." if hold
+               else f"Legal hold of ticket {ticket.number} lifted.")
     return _redirect(request, request.resource_url(request.context), message)
 
 
@@ -352,6 +367,10 @@ def create_platform(request):
     return _redirect(request, target, f"Platform {row.name} created.")
 
 
+def _blank(value):
+    return "" if value is None else str(value)
+
+
 def _platform_page(request, form=None):
     platform = request.context.platform
     ids = [m.user_id for m in platform.members]
@@ -359,7 +378,10 @@ def _platform_page(request, form=None):
         select(User).where(User.id.in_(ids)).order_by(User.username)).all() if ids else []
     return {"nav": "platforms", "platform": platform, "members": members,
             "form": form or {"pretty_name": platform.pretty_name,
-                             "restricted": platform.restricted},
+                             "restricted": platform.restricted,
+                             "retention_resolved_days": _blank(
+                                 platform.retention_resolved_days),
+                             "retention_max_days": _blank(platform.retention_max_days)},
             "ticket_count": services.ticket_counts(request.dbsession, [platform.id]).get(
                 platform.id, (0, 0))[0],
             "url": request.resource_url(request.context),
@@ -377,16 +399,20 @@ def edit_platform_form(request):
 def edit_platform(request):
     platform, post = request.context.platform, request.POST
     form = {"pretty_name": post.get("pretty_name", "").strip(),
-            "restricted": post.get("restricted") == "1"}
+            "restricted": post.get("restricted") == "1",
+            "retention_resolved_days": post.get("retention_resolved_days", "").strip(),
+            "retention_max_days": post.get("retention_max_days", "").strip()}
     page = _platform_page(request, form)
     try:
         # The whole schema (the name is not editable here): an empty display name is an
-        # error, not "unchanged".
+        # error, not "unchanged"; an empty retention field follows the server's setting.
         data = validate(PlatformSchema(), {
             "name": platform.name, "pretty_name": form["pretty_name"],
-            "restricted": "1" if form["restricted"] else "0"}, "form")
+            "restricted": "1" if form["restricted"] else "0",
+            **{name: form[name] for name in RETENTION if form[name]}}, "form")
         services.update_platform(request.dbsession, platform, pretty_name=data["pretty_name"],
-                                 restricted=data["restricted"])
+                                 restricted=data["restricted"],
+                                 **{name: data[name] for name in RETENTION})
     except DomainError as exc:
         return _failed(request, exc, page)
     return _redirect(request, request.resource_url(request.context, "edit"),

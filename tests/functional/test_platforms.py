@@ -5,7 +5,8 @@ def test_admin_creates_and_changes_platforms(testapp, admin):
     made = testapp.post_json("/api/v1/platforms/", {"name": "vm6", "pretty_name": "VM 6"},
                              headers=admin.headers, status=201).json
     assert made == {"id": made["id"], "name": "vm6", "pretty_name": "VM 6",
-                    "restricted": False, "members": []}
+                    "restricted": False, "members": [], "retention_resolved_days": None,
+                    "retention_max_days": None}
     # the same path without its trailing slash works too
     assert testapp.get("/api/v1/platforms/vm6", headers=admin.headers).json["name"] == "vm6"
     patched = testapp.patch_json("/api/v1/platforms/vm6/", {"pretty_name": "VMmanager"},

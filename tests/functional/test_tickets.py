@@ -18,7 +18,8 @@ def test_create_defaults(testapp, staff, factory):
     created = dt.datetime.fromisoformat(ticket["time_create"].replace("Z", "+00:00"))
     assert dt.timedelta(days=6, hours=23) < expires - created <= dt.timedelta(days=7)
     assert set(ticket) == {"id", "number", "resolved", "token", "attempts", "platform",
-                           "time_create", "time_update", "user", "note", "expires_at"}
+                           "time_create", "time_update", "user", "note", "expires_at",
+                           "legal_hold", "resolved_at"}
 
 
 def test_create_errors(testapp, staff, factory):

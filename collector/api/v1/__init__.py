@@ -58,6 +58,12 @@ ROUTES = {
     "api.openapi": ("/openapi.json", "/openapi.json", None),
     # The audit log lives under the tree's Admin node: one ACL for the page and the API.
     "api.audit": ("/audit/", "/audit{slash:/?}", "/admin"),
+    # Help-desk webhooks, under the same Admin node; the deliveries route comes before
+    # the item route, whose {id} would take "deliveries".
+    "api.webhooks": ("/webhooks/", "/webhooks{slash:/?}", "/admin/webhooks"),
+    "api.webhook.deliveries": ("/webhooks/deliveries/", "/webhooks/deliveries{slash:/?}",
+                               "/admin/webhooks"),
+    "api.webhook": ("/webhooks/{id}/", "/webhooks/{id}{slash:/?}", "/admin/webhooks/{id}"),
 }
 
 DEFAULT_LIMIT = 100

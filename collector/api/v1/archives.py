@@ -105,6 +105,9 @@ def patch_archive(request):
             raise NotFound(f"ticket {data['ticket']} does not exist")
         if not request.has_permission(Permission.EDIT, ticket_node(request, target)):
             raise Forbidden(f"you may not move archives to ticket {target.number}")
+        if target.id != row.ticket_id:
+            # Moved away, an archive would escape its ticket's legal hold.
+            tickets.check_not_held(row.ticket)
         row.ticket_id, row.ticket = target.id, target
     request.dbsession.flush()
     return serialise(request, row)

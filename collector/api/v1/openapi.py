@@ -70,7 +70,8 @@ ERRORS = {
     413: "The archive is larger than the upload limit",
     422: "The archive or member cannot be read: damaged, truncated, binary, or over a "
          "reading limit (see `detail`)",
-    423: "The upload token is unusable: ticket resolved, token expired or out of attempts",
+    423: "The upload token is unusable: ticket resolved, token expired or out of attempts; "
+         "or the ticket is under legal hold (no deletion)",
     429: "Too many failed sign-in attempts; retry after `Retry-After` seconds",
     503: "The database is unavailable, or the archive's member index is being built; retry "
          "after `Retry-After` seconds",
@@ -135,6 +136,12 @@ SCHEMAS = {
         "pretty_name": STRING,
         "restricted": {**BOOLEAN, "description": "Only members and admins see it"},
         "members": {"type": "array", "items": STRING, "description": "Usernames"},
+        "retention_resolved_days": {"type": ["integer", "null"], "description":
+                                    "Days after resolution its archives are kept; null: "
+                                    "the server's RETENTION_RESOLVED_DAYS, 0: forever"},
+        "retention_max_days": {"type": ["integer", "null"], "description":
+                               "Days after upload its archives are kept; null: the "
+                               "server's RETENTION_MAX_DAYS, 0: forever"},
     }),
     "PlatformInput": obj({
         "name": {**STRING, "pattern": PLATFORM_NAME.pattern},
@@ -142,6 +149,10 @@ SCHEMAS = {
         "restricted": {**BOOLEAN, "default": False},
         "members": {"type": "array", "items": STRING, "default": [],
                     "description": "Usernames of the members (restricted platforms)"},
+        "retention_resolved_days": {"type": ["integer", "null"], "minimum": 0,
+                                    "maximum": 36500, "default": None},
+        "retention_max_days": {"type": ["integer", "null"], "minimum": 0, "maximum": 36500,
+                               "default": None},
     }, ["name", "pretty_name"]),
     "Ticket": returned({
         "id": INTEGER,
@@ -155,6 +166,10 @@ SCHEMAS = {
         "user": {"type": ["string", "null"], "description": "Who created it"},
         "note": STRING,
         "expires_at": {**TIME, "description": "The upload token is refused from then on"},
+        "legal_hold": {**BOOLEAN, "description": "Its archives are kept: no retention rule "
+                       "and no deletion (423) until an admin lifts it"},
+        "resolved_at": {**TIME_OR_NULL, "description": "When it was resolved (retention "
+                        "counts from it)"},
     }),
     "TicketInput": obj({
         "number": {**INTEGER, "minimum": 1, "maximum": 2**62},
@@ -166,6 +181,8 @@ SCHEMAS = {
         "expires_at": TIME_OR_NULL,
         "lifetime_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 3650,
                           "description": "Token lifetime from now (when no expires_at)"},
+        "legal_hold": {**BOOLEAN, "description": "Admins only (403 otherwise); left out: "
+                       "unchanged"},
     }, ["number", "platform"]),
     "Archive": returned({
         "id": INTEGER,
@@ -250,6 +267,46 @@ SCHEMAS = {
         "status": {"enum": ["ok", "low", "full"]},
     }),
 }
+
+WEBHOOK_EVENTS = {"enum": ["archive.uploaded", "upload.failed", "ticket.resolved",
+                           "storage.low"]}
+SCHEMAS.update({
+    "Webhook": returned({
+        "id": INTEGER,
+        "platform": {**STRING, "description": "Platform name: its tickets' events are sent"},
+        "url": {**STRING, "format": "uri"},
+        "secret": {**STRING, "description": "The HMAC-SHA256 key of the signature header"},
+        "active": BOOLEAN,
+        "time_create": TIME,
+    }),
+    "WebhookInput": obj({
+        "platform": {**STRING, "minLength": 1, "maxLength": 20},
+        "url": {**STRING, "format": "uri", "maxLength": 2000,
+                "description": "http:// or https://"},
+        "secret": {**STRING, "maxLength": 200, "default": "",
+                   "description": "16–200 characters; empty: the server makes one"},
+        "active": {**BOOLEAN, "default": True},
+    }, ["platform", "url"]),
+    "WebhookDelivery": returned({
+        "id": INTEGER,
+        "webhook": {**INTEGER, "description": "Webhook id"},
+        "event": WEBHOOK_EVENTS,
+        "event_id": {**STRING, "description": "The same on every retry "
+                     "(`X-Collector-Delivery`)"},
+        "state": {"enum": ["pending", "delivered", "failed"]},
+        "attempts": {**INTEGER, "minimum": 0},
+        "next_attempt_at": {**TIME_OR_NULL, "description": "While pending"},
+        "last_status": {"type": ["integer", "null"],
+                        "description": "The receiver's last HTTP status; null: no answer"},
+        "last_error": STRING,
+        "delivered_at": TIME_OR_NULL,
+        "time_create": TIME,
+        "payload": {"type": "object", "description": "The JSON body sent"},
+        "attempt_log": {"type": "array", "items": returned({
+            "time": TIME, "status": {"type": ["integer", "null"]}, "error": STRING,
+            "duration_ms": INTEGER})},
+    }),
+})
 
 LINE = obj({"line": {**INTEGER, "minimum": 1}, "text": STRING,
             "cut": {**BOOLEAN, "description": "Only part of the line is shown"}},
@@ -634,7 +691,9 @@ OPERATIONS = {
         "patch": _one("update", "Ticket", "Ticket", WRITE,
                       body=json_body(partial(SCHEMAS["TicketInput"])),
                       description="`lifetime_days` counts from now: it extends the token."),
-        "delete": _delete("Ticket", description="Its archives and their files go with it."),
+        "delete": _delete("Ticket", (401, 403, 404, 423),
+                          description="Its archives and their files go with it; 423 while "
+                                      "it is under legal hold."),
     },
     "api.ticket.token": {
         "post": operation("rotateTicketToken", "Replace the ticket's upload token",
@@ -656,7 +715,9 @@ OPERATIONS = {
         "patch": _one("update", "Archive", "Archive", (400, 401, 403, 404),
                       body=json_body(ref("ArchivePatch")),
                       description="Rename it, or move it to another ticket (by number)."),
-        "delete": _delete("Archive", description="Its file is removed after the commit."),
+        "delete": _delete("Archive", (401, 403, 404, 423),
+                          description="Its file is removed after the commit; 423 while its "
+                                      "ticket is under legal hold."),
     },
     "api.archive.download": {
         "get": operation(
@@ -742,6 +803,34 @@ OPERATIONS = {
                                    "(`upload.`)"),
                              query("since", TIME_BOUND, "At or after"),
                              query("until", TIME_BOUND, "Before"), *PAGE]),
+    },
+    "api.webhooks": {
+        "get": operation("listWebhooks", "Every platform's webhooks (admin, two-factor)",
+                         {200: answer("All of them (not paginated)",
+                                      {"type": "array", "items": ref("Webhook")})},
+                         (401, 403)),
+        "post": _one("create", "Webhook", "Webhook", WRITE, 201,
+                     body=json_body(ref("WebhookInput")),
+                     description="Admins only; 404 when the platform does not exist."),
+    },
+    "api.webhook": {
+        "get": _one("get", "Webhook", "Webhook"),
+        "patch": _one("update", "Webhook", "Webhook", WRITE,
+                      body=json_body(partial(SCHEMAS["WebhookInput"])),
+                      description="Admins only."),
+        "delete": _delete("Webhook", description="Its deliveries go with it."),
+    },
+    "api.webhook.deliveries": {
+        "get": operation("listWebhookDeliveries", "Webhook deliveries, newest first, with "
+                         "every attempt (admin, two-factor)",
+                         {200: answer("One page of deliveries",
+                                      {"type": "array", "items": ref("WebhookDelivery")},
+                                      LIST_HEADERS)},
+                         (400, 401, 403), parameters=[
+                             query("webhook", INTEGER, "Webhook id"),
+                             query("state", {"enum": ["pending", "delivered", "failed"]},
+                                   "Delivery state"),
+                             query("event", STRING, "Event name"), *PAGE]),
     },
     "api.openapi": {
         "get": {"operationId": "getOpenAPI", "summary": "This document",

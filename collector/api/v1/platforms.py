@@ -7,6 +7,7 @@ from sqlalchemy import select
 from collector.accounts.models import User
 from collector.api.v1 import (
     Boolean,
+    Integer,
     error_handler,
     json_body,
     no_content,
@@ -32,11 +33,18 @@ class PlatformSchema(colander.MappingSchema):
     pretty_name = colander.SchemaNode(colander.String(), validator=colander.Length(1, 100))
     restricted = colander.SchemaNode(Boolean(), missing=False)
     members = colander.SchemaNode(colander.List(), missing=[])
+    # Retention overrides: null (or left out) follows the server's setting, 0 keeps forever.
+    retention_resolved_days = colander.SchemaNode(
+        Integer(), validator=colander.Range(0, 36500), missing=None)
+    retention_max_days = colander.SchemaNode(
+        Integer(), validator=colander.Range(0, 36500), missing=None)
 
 
 def serialise(request, row):
     return {"id": row.id, "name": row.name, "pretty_name": row.pretty_name,
-            "restricted": row.restricted, "members": sorted(_member_names(request, row))}
+            "restricted": row.restricted, "members": sorted(_member_names(request, row)),
+            "retention_resolved_days": row.retention_resolved_days,
+            "retention_max_days": row.retention_max_days}
 
 
 def _member_names(request, row):
@@ -69,7 +77,8 @@ def list_platforms(request):
 def create_platform(request):
     data = validate(PlatformSchema(), json_body(request))
     row = services.create_platform(request.dbsession, data["name"], data["pretty_name"],
-                                   data["restricted"], _member_ids(request, data["members"]))
+                                   data["restricted"], _member_ids(request, data["members"]),
+                                   data["retention_resolved_days"], data["retention_max_days"])
     request.response.status_int = 201
     return serialise(request, row)
 
@@ -79,8 +88,14 @@ def get_platform(request):
     return serialise(request, request.context.platform)
 
 
+RETENTION = ("retention_resolved_days", "retention_max_days")
+
+
 def _change(request, schema):
-    data = validate(schema, json_body(request))
+    body = json_body(request)
+    data = validate(schema, body)
+    # PATCH with null: back to the server's setting (colander drops a null as missing).
+    data.update({name: None for name in RETENTION if name in body and body[name] is None})
     if "members" in data:
         data["members"] = _member_ids(request, data["members"])
     row = services.update_platform(request.dbsession, request.context.platform, **data)

@@ -47,6 +47,8 @@ class TicketSchema(colander.MappingSchema):
     expires_at = colander.SchemaNode(colander.DateTime(), missing=None)
     lifetime_days = colander.SchemaNode(Integer(), validator=colander.Range(1, 3650),
                                         missing=None)
+    # Admin only; left out: unchanged.
+    legal_hold = colander.SchemaNode(Boolean(), missing=None)
 
 
 def _as_json(get, platform, user):
@@ -56,6 +58,7 @@ def _as_json(get, platform, user):
         "token": get("token"), "attempts": get("attempts"), "platform": platform,
         "time_create": iso(get("time_create")), "time_update": iso(get("time_update")),
         "user": user, "note": get("note"), "expires_at": iso(get("expires_at")),
+        "legal_hold": get("legal_hold"), "resolved_at": iso(get("resolved_at")),
     }
 
 
@@ -111,9 +114,15 @@ def create_ticket(request):
     data = validate(TicketSchema(), json_body(request))
     platform = _editable_platform(request, data.pop("platform"))
     resolved = data.pop("resolved")
+    hold = data.pop("legal_hold")
+    if hold:
+        _require_admin(request, request.context)
     row = services.create_ticket(request.dbsession, request.registry.settings,
                                  request.identity.user, platform, **data)
-    row.resolved = resolved
+    if resolved:
+        services.update_ticket(request.dbsession, row, resolved=True)
+    if hold:
+        services.set_legal_hold(request.dbsession, row, True)
     request.response.status_int = 201
     return serialise(request, row)
 
@@ -123,9 +132,19 @@ def get_ticket(request):
     return serialise(request, request.context.ticket)
 
 
+def _require_admin(request, context):
+    """Legal holds are the admins' (the tree's ACL: only they have ``admin`` there)."""
+    if not request.has_permission(Permission.ADMIN, context):
+        raise Forbidden("only an admin may place or lift a legal hold")
+
+
 def _change(request, schema):
     data = validate(schema, json_body(request))
     row = request.context.ticket
+    hold = data.pop("legal_hold", None)
+    if hold is not None and hold != row.legal_hold:
+        _require_admin(request, request.context)
+        services.set_legal_hold(request.dbsession, row, hold)
     if "platform" in data:
         data["platform"] = _editable_platform(request, data["platform"])
     lifetime = data.pop("lifetime_days", None)

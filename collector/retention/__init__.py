@@ -1,0 +1,1 @@
+"""Retention: which archives ``collector purge`` deletes, by age and by resolution."""

@@ -1,0 +1,72 @@
+"""/admin/webhooks/: the admin's page of webhooks and of every delivery and its attempts.
+
+The rules are ``webhooks.services``', the filters the API's; a refused form is shown again
+with its message (400) and commits nothing.
+"""
+
+from pyramid.httpexceptions import HTTPSeeOther
+from pyramid.view import view_config
+
+from collector.api.v1.webhooks import delivery_filters
+from collector.errors import DomainError
+from collector.resources import WebhookContainer, WebhookNode
+from collector.security import Permission
+from collector.tickets import services as tickets
+from collector.webhooks import services
+
+PAGE_SIZE = 50
+
+
+def _page(request, form=None, error=None):
+    params = request.GET
+    try:
+        filters = delivery_filters(params)
+    except DomainError as exc:
+        filters, error = {}, error or exc.detail
+        request.response.status_int = exc.status
+    rows, total = services.list_deliveries(request.dbsession, filters, PAGE_SIZE, 0)
+    platforms, _ = tickets.list_platforms(request.dbsession, request.identity.user, 1000, 0)
+    return {"nav": "admin", "webhooks": services.list_webhooks(request.dbsession),
+            "deliveries": rows, "total": total, "platforms": platforms,
+            "filters": {name: params.get(name, "") for name in ("webhook", "state", "event")},
+            "form": form or {"platform": "", "url": "", "secret": ""}, "error": error}
+
+
+@view_config(context=WebhookContainer, name="", permission=Permission.ADMIN,
+             request_method="GET", renderer="webhooks/admin_webhooks.jinja2")
+def webhooks_page(request):
+    return _page(request)
+
+
+@view_config(context=WebhookContainer, name="", permission=Permission.ADMIN,
+             request_method="POST", renderer="webhooks/admin_webhooks.jinja2")
+def create_webhook(request):
+    form = {name: request.POST.get(name, "").strip() for name in ("platform", "url", "secret")}
+    try:
+        platform = tickets.require_platform(request.dbsession, form["platform"])
+        services.create_webhook(request.dbsession, platform, form["url"], form["secret"])
+    except DomainError as exc:
+        request.tm.doom()
+        request.response.status_int = exc.status
+        return _page(request, form, exc.detail)
+    request.session.flash(f"Webhook for {platform.name} added.", "success")
+    return HTTPSeeOther(request.resource_url(request.context))
+
+
+@view_config(context=WebhookNode, name="toggle", permission=Permission.ADMIN,
+             request_method="POST")
+def toggle_webhook(request):
+    hook = request.context.webhook
+    services.update_webhook(request.dbsession, hook, active=not hook.active)
+    request.session.flash(f"Webhook {hook.id} {'enabled' if hook.active else 'disabled'}.",
+                          "success")
+    return HTTPSeeOther(request.resource_url(request.context.__parent__))
+
+
+@view_config(context=WebhookNode, name="delete", permission=Permission.ADMIN,
+             request_method="POST")
+def delete_webhook(request):
+    hook = request.context.webhook
+    services.delete_webhook(request.dbsession, hook)
+    request.session.flash(f"Webhook {hook.id} deleted.", "success")
+    return HTTPSeeOther(request.resource_url(request.context.__parent__))
