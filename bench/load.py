@@ -21,7 +21,7 @@ Against a real ``collector serve`` (waitress, its default 8 threads) on 127.0.0.
    time from the first creation to the last archive; the reference is ``dd bs=1M
    conv=fsync`` of the same bytes (fed through a pipe) to the same disk, in the same run.
    Staff page latency (p50/p99) during the load is printed beside step 2's; the server's
-   peak RSS (``VmHWM`` reset after startup, and ``VmRSS`` sampled every 20 ms);
+   peak RSS (``VmHWM`` reset just before the load, and ``VmRSS`` sampled every 20 ms);
 4. **others' uploads keep their speed**: one customer's upload of ``--solo-size`` alone,
    then while 7 clients stall mid-body (4 single POSTs and 3 tus PATCHes that sent half
    their body and went silent: each holds a connection, which waitress keeps until the
@@ -341,6 +341,7 @@ def main(argv=None):
         log(f"{args.customers} customers × {human(args.size)} ({args.protocol}) with "
             f"{args.staff} staff")
         settle()
+        rss_before = proc_status(pid, "VmRSS") or 0
         reset_hwm(pid)
         sampler = RssSampler(pid)
         sampler.start()
@@ -417,8 +418,9 @@ def main(argv=None):
               f"errors {len(result['errors'])}")
         for line in result["errors"][:5]:
             print(f"    {line}")
-    print(f"server peak RSS during the load: VmHWM {peak / MB:.0f} MB (reset after "
-          f"startup), VmRSS sampled {sampler.peaks.get('load', 0) / MB:.0f} MB")
+    print(f"server peak RSS during the load: VmHWM {peak / MB:.0f} MB (reset just before "
+          f"it), VmRSS sampled {sampler.peaks.get('load', 0) / MB:.0f} MB; before the load "
+          f"{rss_before / MB:.0f} MB")
     print(f"one upload of {human(args.solo_size)} ({args.protocol}), medians of "
           f"{args.repeat}: alone {statistics.median(alone):.0f} MB/s, with "
           f"{STALLED_POSTS + STALLED_PATCHES} stalled clients "
