@@ -2,8 +2,8 @@
 
 Each run picks a kill point and its details (sizes, chunk sizes, how many bytes are in
 when the server dies, multipart or raw body) from a random generator seeded once per
-session. The seed is printed with every run (shown by pytest when a run fails); replay a
-failure with ``CRASH_SEED=<seed>`` (and ``CRASH_RUNS`` for more or fewer runs, default 20).
+session. The seed is printed when the runs of a database start, and with every run
+(shown by pytest when the run fails); replay a failure with ``CRASH_SEED=<seed>`` (and ``CRASH_RUNS`` for more or fewer runs, default 20).
 The first runs cover every kill point once, in a shuffled order; the rest are drawn at
 random. Kill points (serverproc's pause points where the server must be caught at an
 exact moment; the server waits there and is killed):
@@ -124,6 +124,14 @@ RUN_LIST = scenarios(SEED, RUNS)
 def crash_server(request, tmp_path_factory):
     """One server (data dir and database) for all runs of a backend; each run uses a
     ticket of its own and leaves nothing behind (purge), so runs do not see each other."""
+    # Shown even when output is captured: the seed replays a failure.
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin(
+        "capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"test_crash ({request.param}): CRASH_SEED={SEED} "
+                                f"CRASH_RUNS={RUNS}")
     directory = tmp_path_factory.mktemp(f"crash-{request.param}")
     with database(request.param, directory / "db") as db_url:
         server = Server(directory / "server", db_url).setup()
@@ -271,7 +279,8 @@ def referenced(server):
     return archives | uploads
 
 
-@pytest.mark.parametrize("index", range(len(RUN_LIST)), ids=lambda i: f"run{i:02d}")
+@pytest.mark.parametrize("index", range(len(RUN_LIST)), ids=lambda i: "run{:02d}-{}-{}".format(
+    i, RUN_LIST[i]["protocol"], RUN_LIST[i]["point"]))
 def test_killed_server_restarts_and_nothing_is_lost(crash_server, index):
     server, run = crash_server, RUN_LIST[index]
     print(f"CRASH_SEED={SEED} CRASH_RUNS={RUNS} run{index:02d}: {run}")
