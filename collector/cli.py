@@ -4,6 +4,7 @@ deliver, audit export, import-original."""
 import argparse
 import contextlib
 import ctypes
+import datetime
 import getpass
 import os
 import sys
@@ -159,15 +160,14 @@ def cmd_serve(args, settings):
 
 def cmd_purge(args, settings):
     """Apply the retention rules (audited), then remove archive files that no row
-    references, stale staging files, and expired tus uploads (giving back the attempts
-    they held) with their partial files."""
+    references, stale staging files, and expired tus uploads and uploads still empty after
+    ``--stale-hours`` (giving back the attempts they held) with their partial files."""
     # Every mapper (Archive → Ticket → User …): the ORM resolves relationships by name.
     import collector.models  # noqa: F401
     from collector.archives.models import Archive
     from collector.archives.storage import LocalArchiveStorage
-    from collector.archives.uploads import tus
-
     from collector.archives.storage import alerts
+    from collector.archives.uploads import tus
     from collector.db import utcnow
     from collector.retention import services as retention
 
@@ -194,11 +194,15 @@ def cmd_purge(args, settings):
     for path in storage.stale_staging(args.stale_hours * 3600):
         _remove_file(path, "stale staging file", args.dry_run)
         removed += 1
+    # Uploads empty since this long ago are abandoned creations (see tus.purge_expired).
+    stale_since = utcnow() - datetime.timedelta(hours=args.stale_hours)
     with _session(settings) as session:
-        expired = tus.purge_expired(session, storage, dry_run=args.dry_run)
+        expired = tus.purge_expired(session, storage, dry_run=args.dry_run,
+                                    empty_before=stale_since)
         orphan_uploads = tus.orphan_upload_files(session, storage)
-    for upload_id in expired:
-        print(f"{'would remove' if args.dry_run else 'removed'} expired upload {upload_id}")
+    for upload in expired:
+        print(f"{'would remove' if args.dry_run else 'removed'} {upload.reason} upload "
+              f"{upload.id} {storage.upload_path(upload.storage_key)}")
         removed += 1
     # A file without a row is a creation that failed; young ones may be committing now.
     limit = time.time() - args.stale_hours * 3600
@@ -301,7 +305,9 @@ def parser():
     purge = commands.add_parser("purge", help="remove orphan and stale files")
     purge.add_argument("--dry-run", action="store_true")
     purge.add_argument("--stale-hours", type=float, default=6.0,
-                       help="staging files older than this are stale (default 6)")
+                       help="staging files, orphan upload files and tus uploads still "
+                            "empty this many hours after their creation are stale "
+                            "(default 6)")
     deliver = commands.add_parser("deliver", help="send due webhook events (one pass)")
     deliver.add_argument("--loop", action="store_true",
                          help="keep going, a pass every --interval seconds")

@@ -310,6 +310,45 @@ def test_expired_upload_answers_410_and_purge_removes_it(client, dbsession, tick
     client.head(keep)
 
 
+def test_purge_removes_uploads_still_empty_after_stale_hours(client, dbsession, ticket,
+                                                             data_dir, settings, tmp_path,
+                                                             capsys):
+    """A creation whose answer was lost (the server died after its commit) leaves an empty
+    upload no client can continue: purge gives its attempt back once it has been empty
+    for ``--stale-hours``. One that received a byte, a partial upload and a young empty
+    one stay."""
+    empty = _path(client.create(10).headers["Location"])
+    started = _path(client.create(10).headers["Location"])
+    client.patch(started, 0, b"a")
+    partial = _path(client.create(10, **{"Upload-Concat": "partial"}).headers["Location"])
+    young = _path(client.create(10).headers["Location"])
+    assert _attempts(dbsession, ticket) == 0
+    hours_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=7)
+    ids = [path.rsplit("/", 1)[1] for path in (empty, started, partial)]
+    dbsession.execute(update(TusUpload).where(TusUpload.id.in_(ids))
+                      .values(time_update=hours_ago))
+    dbsession.commit()
+    key = dbsession.get(TusUpload, ids[0]).storage_key
+    ini = tmp_path / "purge.ini"
+    ini.write_text(f"[app:main]\nuse = egg:logs-collector\ndb_url = {settings['db_url']}\n"
+                   f"data_dir = {data_dir}\nsecret_key = {settings['secret_key']}\n")
+    cli_main(["-c", str(ini), "purge", "--dry-run"])
+    assert f"would remove empty upload {ids[0]} {data_dir / 'uploads' / key}" in \
+        capsys.readouterr().out
+    assert (data_dir / "uploads" / key).is_file()
+    cli_main(["-c", str(ini), "purge"])
+    assert f"removed empty upload {ids[0]}" in capsys.readouterr().out
+    dbsession.expire_all()
+    assert dbsession.get(TusUpload, ids[0]) is None
+    assert not (data_dir / "uploads" / key).exists()
+    assert _attempts(dbsession, ticket) == 1  # the empty one's attempt came back
+    client.head(empty, status=404)
+    for path in (started, partial, young):
+        client.head(path)
+    # the attempt is usable again: a new upload starts
+    client.create(10)
+
+
 def test_concurrent_patch_is_refused_while_locked(client, dbsession, app, data_dir):
     """The lock as a second process would meet it: flock held on the partial file."""
     import fcntl

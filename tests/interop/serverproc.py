@@ -21,15 +21,25 @@ that the test can kill it at exactly that moment (once per process); with
 points:
 
 ``append``     a tus chunk is being appended: ``COLLECTOR_PAUSE_AFTER`` bytes of it are in
-               the partial file, not fsynced, the new offset not committed;
+               the partial file, not fsynced, the new offset not committed (only a chunk
+               that starts at ``COLLECTOR_PAUSE_FROM`` bytes or later, default 0);
 ``stage``      a single-request upload is being staged: ``COLLECTOR_PAUSE_AFTER`` bytes of
                it are in its staging file;
 ``finish``     the last chunk is appended and fsynced; the archive is not recorded yet;
+``precommit``  the transaction that records an archive (single or tus) is committing: the
+               row is flushed, the staged file (or the tus file's second name) is
+               complete in staging, nothing is in place yet;
 ``vote``       the storage manager has voted: the archive file is in place, the database
                has not committed;
-``committed``  the database has committed the archive; the answer has not been sent.
+``committed``  the database has committed the archive; the answer has not been sent;
+``create``     a tus upload's row and empty file exist, its transaction has not committed;
+``created``    a tus creation has committed; its answer (the upload's URL) is not sent.
+
+The module also holds what every crash test checks afterwards (``files_under``,
+``assert_rows_have_files``, ``purge_leaves_no_orphan``) and plain-HTTP tus helpers.
 """
 
+import base64
 import contextlib
 import ctypes
 import hashlib
@@ -43,6 +53,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 MiB = 1024 * 1024
@@ -201,7 +212,7 @@ class Server:
 
     # --- the process
 
-    def start(self, pause_at=None, pause_after=MiB, resumable=False):
+    def start(self, pause_at=None, pause_after=MiB, resumable=False, pause_from=0):
         """Start (or restart, on the same port) and wait for the health check."""
         assert self.proc is None, "already running"
         self.port = self.port or free_port()
@@ -211,6 +222,7 @@ class Server:
             extra.update({"COLLECTOR_PAUSE_AT": pause_at,
                           "COLLECTOR_PAUSE_MARK": str(self.mark),
                           "COLLECTOR_PAUSE_AFTER": str(pause_after),
+                          "COLLECTOR_PAUSE_FROM": str(pause_from),
                           "COLLECTOR_PAUSE_RESUME": "1" if resumable else ""})
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed when the process ends)
         self.proc = subprocess.Popen(
@@ -364,6 +376,92 @@ class Server:
             conn.close()
 
 
+# --- tus over plain HTTP -----------------------------------------------------------------
+
+CHUNK_TYPE = "application/offset+octet-stream"
+
+
+def tus_headers(token, **extra):
+    return {"Tus-Resumable": "1.0.0", "Upload-Token": token, **extra}
+
+
+def create(server, token, length, name="crash.bin", timeout=30):
+    """A tus creation; the upload's path."""
+    metadata = "filename " + base64.b64encode(name.encode()).decode()
+    status, headers, data = server.request("POST", "/api/v1/uploads/", headers=tus_headers(
+        token, **{"Upload-Length": str(length), "Upload-Metadata": metadata}),
+        timeout=timeout)
+    assert status == 201, data
+    return urllib.parse.urlsplit(headers["location"]).path
+
+
+def patch(server, token, path, offset, data, timeout=30, **extra):
+    return server.request("PATCH", path, data, tus_headers(
+        token, **{"Upload-Offset": str(offset), "Content-Type": CHUNK_TYPE}, **extra),
+        timeout=timeout)
+
+
+def head(server, token, path):
+    status, headers, data = server.request("HEAD", path, headers=tus_headers(token))
+    assert status == 200, (status, data)
+    return headers
+
+
+# --- what must hold after every crash ------------------------------------------------------
+
+def files_under(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def assert_rows_have_files(server):
+    """No archive row and no unfinished upload row points to a missing file."""
+    from sqlalchemy import select
+
+    from collector.archives.models import Archive, TusUpload
+
+    with server.session() as session:
+        for archive in session.scalars(select(Archive)):
+            assert (server.data_dir / "archives" / archive.storage_key[:2] /
+                    archive.storage_key).is_file(), f"archive {archive.id} has no file"
+        for upload in session.scalars(select(TusUpload).where(
+                TusUpload.finished_at.is_(None))):
+            assert (server.data_dir / "uploads" / upload.storage_key).is_file(), \
+                f"upload {upload.id} has no partial file"
+
+
+def purge_leaves_no_orphan(server):
+    """``purge --dry-run`` removes nothing and names what ``purge`` then removes; after it
+    every file belongs to a row. Returns the removed paths (relative to DATA_DIR)."""
+    from sqlalchemy import select
+
+    from collector.archives.models import Archive, TusUpload
+
+    data = server.data_dir
+    before = files_under(data)
+    dry = server.collector("purge", "--dry-run", "--stale-hours", "0")
+    assert files_under(data) == before, "a dry run removed files"
+    real = server.collector("purge", "--stale-hours", "0")
+
+    def named(output, verb):
+        # "removed <what> <path>" lines; the last word is the file (under DATA_DIR).
+        return sorted(str(Path(line.rsplit(" ", 1)[1]).relative_to(data))
+                      for line in output.splitlines() if line.startswith(verb + " ")
+                      and line.rsplit(" ", 1)[1].startswith(f"{data}/"))
+
+    removed = named(real, "removed")
+    assert named(dry, "would remove") == removed
+    assert sorted(set(before) - set(files_under(data))) == removed
+    with server.session() as session:
+        archives = {f"archives/{k[:2]}/{k}" for k in session.scalars(
+            select(Archive.storage_key))}
+        uploads = {f"uploads/{k}" for k in session.scalars(
+            select(TusUpload.storage_key).where(TusUpload.finished_at.is_(None)))}
+    assert set(files_under(data)) == archives | uploads
+    assert "would remove 0 file(s)" in server.collector("purge", "--dry-run",
+                                                        "--stale-hours", "0")
+    return removed
+
+
 # --- pause points (only when this file runs as the server) ---------------------------------
 
 _paused = threading.Event()
@@ -392,12 +490,13 @@ def _install_pause_point(point):
 
     if point == "append":
         after = int(os.environ.get("COLLECTOR_PAUSE_AFTER", MiB))
+        start = int(os.environ.get("COLLECTOR_PAUSE_FROM") or 0)
         append = tus.append
 
         def pausing(chunks, upload):
             written = 0
             for chunk in chunks:
-                if written >= after:
+                if written >= after and upload.offset >= start:
                     _pause(point, upload=upload.id, offset=upload.offset, written=written)
                 written += len(chunk)
                 yield chunk
@@ -432,26 +531,43 @@ def _install_pause_point(point):
             return finish(dbsession, storage, upload, *args)
 
         tus._finish = paused_finish
-    elif point == "vote":
+    elif point in ("precommit", "vote"):
         vote = StorageManager.tpc_vote
 
         def paused_vote(self, transaction):
-            adopted = any(staged.adopted for staged in self._staged)
+            # Only a transaction that records an archive stages a file.
+            staged = [s.path.name for s in self._staged]
+            if staged and point == "precommit":
+                _pause(point, staged=staged)
             vote(self, transaction)
-            if adopted:
-                _pause(point)
+            if staged:
+                _pause(point, staged=staged)
 
         StorageManager.tpc_vote = paused_vote
     elif point == "committed":
         finish_tpc = StorageManager.tpc_finish
 
         def paused_tpc_finish(self, transaction):
-            adopted = any(staged.adopted for staged in self._published)
+            published = bool(self._published)
             finish_tpc(self, transaction)
-            if adopted:
+            if published:
                 _pause(point)
 
         StorageManager.tpc_finish = paused_tpc_finish
+    elif point in ("create", "created"):
+        create_upload = tus.create_upload
+
+        def paused_create_upload(dbsession, storage, *args, **kwargs):
+            upload = create_upload(dbsession, storage, *args, **kwargs)
+            info = {"upload": upload.id, "key": upload.storage_key}
+            if point == "create":
+                _pause(point, **info)
+            else:
+                storage.transaction_manager.get().addAfterCommitHook(
+                    lambda success: _pause(point, **info) if success else None)
+            return upload
+
+        tus.create_upload = paused_create_upload
     elif point:
         raise SystemExit(f"unknown COLLECTOR_PAUSE_AT {point!r}")
 

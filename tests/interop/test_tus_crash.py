@@ -23,7 +23,6 @@ points of serverproc (the server waits there; the test kills it).
 
 import base64
 import concurrent.futures
-import contextlib
 import fcntl
 import hashlib
 import http.client
@@ -36,7 +35,6 @@ import sys
 import textwrap
 import time
 import urllib.parse
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -44,12 +42,23 @@ from tusclient import client as tus_client
 
 import collector.models  # noqa: F401 (every mapper: accounts.services needs them all)
 from collector.archives.models import Archive, TusUpload
-from serverproc import MiB, Server, database
+from serverproc import (
+    CHUNK_TYPE,
+    MiB,
+    Server,
+    assert_rows_have_files,
+    create,
+    database,
+    files_under,
+    head,
+    patch,
+    purge_leaves_no_orphan,
+    tus_headers,
+)
 
 pytestmark = pytest.mark.slow
 
 SIZE = 4 * MiB + 12345
-CHUNK_TYPE = "application/offset+octet-stream"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -67,31 +76,7 @@ def body():
     return os.urandom(SIZE)
 
 
-# --- tus over plain HTTP -----------------------------------------------------------------
-
-def tus_headers(token, **extra):
-    return {"Tus-Resumable": "1.0.0", "Upload-Token": token, **extra}
-
-
-def create(server, token, length, name="crash.bin"):
-    metadata = "filename " + base64.b64encode(name.encode()).decode()
-    status, headers, data = server.request("POST", "/api/v1/uploads/", headers=tus_headers(
-        token, **{"Upload-Length": str(length), "Upload-Metadata": metadata}))
-    assert status == 201, data
-    return urllib.parse.urlsplit(headers["location"]).path
-
-
-def patch(server, token, path, offset, data, timeout=30, **extra):
-    return server.request("PATCH", path, data, tus_headers(
-        token, **{"Upload-Offset": str(offset), "Content-Type": CHUNK_TYPE}, **extra),
-        timeout=timeout)
-
-
-def head(server, token, path):
-    status, headers, data = server.request("HEAD", path, headers=tus_headers(token))
-    assert status == 200, (status, data)
-    return headers
-
+# --- tus over plain HTTP (helpers in serverproc) -------------------------------------
 
 def uploader(server, token, body, path=None, chunk_size=MiB):
     """A new tuspy uploader: for ``path`` it asks the offset (HEAD), as a resuming client."""
@@ -114,51 +99,7 @@ def committed_offset(server, path):
         return session.get(TusUpload, path.rsplit("/", 1)[1]).offset
 
 
-# --- what must hold after every crash ------------------------------------------------------
-
-def files_under(root):
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-
-def assert_rows_have_files(server):
-    """No archive row and no unfinished upload row points to a missing file."""
-    with server.session() as session:
-        for archive in session.scalars(select(Archive)):
-            assert (server.data_dir / "archives" / archive.storage_key[:2] /
-                    archive.storage_key).is_file(), f"archive {archive.id} has no file"
-        for upload in session.scalars(select(TusUpload).where(
-                TusUpload.finished_at.is_(None))):
-            assert (server.data_dir / "uploads" / upload.storage_key).is_file(), \
-                f"upload {upload.id} has no partial file"
-
-
-def purge_leaves_no_orphan(server):
-    """``purge --dry-run`` removes nothing and names what ``purge`` then removes; after it
-    every file belongs to a row. Returns the removed paths (relative to DATA_DIR)."""
-    data = server.data_dir
-    before = files_under(data)
-    dry = server.collector("purge", "--dry-run", "--stale-hours", "0")
-    assert files_under(data) == before, "a dry run removed files"
-    real = server.collector("purge", "--stale-hours", "0")
-
-    def named(output, verb):
-        return sorted(str(Path(line.rsplit(" ", 1)[1]).relative_to(data))
-                      for line in output.splitlines() if line.startswith(verb + " ")
-                      and not line.endswith("file(s)"))
-
-    removed = named(real, "removed")
-    assert named(dry, "would remove") == removed
-    assert sorted(set(before) - set(files_under(data))) == removed
-    with server.session() as session:
-        archives = {f"archives/{k[:2]}/{k}" for k in session.scalars(
-            select(Archive.storage_key))}
-        uploads = {f"uploads/{k}" for k in session.scalars(
-            select(TusUpload.storage_key).where(TusUpload.finished_at.is_(None)))}
-    assert set(files_under(data)) == archives | uploads
-    assert "would remove 0 file(s)" in server.collector("purge", "--dry-run",
-                                                        "--stale-hours", "0")
-    return removed
-
+# --- what must hold after every crash (helpers in serverproc) ---------------------------
 
 def assert_finished_once(server, ticket, path, body, orphans=()):
     """The upload is one archive with the file's bytes, one attempt spent, nothing left

@@ -513,14 +513,41 @@ def terminate(dbsession, storage, upload):
     dbsession.expunge(upload)
 
 
-def purge_expired(session, backend, now=None, dry_run=False):
+def _purgeable(now, empty_before):
+    """Expired uploads, and (with ``empty_before``) plain uploads that have not received
+    a byte since their creation at or before that time."""
+    condition = TusUpload.expires_at <= now
+    if empty_before is not None:
+        condition = condition | (
+            (TusUpload.offset == 0) & TusUpload.finished_at.is_(None)
+            & TusUpload.concat.is_(None) & (TusUpload.time_update <= empty_before))
+    return condition
+
+
+Purged = collections.namedtuple("Purged", "id storage_key reason")  # "expired" or "empty"
+
+
+def purge_expired(session, backend, now=None, dry_run=False, empty_before=None):
     """Remove expired uploads (rows, then files), giving back their attempts; commits per
-    upload. Returns the removed uploads' ids. An upload being written to is left alone."""
+    upload. Returns the removed uploads (``Purged``). An upload being written to is left
+    alone.
+
+    ``empty_before``: also remove plain uploads still empty since then. Such an upload is
+    most often a creation whose answer (its URL) never reached the client — the server
+    died after the commit, or the connection did — so no client can ever continue it,
+    and it would hold its attempt until it expires (days): the customer, retrying with
+    a new upload, would find the ticket out of attempts. Nothing is lost by removing it:
+    it holds no byte, and a client that does know its URL gets 404 and starts again
+    (tus clients do), with the attempt given back here.
+    """
     now = now or utcnow()
     removed = []
-    expired = session.scalars(select(TusUpload).where(TusUpload.expires_at <= now)).all()
+    condition = _purgeable(now, empty_before)
+    expired = session.scalars(select(TusUpload).where(condition)).all()
     for upload in expired:
         path = backend.upload_path(upload.storage_key)
+        purged = Purged(upload.id, upload.storage_key,
+                        "expired" if upload.expires_at <= now else "empty")
         fd = None
         try:
             fd = os.open(path, os.O_RDWR)
@@ -536,11 +563,11 @@ def purge_expired(session, backend, now=None, dry_run=False):
             raise
         try:
             if dry_run:
-                removed.append(upload.id)
+                removed.append(purged)
                 continue
+            # Re-checked in the DELETE: a chunk may have arrived since the SELECT.
             deleted = session.execute(
-                delete(TusUpload).where(TusUpload.id == upload.id,
-                                        TusUpload.expires_at <= now)
+                delete(TusUpload).where(TusUpload.id == upload.id, condition)
                 .execution_options(synchronize_session=False)).rowcount
             if deleted == 1 and upload.holds_attempt and upload.finished_at is None:
                 tickets.give_back_attempt(session, upload.ticket_id)
@@ -554,7 +581,7 @@ def purge_expired(session, backend, now=None, dry_run=False):
             if deleted == 1:
                 path.unlink(missing_ok=True)
                 HASHES.forget(upload.id)
-                removed.append(upload.id)
+                removed.append(purged)
         finally:
             if fd is not None:
                 os.close(fd)
