@@ -71,6 +71,22 @@ def sanitise_name(name, default=DEFAULT_NAME):
     return name or default
 
 
+def member_parts(name):
+    """The parts of a member's path inside an archive, as shown and looked up: ``/`` or
+    ``\\`` separated, without empty, ``.`` and ``..`` parts (so never absolute and never
+    above the archive), each part visible (see ``_visible``). Never used on disk."""
+    parts = (_visible(part).strip() for part in
+             (name if isinstance(name, str) else "").replace("\\", "/").split("/"))
+    return [part for part in parts if part not in ("", ".", "..")]
+
+
+def stored_text(value):
+    """A name from inside an archive as the database can keep it: bytes that were not
+    UTF-8 (tarfile's surrogate escapes) and NULs written as ``\\xNN``."""
+    return "".join(f"\\x{ord(ch) & 0xFF:02x}" if 0xDC80 <= ord(ch) <= 0xDCFF or ch == "\x00"
+                   else "\ufffd" if unicodedata.category(ch) == "Cs" else ch for ch in value)
+
+
 def clean_label(value, limit=255):
     """A short piece of client text kept as metadata (a tus ``filetype``): visible
     characters only, trimmed."""
