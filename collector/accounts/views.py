@@ -39,8 +39,8 @@ def safe_next(value):
     Accepted: printable ASCII (no space) starting with exactly one ``/``, with no backslash
     anywhere. Browsers read ``//host`` and ``/\\host`` as another site, and drop tabs and
     newlines from URLs (``/<tab>/host`` is ``//host``), so none of those can pass; schemes
-    (``javascript:``, ``https:``) cannot start with ``/``; nor can an encoded ``//``. The answer is always prefixed by
-    the application's own URL as well.
+    (``javascript:``, ``https:``) cannot start with ``/``; nor can an encoded ``//``. The
+    answer is always prefixed by the application's own URL as well.
     """
     if not isinstance(value, str) or not 0 < len(value) <= MAX_NEXT:
         return DEFAULT_NEXT
