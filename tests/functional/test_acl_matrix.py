@@ -527,10 +527,11 @@ ENDS_SESSION = {("POST", "/logout"), ("POST", "/login"), ("POST", "/verify"),
 
 
 def start_session(client, world, principal, web_login):
-    """Sign ``session`` in (else just open a session) and keep its CSRF token."""
+    """Sign ``session`` (or test_csrf_headers.py's ``admin_session``) in, else just open a
+    session, and keep the session's CSRF token."""
     client.reset()
-    if principal == "session":
-        web_login(client, world.member)
+    if principal in {"session", "admin_session"}:
+        web_login(client, world.member if principal == "session" else world.admin)
         page = client.get("/account/")
     else:
         page = client.get("/login")
