@@ -314,7 +314,9 @@ class Harness:
     def stop_server(self):
         proc, self.proc = self.proc, None
         stop_process(proc, "server")
-        self._log.close()
+        log_file, self._log = getattr(self, "_log", None), None
+        if log_file is not None:  # never started, or already stopped
+            log_file.close()
 
     def server_log(self):
         try:

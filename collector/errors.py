@@ -141,7 +141,7 @@ def forbidden(exc, request):
                           "invalid.", {"WWW-Authenticate": 'Bearer realm="api"'})
     if isinstance(exc.result, MfaRequired):
         return json_error(request, 403, MfaRequired.reason)
-    if exc.result is None:  # a CSRF failure raises HTTPForbidden without an ACL result
+    if exc.result is None:  # an HTTPForbidden raised by a view has no ACL result
         return json_error(request, 403, exc.detail or "forbidden")
     return json_error(request, 403, "You do not have permission to perform this action.")
 
@@ -169,6 +169,9 @@ def notfound(exc, request):
     return page_error(request, 404, "There is no page at this address.")
 
 
+API_CSRF_DETAIL = ("CSRF token missing or incorrect: a request authenticated by the session "
+                   "cookie must send the session's token in X-CSRF-Token (or use a bearer "
+                   "token)")
 CSRF_DETAIL = ("The form has expired or was sent from another site. Go back, reload the page "
                "and try again.")
 
@@ -177,9 +180,12 @@ CSRF_DETAIL = ("The form has expired or was sent from another site. Go back, rel
 def http_exception(exc, request):
     if exc.status_int < 400:
         return exc
-    if isinstance(exc, (BadCSRFToken, BadCSRFOrigin)) and not request.path_info.startswith(
-            "/api/"):
-        return page_error(request, 400, CSRF_DETAIL)
+    if isinstance(exc, (BadCSRFToken, BadCSRFOrigin)):
+        if not request.path_info.startswith("/api/"):
+            return page_error(request, 400, CSRF_DETAIL)
+        # A cookie-authenticated API write without the session's token: refused as the
+        # original project's API did (403), saying what is missing.
+        return json_error(request, 403, API_CSRF_DETAIL)
     return error(request, exc.status_int, exc.detail or exc.title, dict(
         (k, v) for k, v in exc.headers.items() if k in {"Allow", "Retry-After"}))
 

@@ -38,6 +38,10 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "frame-ancestors 'none'",
 ])
 
+# Everything that is not one of our pages (JSON, downloads, static files, the uploader
+# script): nothing may load, run, or frame it, even when a browser opens it directly.
+OTHER_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'; sandbox"
+
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     # The upload page's token travels in the URL fragment, which is never sent; still,
@@ -53,8 +57,9 @@ def security_headers_tween_factory(handler, registry):
         response = handler(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
-        if (response.content_type or "").startswith("text/html"):
-            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        page = (response.content_type or "").startswith("text/html")
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY if page
+                                    else OTHER_CONTENT_SECURITY_POLICY)
         return response
 
     return tween

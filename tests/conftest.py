@@ -8,15 +8,19 @@ so cleaning up is a TRUNCATE / DELETE rather than a rolled-back outer transactio
 """
 
 import os
+import re
 import threading
 
 import pyotp
 import pytest
 import webtest
+from cornice.service import get_services
+from pyramid.interfaces import IExceptionResponse
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from collector import main
+from collector import resources as _r
 from collector.cli import migrate
 from collector.db import Base, make_engine
 
@@ -244,3 +248,131 @@ def live_server(app):
     server.trigger.pull_trigger(close_all)
     thread.join(timeout=10)
     assert not thread.is_alive(), "the test server did not stop"
+
+
+# --- the app's endpoints, read from its registry (the ACL matrix, CSRF and header tests) ---
+#
+# Pages are registered by ``context=`` and ``name=`` on the traversal tree: a page's pattern
+# is its context's canonical path (PAGE_PATHS) plus the view name. API routes and static
+# views come from the introspector's routes; their views (cornice's, one per method) from
+# its views. Cornice's own catch-all views (its 405 answer) and exception views are not
+# endpoints. A view added anywhere in the app shows up here, and so in those tests' tables.
+
+# The canonical address of every traversal context that has pages.
+PAGE_PATHS = {
+    _r.Root: "/",
+    _r.PlatformContainer: "/platforms/",
+    _r.PlatformNode: "/platforms/{name}/",
+    _r.TicketContainer: "/tickets/",
+    _r.TicketNode: "/platforms/{name}/tickets/{number}/",
+    _r.ArchiveNode: "/platforms/{name}/tickets/{number}/archives/{id}/",
+    _r.Account: "/account/",
+    _r.Admin: "/admin/",
+    _r.UserContainer: "/admin/users/",
+    _r.UserNode: "/admin/users/{id}/",
+    _r.WebhookContainer: "/admin/webhooks/",
+    _r.WebhookNode: "/admin/webhooks/{id}/",
+}
+
+# A view without a request_method predicate answers every method; these are the ones a
+# client can send it (HEAD is GET's).
+ANY_METHOD = ("GET", "POST")
+
+
+def _registry_of(app):
+    while not hasattr(app, "registry"):
+        app = app.app  # the access-log middleware
+    return app.registry
+
+
+def _pattern(route_pattern):
+    """``/api/v1/tickets/{number}{slash:/?}`` → ``/api/v1/tickets/{number}/``."""
+    pattern = route_pattern.replace("{slash:/?}", "/")
+    pattern = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", pattern)
+    return pattern if pattern.startswith("/") else "/" + pattern
+
+
+def _is_exception_view(context):
+    if isinstance(context, type):
+        return issubclass(context, BaseException) or IExceptionResponse.implementedBy(context)
+    return context is not None and context.isOrExtends(IExceptionResponse)
+
+
+def _endpoints(app):
+    """{(method, pattern): kind} for every endpoint; kind is "page", "api" or "static".
+
+    Raises AssertionError, readably, for a page whose context has no canonical path.
+    """
+    introspector = _registry_of(app).introspector
+    routes = {item["introspectable"]["name"]: item["introspectable"]
+              for item in introspector.get_category("routes")}
+    found, unknown = {}, []
+    for item in introspector.get_category("views"):
+        view = item["introspectable"]
+        context, route_name = view["context"], view["route_name"]
+        if _is_exception_view(context):
+            continue
+        methods = view["request_methods"]
+        methods = (methods,) if isinstance(methods, str) else (methods or ANY_METHOD)
+        if route_name is not None:
+            if "fallback_view" in getattr(view["callable"], "__qualname__", ""):
+                continue  # cornice's 405 for the methods a service does not define
+            route = routes[route_name]
+            pattern = _pattern(route["pattern"])
+            kind = "static" if route_name.startswith("__static") else "api"
+            if kind == "static":
+                methods = ("GET",)
+        else:
+            if context not in PAGE_PATHS:
+                unknown.append(f"{context.__name__} (view {view['name']!r})")
+                continue
+            pattern = PAGE_PATHS[context] + view["name"]
+            kind = "page"
+        for method in methods:
+            found[(method, pattern)] = kind
+    assert not unknown, ("pages on contexts without a canonical path in "
+                         f"tests/conftest.py PAGE_PATHS: {unknown}")
+    return found
+
+
+def _cornice_endpoints(app):
+    """{(method, pattern)} of every cornice service's defined methods (a cross-check)."""
+    routes = {item["introspectable"]["name"]: item["introspectable"]
+              for item in _registry_of(app).introspector.get_category("routes")}
+    result = set()
+    for service in get_services():
+        route = routes[service.pyramid_route]
+        for method, _, _ in service.definitions:
+            result.add((method, _pattern(route["pattern"])))
+    return result
+
+
+def _compare_endpoints(found, table, what):
+    """A readable message for keys found but not in the table, and stale table keys."""
+    missing = sorted(set(found) - set(table))
+    stale = sorted(set(table) - set(found))
+    lines = []
+    if missing:
+        lines.append(f"served by the app but missing from {what}:")
+        lines += [f"    {m} {p}" for m, p in missing]
+    if stale:
+        lines.append(f"in {what} but no longer served by the app:")
+        lines += [f"    {m} {p}" for m, p in stale]
+    return "\n".join(lines)
+
+
+@pytest.fixture
+def app_endpoints(app):
+    """{(method, pattern): "page" | "api" | "static"} of every endpoint the app serves."""
+    return _endpoints(app)
+
+
+@pytest.fixture
+def app_cornice_endpoints(app):
+    return _cornice_endpoints(app)
+
+
+@pytest.fixture
+def endpoint_table_diff():
+    """``diff(found, table, what)``: a readable list of missing and stale table keys."""
+    return _compare_endpoints
