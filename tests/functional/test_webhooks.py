@@ -16,7 +16,9 @@ from collector.webhooks import services
 from collector.webhooks.models import WebhookAttempt, WebhookDelivery
 from webhook_receiver import SECRET, Receiver, verify_as_the_readme_says
 
-T0 = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
+# The worker's clock in these tests: a minute ahead of the wall clock, so that every event
+# recorded by the test (at wall-clock time) is already due at T0.
+T0 = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(minutes=1)
 
 
 @pytest.fixture
