@@ -225,7 +225,6 @@ class World:
         self.outsider = factory.user("outsider")
         self.admin = factory.user("boss", admin=True)
         self.vault = factory.platform("vault", restricted=True, members=[self.member])
-        self.platform = "vault"
         self.b = factory.ticket(self.vault, 501, attempts=1000)
         self.a = factory.ticket(self.vault, 502)
         self.archive = self.upload(self.b)
