@@ -9,6 +9,7 @@ commits a returned response and aborts a raised one).
 """
 
 import time
+import urllib.parse
 
 from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
 from pyramid.security import forget, remember
@@ -28,14 +29,29 @@ ENROL_SECRET = "enrol_secret"
 # The time between a correct password and the second factor (or enrolment).
 PENDING_LIFETIME = 5 * 60
 DEFAULT_NEXT = "/tickets/"
+# Longer is no page of ours (and would bloat the session cookie).
+MAX_NEXT = 2048
 
 
 def safe_next(value):
-    """A local path to go to after sign-in; anything else (other sites, ``//host``) is not."""
-    if isinstance(value, str) and value.startswith("/") and not value.startswith("//") \
-            and "\\" not in value and not any(ch.isspace() for ch in value):
-        return value
-    return DEFAULT_NEXT
+    """A local path to go to after sign-in; anything else goes to the ticket list.
+
+    Accepted: printable ASCII (no space) starting with exactly one ``/``, with no backslash
+    anywhere. Browsers read ``//host`` and ``/\\host`` as another site, and drop tabs and
+    newlines from URLs (``/<tab>/host`` is ``//host``), so none of those can pass; schemes
+    (``javascript:``, ``https:``) cannot start with ``/``; nor can an encoded ``//``. The answer is always prefixed by
+    the application's own URL as well.
+    """
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NEXT:
+        return DEFAULT_NEXT
+    if value[0] != "/" or value[1:2] == "/" or "\\" in value:
+        return DEFAULT_NEXT
+    if not all("!" <= ch <= "~" for ch in value):
+        return DEFAULT_NEXT
+    # A proxy or a later redirect may decode it once: ``/%2F%2Fhost`` would become ``//host``.
+    if urllib.parse.unquote(value)[1:2] in ("/", "\\"):
+        return DEFAULT_NEXT
+    return value
 
 
 def _address(request):
@@ -84,7 +100,7 @@ def pending_user(request):
 
 def _sign_in(request, user):
     """The second factor passed: a real session (``user_id`` + ``mfa``), then onwards."""
-    next_path = request.session.get(PENDING_NEXT, DEFAULT_NEXT)
+    next_path = safe_next(request.session.get(PENDING_NEXT))
     user.last_login = utcnow()
     record(request, "signin.success", actor=user, detail={"via": "web"})
     headers = remember(request, user.id, mfa=True)

@@ -1,24 +1,16 @@
 """An archive's bytes as a streamed response: one implementation for the API and the pages.
 
-``Content-Disposition`` carries the exact name as RFC 6266 ``filename*``; ``Range``,
-``If-Range`` and the validators are answered by webob's conditional response.
+``Content-Disposition`` carries the name as RFC 6266 ``filename*`` (see archives/names.py);
+``Range``, ``If-Range`` and the validators are answered by webob's conditional response.
 """
-
-import urllib.parse
 
 from pyramid.response import FileIter, Response
 
+from collector.archives.names import content_disposition
 from collector.audit.services import record
 from collector.errors import NotFound, RangeNotSatisfiable
 
 BLOCK = 256 * 1024
-
-
-def content_disposition(name):
-    """RFC 6266: an ASCII fallback plus the exact name as UTF-8 ``filename*``."""
-    fallback = name.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_")
-    return (f'attachment; filename="{fallback}"; '
-            f"filename*=UTF-8''{urllib.parse.quote(name, safe='')}")
 
 
 def archive_response(request, row):

@@ -1,26 +1,14 @@
 """Domain rules for archives: lookup, listing, creation from a stream, deletion."""
 
-import re
-import unicodedata
-
 from sqlalchemy import func, select
 
 from collector.archives.models import Archive
+from collector.archives.names import sanitise_name
 from collector.archives.storage import TooLarge
 from collector.audit.services import record
 from collector.errors import BadRequest, InsufficientStorage, PayloadTooLarge
 from collector.tickets import services as tickets
 from collector.tickets.models import Ticket
-
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
-
-
-def sanitise_name(name):
-    """A display name safe for headers and disks: no path, no control characters."""
-    name = unicodedata.normalize("NFC", name or "")
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = _UNSAFE.sub("_", name).strip(" .")
-    return name[:255] or "archive"
 
 
 def get_archive(dbsession, archive_id):

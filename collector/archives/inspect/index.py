@@ -17,6 +17,7 @@ import zipfile
 
 import indexed_gzip
 
+from collector.archives import names
 from collector.archives.inspect import formats
 from collector.archives.inspect.formats import Budget, InspectError
 
@@ -58,15 +59,14 @@ class IndexResult:
 
 
 class _Paths:
-    """Display paths: normalised (no ``..``, no leading ``/``), short enough, unique."""
+    """Display paths: normalised (no ``..``, no leading ``/``, no control or invisible
+    characters: ``names.member_parts``), short enough, unique."""
 
     def __init__(self):
         self.taken = set()
 
     def __call__(self, name):
-        parts = [part for part in name.replace("\\", "/").split("/")
-                 if part not in ("", ".", "..")]
-        path = "/".join(parts).replace("\x00", "") or "unnamed"
+        path = "/".join(names.member_parts(name)) or "unnamed"
         while len(path.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
             path = path[:-10]
         candidate, n = path, 1
@@ -162,14 +162,16 @@ def _tar(path, compression, result, budget, limits, gzip_index_path, progress):
                     budget.spend(max(0, tar.offset - budget.produced))
                     if not (info.isreg() or info.issym() or info.islnk()):
                         continue
-                    member = Member(len(result.members), paths(info.name), info.name,
+                    # Not UTF-8 is common (latin-1 names): kept readable, never lost.
+                    member = Member(len(result.members), paths(info.name),
+                                    names.stored_text(info.name),
                                     info.size if info.isreg() else 0, _mtime(info.mtime),
                                     info.offset_data)
                     if info.isreg():
                         head = tar.extractfile(info).read(COMPRESSED_HEAD)
                         member.kind, member.compression = kind_of(head, info.size)
                     else:
-                        member.kind, member.target = "link", info.linkname
+                        member.kind, member.target = "link", names.stored_text(info.linkname)
                     _add(result, limits, member, progress)
             finally:
                 if seekable is not None and gzip_index_path is not None:

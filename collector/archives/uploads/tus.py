@@ -36,6 +36,7 @@ import threading
 
 from sqlalchemy import delete, select
 
+from collector.archives import names
 from collector.archives import services as archives
 from collector.archives.models import TusUpload
 from collector.archives.storage import WRITEBACK_EVERY, _hash_pool, kernel, write_all
@@ -97,7 +98,9 @@ def parse_metadata(header):
     result = {}
     for pair in filter(None, (part.strip() for part in header.split(","))):
         key, _, value = pair.partition(" ")
-        if not key or " " in value.strip() or key in result:
+        # Keys are printable ASCII (tus 1.0); nothing else is stored or echoed in HEAD.
+        if not key or not key.isascii() or not key.isprintable() or " " in value.strip() \
+                or key in result:
             raise BadRequest(f"Upload-Metadata: malformed pair {pair[:40]!r}")
         try:
             result[key] = base64.b64decode(value.strip(), validate=True).decode(
@@ -105,6 +108,11 @@ def parse_metadata(header):
         except (binascii.Error, ValueError):
             raise BadRequest(f"Upload-Metadata: the value of {key} is not base64") from None
     return result
+
+
+def _filename(metadata):
+    """The upload's name, sanitised now: it is shown (audit log) before it is an archive."""
+    return names.sanitise_name(metadata.get("filename") or metadata.get("name"))
 
 
 def parse_checksum(header):
@@ -275,11 +283,10 @@ def _create(dbsession, storage, settings, ticket, *, length, defer, metadata_hea
     upload = TusUpload(
         id=secrets.token_urlsafe(24), ticket_id=ticket.id, length=length, offset=0,
         metadata_header=(metadata_header or "").strip(),
-        filename=metadata.get("filename") or metadata.get("name") or "",
-        filetype=(metadata.get("filetype") or metadata.get("type") or "")[:255],
+        filename=_filename(metadata),
+        filetype=names.clean_label(metadata.get("filetype") or metadata.get("type")),
         concat=concat, parts="", holds_attempt=concat is None, storage_key=key,
         expires_at=_expiry(settings, ticket))
-    upload.filename = upload.filename[:255]
     dbsession.add(upload)
     dbsession.flush()
     record(dbsession, "upload.started", ticket=ticket,
@@ -315,15 +322,16 @@ def create_final(dbsession, storage, settings, ticket, part_ids, metadata_header
     total = sum(part.length for part in parts)
     archives.check_can_accept(storage, settings, total)
     tickets.consume_attempt(dbsession, ticket)
-    name = metadata.get("filename") or metadata.get("name") or ""
+    name = _filename(metadata)
     backend = storage.backend
     chunks = _file_chunks([(backend.upload_path(p.storage_key), p.length) for p in parts])
     archive = archives.stage_archive(dbsession, storage, settings, ticket, chunks, name)
     now = utcnow()
     final = TusUpload(
         id=secrets.token_urlsafe(24), ticket_id=ticket.id, length=total, offset=total,
-        metadata_header=(metadata_header or "").strip(), filename=name[:255],
-        filetype=(metadata.get("filetype") or "")[:255], concat="final",
+        metadata_header=(metadata_header or "").strip(), filename=name,
+        filetype=names.clean_label(metadata.get("filetype") or metadata.get("type")),
+        concat="final",
         parts=" ".join(part_ids), holds_attempt=False,
         storage_key=secrets.token_hex(16), expires_at=_expiry(settings, ticket, now),
         finished_at=now, archive_id=archive.id)
