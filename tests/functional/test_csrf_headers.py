@@ -137,6 +137,25 @@ def test_header_credentials_are_exempt_on_the_api(app, testapp, factory, dbsessi
     assert not wrong, "\n".join(wrong)
 
 
+@pytest.mark.parametrize("junk", [{"Authorization": "Bearer not-a-token"},
+                                  {"Upload-Token": "not-a-token"}])
+def test_a_header_that_authenticates_nobody_does_not_exempt(app, testapp, factory, dbsession,
+                                                            web_login, app_endpoints, junk):
+    """The exemption is for a request a header credential authenticates: with a junk one
+    the session cookie is what signs the request in, so it still needs the CSRF token."""
+    world = World(factory, testapp, dbsession)
+    client = without_csrf(browser(app, world, "admin_session", web_login))
+    client.principal_headers = junk
+    wrong = []
+    for method, pattern in unsafe(app_endpoints, kinds=("api",)):
+        req = _request_for(method, pattern)(world)
+        res = send(client, method, req)
+        acl_refusal = res.status_int == expected(method, pattern, "anonymous") >= 400
+        if not (is_csrf_refusal(res, req.path) or acl_refusal):
+            wrong.append(f"{method} {req.path}: {res.status_int} {res.body[:100]!r}")
+    assert not wrong, "\n".join(wrong)
+
+
 # --- security headers ---------------------------------------------------------------------
 # Every endpoint × every caller: test_acl_matrix.py::test_matrix checks them on each of its
 # answers (2xx, 3xx, 401, 403, 404, 423 …). Here: the other errors.
