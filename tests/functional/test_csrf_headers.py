@@ -1,16 +1,17 @@
-"""CSRF on every unsafe endpoint, and the security headers on every response.
+"""CSRF on every unsafe endpoint, and the security headers on error responses.
 
 The endpoints come from the app's registry (``app_endpoints`` in conftest.py) and the
 requests from test_acl_matrix.py's REQUESTS, so a new form or API write is covered here the
 day it is added (and test_acl_matrix.py fails until it has a request and a row).
 
-* A cookie session's unsafe request without the CSRF token is refused (a readable page, or
-  JSON ``detail`` under /api/) and nothing happens; with the token it gets what the ACL
-  matrix expects of the same caller.
-* Bearer and upload-token requests to the API carry their credential in a header a foreign
-  page cannot set: they need no CSRF token, even with a session cookie in the jar. Pages
-  never take that exemption.
-* Every response, errors and JSON included, carries the security headers.
+* A cookie session's unsafe request without the CSRF token is refused — a 403 with a JSON
+  ``detail`` under /api/, the 400 "form has expired" page elsewhere — and nothing happens;
+  with the token it gets what the ACL matrix expects of the same caller.
+* A valid bearer or upload token travels in a header a foreign page cannot set: such API
+  requests need no CSRF token, even with a session cookie in the jar. A header that
+  authenticates nobody earns no exemption, and pages never take it.
+* The security headers: test_acl_matrix.py::test_matrix checks them on every answer of
+  every endpoint to every caller; here the remaining errors (404, 405, 400, bad Host).
 """
 
 import pytest
