@@ -164,13 +164,14 @@ class SecurityPolicy:
 def _csrf_applies(request):
     # Every form post of the web pages carries a CSRF token (sign-in included: the login
     # page starts the session that holds it). On the API only cookie-authenticated writes
-    # need one: bearer and upload-token requests carry their credential in a header that a
-    # foreign page cannot set.
+    # need one: a valid bearer or upload token travels in a header that a foreign page
+    # cannot set. The exemption is for a header that authenticates the request, not for
+    # the header's presence: with a junk Authorization or Upload-Token the session cookie
+    # is what signs the request in, so it needs the token like any cookie request.
     if not request.path_info.startswith("/api/"):
         return True
-    headers = request.headers
-    return ("session" in request.cookies and "Authorization" not in headers
-            and "Upload-Token" not in headers)
+    identity = request.identity
+    return identity is not None and identity.via == "session" and identity.ticket is None
 
 
 def session_factory(settings):

@@ -225,7 +225,6 @@ class World:
         self.outsider = factory.user("outsider")
         self.admin = factory.user("boss", admin=True)
         self.vault = factory.platform("vault", restricted=True, members=[self.member])
-        self.platform = "vault"
         self.b = factory.ticket(self.vault, 501, attempts=1000)
         self.a = factory.ticket(self.vault, 502)
         self.archive = self.upload(self.b)
@@ -331,7 +330,7 @@ REQUESTS = {
     ("GET", "/"): lambda w: Req("/"),
     ("POST", "/"): lambda w: Req("/", form={}),
     ("GET", "/login"): lambda w: Req("/login"),
-    ("POST", "/login"): lambda w: Req("/login", form={"username": "nobody", "password": "x"}),
+    ("POST", "/login"): lambda w: Req("/login", form={"username": "member", "password": "x"}),
     ("GET", "/verify"): lambda w: Req("/verify"),
     ("POST", "/verify"): lambda w: Req("/verify", form={"code": "000000"}),
     ("GET", "/enrol"): lambda w: Req("/enrol"),
@@ -572,9 +571,31 @@ def _json(data):
     return json.dumps(data).encode()
 
 
+HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def header_problems(res, label):
+    """What is missing of the headers every response carries (pages and everything else)."""
+    problems = [f"{label}: {name} is {res.headers.get(name)!r}"
+                for name, value in HEADERS.items() if res.headers.get(name) != value]
+    csp = res.headers.get("Content-Security-Policy", "")
+    page = (res.content_type or "").startswith("text/html")
+    wanted = ["frame-ancestors 'none'", "default-src 'self'" if page else "default-src 'none'"]
+    if 300 <= res.status_int < 400:  # a redirect's body is written after the tween ran
+        wanted = ["frame-ancestors 'none'", "default-src '"]
+    if any(part not in csp for part in wanted) or "unsafe-inline" in csp:
+        problems.append(f"{label}: Content-Security-Policy is {csp!r}")
+    return problems
+
+
 def check_answer(method, path, res):
-    """A refusal is a JSON ``detail`` under /api/ and a readable page elsewhere."""
-    problems = []
+    """The security headers on every answer; a refusal is a JSON ``detail`` under /api/
+    and a readable page elsewhere."""
+    problems = header_problems(res, "headers")
     if res.status_int >= 400 and method != "HEAD":
         if path.startswith("/api/"):
             try:
