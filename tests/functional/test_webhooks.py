@@ -16,9 +16,15 @@ from collector.webhooks import services
 from collector.webhooks.models import WebhookAttempt, WebhookDelivery
 from webhook_receiver import SECRET, Receiver, verify_as_the_readme_says
 
-# The worker's clock in these tests: a minute ahead of the wall clock, so that every event
-# recorded by the test (at wall-clock time) is already due at T0.
-T0 = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(minutes=1)
+# The worker's clock in these tests: a minute ahead of the wall clock when the test starts,
+# so that every event the test records (at wall-clock time) is already due at T0.
+T0 = None
+
+
+@pytest.fixture(autouse=True)
+def _worker_clock():
+    global T0
+    T0 = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(minutes=1)
 
 
 @pytest.fixture
