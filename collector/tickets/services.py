@@ -17,6 +17,7 @@ from sqlalchemy import (
     delete,
     false,
     func,
+    insert,
     or_,
     select,
     true,
@@ -25,9 +26,17 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from collector.accounts.models import AuthFailure
 from collector.audit.services import record
 from collector.db import utcnow
-from collector.errors import Conflict, Forbidden, Locked, NotFound, Unauthorized
+from collector.errors import (
+    Conflict,
+    Forbidden,
+    Locked,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
 from collector.tickets.models import Platform, PlatformMember, Ticket
 
 PLATFORM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,19}$")
@@ -82,7 +91,11 @@ def find_ticket_by_token(dbsession, token):
     token = normalise_token(token)
     if not token:
         return None
-    return dbsession.scalars(select(Ticket).where(Ticket.token == token)).one_or_none()
+    # An exact equality on the unique index: no prefix comparison in Python.
+    return dbsession.scalars(_TICKET_BY_TOKEN, {"token": token}).one_or_none()
+
+
+_TICKET_BY_TOKEN = select(Ticket).where(Ticket.token == bindparam("token"))
 
 
 def token_state(db, token):
@@ -102,15 +115,61 @@ _TOKEN_STATE = select(Ticket.number, Ticket.token, Ticket.attempts, Ticket.resol
                       Ticket.expires_at).where(Ticket.token == bindparam("token"))
 
 
-def check_upload_token(dbsession, token, need_attempt=True):
-    """The ticket a token may upload to; 401 without one, 403 unknown, 423 unusable.
+# --- guessing upload tokens --------------------------------------------------------------
+
+# Unknown-token answers allowed per client address and window before every token check
+# from that address answers 429. Kept in ``auth_failures`` under a name no user can have.
+TOKEN_THROTTLE_WINDOW = dt.timedelta(minutes=15)
+TOKEN_THROTTLE_PER_ADDRESS = 20
+TOKEN_FAILURE_NAME = "(upload-token)"
+
+# Built once: it runs for every token check, on the connection the request already has.
+_TOKEN_FAILURES = (select(func.count()).select_from(AuthFailure)
+                   .where(AuthFailure.username == TOKEN_FAILURE_NAME,
+                          AuthFailure.client_address == bindparam("address"),
+                          AuthFailure.time >= bindparam("since")))
+
+
+def check_token_throttle(db, address, limit=TOKEN_THROTTLE_PER_ADDRESS):
+    """429 when ``address`` had ``limit`` unknown tokens in the window. ``db``: a session
+    or a connection. ``address`` None (no client, e.g. the importer) is not throttled."""
+    if address is None:
+        return
+    failures = db.execute(_TOKEN_FAILURES, {"address": address[:64],
+                                            "since": utcnow() - TOKEN_THROTTLE_WINDOW}).scalar()
+    if failures >= limit:
+        raise TooManyRequests("too many unknown upload tokens from this address; try again "
+                              "in 15 minutes",
+                              Retry_After=int(TOKEN_THROTTLE_WINDOW.total_seconds()))
+
+
+def record_token_failure(db, address):
+    """Count an unknown token for ``address`` in a transaction of its own: the request's
+    own transaction rolls back with the 403 it answers. Only failures pay for this."""
+    if address is None:
+        return
+    bind = db.get_bind() if hasattr(db, "get_bind") else db.engine
+    engine = getattr(bind, "engine", bind)
+    with engine.begin() as connection:
+        connection.execute(insert(AuthFailure).values(
+            username=TOKEN_FAILURE_NAME, client_address=address[:64], time=utcnow()))
+        connection.execute(delete(AuthFailure).where(
+            AuthFailure.username == TOKEN_FAILURE_NAME,
+            AuthFailure.time < utcnow() - TOKEN_THROTTLE_WINDOW))
+
+
+def check_upload_token(dbsession, token, need_attempt=True, address=None):
+    """The ticket a token may upload to; 401 without one, 403 unknown, 423 unusable, 429
+    after too many unknown tokens from ``address`` (the client's, None: not throttled).
 
     ``need_attempt=False``: the request continues an upload that holds an attempt.
     """
     if not token:
         raise Unauthorized("Upload-Token header is required")
+    check_token_throttle(dbsession, address)
     ticket = find_ticket_by_token(dbsession, token)
     if ticket is None:
+        record_token_failure(dbsession, address)
         raise Forbidden("upload token is not valid")
     refusal = token_refusal(ticket, need_attempt=need_attempt)
     if refusal:

@@ -79,7 +79,8 @@ named_upload = Service(name="archive_named_upload", pyramid_route="api.archive.n
 def upload_archive(request):
     """Upload one archive. PUT is accepted too, because that is what ``curl -T`` sends."""
     # The token rules answer 401/403/423; then the ticket's ACL must grant `upload`.
-    ticket = tickets.check_upload_token(request.dbsession, request.headers.get("Upload-Token"))
+    ticket = tickets.check_upload_token(request.dbsession, request.headers.get("Upload-Token"),
+                                        address=request.remote_addr or "")
     if not request.has_permission(Permission.UPLOAD, ticket_node(request, ticket)):
         raise Forbidden("upload token is not valid for this ticket")
     row = upload_from_request(request, ticket)

@@ -66,8 +66,11 @@ def get_token(request):
     # Read-only and asked often (uploader.sh, the upload page): a pooled connection of
     # its own, no session joined to the transaction (measured: 35 % of the request).
     with request.registry["db_engine"].connect() as connection:
+        address = request.remote_addr or ""
+        tickets.check_token_throttle(connection, address)
         ticket = tickets.token_state(connection, request.matchdict["token"])
     if ticket is None:
+        tickets.record_token_failure(request.registry["db_engine"], address)
         raise NotFound("upload token is not valid")
     refusal = tickets.token_refusal(ticket)
     request.response.cache_control = "no-store"

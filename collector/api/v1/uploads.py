@@ -70,7 +70,8 @@ def _upload_of(request, allow_expired=False):
     404 like an unknown id, so ids cannot be probed."""
     _require_version(request)
     ticket = tickets.check_upload_token(request.dbsession, request.headers.get("Upload-Token"),
-                                        need_attempt=False)
+                                        need_attempt=False,
+                                        address=request.remote_addr or "")
     node = request.context
     if not isinstance(node, UploadNode):  # pragma: no cover - traversal answers 404 first
         raise NotFound("no such upload")
@@ -156,7 +157,8 @@ def options(request):
 @uploads.post()
 def create(request):
     _require_version(request)
-    ticket = tickets.check_upload_token(request.dbsession, request.headers.get("Upload-Token"))
+    ticket = tickets.check_upload_token(request.dbsession, request.headers.get("Upload-Token"),
+                                        address=request.remote_addr or "")
     if not request.has_permission(Permission.UPLOAD, ticket_node(request, ticket)):
         raise Forbidden("upload token is not valid for this ticket")
     headers, settings = request.headers, request.registry.settings
