@@ -21,6 +21,9 @@ class User(Base):
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     # Time step of the last accepted code: a code is never accepted twice.
     totp_last_step: Mapped[int] = mapped_column(Integer, default=-1)
+    # Part of every web session's stamp: signing out bumps it, which ends every session of
+    # the user on the server (a copied cookie is worth nothing afterwards).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     time_create: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 

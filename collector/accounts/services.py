@@ -54,10 +54,19 @@ def get_user(dbsession, user_id):
 
 
 def session_stamp(user):
-    """Binds a web session to the credentials it was made with: a new password or a
-    reset (or new) TOTP secret changes the stamp, which ends older sessions."""
-    material = f"{user.id}|{user.password_hash}|{user.totp_secret or ''}"
+    """Binds a web session to the credentials it was made with: a new password, a
+    reset (or new) TOTP secret or a sign-out changes the stamp, which ends older sessions."""
+    material = f"{user.id}|{user.password_hash}|{user.totp_secret or ''}|{user.session_epoch}"
     return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def end_sessions(dbsession, user_id):
+    """Sign-out: every web session of the user stops working, on every device.
+
+    Sessions are signed cookies; a copy of one taken before the sign-out would otherwise
+    stay valid until it times out. Bumping the epoch changes the stamp they carry."""
+    dbsession.execute(update(User).where(User.id == user_id)
+                      .values(session_epoch=User.session_epoch + 1))
 
 
 def get_user_by_name(dbsession, username):

@@ -254,6 +254,9 @@ def render_recovery_codes(request, codes, next_path, enrolled=False):
 
 @view_config(context=Root, name="logout", request_method="POST")
 def logout(request):
+    user = request.staff_user
+    if user is not None:
+        services.end_sessions(request.dbsession, user.id)
     headers = forget(request)
     request.session.flash("You are signed out.", "success")
     return HTTPSeeOther(request.application_url + "/login", headers=headers)

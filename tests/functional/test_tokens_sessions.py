@@ -3,6 +3,7 @@ lookups are exact equalities, sessions are renewed at sign-in, replayed and revo
 credentials are refused."""
 
 import datetime as dt
+import re
 
 import pytest
 
@@ -134,3 +135,28 @@ def test_expired_token_is_refused(testapp, factory, dbsession):
         token.expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
     dbsession.commit()
     testapp.get("/api/v1/tickets/", headers=headers, status=401)
+
+
+def _csrf(testapp, path="/account/"):
+    return re.search(r'name="csrf_token" value="([^"]+)"', testapp.get(path).text).group(1)
+
+
+def test_sign_out_ends_the_session_on_the_server(app, staff, web_login):
+    """A session cookie copied before sign-out is worth nothing afterwards, on any device."""
+    import webtest
+
+    browser = web_login(webtest.TestApp(app), staff)
+    other_device = web_login(webtest.TestApp(app), staff)
+    copied = browser.cookies["session"]
+    browser.get("/account/", status=200)
+    browser.post("/logout", {"csrf_token": _csrf(browser)}, status=303)
+
+    thief = webtest.TestApp(app)
+    thief.set_cookie("session", copied)
+    assert "/login?next=" in thief.get("/account/", status=303).location
+    thief.get("/api/v1/tickets/", status=401)
+    other_device.get("/account/", status=303)
+    # Signing in again works, and makes a session of its own.
+    again = web_login(webtest.TestApp(app), staff)
+    again.get("/account/", status=200)
+    assert again.cookies["session"] != copied
