@@ -55,7 +55,7 @@ def bulk_tickets(harness, count, platform_name="bench", batch=5000):
     from sqlalchemy import insert, select, text
 
     from collector.accounts.models import User
-    from collector.tickets.models import Platform, Ticket
+    from collector.tickets.models import Platform, Ticket, token_digest
 
     engine = harness.engine()
     started = time.perf_counter()
@@ -70,9 +70,11 @@ def bulk_tickets(harness, count, platform_name="bench", batch=5000):
                 rows = []
                 for number in range(start + 1, min(start + batch, count) + 1):
                     created = now - dt.timedelta(seconds=count - number)
+                    token = secrets.token_urlsafe(32)
                     rows.append({
                         "number": number, "platform_id": platform_id, "user_id": user_id,
-                        "token": secrets.token_urlsafe(32), "attempts": 5, "resolved": False,
+                        "token": token, "token_digest": token_digest(token),
+                        "attempts": 5, "resolved": False,
                         "note": f"bench ticket {number}", "expires_at": expires,
                         "time_create": created, "time_update": created,
                     })

@@ -106,14 +106,15 @@ def _after_transaction(dbsession, write):
 
 def _write_apart(engine, values, token):
     from collector.tickets import services as tickets
-    from collector.tickets.models import Ticket
+    from collector.tickets.models import Ticket, token_digest
 
     try:
         with engine.begin() as connection:
             if values["ticket_id"] is None and token:
                 row = connection.execute(
                     select(Ticket.id, Ticket.number)
-                    .where(Ticket.token == tickets.normalise_token(token))).one_or_none()
+                    .where(Ticket.token_digest == token_digest(tickets.normalise_token(token)))
+                ).one_or_none()
                 if row is not None:
                     values["ticket_id"], values["ticket_number"] = row
             connection.execute(insert(AuditEvent).values(**values))

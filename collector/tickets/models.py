@@ -1,8 +1,10 @@
 """Platforms (the vendor's products) and tickets (one per help-desk case)."""
 
 import datetime as dt
+import hashlib
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from collector.db import Base, UTCDateTime, utcnow
@@ -47,6 +49,10 @@ class Ticket(Base):
     user_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True)
     token: Mapped[str] = mapped_column(String(64), unique=True)
+    # Tokens are looked up by this sha256 (hex) of the token, never by the token itself:
+    # how long an index comparison takes then says nothing about a guess's prefix. Set
+    # whenever ``token`` is (the listener below).
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
     attempts: Mapped[int] = mapped_column(Integer, default=5)
     resolved: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str] = mapped_column(Text, default="")
@@ -60,3 +66,13 @@ class Ticket(Base):
 
     platform: Mapped[Platform] = relationship(lazy="joined")
     user = relationship("User", lazy="joined")
+
+
+def token_digest(token):
+    """The looked-up form of an (already normalised) upload token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@event.listens_for(Ticket.token, "set")
+def _set_token_digest(ticket, value, _old, _initiator):
+    ticket.token_digest = token_digest(value) if value is not None else None

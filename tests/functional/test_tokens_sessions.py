@@ -69,7 +69,7 @@ def test_forwarded_for_from_an_untrusted_client_does_not_escape(testapp, factory
 def test_token_lookup_is_an_exact_equality():
     for statement in (tickets._TICKET_BY_TOKEN, tickets._TOKEN_STATE):
         sql = str(statement.compile()).lower()
-        assert "tickets.token = :token" in sql
+        assert "tickets.token_digest = :digest" in sql
         assert " like " not in sql and "substr" not in sql
 
 
