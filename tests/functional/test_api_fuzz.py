@@ -16,6 +16,7 @@ from schemathesis.specs.openapi.checks import ignored_auth
 
 from collector.api.v1 import PREFIX
 from collector.api.v1.openapi import document
+from collector.archives.inspect import store
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch"}
@@ -47,6 +48,11 @@ def world(testapp, factory):
     archive = testapp.post(f"{PREFIX}/archives/",
                            upload_files=[("file", "logs.tar.gz", _archive_bytes())],
                            headers={"Upload-Token": ticket.token}, status=201).json
+    # Its member index built beforehand: while it builds, the inspect routes answer 503.
+    first = testapp.get(f"{PREFIX}/archives/{archive['id']}/members/", headers=auth,
+                        status=(200, 503))
+    if first.status_int == 503:
+        store.wait_for_builders()
     hook = testapp.post_json(f"{PREFIX}/webhooks/",
                              {"platform": "vm6", "url": "https://helpdesk.example/hook"},
                              headers=auth, expect_errors=True)

@@ -11,6 +11,7 @@ import urllib.parse
 
 import colander
 
+from collector.db import INTEGER_MAX, INTEGER_MIN, as_integer
 from collector.errors import BadRequest
 from collector.resources import root_factory
 
@@ -142,13 +143,11 @@ def json_body(request):
 def paginate(request):
     """``limit`` and ``offset`` from the query string (bounded)."""
     params = request.GET
-    try:
-        limit = int(params.get("limit", DEFAULT_LIMIT))
-        offset = int(params.get("offset", 0))
-    except ValueError:
-        raise BadRequest("limit and offset must be integers") from None
-    if not 1 <= limit <= MAX_LIMIT or offset < 0:
-        raise BadRequest(f"limit must be 1..{MAX_LIMIT} and offset ≥ 0")
+    limit = as_integer(params.get("limit", DEFAULT_LIMIT), 1, MAX_LIMIT)
+    offset = as_integer(params.get("offset", 0), 0)
+    if limit is None or offset is None:
+        raise BadRequest(f"limit must be an integer 1..{MAX_LIMIT} and offset one "
+                         f"0..{INTEGER_MAX}")
     return limit, offset
 
 
@@ -192,10 +191,11 @@ def iso(value):
 
 
 def int_list(value, name):
-    try:
-        return [int(part) for part in str(value).split(",") if part.strip()]
-    except ValueError:
-        raise BadRequest(f"{name} must be a comma-separated list of integers") from None
+    numbers = [as_integer(part) for part in str(value).split(",") if part.strip()]
+    if None in numbers:
+        raise BadRequest(f"{name} must be a comma-separated list of integers "
+                         f"{INTEGER_MIN}..{INTEGER_MAX}")
+    return numbers
 
 
 def parse_bool(value, name):
