@@ -106,8 +106,9 @@ def operation(operation_id, summary, ok, errors=(), *, description=None, paramet
     if body is not None:
         op["requestBody"] = body
     responses = {str(status): response for status, response in ok.items()}
-    # Any request that touches the database may find it down: 503 on every operation.
-    for status in sorted({*errors, 503}):
+    # Any request that touches the database may find it down: 503 on every operation; and
+    # any may carry a NUL character, refused with 400 (collector.api.v1.refuse_nul).
+    for status in sorted({*errors, 400, 503}):
         responses[str(status)] = ref(str(status), "responses")
     op["responses"] = responses
     if security is not None:
