@@ -6,17 +6,15 @@ from collector.archives.models import Archive
 from collector.archives.names import sanitise_name
 from collector.archives.storage import TooLarge
 from collector.audit.services import record
+from collector.db import as_integer
 from collector.errors import BadRequest, InsufficientStorage, PayloadTooLarge
 from collector.tickets import services as tickets
 from collector.tickets.models import Ticket
 
 
 def get_archive(dbsession, archive_id):
-    try:
-        archive_id = int(archive_id)
-    except (TypeError, ValueError):
-        return None
-    return dbsession.get(Archive, archive_id)
+    archive_id = as_integer(archive_id)
+    return None if archive_id is None else dbsession.get(Archive, archive_id)
 
 
 def list_archives(dbsession, user, filters, limit, offset):

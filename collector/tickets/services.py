@@ -28,7 +28,7 @@ from sqlalchemy.orm import selectinload
 
 from collector.accounts.models import AuthFailure
 from collector.audit.services import record
-from collector.db import utcnow
+from collector.db import as_integer, utcnow
 from collector.errors import (
     Conflict,
     Forbidden,
@@ -307,9 +307,8 @@ def delete_platform(dbsession, platform):
 # --- tickets -----------------------------------------------------------------------------
 
 def get_ticket(dbsession, number):
-    try:
-        number = int(number)
-    except (TypeError, ValueError):
+    number = as_integer(number)
+    if number is None:
         return None
     return dbsession.scalars(select(Ticket).where(Ticket.number == number)).one_or_none()
 

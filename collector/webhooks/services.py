@@ -23,7 +23,7 @@ import uuid
 
 from sqlalchemy import func, insert, or_, select, update
 
-from collector.db import utcnow
+from collector.db import as_integer, utcnow
 from collector.errors import BadRequest, NotFound
 from collector.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 
@@ -297,10 +297,8 @@ def list_webhooks(dbsession):
 
 
 def get_webhook(dbsession, webhook_id):
-    try:
-        return dbsession.get(Webhook, int(webhook_id))
-    except (TypeError, ValueError):
-        return None
+    webhook_id = as_integer(webhook_id)
+    return None if webhook_id is None else dbsession.get(Webhook, webhook_id)
 
 
 def create_webhook(dbsession, platform, url, secret="", active=True):

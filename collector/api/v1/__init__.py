@@ -10,7 +10,9 @@ import datetime as dt
 import urllib.parse
 
 import colander
+from pyramid.events import NewRequest
 
+from collector.db import INTEGER_MAX, INTEGER_MIN, as_integer
 from collector.errors import BadRequest
 from collector.resources import root_factory
 
@@ -76,6 +78,38 @@ def includeme(config):
         if name == "api.archive.named":
             kwargs["request_method"] = "PUT"
         config.add_route(name, PREFIX + pattern, factory=root_factory, **kwargs)
+    config.add_subscriber(refuse_nul, NewRequest)
+
+
+def _has_nul(value):
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+def refuse_nul(event):
+    """400 for a NUL character in an API request's path, query or JSON body: no text column
+    can hold one (PostgreSQL refuses it), and no name, note or search needs one."""
+    request = event.request
+    if not (request.path_info + "/").startswith(PREFIX + "/"):
+        return
+    try:
+        query = list(request.GET.items())
+    except UnicodeDecodeError:
+        raise BadRequest("the query string is not UTF-8") from None
+    if _has_nul(request.path_info) or _has_nul(dict(query)) or _has_nul([k for k, _ in query]):
+        raise BadRequest("NUL characters are not accepted")
+    if request.content_type == "application/json" and request.body:
+        try:
+            body = request.json_body
+        except ValueError:
+            return  # the view answers 400 for JSON it cannot read
+        if _has_nul(body):
+            raise BadRequest("NUL characters are not accepted")
 
 
 # --- shared helpers of the v1 services ----------------------------------------------------
@@ -142,13 +176,11 @@ def json_body(request):
 def paginate(request):
     """``limit`` and ``offset`` from the query string (bounded)."""
     params = request.GET
-    try:
-        limit = int(params.get("limit", DEFAULT_LIMIT))
-        offset = int(params.get("offset", 0))
-    except ValueError:
-        raise BadRequest("limit and offset must be integers") from None
-    if not 1 <= limit <= MAX_LIMIT or offset < 0:
-        raise BadRequest(f"limit must be 1..{MAX_LIMIT} and offset ≥ 0")
+    limit = as_integer(params.get("limit", DEFAULT_LIMIT), 1, MAX_LIMIT)
+    offset = as_integer(params.get("offset", 0), 0)
+    if limit is None or offset is None:
+        raise BadRequest(f"limit must be an integer 1..{MAX_LIMIT} and offset one "
+                         f"0..{INTEGER_MAX}")
     return limit, offset
 
 
@@ -192,10 +224,11 @@ def iso(value):
 
 
 def int_list(value, name):
-    try:
-        return [int(part) for part in str(value).split(",") if part.strip()]
-    except ValueError:
-        raise BadRequest(f"{name} must be a comma-separated list of integers") from None
+    numbers = [as_integer(part) for part in str(value).split(",") if part.strip()]
+    if None in numbers:
+        raise BadRequest(f"{name} must be a comma-separated list of integers "
+                         f"{INTEGER_MIN}..{INTEGER_MAX}")
+    return numbers
 
 
 def parse_bool(value, name):

@@ -4,6 +4,7 @@ from cornice import Service
 
 from collector.api.v1 import error_handler, paginate, paginated, parse_time
 from collector.audit import services
+from collector.db import as_integer
 from collector.errors import BadRequest
 from collector.security import Permission
 
@@ -16,9 +17,9 @@ def filters_from(params):
     filters = {}
     ticket = (params.get("ticket") or "").strip()
     if ticket:
-        if not ticket.isdigit():
+        filters["ticket"] = as_integer(ticket, minimum=0)
+        if filters["ticket"] is None:
             raise BadRequest("ticket must be a ticket number")
-        filters["ticket"] = int(ticket)
     for name in ("actor", "action"):
         value = (params.get(name) or "").strip()
         if value:

@@ -13,6 +13,7 @@ from collector.api.v1 import (
     no_content,
     validate,
 )
+from collector.db import as_integer
 from collector.errors import NotFound, Unauthorized, json_error
 from collector.security import Permission
 
@@ -129,7 +130,7 @@ def delete_personal(request):
 
 
 def _int(value):
-    try:
-        return int(value)
-    except ValueError:
-        raise NotFound("no such token") from None
+    number = as_integer(value)
+    if number is None:
+        raise NotFound("no such token")
+    return number

@@ -14,6 +14,7 @@ from cornice import Service
 from pyramid.security import NO_PERMISSION_REQUIRED
 
 from collector.api.v1 import DEFAULT_LIMIT, MAX_LIMIT, PREFIX, ROUTES, error_handler
+from collector.db import INTEGER_MAX, INTEGER_MIN
 from collector.tickets.services import PLATFORM_NAME
 
 openapi = Service(name="openapi", pyramid_route="api.openapi",
@@ -22,6 +23,8 @@ openapi = Service(name="openapi", pyramid_route="api.openapi",
 # --- building blocks ----------------------------------------------------------------------
 
 STRING, INTEGER, BOOLEAN = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
+# Ids and numbers sent by a client: what an INTEGER column holds (collector.db.as_integer).
+ID = {**INTEGER, "minimum": INTEGER_MIN, "maximum": INTEGER_MAX}
 TIME = {"type": "string", "format": "date-time"}
 TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
 BINARY = {"type": "string", "contentMediaType": "application/octet-stream"}
@@ -103,8 +106,9 @@ def operation(operation_id, summary, ok, errors=(), *, description=None, paramet
     if body is not None:
         op["requestBody"] = body
     responses = {str(status): response for status, response in ok.items()}
-    # Any request that touches the database may find it down: 503 on every operation.
-    for status in sorted({*errors, 503}):
+    # Any request that touches the database may find it down: 503 on every operation; and
+    # any may carry a NUL character, refused with 400 (collector.api.v1.refuse_nul).
+    for status in sorted({*errors, 400, 503}):
         responses[str(status)] = ref(str(status), "responses")
     op["responses"] = responses
     if security is not None:
@@ -388,7 +392,7 @@ def header(name, schema, description, required=False):
 
 
 def comma_list(name, description):
-    return query(name, {"type": "array", "items": INTEGER}, description, style="form",
+    return query(name, {"type": "array", "items": ID}, description, style="form",
                  explode=False)
 
 
@@ -397,7 +401,8 @@ TIME_BOUND = {"type": "string", "anyOf": [{"format": "date-time"}, {"format": "d
 PARAMETERS = {
     "limit": query("limit", {**INTEGER, "minimum": 1, "maximum": MAX_LIMIT,
                              "default": DEFAULT_LIMIT}, "Page size"),
-    "offset": query("offset", {**INTEGER, "minimum": 0, "default": 0}, "Items to skip"),
+    "offset": query("offset", {**INTEGER, "minimum": 0, "maximum": INTEGER_MAX, "default": 0},
+                    "Items to skip"),
     "time_create__gte": query("time_create__gte", TIME_BOUND, "Created at or after"),
     "time_create__lte": query("time_create__lte", TIME_BOUND, "Created at or before"),
     "Upload-Token": header("Upload-Token", STRING, "The ticket's upload token", True),
@@ -408,8 +413,8 @@ TIME_BOUNDS = [ref("time_create__gte", "parameters"), ref("time_create__lte", "p
 # The template variables of ROUTES' paths.
 PATH_PARAMETERS = {
     "name": {**STRING, "pattern": PLATFORM_NAME.pattern},
-    "number": INTEGER,
-    "id": INTEGER,
+    "number": ID,
+    "id": ID,
     "filename": {**STRING, "description": "Stored as the archive's name"},
     "token": {**STRING, "description": "An upload token"},
     "path": {**STRING, "description": "A member's `path` as listed (slashes stay as they are)"},
@@ -550,7 +555,7 @@ TUS_OPERATIONS = {
                         "schema": {**STRING, "pattern": "^[A-Za-z0-9_-]{16,64}$"}}],
         "options": operation(
             "discoverUpload", "The same as OPTIONS on the collection (tus core)",
-            _DISCOVERY, security=PUBLIC),
+            _DISCOVERY, (404,), security=PUBLIC),
         "head": _tus(
             "getUploadOffset", "The upload's offset and state (tus core)",
             {200: answer("`Upload-Length` or `Upload-Defer-Length`, `Upload-Metadata`, "
@@ -797,7 +802,7 @@ OPERATIONS = {
                                       {"type": "array", "items": ref("AuditEvent")},
                                       LIST_HEADERS)},
                          (400, 401, 403), parameters=[
-                             query("ticket", INTEGER, "Ticket number"),
+                             query("ticket", {**ID, "minimum": 0}, "Ticket number"),
                              query("actor", STRING, "Username of who acted"),
                              query("action", STRING, "An action, or a prefix ending in `.` "
                                    "(`upload.`)"),
@@ -827,7 +832,7 @@ OPERATIONS = {
                                       {"type": "array", "items": ref("WebhookDelivery")},
                                       LIST_HEADERS)},
                          (400, 401, 403), parameters=[
-                             query("webhook", INTEGER, "Webhook id"),
+                             query("webhook", {**ID, "minimum": 0}, "Webhook id"),
                              query("state", {"enum": ["pending", "delivered", "failed"]},
                                    "Delivery state"),
                              query("event", STRING, "Event name"), *PAGE]),

@@ -14,6 +14,7 @@ from collector.api.v1 import (
     partial,
     validate,
 )
+from collector.db import as_integer
 from collector.errors import BadRequest
 from collector.security import Permission
 from collector.tickets import services as tickets
@@ -85,9 +86,9 @@ def delivery_filters(params):
     filters = {}
     hook = (params.get("webhook") or "").strip()
     if hook:
-        if not hook.isdigit():
+        filters["webhook"] = as_integer(hook, minimum=0)
+        if filters["webhook"] is None:
             raise BadRequest("webhook must be a webhook id")
-        filters["webhook"] = int(hook)
     state = (params.get("state") or "").strip()
     if state:
         if state not in STATES:
