@@ -25,8 +25,9 @@ import pytest
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update"]
-# Long enough for a loaded CI machine, short enough that a broken page fails soon.
-TIMEOUT_MS = 15_000
+# Long enough for a loaded CI machine (a sign-in once took over 15 s there, with the whole
+# suite and coverage on two cores), short enough that a broken page fails soon.
+TIMEOUT_MS = 30_000
 
 
 def _unavailable(reason):
@@ -113,12 +114,24 @@ def sign_in(factory):
         page.goto("/login")
         page.fill("#username", user.username)
         page.fill("#password", user.password)
-        page.click("#login-submit")
-        page.wait_for_url("**/verify")
+        _submit(page, "#login-submit", "/verify")
         page.fill("#code", factory.otp(user))
-        page.click("#verify-submit")
-        page.wait_for_url("**/tickets/")
+        _submit(page, "#verify-submit", "/tickets/")
     return sign_in
+
+
+def _submit(page, button, path):
+    """Click a form's button and wait for the page it leads to.
+
+    When another page answers instead (an error, a throttle), the failure says which page
+    and what it said, rather than only that a wait timed out.
+    """
+    with page.expect_navigation():
+        page.click(button)
+    if not page.url.endswith(path):
+        alert = page.locator(".alert")
+        said = alert.first.text_content() if alert.count() else page.title()
+        pytest.fail(f"expected {path} after {button}, got {page.url}: {said!r}")
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ import pytest
 
 from collector.accounts.services import make_setup_code
 
+from .conftest import TIMEOUT_MS, PageProblems
+
 pytestmark = pytest.mark.slow
 
 LAPTOP = {"width": 1280, "height": 800}
@@ -55,20 +57,13 @@ def customer(browser, live_server):
     """A page in a context of its own (no staff cookies): the customer's browser."""
     context = browser.new_context(base_url=live_server, locale="en-GB", timezone_id="UTC",
                                   viewport=LAPTOP)
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
-    # Watched as the page fixture watches the staff's page (conftest.PageProblems).
-    errors = []
-
-    def console(message):
-        if message.type == "error" and "Content Security Policy" in message.text:
-            errors.append(f"CSP: {message.text}")
-
-    page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
-    page.on("console", console)
+    # Watched as the page fixture watches the staff's page.
+    problems = PageProblems(page)
     yield page
     context.close()
-    assert not errors, "\n".join(errors)
+    assert not problems.errors, "\n".join(problems.errors)
 
 
 def test_setup_enrol_ticket_upload_download_delete(page, customer, live_server, data_dir,

@@ -16,6 +16,8 @@ import urllib.parse
 
 import pytest
 
+from .conftest import TIMEOUT_MS
+
 pytestmark = pytest.mark.slow
 
 PAYLOADS = [
@@ -66,7 +68,7 @@ def context(browser, live_server):
     """Like conftest's, but without the page's CSP: the escaping alone must hold."""
     context = browser.new_context(base_url=live_server, bypass_csp=True, locale="en-GB",
                                   timezone_id="UTC", viewport={"width": 1200, "height": 900})
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(TIMEOUT_MS)
     yield context
     context.close()
 
