@@ -36,6 +36,9 @@ THROTTLE_PER_ADDRESS = 20
 TOTP_ISSUER = "Logs Collector"
 PASSWORD_MIN_LENGTH = 8
 RECOVERY_CODE_COUNT = 10
+# Our codes have 16 characters (64 bits); imported django_otp backup codes have 8 by
+# default and at most 16. Shorter ones are not accepted (see import_recovery_codes).
+RECOVERY_CODE_LENGTHS = (6, 16)
 # A bearer token's last use is written at most this often.
 TOKEN_USE_RESOLUTION = dt.timedelta(minutes=1)
 SETUP_CODE_FILE = "setup-code"
@@ -332,9 +335,22 @@ def generate_recovery_codes(dbsession, user):
     return codes
 
 
+def import_recovery_codes(dbsession, user, codes):
+    """Keep codes issued elsewhere (django_otp backup codes) as recovery codes; the ones
+    kept. They are checked like ours; only lengths a person can type are taken."""
+    kept = []
+    for code in codes:
+        code = _normalise_code(code)
+        if RECOVERY_CODE_LENGTHS[0] <= len(code) <= RECOVERY_CODE_LENGTHS[1]:
+            dbsession.add(RecoveryCode(user_id=user.id, code_hash=_digest(code)))
+            kept.append(code)
+    dbsession.flush()
+    return kept
+
+
 def use_recovery_code(dbsession, user, code):
     code = _normalise_code(code)
-    if len(code) != 16:
+    if not RECOVERY_CODE_LENGTHS[0] <= len(code) <= RECOVERY_CODE_LENGTHS[1]:
         return False
     # One DELETE: a code used by two requests at once is accepted only once.
     used = dbsession.execute(delete(RecoveryCode).where(

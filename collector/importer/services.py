@@ -87,6 +87,7 @@ class Importer:
             self.tm.begin()  # one transaction for the whole dry run, rolled back at the end
         try:
             self.devices = self.source.totp_devices()
+            self.backup_codes = self.source.backup_codes()
             self._each("users", self.source.users(), lambda r: r["username"],
                        lambda r: r["id"], self._user)
             self._each("platforms", self.source.platforms(), lambda r: r["name"],
@@ -99,12 +100,6 @@ class Importer:
                        self._archive)
             self.summary.unreferenced = files.unreferenced(
                 self.archives_dir, [row["file"] for row in archives])
-            static = self.source.static_token_count()
-            # Said once, by the run that brings their users in.
-            if static and self.summary.counts["users"]["imported"]:
-                self.summary.problems.append(
-                    f"{static} django_otp backup code(s) not imported: users make new "
-                    "recovery codes on their account page")
         except KeyboardInterrupt:
             self.summary.interrupted = True
         finally:
@@ -194,6 +189,7 @@ class Importer:
         self.session.flush()
         if secret:
             self.summary.totp += 1
+            second += self._backup_codes(username, user, self.backup_codes.get(row["id"], ()))
         state = "" if row["is_active"] else ", inactive"
         return "imported", f"{self._did('imported')} as {role}{state}; {second}", user.id
 
@@ -213,6 +209,16 @@ class Importer:
                                  "enrols at first sign-in")
             return None, -1, "enrols two-factor at first sign-in"
         return secret, max(int(device["last_t"]), -1), "keeps their authenticator"
+
+    def _backup_codes(self, username, user, codes):
+        """django_otp backup codes become recovery codes (they stand in for the same
+        authenticator, so only beside a TOTP secret carried over)."""
+        kept = accounts.import_recovery_codes(self.session, user, codes)
+        if len(kept) < len(codes):
+            self.summary.problem("users", username, f"{len(codes) - len(kept)} backup "
+                                 "code(s) too short or too long to use here: not imported")
+        self.summary.backup_codes += len(kept)
+        return f" and {len(kept)} backup code(s)" if kept else ""
 
     # --- platforms ---
 

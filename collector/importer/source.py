@@ -22,7 +22,6 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
-    func,
     inspect,
     select,
 )
@@ -68,11 +67,17 @@ TOTP_DEVICES = Table(
     Column("key", String), Column("step", Integer), Column("t0", BigInteger),
     Column("digits", Integer), Column("last_t", BigInteger), Column("user_id", BigInteger))
 
-# Backup codes are only counted: django_otp's tokens do not fit our recovery codes.
-STATIC_TOKENS = Table("otp_static_statictoken", _meta, Column("id", BigInteger))
+# django_otp's backup codes: a static device per user, its single-use tokens (kept in
+# clear by django_otp); they become our recovery codes (only their sha256 is kept here).
+STATIC_DEVICES = Table(
+    "otp_static_staticdevice", _meta,
+    Column("id", BigInteger), Column("confirmed", Boolean), Column("user_id", BigInteger))
+STATIC_TOKENS = Table(
+    "otp_static_statictoken", _meta,
+    Column("id", BigInteger), Column("token", String), Column("device_id", BigInteger))
 
 REQUIRED = (USERS, PLATFORMS, TICKETS, ARCHIVES)
-OPTIONAL = (TOTP_DEVICES, STATIC_TOKENS)
+OPTIONAL = (TOTP_DEVICES, STATIC_DEVICES, STATIC_TOKENS)
 
 
 def source_url(value):
@@ -176,10 +181,18 @@ class Source:
             devices.setdefault(row["user_id"], row)
         return devices
 
-    def static_token_count(self):
-        if STATIC_TOKENS.name not in self.tables:
-            return 0
-        return self._rows(select(func.count().label("n")).select_from(STATIC_TOKENS))[0]["n"]
+    def backup_codes(self):
+        """The unused backup codes of confirmed static devices, by old user id."""
+        if not {STATIC_DEVICES.name, STATIC_TOKENS.name} <= self.tables:
+            return {}
+        query = (select(STATIC_DEVICES.c.user_id, STATIC_TOKENS.c.token)
+                 .join(STATIC_DEVICES, STATIC_TOKENS.c.device_id == STATIC_DEVICES.c.id)
+                 .where(STATIC_DEVICES.c.confirmed.is_(True))
+                 .order_by(STATIC_TOKENS.c.id))
+        codes = {}
+        for row in self._rows(query):
+            codes.setdefault(row["user_id"], []).append(row["token"])
+        return codes
 
     def platforms(self):
         return self._rows(select(PLATFORMS).order_by(PLATFORMS.c.id))

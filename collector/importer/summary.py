@@ -22,6 +22,7 @@ class Summary:
     counts: dict = dataclasses.field(default_factory=lambda: {k: Counter() for k in KINDS})
     bytes: int = 0
     totp: int = 0
+    backup_codes: int = 0
     problems: list = dataclasses.field(default_factory=list)
     unreferenced: list = dataclasses.field(default_factory=list)
     interrupted: bool = False
@@ -32,7 +33,8 @@ class Summary:
     def as_dict(self):
         return {"dry_run": self.dry_run, "interrupted": self.interrupted,
                 "counts": {kind: {o: self.counts[kind][o] for o in OUTCOMES} for kind in KINDS},
-                "bytes": self.bytes, "totp": self.totp, "problems": self.problems,
+                "bytes": self.bytes, "totp": self.totp,
+                "backup_codes": self.backup_codes, "problems": self.problems,
                 "unreferenced": self.unreferenced}
 
     @property
@@ -51,6 +53,7 @@ class Summary:
         verb = "to copy" if self.dry_run else "stored"
         yield f"  archive bytes {verb}: {self.bytes}"
         yield f"  two-factor enrolments carried over: {self.totp}"
+        yield f"  backup codes carried over as recovery codes: {self.backup_codes}"
         yield f"  problems: {len(self.problems)}"
         for problem in self.problems:
             yield f"    - {problem}"

@@ -568,20 +568,57 @@ def test_killed_run_completes_on_rerun(ini, old, run, dbsession, data_dir):
         assert hashlib.sha256(path.read_bytes()).hexdigest() == archive.sha256
 
 
-def test_backup_codes_and_unsupported_devices_are_reported(run, old, dbsession):
+def _add_backup_codes(old, user_id, *tokens, confirmed=1, device_id=1):
     with sqlite3.connect(old / "db.sqlite3") as db:
         db.execute("INSERT INTO otp_static_staticdevice (id, name, confirmed, user_id, "
-                   "throttling_failure_count) VALUES (1, 'backup', 1, 1, 0)")
-        db.execute("INSERT INTO otp_static_statictoken (token, device_id) VALUES "
-                   "('abcd2345', 1)")
+                   "throttling_failure_count) VALUES (?, 'backup', ?, ?, 0)",
+                   (device_id, confirmed, user_id))
+        db.executemany("INSERT INTO otp_static_statictoken (token, device_id) VALUES (?, ?)",
+                       [(token, device_id) for token in tokens])
+
+
+def test_backup_codes_become_recovery_codes(run, old, testapp, dbsession):
+    """alice's django_otp backup codes sign her in once each; an unconfirmed device's and
+    a code too short to be one of ours are not carried over (the short one is reported)."""
+    _add_backup_codes(old, 1, "abcd2345", "q7rt5k2m", "ab")
+    _add_backup_codes(old, 1, "unconfirm", confirmed=0, device_id=2)
+    code, out = run(old)
+    assert code == 2, out
+    assert "backup codes carried over as recovery codes: 2" in out
+    assert "user alice: 1 backup code(s) too short or too long to use here" in out
+    assert "keeps their authenticator and 2 backup code(s)" in out
+
+    def sign_in_with(recovery_code, status):
+        testapp.reset()
+        form = testapp.get("/login").forms["login-form"]
+        form["username"], form["password"] = "alice", USERS["alice"][2]
+        page = form.submit(status=303).follow()
+        form = page.forms["recovery-form"]
+        form["recovery_code"] = recovery_code
+        return form.submit(status=status)
+
+    sign_in_with("ABCD-2345", 303)  # as django_otp showed it, any case and dashes
+    testapp.get("/account/", status=200)
+    sign_in_with("abcd2345", 401)  # used up
+    sign_in_with("unconfirm", 401)
+    sign_in_with("q7rt5k2m", 303)
+    # The rerun has nothing to add: the codes came with the user.
+    code, out = run(old)
+    assert "backup codes carried over as recovery codes: 0" in out
+
+
+def test_unsupported_devices_and_hashes_are_reported(run, old, dbsession):
+    _add_backup_codes(old, 1, "abcd2345")
+    with sqlite3.connect(old / "db.sqlite3") as db:
         db.execute("UPDATE otp_totp_totpdevice SET digits = 8")
         db.execute("UPDATE account_user SET password = 'bcrypt_sha256$$2b$12$x' "
                    "WHERE username = 'bob'")
     code, out = run(old)
     assert code == 2, out
-    assert "1 django_otp backup code(s) not imported" in out
     assert "user alice: TOTP device with step 30, 8 digits, t0 0 is not supported" in out
     assert "user bob: password hash algorithm 'bcrypt_sha256' is not supported" in out
+    # Backup codes stand in for the authenticator: without it, none are carried over.
+    assert "backup codes carried over as recovery codes: 0" in out
     alice = dbsession.scalars(select(User).where(User.username == "alice")).one()
     assert alice.totp_secret is None  # enrols again at her first sign-in
     # Reported by the run that imported them; the next run has nothing to say.
