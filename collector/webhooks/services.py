@@ -149,8 +149,12 @@ def claim(engine, worker, now, limit, lease):
     on it still being free. Either way the claim is written, with a lease, and committed
     before anything is sent: no transaction stays open during an HTTP request.
     """
+    # A disabled webhook's deliveries are held, not attempted: they go on when it is
+    # enabled again (their retry period still counts from the event).
+    active = select(Webhook.id).where(Webhook.active).scalar_subquery()
     free = (WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= now,
-            or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until < now))
+            or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until < now),
+            WebhookDelivery.webhook_id.in_(active))
     table = WebhookDelivery.__table__
     until = now + dt.timedelta(seconds=lease)
     candidates = (select(table.c.id).where(*free)
@@ -231,7 +235,7 @@ def _deliver_one(engine, settings, delivery_id, worker, clock, timeout):
     began = time.monotonic()
     if row.active:
         status, error = post(row.url, body, headers, timeout)
-    else:
+    else:  # disabled between the claim and now
         status, error = None, "webhook disabled"
     duration = int((time.monotonic() - began) * 1000)
     ended = clock()

@@ -169,6 +169,25 @@ def test_only_the_ticket_platform_webhooks_get_its_events(testapp, engine, facto
         (mine["id"], "archive.uploaded")]
 
 
+def test_a_disabled_webhooks_deliveries_wait_until_it_is_enabled(
+        testapp, app, engine, ticket, admin, receiver, dbsession):
+    help_desk = receiver()
+    hook = add_webhook(testapp, admin, help_desk.url)
+    upload(testapp, ticket)
+    testapp.patch_json(f"/api/v1/webhooks/{hook['id']}/", {"active": False},
+                       headers=admin.headers, status=200)
+    settings = app.registry.settings
+    # Held: not sent, no attempt counted, still pending, whatever the hour.
+    assert services.deliver_pending(engine, settings, now=T0 + dt.timedelta(hours=2)) == []
+    [row] = deliveries(dbsession)
+    assert (row.state, row.attempts, help_desk.received) == ("pending", 0, [])
+    testapp.patch_json(f"/api/v1/webhooks/{hook['id']}/", {"active": True},
+                       headers=admin.headers, status=200)
+    assert services.deliver_pending(engine, settings, now=T0 + dt.timedelta(hours=2)) == [
+        (row.id, "delivered")]
+    assert len(help_desk.received) == 1
+
+
 def test_two_workers_never_deliver_one_event_twice(testapp, app, engine, factory, admin,
                                                    receiver, dbsession):
     help_desk = receiver()
