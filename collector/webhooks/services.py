@@ -24,7 +24,7 @@ import uuid
 from sqlalchemy import func, insert, or_, select, update
 
 from collector.db import as_integer, utcnow
-from collector.errors import BadRequest, NotFound
+from collector.errors import BadRequest, Conflict, NotFound
 from collector.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -346,6 +346,30 @@ def require_webhook(dbsession, webhook_id):
     if hook is None:
         raise NotFound(f"webhook {webhook_id} does not exist")
     return hook
+
+
+def redeliver(dbsession, delivery_id):
+    """Send a delivered or failed event again (the admin's "redeliver"): a new delivery of
+    the same event to the same webhook, due now, with a retry period of its own. The event
+    id stays the same, so a receiver that did get it once can tell."""
+    from collector.audit.services import record
+
+    delivery_id = as_integer(delivery_id, minimum=1)
+    old = dbsession.get(WebhookDelivery, delivery_id) if delivery_id is not None else None
+    if old is None:
+        raise NotFound("that webhook delivery does not exist")
+    if old.state == "pending":
+        raise Conflict(f"delivery {old.id} is still pending: it is retried on its own")
+    if not old.webhook.active:
+        raise Conflict(f"webhook {old.webhook_id} is disabled: enable it first")
+    again = WebhookDelivery(webhook_id=old.webhook_id, event_id=old.event_id,
+                            event=old.event, payload=old.payload)
+    dbsession.add(again)
+    dbsession.flush()
+    record(dbsession, "webhook.redeliver", detail={"webhook": old.webhook_id,
+                                                   "delivery": again.id, "of": old.id,
+                                                   "event": old.event})
+    return again
 
 
 def list_deliveries(dbsession, filters, limit, offset):

@@ -53,6 +53,19 @@ def create_webhook(request):
     return HTTPSeeOther(request.resource_url(request.context))
 
 
+@view_config(context=WebhookContainer, name="redeliver", permission=Permission.ADMIN,
+             request_method="POST", renderer="webhooks/admin_webhooks.jinja2")
+def redeliver(request):
+    try:
+        row = services.redeliver(request.dbsession, request.POST.get("delivery", ""))
+    except DomainError as exc:
+        request.tm.doom()
+        request.response.status_int = exc.status
+        return _page(request, error=exc.detail)
+    request.session.flash(f"Event {row.event} queued again as delivery {row.id}.", "success")
+    return HTTPSeeOther(request.resource_url(request.context))
+
+
 @view_config(context=WebhookNode, name="toggle", permission=Permission.ADMIN,
              request_method="POST")
 def toggle_webhook(request):

@@ -59,6 +59,7 @@ EXPECTED = {
     ("POST", "/admin/users/{id}/reset-2fa"):         "403 403 403 403 403 403 403 403 403 403 303",
     ("GET", "/admin/webhooks/"):                     "303 403 303 303 303 303 403 403 403 403 200",
     ("POST", "/admin/webhooks/"):                    "403 403 403 403 403 403 403 403 403 403 303",
+    ("POST", "/admin/webhooks/redeliver"):           "403 403 403 403 403 403 403 403 403 403 303",
     ("POST", "/admin/webhooks/{id}/delete"):         "403 403 403 403 403 403 403 403 403 403 303",
     ("POST", "/admin/webhooks/{id}/toggle"):         "403 403 403 403 403 403 403 403 403 403 303",
     ("GET", "/enrol"):                               "303 303 303 303 303 303 303 303 303 303 303",
@@ -191,6 +192,8 @@ EXPECTED = {
     ("POST", "/api/v1/webhooks/"):                   "401 403 401 401 401 401 403 403 403 403 201",
     ("GET", "/api/v1/webhooks/deliveries/"):         "401 403 401 401 401 401 403 403 403 403 200",
     ("HEAD", "/api/v1/webhooks/deliveries/"):        "401 403 401 401 401 401 403 403 403 403 200",
+    ("POST", "/api/v1/webhooks/deliveries/{id}/redeliver/"):
+                                                     "401 403 401 401 401 401 403 403 403 403 201",
     ("GET", "/api/v1/webhooks/{id}/"):               "401 403 401 401 401 401 403 403 403 403 200",
     ("HEAD", "/api/v1/webhooks/{id}/"):              "401 403 401 401 401 401 403 403 403 403 200",
     ("PATCH", "/api/v1/webhooks/{id}/"):             "401 403 401 401 401 401 403 403 403 403 200",
@@ -298,6 +301,15 @@ class World:
         self.db.commit()
         return hook.id
 
+    def failed_delivery(self):
+        from collector.webhooks.models import WebhookDelivery
+
+        delivery = WebhookDelivery(webhook_id=self.webhook(), event_id=f"e{self._next()}",
+                                   event="ticket.resolved", payload={}, state="failed")
+        self.db.add(delivery)
+        self.db.commit()
+        return delivery.id
+
     def personal_token(self):
         from collector.accounts import services
 
@@ -364,6 +376,8 @@ REQUESTS = {
     ("GET", "/admin/webhooks/"): lambda w: Req("/admin/webhooks/"),
     ("POST", "/admin/webhooks/"): lambda w: Req("/admin/webhooks/", form={
         "platform": "vault", "url": "https://hooks.example.com/y"}),
+    ("POST", "/admin/webhooks/redeliver"): lambda w: Req(
+        "/admin/webhooks/redeliver", form={"delivery": str(w.failed_delivery())}),
     ("POST", "/admin/webhooks/{id}/delete"): lambda w: Req(
         f"/admin/webhooks/{w.webhook()}/delete", form={}),
     ("POST", "/admin/webhooks/{id}/toggle"): lambda w: Req(
@@ -501,6 +515,8 @@ REQUESTS = {
     ("POST", "/api/v1/webhooks/"): lambda w: Req("/api/v1/webhooks/", json={
         "platform": "vault", "url": "https://hooks.example.com/z"}),
     ("GET", "/api/v1/webhooks/deliveries/"): lambda w: Req("/api/v1/webhooks/deliveries/"),
+    ("POST", "/api/v1/webhooks/deliveries/{id}/redeliver/"): lambda w: Req(
+        f"/api/v1/webhooks/deliveries/{w.failed_delivery()}/redeliver", json={}),
     ("GET", "/api/v1/webhooks/{id}/"): lambda w: Req(f"/api/v1/webhooks/{w.webhook()}/"),
     ("PATCH", "/api/v1/webhooks/{id}/"): lambda w: Req(f"/api/v1/webhooks/{w.webhook()}/",
                                                        json={"active": False}),

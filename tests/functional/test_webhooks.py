@@ -281,6 +281,62 @@ def test_admin_api_and_page_show_deliveries_and_attempts(testapp, app, engine, t
     assert len(testapp.get("/api/v1/webhooks/", headers=admin.headers).json) == 2
 
 
+def test_a_failed_or_delivered_event_can_be_sent_again(testapp, app, engine, ticket, admin,
+                                                     staff, receiver, web_login, dbsession):
+    help_desk = receiver([503, 200])
+    hook = add_webhook(testapp, admin, help_desk.url)
+    upload(testapp, ticket)
+    [first] = deliveries(dbsession)
+    # Still pending: it is retried on its own.
+    res = testapp.post(f"/api/v1/webhooks/deliveries/{first.id}/redeliver",
+                       headers=admin.headers, status=409)
+    assert "still pending" in res.json["detail"]
+    settings = dict(app.registry.settings, **{"webhooks.retry_hours": 0})
+    assert services.deliver_pending(engine, settings, now=T0) == [(first.id, "failed")]
+
+    again = testapp.post(f"/api/v1/webhooks/deliveries/{first.id}/redeliver",
+                         headers=admin.headers, status=201).json
+    assert (again["event"], again["event_id"], again["state"], again["attempts"]) == (
+        "archive.uploaded", first.event_id, "pending", 0)
+    assert services.deliver_pending(engine, app.registry.settings, now=T0) == [
+        (again["id"], "delivered")]
+    # The same event both times (a receiver can tell by its id); the failed one stays.
+    assert help_desk.received[0][1] == help_desk.received[1][1]
+    assert [d.state for d in deliveries(dbsession)] == ["failed", "delivered"]
+    events = testapp.get("/api/v1/audit/?action=webhook.redeliver", headers=admin.headers).json
+    assert [e["action"] for e in events] == ["webhook.redeliver"]
+
+    testapp.post("/api/v1/webhooks/deliveries/99999/redeliver", headers=admin.headers,
+                 status=404)
+    testapp.post(f"/api/v1/webhooks/deliveries/{first.id}/redeliver", headers=staff.headers,
+                 status=403)
+    testapp.patch_json(f"/api/v1/webhooks/{hook['id']}/", {"active": False},
+                       headers=admin.headers, status=200)
+    res = testapp.post(f"/api/v1/webhooks/deliveries/{first.id}/redeliver",
+                       headers=admin.headers, status=409)
+    assert "disabled" in res.json["detail"]
+    testapp.patch_json(f"/api/v1/webhooks/{hook['id']}/", {"active": True},
+                       headers=admin.headers, status=200)
+
+    # The page: a button on every delivery that is not pending.
+    page = web_login(webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost"}), admin)
+    html = page.get("/admin/webhooks/")
+    assert f'id="redeliver-{first.id}"' in html.text
+    assert f'id="redeliver-{again["id"]}"' in html.text
+    form = next(f for f in html.forms.values()
+                if f.fields.get("delivery") and f["delivery"].value == str(first.id))
+    done = form.submit(status=303).follow()
+    assert "queued again as delivery" in done.text
+    newest = deliveries(dbsession)[-1]
+    assert (newest.state, newest.event_id) == ("pending", first.event_id)
+    assert f'id="redeliver-{newest.id}"' not in done.text
+    # A delivery that is not there: the page again, with a readable 404.
+    bad = page.post("/admin/webhooks/redeliver", {"delivery": "nope",
+                                                  "csrf_token": form["csrf_token"].value},
+                    status=404)
+    assert "does not exist" in bad.text
+
+
 def test_webhooks_are_admin_only(testapp, app, staff, admin, factory, web_login, receiver):
     factory.platform("vm6")
     hook = add_webhook(testapp, admin, receiver().url)

@@ -65,6 +65,8 @@ ROUTES = {
     "api.webhooks": ("/webhooks/", "/webhooks{slash:/?}", "/admin/webhooks"),
     "api.webhook.deliveries": ("/webhooks/deliveries/", "/webhooks/deliveries{slash:/?}",
                                "/admin/webhooks"),
+    "api.webhook.redeliver": ("/webhooks/deliveries/{id}/redeliver",
+                              "/webhooks/deliveries/{id}/redeliver{slash:/?}", "/admin/webhooks"),
     "api.webhook": ("/webhooks/{id}/", "/webhooks/{id}{slash:/?}", "/admin/webhooks/{id}"),
 }
 

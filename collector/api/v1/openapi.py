@@ -837,6 +837,15 @@ OPERATIONS = {
                                    "Delivery state"),
                              query("event", STRING, "Event name"), *PAGE]),
     },
+    "api.webhook.redeliver": {
+        "post": operation("redeliverWebhookDelivery", "Send a delivered or failed event again "
+                          "(admin, two-factor)",
+                          {201: answer("The new delivery: the same event and event id, due "
+                                       "now, retried on its own", ref("WebhookDelivery"))},
+                          (401, 403, 404, 409),
+                          description="409 while the delivery is still pending (it is "
+                                      "retried anyway) or its webhook is disabled."),
+    },
     "api.openapi": {
         "get": {"operationId": "getOpenAPI", "summary": "This document",
                 "responses": {"200": answer("OpenAPI 3.1", {"type": "object"})},

@@ -27,6 +27,9 @@ webhook = Service(name="webhook", pyramid_route="api.webhook",
 deliveries = Service(name="webhook_deliveries", pyramid_route="api.webhook.deliveries",
                      description="Webhook deliveries and their attempts (admin only)",
                      error_handler=error_handler)
+redeliver = Service(name="webhook_redeliver", pyramid_route="api.webhook.redeliver",
+                    description="Send a delivered or failed event again (admin only)",
+                    error_handler=error_handler)
 
 STATES = ("pending", "delivered", "failed")
 
@@ -107,3 +110,10 @@ def list_deliveries(request):
                                            limit, offset)
     return paginated(request, rows, total, limit, offset,
                      lambda request, row: services.delivery_json(row))
+
+
+@redeliver.post(permission=Permission.ADMIN)
+def redeliver_event(request):
+    row = services.redeliver(request.dbsession, request.matchdict["id"])
+    request.response.status_int = 201
+    return services.delivery_json(row)
