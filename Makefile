@@ -23,7 +23,7 @@ run: $(STAMP)
 	$(BIN)/collector -c $(CONFIG) serve
 
 test: $(STAMP)
-	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov --cov-report=term --durations=15 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/upload_download.py
