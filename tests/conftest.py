@@ -25,10 +25,6 @@ from collector.cli import migrate
 from collector.db import Base, make_engine
 
 BACKENDS = ["sqlite", "postgresql"]
-# Where archives are kept. Tests run on the local disk; the upload, download, tus,
-# inspect and purge tests also run on S3 (``@on_both_storages``).
-STORAGES = ["local", "s3"]
-on_both_storages = pytest.mark.parametrize("storage_kind", STORAGES)
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +45,8 @@ def s3_server(tmp_path_factory):
 
 @pytest.fixture
 def storage_kind():
+    """Where the app keeps archives: the local disk, unless a test is marked
+    ``@on_both_storages`` (tests/s3server.py), which runs it on S3 as well."""
     return "local"
 
 

@@ -15,6 +15,11 @@ import time
 import uuid
 
 import boto3
+import pytest
+
+# Archives on the local disk and on S3: the upload, download, tus, inspect and purge
+# tests carry this mark (the ``storage_kind`` fixture of tests/conftest.py).
+on_both_storages = pytest.mark.parametrize("storage_kind", ["local", "s3"])
 
 ACCESS_KEY, SECRET_KEY, REGION = "collector-test", "collector-test-secret", "us-east-1"
 # boto3 takes credentials from these (the app has no setting for them, on purpose).
