@@ -92,7 +92,10 @@ def adopt_archive(dbsession, storage, ticket, path, size, md5, sha256, name):
     The attempt was reserved when the upload was created, so none is spent here. The file
     is moved into place when the transaction commits (``StorageManager.adopt``).
     """
-    staged = storage.adopt(path, size, md5, sha256)
+    try:
+        staged = storage.adopt(path, size, md5, sha256)
+    except OSError as exc:  # S3: the finished file could not be sent to the object store
+        raise InsufficientStorage(f"could not store the archive: {exc.strerror}") from None
     archive = Archive(ticket_id=ticket.id, storage_key=staged.key, name=sanitise_name(name),
                       size=size, md5=md5, sha256=sha256)
     dbsession.add(archive)
