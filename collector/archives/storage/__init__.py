@@ -28,8 +28,14 @@ def make_backend(settings):
     """The archive backend the settings select (``storage.url``)."""
     if settings.get("storage.url"):
         # boto3 is an optional dependency (the ``s3`` extra): imported only when needed.
-        from collector.archives.storage.s3 import S3ArchiveStorage
+        try:
+            from collector.archives.storage.s3 import S3ArchiveStorage
+        except ImportError as exc:
+            from collector.settings import SettingsError
 
+            raise SettingsError(
+                f"STORAGE_URL: an s3:// URL needs boto3, which is not installed ({exc}); "
+                "install the `s3` extra: pip install 'logs-collector[s3]'") from None
         return S3ArchiveStorage.from_settings(settings)
     return LocalArchiveStorage(settings["data_dir"])
 

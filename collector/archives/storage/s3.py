@@ -47,6 +47,9 @@ PART_SIZE = 8 * MiB
 READ_WINDOW_MIN = 1 * MiB
 READ_WINDOW_MAX = 64 * MiB
 READ_BUFFER = 256 * 1024
+# A forward seek this short inside the open window is read and dropped rather than
+# answered by a new GET (a request costs more than this many bytes on any network).
+SKIP_FORWARD = 512 * 1024
 _AWS_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 # Parts are sent from these threads while the request thread reads and hashes the next.
 _part_pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="s3part")
@@ -368,6 +371,10 @@ class RangedReader(io.RawIOBase):
         want = min(len(buffer), self.size - self._pos)
         if want <= 0:
             return 0
+        ahead = self._pos - self._body_pos
+        if self._body is not None and 0 < ahead <= SKIP_FORWARD and \
+                self._pos < self._body_end:
+            self._skip(ahead)
         if self._body is None or self._body_pos != self._pos or \
                 self._body_pos >= self._body_end:
             self._open_window()
@@ -381,6 +388,18 @@ class RangedReader(io.RawIOBase):
         self._pos += len(data)
         self._body_pos += len(data)
         return len(data)
+
+    def _skip(self, count):
+        try:
+            while count > 0:
+                data = self._body.read(min(count, READ_BUFFER))
+                if not data:
+                    return
+                count -= len(data)
+                self._body_pos += len(data)
+        except _AWS_ERRORS:
+            self._body.close()
+            self._body = None
 
     def close(self):
         if self._body is not None:

@@ -75,3 +75,16 @@ class TestS3ArchiveStorage(ArchiveStorageContract):
         settings = {"data_dir": str(tmp_path / "data"), **s3_server.settings(),
                     "storage.endpoint_url": "http://127.0.0.1:9"}
         assert not make_backend(settings).writable()
+
+
+def test_s3_without_boto3_is_refused_with_a_clear_message(tmp_path, monkeypatch):
+    import sys
+
+    from collector.archives.storage import make_backend
+    from collector.settings import SettingsError
+
+    monkeypatch.delitem(sys.modules, "collector.archives.storage.s3", raising=False)
+    monkeypatch.setitem(sys.modules, "boto3", None)  # what an install without it gives
+    with pytest.raises(SettingsError, match=r"STORAGE_URL.*logs-collector\[s3\]"):
+        make_backend({"data_dir": str(tmp_path), "storage.url": "s3://bucket/x",
+                      "storage.quota": 1})
