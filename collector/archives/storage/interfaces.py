@@ -69,6 +69,9 @@ class IArchiveStorage(Interface):
     def exists(key):
         """Whether an archive is stored under ``key``."""
 
+    def location(key):
+        """Where the archive is, for people (a path, an ``s3://`` URL): purge prints it."""
+
     def keys():
         """Every stored key (for ``collector purge``: objects with no row are orphans)."""
 

@@ -80,9 +80,6 @@ class LocalArchiveStorage(LocalFiles):
         self.archives = self.root / "archives"
         self.archives.mkdir(parents=True, exist_ok=True)
 
-    def describe(self):
-        return f"local disk ({self.archives})"
-
     def path(self, key):
         return self.archives / key[:2] / key
 

@@ -22,6 +22,7 @@ import concurrent.futures
 import errno
 import io
 import logging
+import re
 import threading
 import time
 import uuid
@@ -53,6 +54,9 @@ SKIP_FORWARD = 512 * 1024
 _AWS_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 # Parts are sent from these threads while the request thread reads and hashes the next.
 _part_pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="s3part")
+
+
+_OUR_NAME = re.compile(r"([0-9a-f]{2})/([0-9a-f]{32})")
 
 
 class StorageError(OSError):
@@ -128,9 +132,6 @@ class S3ArchiveStorage(LocalFiles):
             config=config)
         return cls(settings["data_dir"], client, url.netloc,
                    f"{prefix}/" if prefix else "", settings["storage.quota"])
-
-    def describe(self):
-        return f"s3://{self.bucket}/{self.prefix}"
 
     def _name(self, key):
         return f"{self.prefix}archives/{key[:2]}/{key}"
@@ -259,9 +260,19 @@ class S3ArchiveStorage(LocalFiles):
         for page in pages:
             yield from page.get("Contents", ())
 
-    def keys(self):
+    def _archives(self):
+        """``(key, size)`` of each archive. Only names this backend makes: anything else
+        under the prefix is not ours to call an orphan (purge deletes what ``keys`` lists
+        and no row references) or to count."""
+        start = len(f"{self.prefix}archives/")
         for item in self._objects():
-            yield item["Key"].rsplit("/", 1)[-1]
+            match = _OUR_NAME.fullmatch(item["Key"][start:])
+            if match and match.group(1) == match.group(2)[:2]:
+                yield match.group(2), item["Size"]
+
+    def keys(self):
+        for key, _ in self._archives():
+            yield key
 
     # A listing costs a request per 1000 objects: usage is cached like the disk probe.
     USAGE_TTL = 5.0
@@ -271,7 +282,7 @@ class S3ArchiveStorage(LocalFiles):
         checked, used = self._usage
         if used is None or time.monotonic() - checked >= self.USAGE_TTL:
             with self._lock:
-                used = sum(item["Size"] for item in self._objects())
+                used = sum(size for _, size in self._archives())
                 self._usage = (time.monotonic(), used)
         return {"total": self.quota, "used": used, "free": max(0, self.quota - used)}
 

@@ -62,6 +62,14 @@ class TestS3ArchiveStorage(ArchiveStorageContract):
         backend.discard(staged)
         assert s3_server.multipart_uploads(backend.prefix) == []
 
+    def test_only_names_it_makes_are_listed(self, backend, s3_server):
+        key = self.store(backend, b"x")
+        client = s3_server.client()
+        for foreign in ("archives/readme.txt", f"archives/zz/{key}", "other/ab" + "0" * 30,
+                        f"archives/{key[:2]}/{key}/x"):
+            client.put_object(Bucket=s3_server.bucket, Key=backend.prefix + foreign, Body=b"")
+        assert list(backend.keys()) == [key]
+
     def test_usage_is_the_quota_and_the_bytes_stored(self, backend):
         backend.USAGE_TTL = 0
         self.store(backend, b"1" * 1000)
