@@ -205,6 +205,7 @@ class S3ArchiveStorage(LocalFiles):
                 MultipartUpload={"Parts": staged.parts})
         except _AWS_ERRORS as exc:
             raise StorageError("completing an upload", exc) from None
+        self._usage = (float("-inf"), None)  # this process's next check counts it
 
     def unpublish(self, staged):
         self._delete_object(staged.key)
@@ -232,6 +233,7 @@ class S3ArchiveStorage(LocalFiles):
 
     def delete(self, key):
         self._delete_object(key)
+        self._usage = (float("-inf"), None)
         self.delete_derived(key)
 
     def _head(self, key):
