@@ -168,3 +168,19 @@ def test_download_through_waitress(live_server, factory, staff):
     ranged = urllib.request.Request(url, headers={**staff.headers, "Range": "bytes=2000000-"})
     with urllib.request.urlopen(ranged, timeout=30) as part:
         assert part.status == 206 and part.read() == body[2000000:]
+
+
+@pytest.mark.parametrize("storage_kind", ["s3"])
+def test_s3_unavailable_is_a_503_with_retry_after(testapp, staff, uploaded, app, monkeypatch):
+    import botocore.exceptions
+
+    archive, _ = uploaded
+
+    def down(**kwargs):
+        raise botocore.exceptions.EndpointConnectionError(endpoint_url="http://s3.invalid")
+
+    monkeypatch.setattr(app.registry["archive_storage"].client, "head_object", down)
+    res = testapp.get(f"/api/v1/archives/{archive['id']}/download", headers=staff.headers,
+                      status=503)
+    assert res.headers["Retry-After"] == "10"
+    assert res.json["detail"] == "archive storage unavailable, try again shortly"

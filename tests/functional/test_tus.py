@@ -393,7 +393,7 @@ def test_a_lost_last_answer_is_asked_again(client, dbsession, testapp, staff):
 @pytest.mark.parametrize("storage_kind", ["s3"])
 def test_a_store_failure_at_the_last_chunk_keeps_the_upload_resumable(
         client, dbsession, app, data_dir, stored, monkeypatch):
-    """The finished file cannot be sent to S3: a JSON 507, the upload stays at the offset
+    """The finished file cannot be sent to S3: a JSON 503, the upload stays at the offset
     before the last chunk, nothing is left in the bucket, and the chunk sent again
     finishes it."""
     import botocore.exceptions
@@ -407,7 +407,7 @@ def test_a_store_failure_at_the_last_chunk_keeps_the_upload_resumable(
             {"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "UploadPart")
 
     monkeypatch.setattr(app.registry["archive_storage"].client, "upload_part", refused)
-    res = client.patch(path, 5 * 1024 * 1024, body[5 * 1024 * 1024:], status=507)
+    res = client.patch(path, 5 * 1024 * 1024, body[5 * 1024 * 1024:], status=503)
     assert "object store" in res.json["detail"]
     monkeypatch.undo()
     assert client.head(path).headers["Upload-Offset"] == str(5 * 1024 * 1024)

@@ -183,14 +183,16 @@ def _s3_error(operation):
 @pytest.mark.parametrize("failing", ["upload_part", "complete_multipart_upload"])
 def test_object_store_failures_answer_json_and_leave_nothing(
         testapp, ticket, app, stored, dbsession, monkeypatch, failing):
-    """A part the store refuses is a 507 while streaming; a failed completion (at the
-    vote, before the database commits) a 500: no row, no object, the attempt kept."""
+    """A part the store refuses while streaming, or a failed completion (at the vote,
+    before the database commits): 503 with Retry-After, no row, no object, the attempt
+    kept."""
     client = app.registry["archive_storage"].client
     monkeypatch.setattr(client, failing, _s3_error(failing))
     res = testapp.post("/api/v1/archives/", upload_files=[("file", "a", b"abc" * 1000)],
                        headers={"Upload-Token": ticket.token},
-                       status=507 if failing == "upload_part" else 500)
-    assert res.json["detail"] and "traceback" not in res.text.lower()
+                       status=503)
+    assert res.headers["Retry-After"] == "10"
+    assert "stor" in res.json["detail"] and "traceback" not in res.text.lower()
     monkeypatch.undo()
     assert stored.keys() == [] and stored.leftovers() == []
     assert dbsession.scalars(select(Archive)).all() == []

@@ -19,7 +19,7 @@ from collector.archives.storage.interfaces import IArchiveStorage, IStaged  # no
 from collector.archives.storage.local import (  # noqa: F401
     LocalArchiveStorage, LocalFiles, StagedFile, _fsync_dir)
 from collector.archives.storage.streams import (  # noqa: F401
-    CHUNK, WRITEBACK_EVERY, TooLarge, _hash_pool, write_all, write_stream)
+    CHUNK, WRITEBACK_EVERY, StorageUnavailable, TooLarge, _hash_pool, write_all, write_stream)
 
 log = logging.getLogger(__name__)
 

@@ -59,9 +59,9 @@ _part_pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_pr
 _OUR_NAME = re.compile(r"([0-9a-f]{2})/([0-9a-f]{32})")
 
 
-class StorageError(OSError):
-    """The object store failed or refused: an ``OSError`` as a full disk is, so that the
-    upload paths answer it the same way (507 with a JSON ``detail``)."""
+class StorageError(streams.StorageUnavailable):
+    """The object store failed or refused (an ``OSError``, so that every path that
+    handles a failing disk handles it too; answered 503 with ``Retry-After``)."""
 
     def __init__(self, what, exc):
         super().__init__(errno.EIO, f"the object store failed ({what}: {_reason(exc)})")

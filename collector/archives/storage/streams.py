@@ -21,6 +21,11 @@ class TooLarge(Exception):
     pass
 
 
+class StorageUnavailable(OSError):
+    """The archive store (an object store) failed or refused a request: answered 503
+    with ``Retry-After``, not 507 — it is not full, it is not answering right now."""
+
+
 def write_all(out, data):
     """Write all of ``data`` to the unbuffered file ``out``.
 
