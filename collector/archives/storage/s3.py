@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 PART_SIZE = 8 * MiB
+# S3 takes at most this many parts: archives above 80 GB get larger parts.
+MAX_PARTS = 10_000
 # Ranged reads: the first GET after a seek asks for this much, each GET that continues a
 # sequential read twice the last, up to the maximum (a download is a few large GETs;
 # a random access, as the inspect reader makes, costs one small one).
@@ -152,29 +154,29 @@ class S3ArchiveStorage(LocalFiles):
         return S3Staged(key, created["UploadId"])
 
     def write(self, staged, chunks, max_size):
-        self._send(staged, streams.hashed(staged, chunks, max_size))
+        self._send(staged, streams.hashed(staged, chunks, max_size), part_size(max_size))
         return staged
 
     def adopt(self, path, size, md5, sha256):
         staged = self.new_staged()
         staged.path = Path(path)
         try:
-            self._send(staged, streams.file_chunks(path, size))
+            self._send(staged, streams.file_chunks(path, size), part_size(size))
         except BaseException:
             self.discard(staged)
             raise
         staged.size, staged.md5, staged.sha256 = size, md5, sha256
         return staged
 
-    def _send(self, staged, chunks):
-        """Cut ``chunks`` into parts and upload each while the next one is read."""
+    def _send(self, staged, chunks, size):
+        """Cut ``chunks`` into parts of ``size`` and upload each while the next is read."""
         buffer = bytearray()
         pending = None
         try:
             for chunk in chunks:
                 buffer += chunk
-                if len(buffer) >= PART_SIZE:
-                    part, buffer = bytes(buffer[:PART_SIZE]), bytearray(buffer[PART_SIZE:])
+                if len(buffer) >= size:
+                    part, buffer = bytes(buffer[:size]), bytearray(buffer[size:])
                     if pending is not None:
                         pending.result()
                     pending = _part_pool.submit(self._upload_part, staged, part)
@@ -326,6 +328,13 @@ class S3ArchiveStorage(LocalFiles):
                     raise
         else:
             super().remove_stale(item)
+
+
+def part_size(largest):
+    """``PART_SIZE``, or whole MiB large enough that ``largest`` bytes fit in
+    ``MAX_PARTS`` parts."""
+    needed = -(-largest // MAX_PARTS)
+    return max(PART_SIZE, -(-needed // MiB) * MiB)
 
 
 class RangedReader(io.RawIOBase):

@@ -70,6 +70,15 @@ class TestS3ArchiveStorage(ArchiveStorageContract):
             client.put_object(Bucket=s3_server.bucket, Key=backend.prefix + foreign, Body=b"")
         assert list(backend.keys()) == [key]
 
+    def test_parts_grow_so_that_the_largest_archive_fits_in_10000(self):
+        from collector.archives.storage.s3 import MAX_PARTS, PART_SIZE, part_size
+
+        assert part_size(4 * 1024**3) == PART_SIZE
+        for largest in (PART_SIZE * MAX_PARTS + 1, 200 * 1024**3, 5 * 1024**4):
+            size = part_size(largest)
+            assert size % (1024 * 1024) == 0 and size * MAX_PARTS >= largest
+            assert size < 2 * largest // MAX_PARTS + PART_SIZE
+
     def test_usage_is_the_quota_and_the_bytes_stored(self, backend):
         backend.USAGE_TTL = 0
         self.store(backend, b"1" * 1000)
