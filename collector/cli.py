@@ -165,13 +165,12 @@ def cmd_purge(args, settings):
     # Every mapper (Archive → Ticket → User …): the ORM resolves relationships by name.
     import collector.models  # noqa: F401
     from collector.archives.models import Archive
-    from collector.archives.storage import LocalArchiveStorage
-    from collector.archives.storage import alerts
+    from collector.archives.storage import alerts, make_backend
     from collector.archives.uploads import tus
     from collector.db import utcnow
     from collector.retention import services as retention
 
-    storage = LocalArchiveStorage(settings["data_dir"])
+    storage = make_backend(settings)
     removed = 0
     # The retention rules first: their files go now, not as orphans at the next run.
     with _session(settings) as session:
@@ -186,13 +185,18 @@ def cmd_purge(args, settings):
         orphans = sorted(on_disk - referenced)
     for key in orphans:
         if args.dry_run:
-            print(f"would remove orphan {storage.path(key)}")
+            print(f"would remove orphan {storage.location(key)}")
         else:
             storage.delete(key)
-            print(f"removed orphan {storage.path(key)}")
+            print(f"removed orphan {storage.location(key)}")
         removed += 1
-    for path in storage.stale_staging(args.stale_hours * 3600):
-        _remove_file(path, "stale staging file", args.dry_run)
+    # Staging files in DATA_DIR/tmp, and (S3) multipart uploads a crash left unfinished.
+    for item in storage.stale_staging(args.stale_hours * 3600):
+        if args.dry_run:
+            print(f"would remove stale staging {item}")
+        else:
+            storage.remove_stale(item)
+            print(f"removed stale staging {item}")
         removed += 1
     # Uploads empty since this long ago are abandoned creations (see tus.purge_expired).
     stale_since = utcnow() - datetime.timedelta(hours=args.stale_hours)
@@ -222,11 +226,11 @@ def cmd_deliver(args, settings):
     """Deliver due webhook events (and check free space): one pass, or a loop for a
     process of its own beside servers started with WEBHOOK_WORKER=false."""
     import collector.models  # noqa: F401
-    from collector.archives.storage import LocalArchiveStorage
+    from collector.archives.storage import make_backend
     from collector.webhooks.worker import Worker
 
     with _engine(settings) as engine:
-        worker = Worker(engine, LocalArchiveStorage(settings["data_dir"]), settings)
+        worker = Worker(engine, make_backend(settings), settings)
         while True:
             for delivery_id, outcome in worker.run_once():
                 print(f"delivery {delivery_id}: {outcome}", flush=True)

@@ -199,5 +199,12 @@ def unexpected(exc, request):
         log.warning("database unavailable: %s", exc)
         return error(request, 503, "database unavailable, try again shortly",
                      {"Retry-After": "5"})
+    from collector.archives.storage import StorageUnavailable
+
+    if isinstance(exc, StorageUnavailable):
+        # An object store that failed at a commit's vote or while a download started.
+        log.warning("archive storage unavailable: %s", exc)
+        return error(request, 503, "archive storage unavailable, try again shortly",
+                     {"Retry-After": "10"})
     log.exception("unexpected error on %s %s", request.method, request.path)
     return error(request, 500, "internal error; it has been logged")

@@ -84,6 +84,17 @@ def as_networks(value):
     return [ipaddress.ip_network(item, strict=False) for item in as_list(value)]
 
 
+def as_storage_url(value):
+    """Empty (archives on the local disk, the default) or ``s3://bucket[/prefix]``."""
+    url = str(value).strip()
+    if not url:
+        return ""
+    match = re.fullmatch(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/[^?#]*)?", url)
+    if not match:
+        raise ValueError(f"not empty or s3://bucket[/prefix]: {value!r}")
+    return url
+
+
 def as_log_format(value):
     text = str(value).strip().lower()
     if text not in {"text", "json"}:
@@ -116,6 +127,14 @@ ENV_OVERRIDES = [
     ("data_dir", "DATA_DIR", str, "database, archives, partial uploads, staging"),
     ("upload.max_size", "UPLOAD_MAX_SIZE", as_size, "largest archive accepted (413 above)"),
     ("storage.reserve", "STORAGE_RESERVE", as_size, "free space always kept (507 below)"),
+    ("storage.url", "STORAGE_URL", as_storage_url,
+     "where archives are kept: empty for `DATA_DIR/archives`, or `s3://bucket/prefix`"),
+    ("storage.endpoint_url", "STORAGE_ENDPOINT_URL", str,
+     "S3 endpoint (MinIO, Ceph RGW …); empty: AWS (or `AWS_ENDPOINT_URL`)"),
+    ("storage.region", "STORAGE_REGION", str,
+     "S3 region; empty: `AWS_REGION`/`AWS_DEFAULT_REGION` or the AWS config"),
+    ("storage.quota", "STORAGE_QUOTA", as_size,
+     "S3: bytes the archives may take (free space = quota − stored); required with S3"),
     ("upload.tus_expiry_days", "TUS_EXPIRY_DAYS", int,
      "days an unfinished resumable upload is kept after its last chunk"),
     ("storage.warn_percent", "STORAGE_WARN_PERCENT", as_percent,
@@ -187,6 +206,10 @@ DEFAULTS = {
     "data_dir": "var",
     "upload.max_size": 4 * 1024**3,
     "storage.reserve": 256 * 1024**2,
+    "storage.url": "",
+    "storage.endpoint_url": "",
+    "storage.region": "",
+    "storage.quota": 0,
     "upload.tus_expiry_days": 7,
     "storage.warn_percent": 90.0,
     "session.secure": "auto",
@@ -256,6 +279,10 @@ def load(settings, environ=None):
             "SECRET_KEY: production (DEBUG false) refuses an empty or default secret key")
     if len(result["secret_key"]) < 16 and not result["debug"]:
         raise SettingsError("SECRET_KEY: must be at least 16 characters in production")
+    if result["storage.url"] and not result["storage.quota"]:
+        # Without it the free-space checks (507, the gauge, the alert) would mean nothing.
+        raise SettingsError("STORAGE_QUOTA: required with an s3:// STORAGE_URL (the bytes "
+                            "the archives may take in the bucket, e.g. 500GiB)")
     if 0 < len(result["metrics.token"]) < 16 and not result["debug"]:
         raise SettingsError("METRICS_TOKEN: must be at least 16 characters in production")
     return result

@@ -27,6 +27,29 @@ from collector.db import Base, make_engine
 BACKENDS = ["sqlite", "postgresql"]
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server on 127.0.0.1 (tests/s3server.py), one per session, credentials in
+    the environment as boto3 expects them; stopped by its PID at the end."""
+    from s3server import ENVIRON, S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3") / "moto.log")
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for variable, value in ENVIRON.items():
+                patch.setenv(variable, value)
+            yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def storage_kind():
+    """Where the app keeps archives: the local disk, unless a test is marked
+    ``@on_both_storages`` (tests/s3server.py), which runs it on S3 as well."""
+    return "local"
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _fast_password_hashing():
     """argon2 at production cost takes ~0.1 s a hash; tests hash hundreds of passwords."""
@@ -83,8 +106,11 @@ def data_dir(tmp_path):
 
 
 @pytest.fixture
-def settings(engine, data_dir):
-    return {
+def settings(engine, data_dir, storage_kind, request):
+    storage = {}
+    if storage_kind == "s3":
+        storage = request.getfixturevalue("s3_server").settings()
+    return {**storage,
         "debug": "true",
         "secret_key": "test-secret-key-0123456789",
         "db_url": str(engine.url.render_as_string(hide_password=False)),
@@ -108,6 +134,29 @@ def app(settings, engine):
 def testapp(app):
     return webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost",
                                                "REMOTE_ADDR": "127.0.0.1"})
+
+
+class StoredArchives:
+    """What the app's archive backend holds, whichever it is (local disk or S3)."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def keys(self):
+        return sorted(self.backend.keys())
+
+    def read(self, key):
+        with self.backend.open(key) as handle:
+            return handle.read()
+
+    def leftovers(self):
+        """Staging a failed request left behind (files in DATA_DIR/tmp, multipart uploads)."""
+        return [str(item) for item in self.backend.stale_staging(0)]
+
+
+@pytest.fixture
+def stored(app):
+    return StoredArchives(app.registry["archive_storage"])
 
 
 @pytest.fixture

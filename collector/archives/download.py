@@ -13,6 +13,40 @@ from collector.errors import NotFound, RangeNotSatisfiable
 BLOCK = 256 * 1024
 
 
+class RangedFileIter(FileIter):
+    """pyramid's ``FileIter`` plus the ``app_iter_range`` that webob's conditional response
+    asks for: a range starts with a seek (on S3: one ranged GET from that offset) instead
+    of webob reading and dropping every byte before it."""
+
+    def app_iter_range(self, start, stop):
+        self.file.seek(start)
+        return _Slice(self.file, None if stop is None else stop - start, self.block_size)
+
+
+class _Slice:
+    """``length`` bytes (None: to the end) of ``file`` from where it stands; closes it."""
+
+    def __init__(self, file, length, block_size):
+        self.file, self.left, self.block_size = file, length, block_size
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.left is not None and self.left <= 0:
+            raise StopIteration
+        size = self.block_size if self.left is None else min(self.block_size, self.left)
+        data = self.file.read(size)
+        if not data:
+            raise StopIteration
+        if self.left is not None:
+            self.left -= len(data)
+        return data
+
+    def close(self):
+        self.file.close()
+
+
 def archive_response(request, row):
     """Stream archive ``row`` (whole or the requested range) from the request's storage."""
     # Always octet-stream: a client must never decompress or render a customer's archive.
@@ -33,10 +67,10 @@ def archive_response(request, row):
     except FileNotFoundError:
         raise NotFound("the archive's file is missing from storage") from None
     wrapper = request.environ.get("wsgi.file_wrapper")
-    # A ranged answer needs FileIter's seek; a whole one goes through the server's
-    # file wrapper, which streams without Python-level iteration.
+    # A ranged answer needs the seek of RangedFileIter; a whole one goes through the
+    # server's file wrapper, which streams without Python-level iteration.
     if request.range is not None or wrapper is None:
-        response.app_iter = FileIter(handle, BLOCK)
+        response.app_iter = RangedFileIter(handle, BLOCK)
     else:
         response.app_iter = wrapper(handle, BLOCK)
     # After app_iter: setting app_iter clears Content-Length.

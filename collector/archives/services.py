@@ -4,10 +4,11 @@ from sqlalchemy import func, select
 
 from collector.archives.models import Archive
 from collector.archives.names import sanitise_name
-from collector.archives.storage import TooLarge
+from collector.archives.storage import StorageUnavailable, TooLarge
 from collector.audit.services import record
 from collector.db import as_integer
-from collector.errors import BadRequest, InsufficientStorage, PayloadTooLarge
+from collector.errors import (
+    BadRequest, InsufficientStorage, PayloadTooLarge, ServiceUnavailable)
 from collector.tickets import services as tickets
 from collector.tickets.models import Ticket
 
@@ -63,6 +64,15 @@ def check_can_accept(storage, settings, expected_size):
         raise InsufficientStorage("the server's storage is full")
 
 
+def _not_stored(exc):
+    """The answer when the store failed while an archive was written: 503 when the object
+    store is not answering (retry later), 507 when a disk is full or failing."""
+    if isinstance(exc, StorageUnavailable):
+        return ServiceUnavailable(f"could not store the archive: {exc.strerror}; retry "
+                                  "shortly", Retry_After="10")
+    return InsufficientStorage(f"could not store the archive: {exc.strerror}")
+
+
 def create_archive(dbsession, storage, settings, ticket, chunks, name):
     """Stream ``chunks`` into storage and record the archive, spending one attempt.
 
@@ -75,7 +85,7 @@ def create_archive(dbsession, storage, settings, ticket, chunks, name):
         raise PayloadTooLarge(
             f"archive larger than the limit of {settings['upload.max_size']} bytes") from None
     except OSError as exc:
-        raise InsufficientStorage(f"could not store the archive: {exc.strerror}") from None
+        raise _not_stored(exc) from None
     if staged.size == 0:
         raise BadRequest("empty upload: the file has no bytes")
     tickets.consume_attempt(dbsession, ticket)
@@ -92,7 +102,10 @@ def adopt_archive(dbsession, storage, ticket, path, size, md5, sha256, name):
     The attempt was reserved when the upload was created, so none is spent here. The file
     is moved into place when the transaction commits (``StorageManager.adopt``).
     """
-    staged = storage.adopt(path, size, md5, sha256)
+    try:
+        staged = storage.adopt(path, size, md5, sha256)
+    except OSError as exc:  # S3: the finished file could not be sent to the object store
+        raise _not_stored(exc) from None
     archive = Archive(ticket_id=ticket.id, storage_key=staged.key, name=sanitise_name(name),
                       size=size, md5=md5, sha256=sha256)
     dbsession.add(archive)
@@ -105,7 +118,7 @@ def stage_archive(dbsession, storage, settings, ticket, chunks, name):
     try:
         staged = storage.stage(chunks, settings["upload.max_size"])
     except OSError as exc:
-        raise InsufficientStorage(f"could not store the archive: {exc.strerror}") from None
+        raise _not_stored(exc) from None
     archive = Archive(ticket_id=ticket.id, storage_key=staged.key, name=sanitise_name(name),
                       size=staged.size, md5=staged.md5, sha256=staged.sha256)
     dbsession.add(archive)

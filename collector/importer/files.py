@@ -7,7 +7,6 @@ import hashlib
 import os
 import sys
 import time
-import uuid
 from pathlib import PurePosixPath
 
 from collector.archives.storage import CHUNK
@@ -52,7 +51,7 @@ class Transfer:
         """The old file as a staged archive, hashed: a copy (default) or a second name
         (``--link``, ``--move`` on the same filesystem)."""
         if self.mode != "copy":
-            link = self.storage.backend.staging / f"{uuid.uuid4().hex}.part"
+            link = self.storage.backend.staging_file()
             try:
                 os.link(path, link)
             except OSError as exc:

@@ -27,7 +27,7 @@ from collector.accounts import services as accounts
 from collector.accounts.models import User
 from collector.archives.models import Archive
 from collector.archives.services import sanitise_name
-from collector.archives.storage import LocalArchiveStorage, StorageManager
+from collector.archives.storage import StorageManager, make_backend
 from collector.audit.services import record
 from collector.db import make_engine, utcnow
 from collector.importer import files
@@ -340,7 +340,7 @@ def _target(settings):
         tm = transaction.TransactionManager(explicit=True)
         with Session(engine, expire_on_commit=False) as session:
             register(session, transaction_manager=tm, keep_session=True)
-            storage = StorageManager(LocalArchiveStorage(settings["data_dir"]), tm)
+            storage = StorageManager(make_backend(settings), tm)
             yield session, tm, storage
     finally:
         engine.dispose()

@@ -2,6 +2,8 @@
 
 import datetime as dt
 
+import pytest
+
 
 def test_health_ok(testapp):
     res = testapp.get("/api/v1/check/health/")
@@ -74,3 +76,23 @@ def test_allowed_hosts(settings, engine):
     res = app.get("/api/v1/check/health/", extra_environ={"HTTP_HOST": "evil.example"},
                   status=400)
     assert "ALLOWED_HOSTS" in res.json["detail"]
+
+
+@pytest.mark.parametrize("storage_kind", ["s3"])
+def test_storage_check_on_s3_is_the_quota_and_the_bytes_stored(testapp, staff, factory, app):
+    """With S3 the free space is the configured quota minus what the app stores; when
+    an upload would not fit it is refused with 507 before a byte is sent."""
+    backend = app.registry["archive_storage"]
+    app.registry.settings["storage.reserve"] = 0
+    backend.quota = 5000
+    ticket = factory.ticket(factory.platform("vm6"), 3, attempts=5)
+    testapp.post("/api/v1/archives/", upload_files=[("file", "a", b"x" * 3000)],
+                 headers={"Upload-Token": ticket.token}, status=201)
+    # Counted at once by this process (the listing is otherwise cached for 5 s).
+    state = testapp.get("/api/v1/check/storage/", headers=staff.headers).json
+    assert (state["total"], state["used"], state["free"]) == (5000, 3000, 2000)
+    assert state["used_percent"] == 60.0
+    res = testapp.post("/api/v1/archives/", b"y" * 2500, status=507, headers={
+        "Upload-Token": ticket.token, "Content-Type": "application/octet-stream"})
+    assert "space" in res.json["detail"]
+    assert testapp.get("/api/v1/check/health/").json["storage"] == "ok"

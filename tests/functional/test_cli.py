@@ -24,9 +24,12 @@ db_url = {db_url}
 @pytest.fixture
 def ini(tmp_path, settings):
     path = tmp_path / "test.ini"
+    storage = "".join(f"{key} = {settings[key]}\n" for key in (
+        "storage.url", "storage.endpoint_url", "storage.region", "storage.quota")
+        if key in settings)
     path.write_text(INI.format(debug="true", secret="cli-test-secret-0123456789",
                                data_dir=settings["data_dir"],
-                               db_url=settings["db_url"].replace("%", "%%")))
+                               db_url=settings["db_url"].replace("%", "%%")) + storage)
     return str(path)
 
 
@@ -70,6 +73,33 @@ def test_purge_removes_orphans_and_stale_staging(ini, capsys, testapp, factory, 
     assert not orphan.exists() and not stale.exists()
     kept = [p for p in (data_dir / "archives").rglob("*") if p.is_file()]
     assert len(kept) == 1 and kept[0].read_bytes() == b"kept"
+
+
+@pytest.mark.parametrize("storage_kind", ["s3"])
+def test_purge_finds_orphans_and_unfinished_uploads_on_s3(ini, capsys, testapp, factory,
+                                                          data_dir, app, s3_server, stored):
+    """An object with no row (a crash between the vote and the commit) and a multipart
+    upload never completed (a crash while staging) are removed; the archive stays."""
+    ticket = factory.ticket(factory.platform("vm6"), 1)
+    testapp.post("/api/v1/archives/", upload_files=[("file", "a", b"kept")],
+                 headers={"Upload-Token": ticket.token}, status=201)
+    backend = app.registry["archive_storage"]
+    client, prefix = s3_server.client(), backend.prefix
+    orphan = f"{prefix}archives/ff/ff{'0' * 30}"
+    client.put_object(Bucket=s3_server.bucket, Key=orphan, Body=b"orphan")
+    client.create_multipart_upload(Bucket=s3_server.bucket,
+                                   Key=f"{prefix}archives/ee/ee{'0' * 30}")
+    (data_dir / "tmp" / "dead.part").write_bytes(b"partial")
+    main(["-c", ini, "purge", "--dry-run", "--stale-hours", "0"])
+    out = capsys.readouterr().out
+    assert "would remove 3 file(s)" in out and f"s3://{s3_server.bucket}/{orphan}" in out
+    assert orphan in s3_server.objects(prefix)
+    main(["-c", ini, "purge", "--stale-hours", "0"])
+    out = capsys.readouterr().out
+    assert "removed 3 file(s)" in out and "multipart upload" in out
+    assert s3_server.multipart_uploads(prefix) == []
+    [key] = stored.keys()
+    assert stored.read(key) == b"kept" and stored.leftovers() == []
 
 
 def test_production_refuses_default_secret(tmp_path):

@@ -102,8 +102,11 @@ def _tree_state(root):
 @pytest.fixture
 def ini(tmp_path, settings):
     path = tmp_path / "test.ini"
+    storage = "".join(f"{key} = {settings[key]}\n" for key in (
+        "storage.url", "storage.endpoint_url", "storage.region", "storage.quota")
+        if key in settings)
     path.write_text(INI.format(data_dir=settings["data_dir"],
-                               db_url=settings["db_url"].replace("%", "%%")))
+                               db_url=settings["db_url"].replace("%", "%%")) + storage)
     return str(path)
 
 
@@ -361,6 +364,23 @@ def test_link_and_move(run, old, dbsession, data_dir, tmp_path):
     assert hashlib.sha256((moved / "db.sqlite3").read_bytes()).hexdigest() == db_before
     sums = sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in _stored_files(data_dir))
     assert sums == sorted(a[4] for a in ARCHIVES)
+
+
+@pytest.mark.parametrize("storage_kind", ["s3"])
+@pytest.mark.parametrize("mode", ["copy", "move"])
+def test_import_into_s3(run, old, dbsession, stored, mode):
+    """The imported files become objects (copied, or sent and then removed with
+    ``--move``); nothing is left in staging."""
+    code, out = run(old, *(["--move"] if mode == "move" else []))
+    assert code == 0, out
+    dbsession.expire_all()
+    rows = dbsession.scalars(select(Archive)).all()
+    assert sorted(row.storage_key for row in rows) == stored.keys()
+    sums = sorted(hashlib.sha256(stored.read(row.storage_key)).hexdigest() for row in rows)
+    assert sums == sorted(a[4] for a in ARCHIVES)
+    assert stored.leftovers() == []
+    left = [p for p in (old / "archives").rglob("*") if p.is_file()]
+    assert (left == []) if mode == "move" else len(left) >= 5
 
 
 def test_conflicts_are_reported_and_merged_on_request(run, old, factory, dbsession):

@@ -5,6 +5,7 @@ import gzip
 import threading
 
 import pytest
+from s3server import on_both_storages
 from sqlalchemy import select, update
 
 import sample_archives as samples
@@ -56,6 +57,7 @@ def api(archive_id, rest=""):
     return f"/api/v1/archives/{archive_id}/{rest}"
 
 
+@on_both_storages
 @pytest.mark.parametrize("name", sorted(FORMATS))
 def test_members_of_every_archive_format(testapp, staff, upload, name):
     archive_id = upload(name, FORMATS[name])
@@ -85,6 +87,7 @@ def test_members_of_every_archive_format(testapp, staff, upload, name):
     assert lines["total_lines"] == 301
 
 
+@on_both_storages
 @pytest.mark.parametrize("name", sorted(SINGLE))
 def test_single_compressed_file_is_one_member(testapp, staff, upload, name):
     archive_id = upload(name, SINGLE[name])
@@ -97,6 +100,7 @@ def test_single_compressed_file_is_one_member(testapp, staff, upload, name):
     assert found["members"][0]["hits"][0]["line"] == 2
 
 
+@on_both_storages
 def test_plain_file_is_its_own_member(testapp, staff, upload):
     archive_id = upload("app.log", samples.APP_LOG)
     res = testapp.get(api(archive_id, "members/"), headers=staff.headers)
@@ -109,6 +113,7 @@ def test_plain_file_is_its_own_member(testapp, staff, upload):
     assert ranged.headers["Content-Range"] == f"bytes 5-9/{len(samples.APP_LOG)}"
 
 
+@on_both_storages
 def test_member_range_inside_a_tar_gz(testapp, staff, upload):
     archive_id = upload("logs.tar.gz", FORMATS["logs.tar.gz"])
     url = api(archive_id, "members/var/log/syslog")
@@ -119,6 +124,7 @@ def test_member_range_inside_a_tar_gz(testapp, staff, upload):
     assert head.headers["Content-Length"] == str(len(samples.SYSLOG))
 
 
+@on_both_storages
 def test_lines_pages_and_long_lines(testapp, staff, upload):
     long_line = b"x" * (2 * 1024 * 1024)
     data = b"first\n" + long_line + b"\nthird caf\xe9\n"
@@ -177,6 +183,7 @@ def test_zip_with_dotdot_names_is_listed_safely(testapp, staff, upload, data_dir
     assert not any(p.name in {"evil.log", "x.log"} for p in data_dir.rglob("*"))
 
 
+@on_both_storages
 def test_truncated_tar_gz_lists_what_it_can(testapp, staff, upload):
     archive_id = upload("cut.tar.gz", samples.truncated_tar_gz())
     res = testapp.get(api(archive_id, "members/"), headers=staff.headers)
@@ -215,6 +222,7 @@ def test_read_limit_bounds_a_nested_bomb(testapp, staff, upload, app):
     assert "limit" in res.json["detail"]
 
 
+@on_both_storages
 def test_search_an_archive(testapp, staff, upload):
     archive_id = upload("logs.tar.gz", FORMATS["logs.tar.gz"])
     found = testapp.get(api(archive_id, "search?q=NEEDLE"), headers=staff.headers).json
@@ -272,6 +280,7 @@ def test_bad_search_input_is_a_400_with_the_reason(testapp, staff, upload):
     testapp.get(api(archive_id, "search?q=x&member=nope"), headers=staff.headers, status=404)
 
 
+@on_both_storages
 def test_search_a_whole_ticket(testapp, staff, upload, factory, ticket):
     first = upload("one.tar.gz", FORMATS["logs.tar.gz"])
     second = upload("two.log", b"nothing\nNEEDLE two\n")
@@ -373,6 +382,7 @@ def test_half_built_index_is_rebuilt(testapp, staff, upload, dbsession):
     testapp.get(api(archive_id, "members/"), headers=staff.headers, status=503)
 
 
+@on_both_storages
 def test_index_goes_with_the_archive(testapp, staff, upload, dbsession, data_dir):
     archive_id = upload("logs.tar.gz", FORMATS["logs.tar.gz"])
     assert list((data_dir / "index").glob("*.gzidx"))
@@ -382,6 +392,7 @@ def test_index_goes_with_the_archive(testapp, staff, upload, dbsession, data_dir
     assert not list((data_dir / "index").iterdir())
 
 
+@on_both_storages
 def test_lost_seek_points_are_rebuilt(testapp, staff, upload, data_dir):
     archive_id = upload("logs.tar.gz", FORMATS["logs.tar.gz"])
     [seek_points] = (data_dir / "index").glob("*.gzidx")

@@ -6,6 +6,7 @@ import hashlib
 import os
 
 import pytest
+from s3server import on_both_storages
 from sqlalchemy import select, update
 
 from collector.archives.models import Archive, TusUpload
@@ -76,7 +77,9 @@ def test_options_announces_the_server(testapp, app):
     assert res.headers["Tus-Checksum-Algorithm"] == "sha1,md5,sha256"
 
 
-def test_whole_upload_in_chunks_becomes_an_archive(client, dbsession, ticket, data_dir):
+@on_both_storages
+def test_whole_upload_in_chunks_becomes_an_archive(client, dbsession, ticket, data_dir,
+                                                   stored):
     body = os.urandom(3 * 1024 * 1024 + 17)
     created = client.create(len(body))
     url = created.headers["Location"]
@@ -104,9 +107,10 @@ def test_whole_upload_in_chunks_becomes_an_archive(client, dbsession, ticket, da
     assert receipt["md5"] == hashlib.md5(body).hexdigest()
     assert (receipt["ticket"], receipt["name"], receipt["size"]) == (77, "logs.tgz", len(body))
     archive = dbsession.get(Archive, receipt["id"])
-    stored = data_dir / "archives" / archive.storage_key[:2] / archive.storage_key
-    assert stored.read_bytes() == body
-    assert list((data_dir / "uploads").iterdir()) == []  # moved, not copied
+    assert stored.keys() == [archive.storage_key]
+    assert stored.read(archive.storage_key) == body
+    # Local: moved, not copied; S3: uploaded at the last chunk, the local file removed.
+    assert list((data_dir / "uploads").iterdir()) == [] and stored.leftovers() == []
     assert _attempts(dbsession, ticket) == 2  # once per upload, not per chunk
     assert client.head(path).headers["Upload-Archive-Id"] == str(receipt["id"])
 
@@ -256,7 +260,9 @@ def _concat_parts(client, pieces):
     return urls
 
 
-def test_concatenation_in_order_counts_one_attempt(client, dbsession, ticket, data_dir):
+@on_both_storages
+def test_concatenation_in_order_counts_one_attempt(client, dbsession, ticket, data_dir,
+                                                   stored):
     pieces = [os.urandom(3000), os.urandom(1), os.urandom(70000)]
     urls = _concat_parts(client, pieces)
     assert _attempts(dbsession, ticket) == 3  # partial uploads reserve nothing
@@ -272,9 +278,8 @@ def test_concatenation_in_order_counts_one_attempt(client, dbsession, ticket, da
     assert head.headers["Upload-Concat"].startswith("final;/api/v1/uploads/")
     client.patch(_path(final.headers["Location"]), len(expected), b"x", status=403)
     archive = dbsession.get(Archive, final.json["id"])
-    stored = data_dir / "archives" / archive.storage_key[:2] / archive.storage_key
-    assert stored.read_bytes() == expected
-    assert list((data_dir / "uploads").iterdir()) == []
+    assert stored.read(archive.storage_key) == expected
+    assert list((data_dir / "uploads").iterdir()) == [] and stored.leftovers() == []
     # used partial uploads are gone
     client.create(status=400, **{"Upload-Concat": "final;" + urls[0]})
 
@@ -363,6 +368,7 @@ def test_concurrent_patch_is_refused_while_locked(client, dbsession, app, data_d
     assert dbsession.scalars(select(TusUpload)).one().offset == 3
 
 
+@on_both_storages
 def test_a_lost_last_answer_is_asked_again(client, dbsession, testapp, staff):
     """The answer to the last chunk never reached the client: an empty PATCH at the end
     gives the same receipt; more bytes, another offset or a deleted archive do not."""
@@ -382,6 +388,34 @@ def test_a_lost_last_answer_is_asked_again(client, dbsession, testapp, staff):
     assert "deleted" in gone.json["detail"]
     dbsession.expire_all()
     assert dbsession.get(Archive, receipt["id"]) is None
+
+
+@pytest.mark.parametrize("storage_kind", ["s3"])
+def test_a_store_failure_at_the_last_chunk_keeps_the_upload_resumable(
+        client, dbsession, app, data_dir, stored, monkeypatch):
+    """The finished file cannot be sent to S3: a JSON 503, the upload stays at the offset
+    before the last chunk, nothing is left in the bucket, and the chunk sent again
+    finishes it."""
+    import botocore.exceptions
+
+    body = os.urandom(9 * 1024 * 1024 + 3)
+    path = _path(client.create(len(body)).headers["Location"])
+    client.patch(path, 0, body[:5 * 1024 * 1024])
+
+    def refused(*args, **kwargs):
+        raise botocore.exceptions.ClientError(
+            {"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "UploadPart")
+
+    monkeypatch.setattr(app.registry["archive_storage"].client, "upload_part", refused)
+    res = client.patch(path, 5 * 1024 * 1024, body[5 * 1024 * 1024:], status=503)
+    assert "object store" in res.json["detail"]
+    monkeypatch.undo()
+    assert client.head(path).headers["Upload-Offset"] == str(5 * 1024 * 1024)
+    assert stored.keys() == [] and stored.leftovers() == []
+    assert dbsession.scalars(select(Archive)).all() == []
+    receipt = client.patch(path, 5 * 1024 * 1024, body[5 * 1024 * 1024:], status=200).json
+    assert stored.read(dbsession.get(Archive, receipt["id"]).storage_key) == body
+    assert list((data_dir / "uploads").iterdir()) == [] and stored.leftovers() == []
 
 
 def _open_under(root):

@@ -4,6 +4,7 @@ import hashlib
 import os
 
 import pytest
+from s3server import on_both_storages
 from sqlalchemy import select
 
 from collector.archives.models import Archive
@@ -15,33 +16,26 @@ def ticket(factory):
     return factory.ticket(factory.platform("vm6"), 77, attempts=3)
 
 
-def _stored(data_dir):
-    return sorted(p for p in (data_dir / "archives").rglob("*") if p.is_file())
-
-
-def _staging(data_dir):
-    return sorted((data_dir / "tmp").iterdir())
-
-
 def _attempts(dbsession, ticket):
     dbsession.expire_all()
     return dbsession.get(Ticket, ticket.id).attempts
 
 
-def test_multipart_upload_stores_bytes_and_hashes(testapp, ticket, data_dir, dbsession):
+@on_both_storages
+def test_multipart_upload_stores_bytes_and_hashes(testapp, ticket, stored, dbsession):
     body = os.urandom(5 * 1024 * 1024 + 3)
     res = testapp.post("/api/v1/archives/", upload_files=[("file", "../../etc/pass\x07wd", body)],
                        headers={"Upload-Token": ticket.token}, status=201)
     archive = res.json
     assert archive["name"] == "pass_wd"
     assert res.headers["Location"].endswith(f"/api/v1/archives/{archive['id']}/")
-    [path] = _stored(data_dir)
-    assert path.read_bytes() == body
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == archive["sha256"]
+    [key] = stored.keys()
+    assert stored.read(key) == body
+    assert hashlib.sha256(body).hexdigest() == archive["sha256"]
     row = dbsession.get(Archive, archive["id"])
     assert (row.size, row.md5) == (len(body), hashlib.md5(body).hexdigest())
-    assert path.name == row.storage_key  # the disk path is built from ids only
-    assert _staging(data_dir) == []
+    assert key == row.storage_key  # the path or object name is built from ids only
+    assert stored.leftovers() == []
     assert _attempts(dbsession, ticket) == 2
 
 
@@ -106,10 +100,11 @@ def test_uuid_tokens_of_the_original_are_accepted(testapp, ticket, dbsession):
                      headers={"Upload-Token": form}, status=201)
 
 
+@on_both_storages
 @pytest.mark.parametrize("case", ["empty-file", "empty-body", "no-file-field", "truncated",
                                   "too-large", "no-boundary"])
 def test_rejected_uploads_leave_nothing_and_keep_the_attempt(
-        testapp, ticket, data_dir, dbsession, case):
+        testapp, ticket, stored, dbsession, case):
     headers = {"Upload-Token": ticket.token}
     status = 413 if case == "too-large" else 400
     if case == "empty-file":
@@ -133,21 +128,23 @@ def test_rejected_uploads_leave_nothing_and_keep_the_attempt(
         res = testapp.post("/api/v1/archives/", big, status=status, headers={
             **headers, "Content-Type": "application/octet-stream"})
     assert res.json["detail"]
-    assert _stored(data_dir) == [] and _staging(data_dir) == []
+    assert stored.keys() == [] and stored.leftovers() == []
     assert dbsession.scalars(select(Archive)).all() == []
     assert _attempts(dbsession, ticket) == 3
 
 
-def test_too_large_multipart_content_is_refused_while_streaming(testapp, ticket, app, data_dir):
+@on_both_storages
+def test_too_large_multipart_content_is_refused_while_streaming(testapp, ticket, app, stored):
     # The declared length passes (multipart overhead), the file itself is one byte too big.
     app.registry.settings["upload.max_size"] = 1000
     res = testapp.post("/api/v1/archives/", upload_files=[("file", "a", b"x" * 1001)],
                        headers={"Upload-Token": ticket.token}, status=413)
     assert "limit" in res.json["detail"]
-    assert _stored(data_dir) == [] and _staging(data_dir) == []
+    assert stored.keys() == [] and stored.leftovers() == []
 
 
-def test_no_space_answers_507(testapp, ticket, app, data_dir, dbsession):
+@on_both_storages
+def test_no_space_answers_507(testapp, ticket, app, dbsession):
     app.registry.settings["storage.reserve"] = 1 << 62
     res = testapp.post("/api/v1/archives/", upload_files=[("file", "a", b"x")],
                        headers={"Upload-Token": ticket.token}, status=507)
@@ -155,7 +152,8 @@ def test_no_space_answers_507(testapp, ticket, app, data_dir, dbsession):
     assert _attempts(dbsession, ticket) == 3
 
 
-def test_database_failure_after_staging_removes_the_file(testapp, ticket, data_dir, monkeypatch,
+@on_both_storages
+def test_database_failure_after_staging_removes_the_file(testapp, ticket, stored, monkeypatch,
                                                          dbsession):
     """The row insert fails: the staged (and even a published) file must go away."""
     from collector.archives import services
@@ -167,5 +165,35 @@ def test_database_failure_after_staging_removes_the_file(testapp, ticket, data_d
     res = testapp.post("/api/v1/archives/", upload_files=[("file", "a", b"abc")],
                        headers={"Upload-Token": ticket.token}, status=500)
     assert "traceback" not in res.text.lower() and res.json["detail"]
-    assert _stored(data_dir) == [] and _staging(data_dir) == []
+    assert stored.keys() == [] and stored.leftovers() == []
+    assert _attempts(dbsession, ticket) == 3
+
+
+def _s3_error(operation):
+    import botocore.exceptions
+
+    def fail(*args, **kwargs):
+        raise botocore.exceptions.ClientError(
+            {"Error": {"Code": "SlowDown", "Message": "try later"}}, operation)
+
+    return fail
+
+
+@pytest.mark.parametrize("storage_kind", ["s3"])
+@pytest.mark.parametrize("failing", ["upload_part", "complete_multipart_upload"])
+def test_object_store_failures_answer_json_and_leave_nothing(
+        testapp, ticket, app, stored, dbsession, monkeypatch, failing):
+    """A part the store refuses while streaming, or a failed completion (at the vote,
+    before the database commits): 503 with Retry-After, no row, no object, the attempt
+    kept."""
+    client = app.registry["archive_storage"].client
+    monkeypatch.setattr(client, failing, _s3_error(failing))
+    res = testapp.post("/api/v1/archives/", upload_files=[("file", "a", b"abc" * 1000)],
+                       headers={"Upload-Token": ticket.token},
+                       status=503)
+    assert res.headers["Retry-After"] == "10"
+    assert "stor" in res.json["detail"] and "traceback" not in res.text.lower()
+    monkeypatch.undo()
+    assert stored.keys() == [] and stored.leftovers() == []
+    assert dbsession.scalars(select(Archive)).all() == []
     assert _attempts(dbsession, ticket) == 3

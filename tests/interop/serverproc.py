@@ -508,10 +508,10 @@ def _install_pause_point(point):
 
         tus.append = paused_append
     elif point == "stage":
-        from collector.archives import storage
+        from collector.archives.storage import streams
 
         after = int(os.environ.get("COLLECTOR_PAUSE_AFTER", MiB))
-        write_stream = storage.write_stream
+        write_stream = streams.write_stream
 
         def pausing_chunks(chunks, staged):
             for chunk in chunks:
@@ -522,7 +522,7 @@ def _install_pause_point(point):
         def paused_write_stream(staged, chunks, max_size):
             return write_stream(staged, pausing_chunks(chunks, staged), max_size)
 
-        storage.write_stream = paused_write_stream
+        streams.write_stream = paused_write_stream
     elif point == "finish":
         finish = tus._finish
 

@@ -47,6 +47,19 @@ def test_readme_documents_exactly_the_variables_of_the_table():
     assert documented == {variable for _, variable, _, _ in s.ENV_OVERRIDES}
 
 
+def test_storage_url_is_local_or_s3_and_s3_needs_a_quota():
+    assert s.load({"debug": "true"}, {})["storage.url"] == ""
+    loaded = s.load({"debug": "true"}, {"STORAGE_URL": "s3://logs.example/collector",
+                                        "STORAGE_QUOTA": "2TiB"})
+    assert (loaded["storage.url"], loaded["storage.quota"]) == (
+        "s3://logs.example/collector", 2 * 1024**4)
+    with pytest.raises(s.SettingsError, match="STORAGE_QUOTA"):
+        s.load({"debug": "true"}, {"STORAGE_URL": "s3://logs"})
+    for bad in ("file:///srv/archives", "s3://", "s3://UPPER/x", "/srv/archives"):
+        with pytest.raises(s.SettingsError, match="STORAGE_URL"):
+            s.load({"debug": "true"}, {"STORAGE_URL": bad, "STORAGE_QUOTA": "1GiB"})
+
+
 def test_waitress_options():
     loaded = s.load({"debug": "true"}, {"WAITRESS_TRUSTED_PROXY": "10.0.0.1"})
     options = s.waitress_options(loaded)
@@ -59,7 +72,10 @@ _SAMPLES = {str: "from-the-environment-42", int: "7777", float: "12.5", s.as_siz
             "3MiB", s.as_list: "a.example, b.example", s.as_db_url: "psql://u@db/logs",
             s.as_tz: "Europe/Berlin", s.as_percent: "55", s.as_secure: "true",
             s.as_networks: "10.0.0.0/8", s.as_log_format: "json", s.as_log_level: "ERROR",
-            s.as_access_log_format: "{status} {path}"}
+            s.as_access_log_format: "{status} {path}",
+            s.as_storage_url: "s3://a-bucket/logs"}
+# Variables that only load together with another one.
+_NEEDS = {"STORAGE_URL": {"STORAGE_QUOTA": "1GiB"}}
 
 
 def _readme_rows():
@@ -81,7 +97,7 @@ def test_every_variable_of_the_readme_table_is_honoured():
         assert setting == key, variable
         sample = ("false" if default[key] else "true") if coercer is s.as_bool else \
             _SAMPLES[coercer]
-        loaded = s.load(base, {variable: sample})
+        loaded = s.load(base, {variable: sample, **_NEEDS.get(variable, {})})
         assert loaded[key] != default[key], variable
 
 

@@ -13,6 +13,7 @@ import bz2
 import gzip
 import io
 import lzma
+import os
 import tarfile
 import zlib
 
@@ -187,12 +188,38 @@ def skip(stream, count):
         count -= len(data)
 
 
+class Source:
+    """An archive's bytes wherever the storage keeps them: ``open()`` gives a new readable,
+    seekable binary file (local: the file; S3: ranged GETs with a read-ahead buffer);
+    ``size`` and ``mtime`` are the row's. A plain path works wherever a Source does."""
+
+    def __init__(self, opener, size, mtime=None):
+        self.open, self.size, self.mtime = opener, size, mtime
+
+
+def open_source(source):
+    if isinstance(source, Source):
+        return source.open()
+    return open(source, "rb")
+
+
+def source_size(source):
+    return source.size if isinstance(source, Source) else os.path.getsize(source)
+
+
+def source_mtime(source):
+    """Seconds since the epoch, or None."""
+    if isinstance(source, Source):
+        return source.mtime.timestamp() if source.mtime is not None else None
+    return os.path.getmtime(source)
+
+
 def sniff(path):
-    """``(format, compression)`` of the file at ``path``.
+    """``(format, compression)`` of the archive at ``path`` (a path or a ``Source``).
 
     format: tar, zip, single (one compressed file) or plain.
     """
-    with open(path, "rb") as raw:
+    with open_source(path) as raw:
         head = raw.read(8)
         if head.startswith(ZIP_MAGIC):
             return "zip", ""

@@ -95,6 +95,8 @@ def kind_of(head, size):
 
 
 def _mtime(seconds):
+    if seconds is None:
+        return None
     try:
         return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
     except (OverflowError, OSError, ValueError):
@@ -104,7 +106,7 @@ def _mtime(seconds):
 def build(path, name, limits, gzip_index_path=None, progress=None):
     kind, compression = formats.sniff(path)
     result = IndexResult(formats.format_name(kind, compression), [])
-    compressed_size = os.path.getsize(path)
+    compressed_size = formats.source_size(path)
     budget = Budget(limits.max_bytes, limits.max_ratio, compressed_size, "indexing")
     try:
         if kind == "tar":
@@ -144,7 +146,7 @@ def _add(result, limits, member, progress):
 
 def _tar(path, compression, result, budget, limits, gzip_index_path, progress):
     paths = _Paths()
-    raw = open(path, "rb")
+    raw = formats.open_source(path)
     seekable = None
     try:
         if compression == "gz":
@@ -195,11 +197,13 @@ def _export(seekable, target):
 
 def _zip(path, result, limits, progress):
     paths = _Paths()
+    raw = formats.open_source(path)
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(raw)
     except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+        raw.close()
         raise InspectError(f"the zip archive is damaged: {exc}") from None
-    with archive:
+    with raw, archive:
         for info in archive.infolist():
             if info.is_dir():
                 continue
@@ -232,7 +236,7 @@ def _strip_suffix(name, compression):
 
 def _single(path, name, compression, result, budget):
     size, head = 0, b""
-    with open(path, "rb") as raw, formats.decompressor(raw, compression) as stream:
+    with formats.open_source(path) as raw, formats.decompressor(raw, compression) as stream:
         while True:
             data = stream.read(formats.CHUNK)
             if not data:
@@ -244,15 +248,15 @@ def _single(path, name, compression, result, budget):
     kind = "empty" if size == 0 else ("binary" if formats.looks_binary(head) else "text")
     member_name = _strip_suffix(name, compression)
     result.members.append(Member(0, _Paths()(member_name), member_name, size,
-                                 _mtime(os.path.getmtime(path)), kind=kind))
+                                 _mtime(formats.source_mtime(path)), kind=kind))
     result.total_size = size
 
 
 def _plain(path, name, result):
-    size = os.path.getsize(path)
-    with open(path, "rb") as raw:
+    size = formats.source_size(path)
+    with formats.open_source(path) as raw:
         head = raw.read(HEAD)
     kind = "empty" if size == 0 else ("binary" if formats.looks_binary(head) else "text")
     result.members.append(Member(0, _Paths()(name), name, size,
-                                 _mtime(os.path.getmtime(path)), kind=kind))
+                                 _mtime(formats.source_mtime(path)), kind=kind))
     result.total_size = size

@@ -92,7 +92,7 @@ def open_stored(archive_path, index_format, member, gzip_index_path):
 
     Seekable for plain files, tar, tar.gz and zip; a forward-only stream otherwise.
     """
-    raw = open(archive_path, "rb")
+    raw = formats.open_source(archive_path)
     try:
         if index_format == "plain":
             return Window(raw, 0, member.size)

@@ -295,7 +295,7 @@ def sequential(archive_path, index_format, members, budget):
     instead of a seek per member: searching every member of a .tar.gz costs one
     decompression of it, as ``zcat | grep`` does.
     """
-    raw = open(archive_path, "rb")
+    raw = formats.open_source(archive_path)
     compression = index_format.removeprefix("tar").lstrip(".")
     base = formats.decompressor(raw, compression) if compression else raw
     stream = Prefetched(base) if compression else base

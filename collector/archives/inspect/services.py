@@ -33,8 +33,10 @@ def member_of(request, archive, path):
 
 
 def _paths(request, archive):
+    """The archive's bytes (a ``Source`` over the storage backend) and the local file of
+    its gzip seek points."""
     backend = request.storage.backend
-    return (str(backend.path(archive.storage_key)),
+    return (store.source(backend, archive),
             str(backend.index_path(archive.storage_key, "gzidx")))
 
 

@@ -15,6 +15,7 @@ died; the next view takes it over and builds again.
 """
 
 import datetime as dt
+import functools
 import logging
 import secrets
 import threading
@@ -23,7 +24,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from collector.archives.inspect import index
+from collector.archives.inspect import formats, index
 from collector.archives.inspect.formats import InspectError
 from collector.archives.inspect.models import ArchiveIndex, ArchiveMember
 from collector.db import utcnow
@@ -127,7 +128,7 @@ def build_now(engine, storage, settings, archive, claim):
     key = archive.storage_key
     heartbeat = _Heartbeat(engine, archive.id, claim)
     try:
-        result = index.build(str(storage.path(key)), archive.name, limits(settings),
+        result = index.build(source(storage, archive), archive.name, limits(settings),
                              str(storage.index_path(key, "gzidx")), heartbeat)
     except InspectError as exc:
         _save(engine, archive.id, claim, {"state": "failed", "error": str(exc)})
@@ -169,7 +170,8 @@ def _start(engine, storage, settings, archive):
         if running is not None and running.is_alive():
             return
         # Plain values: the ORM object belongs to the request's session.
-        snapshot = _Archive(archive.id, archive.storage_key, archive.name)
+        snapshot = _Archive(archive.id, archive.storage_key, archive.name, archive.size,
+                            archive.time_create)
         thread = threading.Thread(target=_build_in_thread,
                                   args=(engine, storage, settings, snapshot),
                                   name=f"index-{archive.id}", daemon=True)
@@ -178,8 +180,15 @@ def _start(engine, storage, settings, archive):
 
 
 class _Archive:
-    def __init__(self, archive_id, storage_key, name):
+    def __init__(self, archive_id, storage_key, name, size, time_create):
         self.id, self.storage_key, self.name = archive_id, storage_key, name
+        self.size, self.time_create = size, time_create
+
+
+def source(backend, archive):
+    """``archive``'s bytes as the inspect readers take them, from whichever backend."""
+    return formats.Source(functools.partial(backend.open, archive.storage_key),
+                          archive.size, archive.time_create)
 
 
 def _build_in_thread(engine, storage, settings, archive):

@@ -1,191 +1,43 @@
-"""The storage manager: a transaction-aware file store for archive bytes.
+"""The storage manager: a transaction-aware store for archive bytes.
 
-Bytes are streamed into a staging file under ``DATA_DIR/tmp`` (same filesystem as the
-archives), hashed on the way. The manager is a ``transaction`` data manager: at vote
-time, before the database commits, each staged file is fsynced and renamed into place;
-if the database then fails, ``tpc_abort`` takes it away again; on abort staging files are
-removed. Deletions run after a successful commit only. Hence a row never points to a
-missing file; a crash can at worst leave an orphan, which ``collector purge`` removes.
+The manager is a ``transaction`` data manager over one backend (``IArchiveStorage``:
+``LocalArchiveStorage`` by default, ``S3ArchiveStorage`` with an ``s3://`` STORAGE_URL).
+Bytes are streamed into the backend's staging (a file under ``DATA_DIR/tmp``, or an S3
+multipart upload), hashed on the way. At vote time, before the database commits, each
+staged archive is published (an atomic rename; completing the multipart upload); if the
+database then fails, ``tpc_abort`` takes it away again; on abort what was staged is
+discarded. Deletions run after a successful commit only. Hence a row never points to a
+missing archive; a crash can at worst leave an orphan, which ``collector purge`` removes.
 """
 
-import concurrent.futures
-import hashlib
 import logging
 import os
-import shutil
-import time
 import uuid
-from pathlib import Path
 
-from collector.archives.storage import kernel
+from collector.archives.storage import kernel  # noqa: F401  (re-exported)
+from collector.archives.storage.interfaces import IArchiveStorage, IStaged  # noqa: F401
+from collector.archives.storage.local import (  # noqa: F401
+    LocalArchiveStorage, LocalFiles, StagedFile, _fsync_dir)
+from collector.archives.storage.streams import (  # noqa: F401
+    CHUNK, WRITEBACK_EVERY, StorageUnavailable, TooLarge, _hash_pool, write_all, write_stream)
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1024 * 1024
 
-
-class StagedFile:
-    def __init__(self, key, path, adopted=False):
-        self.key = key
-        self.path = path
-        self.size = 0
-        self.md5 = None
-        self.sha256 = None
-        # An adopted file was written elsewhere (a finished tus upload): an abort leaves
-        # it where it was instead of removing it.
-        self.adopted = adopted
-
-
-class LocalArchiveStorage:
-    """Archives on the local filesystem: ``archives/<key[:2]>/<key>``."""
-
-    def __init__(self, data_dir):
-        self.root = Path(data_dir)
-        self.archives = self.root / "archives"
-        self.staging = self.root / "tmp"
-        self.uploads = self.root / "uploads"
-        # Derived data of an archive (the gzip seek points of its member index).
-        self.indexes = self.root / "index"
-        for path in (self.archives, self.staging, self.uploads, self.indexes):
-            path.mkdir(parents=True, exist_ok=True)
-
-    def path(self, key):
-        return self.archives / key[:2] / key
-
-    def new_staging(self):
-        key = uuid.uuid4().hex
-        return StagedFile(key, self.staging / f"{key}.part")
-
-    def publish(self, staged):
-        target = self.path(staged.key)
-        target.parent.mkdir(exist_ok=True)
-        os.rename(staged.path, target)
-        _fsync_dir(target.parent)
-
-    def unpublish(self, staged):
-        if staged.adopted:
-            os.rename(self.path(staged.key), staged.path)
-        else:
-            self.path(staged.key).unlink(missing_ok=True)
-
-    # --- partial tus uploads: ``uploads/<key>`` ---
-
-    def upload_path(self, key):
-        return self.uploads / key
-
-    def upload_keys(self):
-        for child in self.uploads.iterdir():
-            if child.is_file():
-                yield child.name
-
-    def index_path(self, key, suffix):
-        return self.indexes / f"{key}.{suffix}"
-
-    def delete(self, key):
-        self.path(key).unlink(missing_ok=True)
-        # What was derived from the archive goes with it.
-        for derived in self.indexes.glob(f"{key}.*"):
-            derived.unlink(missing_ok=True)
-
-    def open(self, key):
-        return open(self.path(key), "rb")
-
-    def exists(self, key):
-        return self.path(key).is_file()
-
-    def keys(self):
-        for child in self.archives.glob("??/*"):
-            if child.is_file():
-                yield child.name
-
-    def usage(self):
-        total, used, free = shutil.disk_usage(self.archives)
-        return {"total": total, "used": used, "free": free}
-
-    def stale_staging(self, older_than):
-        limit = time.time() - older_than
-        for child in self.staging.iterdir():
-            if child.is_file() and child.stat().st_mtime <= limit:
-                yield child
-
-    # Health checks come often (load balancers); a disk's state is re-probed every 5 s.
-    WRITABLE_TTL = 5.0
-    _writable = (float("-inf"), False)
-
-    def writable(self):
-        checked, result = self._writable
-        if time.monotonic() - checked < self.WRITABLE_TTL:
-            return result
-        probe = self.staging / f".probe-{uuid.uuid4().hex}"
+def make_backend(settings):
+    """The archive backend the settings select (``storage.url``)."""
+    if settings.get("storage.url"):
+        # boto3 is an optional dependency (the ``s3`` extra): imported only when needed.
         try:
-            probe.write_bytes(b"ok")
-            probe.unlink()
-            result = True
-        except OSError:
-            result = False
-        self._writable = (time.monotonic(), result)
-        return result
+            from collector.archives.storage.s3 import S3ArchiveStorage
+        except ImportError as exc:
+            from collector.settings import SettingsError
 
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-# md5 and sha256 both release the GIL on large buffers: hash md5 on a helper thread
-# while this thread runs sha256 and writes, so two cores share the work.
-_hash_pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="hash")
-
-
-class TooLarge(Exception):
-    pass
-
-
-# Start writing to disk every this many bytes, instead of all at the final fsync.
-WRITEBACK_EVERY = 16 * 1024 * 1024
-
-
-def write_all(out, data):
-    """Write all of ``data`` to the unbuffered file ``out``.
-
-    A raw write may be short: on a nearly full disk the kernel writes what fits and says
-    how much, and only the next write fails with ENOSPC. Ignoring the count loses the
-    rest of the chunk silently (hashed and counted, but not on disk).
-    """
-    view = memoryview(data)
-    while view:
-        view = view[out.write(view):]
-
-
-def write_stream(staged, chunks, max_size):
-    """Write an iterable of byte chunks to the staging file, hashing and counting."""
-    md5, sha256 = hashlib.md5(), hashlib.sha256()
-    pending = None
-    flushed = 0
-    with open(staged.path, "wb", buffering=0) as out:
-        fd = out.fileno()
-        for chunk in chunks:
-            if not chunk:
-                continue
-            staged.size += len(chunk)
-            if staged.size > max_size:
-                raise TooLarge(staged.size)
-            if pending is not None:
-                pending.result()
-            pending = _hash_pool.submit(md5.update, chunk)
-            sha256.update(chunk)
-            write_all(out, chunk)
-            if staged.size - flushed >= WRITEBACK_EVERY:
-                kernel.start_writeback(fd, flushed, staged.size - flushed)
-                flushed = staged.size
-        if pending is not None:
-            pending.result()
-        os.fsync(fd)
-    staged.md5, staged.sha256 = md5.hexdigest(), sha256.hexdigest()
-    return staged
+            raise SettingsError(
+                f"STORAGE_URL: an s3:// URL needs boto3, which is not installed ({exc}); "
+                "install the `s3` extra: pip install 'logs-collector[s3]'") from None
+        return S3ArchiveStorage.from_settings(settings)
+    return LocalArchiveStorage(settings["data_dir"])
 
 
 class StorageManager:
@@ -207,20 +59,21 @@ class StorageManager:
     def stage(self, chunks, max_size):
         """Stream bytes to staging; they become permanent only if the transaction commits."""
         self._join()
-        staged = self.backend.new_staging()
+        staged = self.backend.new_staged()
         self._staged.append(staged)
-        write_stream(staged, chunks, max_size)
+        self.backend.write(staged, chunks, max_size)
         return staged
 
     def adopt(self, path, size, md5, sha256):
         """Take an already written, fsynced file (a finished tus upload) as an archive.
 
-        It is renamed into place at commit like a staged file, never copied; if the
+        Local: it is renamed into place at commit like a staged file, never copied; if the
         transaction aborts it stays where it was (after a failed vote it is moved back).
+        S3: its bytes are uploaded now, published at the vote, and the local file is
+        removed once the transaction has committed.
         """
         self._join()
-        staged = StagedFile(uuid.uuid4().hex, Path(path), adopted=True)
-        staged.size, staged.md5, staged.sha256 = size, md5, sha256
+        staged = self.backend.adopt(path, size, md5, sha256)
         self._staged.append(staged)
         return staged
 
@@ -295,8 +148,12 @@ class StorageManager:
 
     def tpc_finish(self, transaction):
         # Committed: each published file is an archive now, whichever protocol sent it.
-        if self.metrics is not None:
-            for staged in self._published:
+        for staged in self._published:
+            try:
+                self.backend.release(staged)
+            except OSError:  # a leftover in staging at worst; purge will find it
+                log.exception("could not release staged archive %s", staged.key)
+            if self.metrics is not None:
                 self.metrics.upload_ended("stored", staged.size)
         self._published = []
         self._joined = False
@@ -309,15 +166,17 @@ class StorageManager:
 
     def _discard(self):
         for staged in self._staged:
-            if not staged.adopted:
-                staged.path.unlink(missing_ok=True)
+            try:
+                self.backend.discard(staged)
+            except Exception:  # noqa: BLE001 - an abort must finish; purge finds leftovers
+                log.exception("could not discard staged archive %s", staged.key)
         self._staged = []
         self._joined = False
 
 
 def includeme(config):
     settings = config.get_settings()
-    backend = LocalArchiveStorage(settings["data_dir"])
+    backend = make_backend(settings)
     config.registry["archive_storage"] = backend
 
     def storage(request):

@@ -484,7 +484,7 @@ def _second_name(storage, path):
     which ``collector purge`` removes. Where hard links are refused, the file itself
     is moved, as before.
     """
-    link = storage.backend.new_staging().path
+    link = storage.backend.staging_file()
     try:
         os.link(path, link)
     except OSError:

@@ -1,101 +1,107 @@
-"""The storage manager joins the transaction: publish on commit, nothing on abort."""
+"""The storage manager joins the transaction: publish on commit, nothing on abort — the
+shared contract (storage_contract.py) on the local disk and on S3 (moto's server), and
+what is particular to each backend."""
 
-import hashlib
 import os
 
 import pytest
-import transaction
+from storage_contract import ArchiveStorageContract
 
-from collector.archives.storage import LocalArchiveStorage, StorageManager, TooLarge
-
-
-class FailingVote:
-    """A data manager that votes no after the storage manager has published."""
-
-    def __init__(self, tm):
-        self.transaction_manager = tm
-
-    def sortKey(self):
-        return "~zz-fails-last"
-
-    def abort(self, txn):
-        pass
-
-    tpc_begin = commit = tpc_finish = tpc_abort = abort
-
-    def tpc_vote(self, txn):
-        raise RuntimeError("database refused the commit")
+from collector.archives.storage import LocalArchiveStorage
 
 
-@pytest.fixture
-def backend(tmp_path):
-    return LocalArchiveStorage(tmp_path)
+class TestLocalArchiveStorage(ArchiveStorageContract):
+
+    @pytest.fixture
+    def backend(self, tmp_path):
+        return LocalArchiveStorage(tmp_path / "data")
+
+    def test_paths_are_built_from_the_key(self, backend):
+        key = self.store(backend, b"x")
+        assert backend.path(key) == backend.archives / key[:2] / key
+        assert list(backend.staging.iterdir()) == []
+
+    def test_stale_staging_files(self, backend):
+        (backend.staging / "old.part").write_bytes(b"x")
+        os.utime(backend.staging / "old.part", (0, 0))
+        (backend.staging / "new.part").write_bytes(b"x")
+        assert [p.name for p in backend.stale_staging(3600)] == ["old.part"]
 
 
-def _files(backend):
-    return sorted(p.name for p in backend.archives.rglob("*") if p.is_file())
+class TestS3ArchiveStorage(ArchiveStorageContract):
+    staging_times_are_real = False
+
+    @pytest.fixture
+    def backend(self, tmp_path, s3_server):
+        from collector.archives.storage import make_backend
+
+        return make_backend({"data_dir": str(tmp_path / "data"),
+                             **s3_server.settings(quota=10 * 1024**3)})
+
+    def test_objects_are_named_from_the_key_under_the_prefix(self, backend, s3_server):
+        key = self.store(backend, b"x")
+        assert list(s3_server.objects(backend.prefix)) == [
+            f"{backend.prefix}archives/{key[:2]}/{key}"]
+        assert backend.location(key) == f"s3://{s3_server.bucket}/{backend.prefix}" \
+            f"archives/{key[:2]}/{key}"
+
+    def test_parts_are_sent_while_the_body_is_read(self, backend, s3_server):
+        from collector.archives.storage import s3
+
+        sent_before_the_end = []
+
+        def body(staged):
+            for _ in range(3 * s3.PART_SIZE // (1024 * 1024)):
+                yield os.urandom(1024 * 1024)
+            sent_before_the_end.append(len(staged.parts))
+
+        staged = backend.new_staged()
+        backend.write(staged, body(staged), max_size=10**9)
+        # Full parts were on the server before the last byte was read.
+        assert sent_before_the_end[0] >= 1 and len(staged.parts) == 3
+        backend.discard(staged)
+        assert s3_server.multipart_uploads(backend.prefix) == []
+
+    def test_only_names_it_makes_are_listed(self, backend, s3_server):
+        key = self.store(backend, b"x")
+        client = s3_server.client()
+        for foreign in ("archives/readme.txt", f"archives/zz/{key}", "other/ab" + "0" * 30,
+                        f"archives/{key[:2]}/{key}/x"):
+            client.put_object(Bucket=s3_server.bucket, Key=backend.prefix + foreign, Body=b"")
+        assert list(backend.keys()) == [key]
+
+    def test_parts_grow_so_that_the_largest_archive_fits_in_10000(self):
+        from collector.archives.storage.s3 import MAX_PARTS, PART_SIZE, part_size
+
+        assert part_size(4 * 1024**3) == PART_SIZE
+        for largest in (PART_SIZE * MAX_PARTS + 1, 200 * 1024**3, 5 * 1024**4):
+            size = part_size(largest)
+            assert size % (1024 * 1024) == 0 and size * MAX_PARTS >= largest
+            assert size < 2 * largest // MAX_PARTS + PART_SIZE
+
+    def test_usage_is_the_quota_and_the_bytes_stored(self, backend):
+        backend.USAGE_TTL = 0
+        self.store(backend, b"1" * 1000)
+        self.store(backend, b"2" * 234)
+        assert backend.usage() == {"total": 10 * 1024**3, "used": 1234,
+                                   "free": 10 * 1024**3 - 1234}
+
+    def test_an_unreachable_store_is_not_writable(self, tmp_path, s3_server):
+        from collector.archives.storage import make_backend
+
+        settings = {"data_dir": str(tmp_path / "data"), **s3_server.settings(),
+                    "storage.endpoint_url": "http://127.0.0.1:9"}
+        assert not make_backend(settings).writable()
 
 
-def test_commit_publishes_with_hashes(backend):
-    tm = transaction.TransactionManager(explicit=True)
-    data = [os.urandom(300_000) for _ in range(5)]
-    with tm:
-        storage = StorageManager(backend, tm)
-        staged = storage.stage(iter(data), max_size=10**9)
-        assert _files(backend) == []  # not visible before the commit
-    blob = b"".join(data)
-    assert staged.sha256 == hashlib.sha256(blob).hexdigest()
-    assert staged.md5 == hashlib.md5(blob).hexdigest() and staged.size == len(blob)
-    assert backend.path(staged.key).read_bytes() == blob
-    assert list(backend.staging.iterdir()) == []
+def test_s3_without_boto3_is_refused_with_a_clear_message(tmp_path, monkeypatch):
+    import sys
 
+    from collector.archives.storage import make_backend
+    from collector.settings import SettingsError
 
-def test_abort_removes_staging(backend):
-    tm = transaction.TransactionManager(explicit=True)
-    tm.begin()
-    StorageManager(backend, tm).stage([b"abc"], max_size=10)
-    assert len(list(backend.staging.iterdir())) == 1
-    tm.abort()
-    assert list(backend.staging.iterdir()) == [] and _files(backend) == []
-
-
-def test_failed_vote_after_publish_takes_the_file_back(backend):
-    tm = transaction.TransactionManager(explicit=True)
-    tm.begin()
-    StorageManager(backend, tm).stage([b"abc"], max_size=10)
-    tm.get().join(FailingVote(tm))
-    with pytest.raises(RuntimeError):
-        tm.commit()
-    tm.abort()
-    assert _files(backend) == [] and list(backend.staging.iterdir()) == []
-
-
-def test_too_large_is_refused_while_streaming(backend):
-    tm = transaction.TransactionManager(explicit=True)
-    tm.begin()
-    with pytest.raises(TooLarge):
-        StorageManager(backend, tm).stage([b"12345", b"678"], max_size=6)
-    tm.abort()
-    assert list(backend.staging.iterdir()) == []
-
-
-def test_delete_only_after_a_successful_commit(backend):
-    tm = transaction.TransactionManager(explicit=True)
-    with tm:
-        staged = StorageManager(backend, tm).stage([b"keep me"], max_size=100)
-    tm.begin()
-    StorageManager(backend, tm).delete_after_commit(staged.key)
-    tm.abort()
-    assert backend.exists(staged.key)
-    with tm:
-        StorageManager(backend, tm).delete_after_commit(staged.key)
-    assert not backend.exists(staged.key)
-
-
-def test_stale_staging_and_keys(backend):
-    (backend.staging / "old.part").write_bytes(b"x")
-    os.utime(backend.staging / "old.part", (0, 0))
-    (backend.staging / "new.part").write_bytes(b"x")
-    assert [p.name for p in backend.stale_staging(3600)] == ["old.part"]
-    assert list(backend.keys()) == []
-    assert backend.writable()
+    monkeypatch.delitem(sys.modules, "collector.archives.storage.s3", raising=False)
+    monkeypatch.setitem(sys.modules, "boto3", None)  # what an install without it gives
+    with pytest.raises(SettingsError, match=r"STORAGE_URL.*logs-collector\[s3\]"):
+        make_backend({"data_dir": str(tmp_path), "storage.url": "s3://bucket/x",
+                      "storage.quota": 1})

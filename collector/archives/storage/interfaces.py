@@ -1,0 +1,90 @@
+"""``IArchiveStorage``: what a backend for *finished archives* provides.
+
+The ``StorageManager`` (the transaction data manager) is the only caller of the staging
+and publishing methods; the rest of the app reads (``open``, ``exists``), lists
+(``keys``, for ``collector purge``) and asks about space (``usage``, ``writable``).
+Every backend passes the shared contract suite, ``tests/unit/archives/storage_contract.py``.
+
+What is *not* in the interface, on purpose: partial tus uploads (``DATA_DIR/uploads``),
+the inspect index's seek points (``DATA_DIR/index``) and the staging directory
+(``DATA_DIR/tmp``) stay on the local disk whichever backend holds the archives; both
+backends get them from ``LocalFiles`` (``upload_path``, ``upload_keys``, ``index_path``,
+``staging_file``). Mapping tus chunks onto S3 multipart uploads is a later step.
+
+Keys are built by the backend from random ids (never from a client's file name).
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class IStaged(Interface):
+    """Bytes on their way into the store (returned by ``new_staged`` and ``adopt``)."""
+
+    key = Attribute("the archive's storage key (random hex), the row's storage_key")
+    size = Attribute("bytes written")
+    md5 = Attribute("hex md5 of the bytes, once written")
+    sha256 = Attribute("hex sha256 of the bytes, once written")
+
+
+class IArchiveStorage(Interface):
+    """Finished archives, keyed by ``storage_key``."""
+
+    def new_staged():
+        """A new, empty ``IStaged`` that nobody can read yet."""
+
+    def write(staged, chunks, max_size):
+        """Stream the byte ``chunks`` into ``staged``, counting and hashing (sha256, md5)
+        on the way; never holds the whole file in memory. Raises ``TooLarge`` past
+        ``max_size`` and ``OSError`` when the store refuses; the caller then ``discard``s."""
+
+    def adopt(path, size, md5, sha256):
+        """An ``IStaged`` for a finished, hashed local file (a finished tus upload, an
+        imported file). ``path`` is the caller's to keep until the transaction ends: it
+        may be consumed at ``publish`` (local: renamed) and is left alone by ``discard``
+        and ``unpublish``."""
+
+    def publish(staged):
+        """Make ``staged`` readable under its key. Called at ``tpc_vote``, before the
+        database commits: afterwards the row may point to it."""
+
+    def unpublish(staged):
+        """Undo ``publish`` (the database did not commit). An adopted file is given
+        back to its path."""
+
+    def discard(staged):
+        """Forget bytes that were never published (the transaction aborted)."""
+
+    def release(staged):
+        """The transaction committed: drop what ``staged`` still holds outside the store
+        (S3: the adopted local file, uploaded already)."""
+
+    def delete(key):
+        """Remove an archive (and what was derived from it). Called after a commit only;
+        a missing archive is not an error."""
+
+    def open(key):
+        """A readable, seekable binary file object of the archive (ranged reads:
+        ``seek`` then ``read``). ``FileNotFoundError`` when there is none."""
+
+    def exists(key):
+        """Whether an archive is stored under ``key``."""
+
+    def location(key):
+        """Where the archive is, for people (a path, an ``s3://`` URL): purge prints it."""
+
+    def keys():
+        """Every stored key (for ``collector purge``: objects with no row are orphans)."""
+
+    def usage():
+        """``{"total", "used", "free"}`` in bytes: the disk for the local backend; the
+        configured quota and the bytes the app stores for S3."""
+
+    def writable():
+        """Whether a write would succeed now (the health check); cached briefly."""
+
+    def stale_staging(older_than):
+        """Staging leftovers older than ``older_than`` seconds (a crash's remains), each
+        printable; ``remove_stale`` removes one."""
+
+    def remove_stale(item):
+        """Remove one item of ``stale_staging``."""
