@@ -178,10 +178,11 @@ def cmd_purge(args, settings):
             print(f"{'would remove' if args.dry_run else 'removed'} "
                   f"{retention.describe(due)}")
             removed += 1
+    # An archive is put in place at the vote, just before its row commits: only what has
+    # been there for --stale-hours, and still has no row after the listing, is an orphan.
     with _session(settings) as session:
-        on_disk = set(storage.keys())
+        on_disk = set(storage.keys(args.stale_hours * 3600))
         referenced = set(session.scalars(select(Archive.storage_key)))
-        # Re-read the disk after the query: a file published meanwhile is not an orphan.
         orphans = sorted(on_disk - referenced)
     for key in orphans:
         if args.dry_run:

@@ -72,8 +72,10 @@ class IArchiveStorage(Interface):
     def location(key):
         """Where the archive is, for people (a path, an ``s3://`` URL): purge prints it."""
 
-    def keys():
-        """Every stored key (for ``collector purge``: objects with no row are orphans)."""
+    def keys(older_than=0.0):
+        """Every key put in place at least ``older_than`` seconds ago (for ``collector
+        purge``: such objects with no row are orphans; a younger one may belong to a
+        transaction that is committing now)."""
 
     def usage():
         """``{"total", "used", "free"}`` in bytes: the disk for the local backend; the

@@ -129,9 +129,12 @@ class LocalArchiveStorage(LocalFiles):
     def exists(self, key):
         return self.path(key).is_file()
 
-    def keys(self):
+    def keys(self, older_than=0.0):
+        # ctime, not mtime: the rename (or the importer's hard link) that put the file in
+        # place changes the inode's ctime; its mtime may be far older.
+        limit = time.time() - older_than
         for child in self.archives.glob("??/*"):
-            if child.is_file():
+            if child.is_file() and child.stat().st_ctime <= limit:
                 yield child.name
 
     def usage(self):

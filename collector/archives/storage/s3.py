@@ -265,18 +265,21 @@ class S3ArchiveStorage(LocalFiles):
             yield from page.get("Contents", ())
 
     def _archives(self):
-        """``(key, size)`` of each archive. Only names this backend makes: anything else
-        under the prefix is not ours to call an orphan (purge deletes what ``keys`` lists
-        and no row references) or to count."""
+        """``(key, size, last modified)`` of each archive. Only names this backend makes:
+        anything else under the prefix is not ours to call an orphan (purge deletes what
+        ``keys`` lists and no row references) or to count."""
         start = len(f"{self.prefix}archives/")
         for item in self._objects():
             match = _OUR_NAME.fullmatch(item["Key"][start:])
             if match and match.group(1) == match.group(2)[:2]:
-                yield match.group(2), item["Size"]
+                yield match.group(2), item["Size"], item["LastModified"].timestamp()
 
-    def keys(self):
-        for key, _ in self._archives():
-            yield key
+    def keys(self, older_than=0.0):
+        # An object's time is when its multipart upload was completed: the vote.
+        limit = time.time() - older_than
+        for key, _, modified in self._archives():
+            if modified <= limit:
+                yield key
 
     # A listing costs a request per 1000 objects: usage is cached like the disk probe.
     USAGE_TTL = 5.0
@@ -286,7 +289,7 @@ class S3ArchiveStorage(LocalFiles):
         checked, used = self._usage
         if used is None or time.monotonic() - checked >= self.USAGE_TTL:
             with self._lock:
-                used = sum(size for _, size in self._archives())
+                used = sum(size for _, size, _ in self._archives())
                 self._usage = (time.monotonic(), used)
         return {"total": self.quota, "used": used, "free": max(0, self.quota - used)}
 
