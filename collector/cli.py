@@ -191,6 +191,12 @@ def cmd_purge(args, settings):
             storage.delete(key)
             print(f"removed orphan {storage.location(key)}")
         removed += 1
+    # Inspect's seek points of archives that are gone (deleted while their index was being
+    # built), and half-written ones of a build that died.
+    for key, path in storage.derived_files(args.stale_hours * 3600):
+        if key not in referenced or path.name.endswith(".part"):
+            _remove_file(path, "orphan index file", args.dry_run)
+            removed += 1
     # Staging files in DATA_DIR/tmp, and (S3) multipart uploads a crash left unfinished.
     for item in storage.stale_staging(args.stale_hours * 3600):
         if args.dry_run:

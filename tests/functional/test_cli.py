@@ -60,20 +60,30 @@ def test_purge_removes_orphans_and_stale_staging(ini, capsys, testapp, factory, 
     ticket = factory.ticket(factory.platform("vm6"), 1)
     testapp.post("/api/v1/archives/", upload_files=[("file", "a", b"kept")],
                  headers={"Upload-Token": ticket.token}, status=201)
+    [kept_key] = [path.name for path in (data_dir / "archives").glob("??/*")]
     orphan = data_dir / "archives" / "ff" / ("ff" + "0" * 30)
     orphan.parent.mkdir(exist_ok=True)
     orphan.write_bytes(b"orphan")
     stale = data_dir / "tmp" / "dead.part"
     stale.write_bytes(b"partial")
+    # Seek points of an archive that is gone, half-written ones, and a live archive's.
+    index = data_dir / "index"
+    gone_index = index / f"{'ee' * 16}.gzidx"
+    half_written = index / f"{kept_key}.gzidx.4242.part"
+    live_index = index / f"{kept_key}.gzidx"
+    for path in (gone_index, half_written, live_index):
+        path.write_bytes(b"seek points")
     # Young files may belong to a transaction committing right now: left for a later run.
     main(["-c", ini, "purge"])
     assert orphan.exists() and "removed 0 file(s)" in capsys.readouterr().out
     main(["-c", ini, "purge", "--dry-run", "--stale-hours", "0"])
-    assert orphan.exists() and "would remove 2 file(s)" in capsys.readouterr().out
+    assert orphan.exists() and "would remove 4 file(s)" in capsys.readouterr().out
     main(["-c", ini, "purge", "--stale-hours", "0"])
     out = capsys.readouterr().out
-    assert "removed 2 file(s)" in out and str(orphan) in out
+    assert "removed 4 file(s)" in out and str(orphan) in out
+    assert f"removed orphan index file {gone_index}" in out
     assert not orphan.exists() and not stale.exists()
+    assert not gone_index.exists() and not half_written.exists() and live_index.exists()
     kept = [p for p in (data_dir / "archives").rglob("*") if p.is_file()]
     assert len(kept) == 1 and kept[0].read_bytes() == b"kept"
 

@@ -56,6 +56,15 @@ class LocalFiles:
     def index_path(self, key, suffix):
         return self.indexes / f"{key}.{suffix}"
 
+    def derived_files(self, older_than=0.0):
+        """``(archive key, path)`` of each derived file not written to for
+        ``older_than`` seconds (purge: those of archives that are gone, and half-written
+        ones a crashed build left, ``<key>.gzidx.<pid>.part``)."""
+        limit = time.time() - older_than
+        for child in self.indexes.iterdir():
+            if child.is_file() and child.stat().st_mtime <= limit:
+                yield child.name.split(".", 1)[0], child
+
     def delete_derived(self, key):
         for derived in self.indexes.glob(f"{key}.*"):
             derived.unlink(missing_ok=True)
