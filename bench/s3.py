@@ -10,7 +10,9 @@ boto3 itself against the same S3 server, in the same run.
 size one random file is generated, then:
 
 * reference: boto3 ``upload_file`` and ``download_file`` of the file to and from the same
-  moto server (boto3's defaults: 8 MiB parts, up to 10 threads);
+  moto server: the upload with boto3's defaults (8 MiB parts, up to 10 threads), the
+  download as one GET (boto3's default of 10 parallel ranged GETs would have moto read
+  the whole object into memory for each of them: gigabytes at once);
 * local backend: a fresh ``collector serve`` with ``DATA_DIR/archives``; ``curl -F`` upload
   (one request, ``Upload-Token``) and ``curl -o /dev/null`` download (bearer token);
 * S3 backend: a fresh ``collector serve`` with ``STORAGE_URL=s3://…`` on the same moto
@@ -37,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+import boto3.s3.transfer  # noqa: E402
 from s3server import ENVIRON, S3Server  # noqa: E402
 from upload_download import (  # noqa: E402
     MB,
@@ -64,6 +67,7 @@ def boto3_reference(s3, path, size, repeat):
     name = f"bench-reference/{path.name}"
     target = path.with_suffix(".down")
     ups, downs = [], []
+    single_get = boto3.s3.transfer.TransferConfig(multipart_threshold=size + 1)
     try:
         for attempt in range(repeat):
             settle()
@@ -72,7 +76,7 @@ def boto3_reference(s3, path, size, repeat):
             ups.append((size / (time.perf_counter() - started) / MB,))
             settle()
             started = time.perf_counter()
-            client.download_file(s3.bucket, name, str(target))
+            client.download_file(s3.bucket, name, str(target), Config=single_get)
             downs.append((size / (time.perf_counter() - started) / MB,))
             target.unlink()
             log(f"boto3 {attempt + 1}: upload {ups[-1][0]:.0f} MB/s, "
@@ -164,6 +168,9 @@ def print_report(results, db):
     print()
     print(f"Logs Collector on S3 (moto's in-memory Python server on 127.0.0.1) — db={db}, "
           f"client=curl, {os.cpu_count()} CPUs; MB = 10^6 bytes; median of the runs")
+    since = "since a reset after startup" if all(
+        r[k]["hwm_reset"] for r in results for k in ("local", "s3")) else "since startup"
+    print(f"server RSS: the server's VmHWM {since}, over its uploads and streamed downloads")
     header = f"{'size':>6} {'what':<38} {'upload':>11} {'download':>11} {'server RSS':>11}"
     print(header)
     print("-" * len(header))

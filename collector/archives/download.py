@@ -75,9 +75,11 @@ def archive_response(request, row):
     except FileNotFoundError:
         raise NotFound("the archive's file is missing from storage") from None
     wrapper = request.environ.get("wsgi.file_wrapper")
-    # A ranged answer needs the seek of RangedFileIter; a whole one goes through the
-    # server's file wrapper, which streams without Python-level iteration.
-    if request.range is not None or wrapper is None:
+    # A ranged answer needs the seek of RangedFileIter; a whole one from a local file
+    # goes through the server's file wrapper, which streams without Python-level
+    # iteration. Not an object's reader: waitress's wrapper reads ahead and seeks back
+    # for every socket send, and each of those seeks would be a new ranged GET.
+    if request.range is not None or wrapper is None or not _is_os_file(handle):
         response.app_iter = RangedFileIter(handle, BLOCK)
     else:
         response.app_iter = wrapper(handle, BLOCK)
@@ -86,6 +88,14 @@ def archive_response(request, row):
     if request.method != "HEAD":
         _audit(request, row)
     return response
+
+
+def _is_os_file(handle):
+    try:
+        handle.fileno()
+    except (OSError, AttributeError):  # io.UnsupportedOperation is an OSError
+        return False
+    return True
 
 
 def _redirect(request, row):

@@ -298,3 +298,34 @@ def test_staff_page_download_redirects_too(testapp, factory, uploaded, redirecti
     testapp.reset()
     res = testapp.get(f"/archives/{archive['id']}/download", status=303)
     assert "/login" in res.headers["Location"]
+
+
+@pytest.mark.parametrize("storage_kind", ["s3"])
+def test_s3_download_through_waitress_reads_each_byte_once(live_server, factory, staff, app,
+                                                           monkeypatch):
+    """waitress's file wrapper reads ahead and seeks back for every socket send; on an
+    object that would be a new ranged GET per send. So an object is streamed by
+    iteration: a whole download is a few GETs of growing size, as through webtest."""
+    import urllib.request
+
+    ticket = factory.ticket(factory.platform("vm6"), 9)
+    body = os.urandom(20 * 1024 * 1024 + 3)
+    created = urllib.request.urlopen(urllib.request.Request(
+        f"{live_server}/api/v1/archives/?filename=a.bin", data=body, method="POST",
+        headers={"Upload-Token": ticket.token, "Content-Type": "application/octet-stream"}),
+        timeout=30)
+    archive_id = __import__("json").loads(created.read())["id"]
+    client = app.registry["archive_storage"].client
+    get_object, ranges = client.get_object, []
+
+    def recording(**kwargs):
+        ranges.append(kwargs["Range"])
+        return get_object(**kwargs)
+
+    monkeypatch.setattr(client, "get_object", recording)
+    url = f"{live_server}/api/v1/archives/{archive_id}/download"
+    with urllib.request.urlopen(urllib.request.Request(url, headers=staff.headers),
+                                timeout=60) as whole:
+        assert whole.read() == body
+    assert ranges == ["bytes=0-1048575", "bytes=1048576-3145727", "bytes=3145728-7340031",
+                      "bytes=7340032-15728639", "bytes=15728640-20971522"]
