@@ -77,9 +77,6 @@ class S3View:
             digest.update(chunk)
         return digest.hexdigest()
 
-    def exists(self, key):
-        return self.name(key) in self.objects()
-
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def s3_crash_server(request, tmp_path_factory, s3_server):
