@@ -95,6 +95,24 @@ def as_storage_url(value):
     return url
 
 
+def as_download_mode(value):
+    text = str(value).strip().lower()
+    if text not in {"stream", "redirect"}:
+        raise ValueError(f"not `stream` or `redirect`: {value!r}")
+    return text
+
+
+# SigV4, which presigned URLs use, refuses a lifetime above seven days.
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+
+
+def as_expiry(value):
+    number = int(value)
+    if not 1 <= number <= MAX_PRESIGN_SECONDS:
+        raise ValueError(f"not between 1 and {MAX_PRESIGN_SECONDS} seconds: {value!r}")
+    return number
+
+
 def as_log_format(value):
     text = str(value).strip().lower()
     if text not in {"text", "json"}:
@@ -135,6 +153,10 @@ ENV_OVERRIDES = [
      "S3 region; empty: `AWS_REGION`/`AWS_DEFAULT_REGION` or the AWS config"),
     ("storage.quota", "STORAGE_QUOTA", as_size,
      "S3: bytes the archives may take (free space = quota − stored); required with S3"),
+    ("storage.download", "STORAGE_DOWNLOAD", as_download_mode,
+     "`stream` (archives go through the app) or `redirect` (S3 only: 302 to a presigned URL)"),
+    ("storage.download_expiry", "STORAGE_DOWNLOAD_EXPIRY", as_expiry,
+     "seconds a presigned download URL stays valid (`redirect`)"),
     ("upload.tus_expiry_days", "TUS_EXPIRY_DAYS", int,
      "days an unfinished resumable upload is kept after its last chunk"),
     ("storage.warn_percent", "STORAGE_WARN_PERCENT", as_percent,
@@ -210,6 +232,8 @@ DEFAULTS = {
     "storage.endpoint_url": "",
     "storage.region": "",
     "storage.quota": 0,
+    "storage.download": "stream",
+    "storage.download_expiry": 300,
     "upload.tus_expiry_days": 7,
     "storage.warn_percent": 90.0,
     "session.secure": "auto",
@@ -283,6 +307,11 @@ def load(settings, environ=None):
         # Without it the free-space checks (507, the gauge, the alert) would mean nothing.
         raise SettingsError("STORAGE_QUOTA: required with an s3:// STORAGE_URL (the bytes "
                             "the archives may take in the bucket, e.g. 500GiB)")
+    if result["storage.download"] == "redirect" and not result["storage.url"]:
+        # Refused rather than ignored: an operator who asked for redirects expects the
+        # bytes to bypass the app, and a local disk has no URL to send anyone to.
+        raise SettingsError("STORAGE_DOWNLOAD: `redirect` needs an s3:// STORAGE_URL (a "
+                            "local disk has no presigned URLs); use `stream`")
     if 0 < len(result["metrics.token"]) < 16 and not result["debug"]:
         raise SettingsError("METRICS_TOKEN: must be at least 16 characters in production")
     return result

@@ -1,7 +1,11 @@
-"""An archive's bytes as a streamed response: one implementation for the API and the pages.
+"""An archive's bytes as a response: one implementation for the API and the pages.
 
 ``Content-Disposition`` carries the name as RFC 6266 ``filename*`` (see archives/names.py);
 ``Range``, ``If-Range`` and the validators are answered by webob's conditional response.
+With ``STORAGE_DOWNLOAD=redirect`` (S3 only) a GET is instead answered ``302`` to a
+short-lived presigned URL that sends the same name; ``Range`` and validators are then
+between the client and the object store. Either way the caller got here through the
+``download`` permission, and the download is audited.
 """
 
 from pyramid.response import FileIter, Response
@@ -48,7 +52,11 @@ class _Slice:
 
 
 def archive_response(request, row):
-    """Stream archive ``row`` (whole or the requested range) from the request's storage."""
+    """Archive ``row`` (whole or the requested range): streamed from the request's
+    storage, or a redirect to it (``STORAGE_DOWNLOAD=redirect``, GET only: a HEAD has no
+    bytes to send and is answered here, as when streaming)."""
+    if request.method == "GET" and request.registry.settings["storage.download"] == "redirect":
+        return _redirect(request, row)
     # Always octet-stream: a client must never decompress or render a customer's archive.
     response = Response(conditional_response=True, content_type="application/octet-stream")
     response.etag = row.sha256
@@ -67,16 +75,45 @@ def archive_response(request, row):
     except FileNotFoundError:
         raise NotFound("the archive's file is missing from storage") from None
     wrapper = request.environ.get("wsgi.file_wrapper")
-    # A ranged answer needs the seek of RangedFileIter; a whole one goes through the
-    # server's file wrapper, which streams without Python-level iteration.
-    if request.range is not None or wrapper is None:
+    # A ranged answer needs the seek of RangedFileIter; a whole one from a local file
+    # goes through the server's file wrapper, which streams without Python-level
+    # iteration. Not an object's reader: waitress's wrapper reads ahead and seeks back
+    # for every socket send, and each of those seeks would be a new ranged GET.
+    if request.range is not None or wrapper is None or not _is_os_file(handle):
         response.app_iter = RangedFileIter(handle, BLOCK)
     else:
         response.app_iter = wrapper(handle, BLOCK)
     # After app_iter: setting app_iter clears Content-Length.
     response.content_length = row.size
     if request.method != "HEAD":
-        record(request, "archive.download", ticket=row.ticket, archive=row,
-               detail={"name": row.name, "size": row.size,
-                       "range": request.headers.get("Range", "")[:100]})
+        _audit(request, row)
     return response
+
+
+def _is_os_file(handle):
+    try:
+        handle.fileno()
+    except (OSError, AttributeError):  # io.UnsupportedOperation is an OSError
+        return False
+    return True
+
+
+def _redirect(request, row):
+    """``302`` to a presigned GET of the object, valid ``STORAGE_DOWNLOAD_EXPIRY`` s."""
+    try:
+        url = request.storage.download_url(
+            row.storage_key, content_disposition(row.name),
+            request.registry.settings["storage.download_expiry"])
+    except FileNotFoundError:
+        raise NotFound("the archive's file is missing from storage") from None
+    _audit(request, row, redirect=True)
+    # The URL is a credential for its lifetime: no cache may keep it or replay it later.
+    return Response(status=302, location=url, cache_control="private, no-store")
+
+
+def _audit(request, row, redirect=False):
+    detail = {"name": row.name, "size": row.size,
+              "range": request.headers.get("Range", "")[:100]}
+    if redirect:
+        detail["redirect"] = True
+    record(request, "archive.download", ticket=row.ticket, archive=row, detail=detail)

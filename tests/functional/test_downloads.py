@@ -184,3 +184,148 @@ def test_s3_unavailable_is_a_503_with_retry_after(testapp, staff, uploaded, app,
                       status=503)
     assert res.headers["Retry-After"] == "10"
     assert res.json["detail"] == "archive storage unavailable, try again shortly"
+
+
+@pytest.fixture
+def redirecting(app):
+    """STORAGE_DOWNLOAD=redirect (S3 only: the settings refuse it on the local disk)."""
+    app.registry.settings["storage.download"] = "redirect"
+    return app
+
+
+def _fetch(url, headers=None):
+    """GET a presigned URL as a client would: straight from the object store."""
+    import urllib.request
+
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
+                                timeout=30) as answer:
+        return answer.status, answer.headers, answer.read()
+
+
+@pytest.mark.parametrize("storage_kind", ["s3"])
+def test_redirect_to_a_presigned_url(testapp, staff, uploaded, redirecting, s3_server,
+                                     dbsession):
+    from urllib.parse import parse_qs, urlsplit
+
+    from collector.archives.names import content_disposition
+    from collector.audit.models import AuditEvent
+
+    archive, body = uploaded
+    res = testapp.get(f"/api/v1/archives/{archive['id']}/download", headers=staff.headers,
+                      status=302)
+    url = res.headers["Location"]
+    assert res.body == b"" and res.headers["Cache-Control"] == "private, no-store"
+    assert url.startswith(f"{s3_server.endpoint}/{s3_server.bucket}/")
+    query = parse_qs(urlsplit(url).query)
+    assert query["X-Amz-Expires"] == ["300"] and query["X-Amz-Algorithm"]
+    assert query["response-content-disposition"] == [content_disposition(archive["name"])]
+    status, headers, fetched = _fetch(url)
+    assert (status, fetched) == (200, body)
+    assert headers["Content-Disposition"] == content_disposition("Логи сервера (копия).zip")
+    assert headers["Content-Type"] == "application/octet-stream"
+    # Range is the client's business with the store now.
+    status, _, part = _fetch(url, {"Range": "bytes=100-199"})
+    assert (status, part) == (206, body[100:200])
+    event = dbsession.query(AuditEvent).filter_by(action="archive.download").one()
+    assert (event.archive_id, event.detail["redirect"]) == (archive["id"], True)
+
+
+@pytest.mark.parametrize("storage_kind", ["s3"])
+def test_redirect_expiry_is_the_setting(testapp, staff, uploaded, redirecting):
+    from urllib.parse import parse_qs, urlsplit
+
+    archive, _ = uploaded
+    redirecting.registry.settings["storage.download_expiry"] = 45
+    res = testapp.get(f"/api/v1/archives/{archive['id']}/download", headers=staff.headers,
+                      status=302)
+    assert parse_qs(urlsplit(res.headers["Location"]).query)["X-Amz-Expires"] == ["45"]
+
+
+@pytest.mark.parametrize("storage_kind", ["s3"])
+def test_redirect_only_after_the_acl_and_two_factor(testapp, factory, uploaded, redirecting,
+                                                    dbsession):
+    from collector.audit.models import AuditEvent
+
+    archive, _ = uploaded
+    url = f"/api/v1/archives/{archive['id']}/download"
+    res = testapp.get(url, status=401)
+    assert "Location" not in res.headers and "X-Amz" not in res.text
+    nomfa = factory.token(factory.user("nomfa"), mfa=False)
+    res = testapp.get(url, headers=nomfa, status=403)
+    assert "Location" not in res.headers and "X-Amz" not in res.text
+    # Staff with two-factor, but not a member of a restricted platform: no URL either.
+    closed = factory.ticket(factory.platform("hidden", restricted=True), 7)
+    hidden = testapp.post("/api/v1/archives/", upload_files=[("file", "h.log", b"h" * 10)],
+                          headers={"Upload-Token": closed.token}, status=201).json
+    res = testapp.get(f"/api/v1/archives/{hidden['id']}/download",
+                      headers=factory.token(factory.user("outsider")), status=403)
+    assert "Location" not in res.headers and "X-Amz" not in res.text
+    assert dbsession.query(AuditEvent).filter_by(action="archive.download").all() == []
+
+
+@pytest.mark.parametrize("storage_kind", ["s3"])
+def test_redirect_head_missing_object_and_store_failure(testapp, staff, uploaded,
+                                                        redirecting, stored, monkeypatch):
+    import botocore.exceptions
+
+    archive, body = uploaded
+    url = f"/api/v1/archives/{archive['id']}/download"
+    # HEAD has no bytes to send: answered here, as when streaming.
+    head = testapp.head(url, headers=staff.headers, status=200)
+    assert head.headers["Content-Length"] == str(len(body)) and "Location" not in head.headers
+    client = redirecting.registry["archive_storage"].client
+
+    def down(**kwargs):
+        raise botocore.exceptions.EndpointConnectionError(endpoint_url="http://s3.invalid")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(client, "head_object", down)
+        res = testapp.get(url, headers=staff.headers, status=503)
+        assert res.headers["Retry-After"] == "10"
+    for key in stored.keys():
+        stored.backend.delete(key)
+    res = testapp.get(url, headers=staff.headers, status=404)
+    assert "missing" in res.json["detail"]
+
+
+@pytest.mark.parametrize("storage_kind", ["s3"])
+def test_staff_page_download_redirects_too(testapp, factory, uploaded, redirecting,
+                                           web_login):
+    archive, body = uploaded
+    browser = web_login(testapp, factory.user("pagestaff"))
+    res = browser.get(f"/archives/{archive['id']}/download", status=302)
+    assert _fetch(res.headers["Location"])[2] == body
+    testapp.reset()
+    res = testapp.get(f"/archives/{archive['id']}/download", status=303)
+    assert "/login" in res.headers["Location"]
+
+
+@pytest.mark.parametrize("storage_kind", ["s3"])
+def test_s3_download_through_waitress_reads_each_byte_once(live_server, factory, staff, app,
+                                                           monkeypatch):
+    """waitress's file wrapper reads ahead and seeks back for every socket send; on an
+    object that would be a new ranged GET per send. So an object is streamed by
+    iteration: a whole download is a few GETs of growing size, as through webtest."""
+    import urllib.request
+
+    ticket = factory.ticket(factory.platform("vm6"), 9)
+    body = os.urandom(20 * 1024 * 1024 + 3)
+    created = urllib.request.urlopen(urllib.request.Request(
+        f"{live_server}/api/v1/archives/?filename=a.bin", data=body, method="POST",
+        headers={"Upload-Token": ticket.token, "Content-Type": "application/octet-stream"}),
+        timeout=30)
+    archive_id = __import__("json").loads(created.read())["id"]
+    client = app.registry["archive_storage"].client
+    get_object, ranges = client.get_object, []
+
+    def recording(**kwargs):
+        ranges.append(kwargs["Range"])
+        return get_object(**kwargs)
+
+    monkeypatch.setattr(client, "get_object", recording)
+    url = f"{live_server}/api/v1/archives/{archive_id}/download"
+    with urllib.request.urlopen(urllib.request.Request(url, headers=staff.headers),
+                                timeout=60) as whole:
+        assert whole.read() == body
+    assert ranges == ["bytes=0-1048575", "bytes=1048576-3145727", "bytes=3145728-7340031",
+                      "bytes=7340032-15728639", "bytes=15728640-20971522"]

@@ -24,7 +24,8 @@ points:
                the partial file, not fsynced, the new offset not committed (only a chunk
                that starts at ``COLLECTOR_PAUSE_FROM`` bytes or later, default 0);
 ``stage``      a single-request upload is being staged: ``COLLECTOR_PAUSE_AFTER`` bytes of
-               it are in its staging file;
+               it are in its staging file (S3: read, hashed and in its multipart upload's
+               parts sent or the part being filled);
 ``finish``     the last chunk is appended and fsynced; the archive is not recorded yet;
 ``precommit``  the transaction that records an archive (single or tus) is committing: the
                row is flushed, the staged file (or the tus file's second name) is
@@ -484,6 +485,13 @@ def _pause(point, **info):
     time.sleep(3600)
 
 
+def _staged_name(staged):
+    """A staged archive's file name in DATA_DIR/tmp; on S3 (no local file for a single
+    request) its storage key, which names its multipart upload and object."""
+    path = getattr(staged, "path", None)
+    return staged.key if path is None else path.name
+
+
 def _install_pause_point(point):
     from collector.archives.storage import StorageManager
     from collector.archives.uploads import tus
@@ -516,13 +524,24 @@ def _install_pause_point(point):
         def pausing_chunks(chunks, staged):
             for chunk in chunks:
                 if staged.size >= after:
-                    _pause(point, staging=staged.path.name, written=staged.size)
+                    _pause(point, staging=_staged_name(staged), written=staged.size,
+                           upload_id=getattr(staged, "upload_id", None))
                 yield chunk
 
         def paused_write_stream(staged, chunks, max_size):
             return write_stream(staged, pausing_chunks(chunks, staged), max_size)
 
         streams.write_stream = paused_write_stream
+        if os.environ.get("STORAGE_URL"):
+            # S3 stages through its own write (multipart parts), not write_stream.
+            from collector.archives.storage.s3 import S3ArchiveStorage
+
+            s3_write = S3ArchiveStorage.write
+
+            def paused_s3_write(self, staged, chunks, max_size):
+                return s3_write(self, staged, pausing_chunks(chunks, staged), max_size)
+
+            S3ArchiveStorage.write = paused_s3_write
     elif point == "finish":
         finish = tus._finish
 
@@ -536,7 +555,7 @@ def _install_pause_point(point):
 
         def paused_vote(self, transaction):
             # Only a transaction that records an archive stages a file.
-            staged = [s.path.name for s in self._staged]
+            staged = [_staged_name(s) for s in self._staged]
             if staged and point == "precommit":
                 _pause(point, staged=staged)
             vote(self, transaction)

@@ -87,14 +87,14 @@ LEAVES_ORPHAN = {("single", "stage"), ("single", "precommit"), ("single", "vote"
                  ("tus", "vote"), ("tus", "committed")}
 
 
-def scenarios(seed, runs):
+def scenarios(seed, runs, points=POINTS, sizes=(2 * MiB, 6 * MiB)):
     rng = random.Random(seed)
-    first = POINTS[:]
+    first = points[:]
     rng.shuffle(first)
-    chosen = (first + [rng.choice(POINTS) for _ in range(runs)])[:runs]
+    chosen = (first + [rng.choice(points) for _ in range(runs)])[:runs]
     result = []
     for protocol, point in chosen:
-        size = rng.randrange(2 * MiB, 6 * MiB)
+        size = rng.randrange(*sizes)
         # At least 2: the retry after a crash past the commit is a second archive.
         run = {"protocol": protocol, "point": point, "size": size,
                "attempts": rng.randrange(2, 5), "seed": rng.randrange(2**32)}
@@ -199,7 +199,9 @@ def kill_during(server, action):
     return where
 
 
-def crash_single(server, run, ticket, body):
+def crash_single(server, run, ticket, body, staging_files=True):
+    """Kill the server at the run's point of a single upload; what the pause point said.
+    ``staging_files``: the body is staged to a local file (not on S3), which is checked."""
     token = ticket["token"]
     point = run["point"]
     if point == "receiving":
@@ -213,6 +215,8 @@ def crash_single(server, run, ticket, body):
                                                     timeout=60))
     assert where["point"] == point
     staging = server.data_dir / "tmp"
+    if not staging_files:
+        return where
     if point == "stage":
         assert (staging / where["staging"]).stat().st_size == where["written"]
     elif point == "precommit":

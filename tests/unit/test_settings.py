@@ -60,6 +60,23 @@ def test_storage_url_is_local_or_s3_and_s3_needs_a_quota():
             s.load({"debug": "true"}, {"STORAGE_URL": bad, "STORAGE_QUOTA": "1GiB"})
 
 
+def test_download_redirects_need_s3_and_a_bounded_expiry():
+    loaded = s.load({"debug": "true"}, {})
+    assert (loaded["storage.download"], loaded["storage.download_expiry"]) == ("stream", 300)
+    s3 = {"STORAGE_URL": "s3://logs.example/c", "STORAGE_QUOTA": "1TiB"}
+    loaded = s.load({"debug": "true"}, {**s3, "STORAGE_DOWNLOAD": " Redirect ",
+                                        "STORAGE_DOWNLOAD_EXPIRY": "600"})
+    assert (loaded["storage.download"], loaded["storage.download_expiry"]) == ("redirect", 600)
+    # A local disk has no URL to send anyone to: refused at startup, not ignored.
+    with pytest.raises(s.SettingsError, match="STORAGE_DOWNLOAD: `redirect` needs an s3://"):
+        s.load({"debug": "true"}, {"STORAGE_DOWNLOAD": "redirect"})
+    with pytest.raises(s.SettingsError, match="STORAGE_DOWNLOAD"):
+        s.load({"debug": "true"}, {**s3, "STORAGE_DOWNLOAD": "proxy"})
+    for bad in ("0", "-5", "604801", "soon"):
+        with pytest.raises(s.SettingsError, match="STORAGE_DOWNLOAD_EXPIRY"):
+            s.load({"debug": "true"}, {**s3, "STORAGE_DOWNLOAD_EXPIRY": bad})
+
+
 def test_waitress_options():
     loaded = s.load({"debug": "true"}, {"WAITRESS_TRUSTED_PROXY": "10.0.0.1"})
     options = s.waitress_options(loaded)
@@ -73,9 +90,11 @@ _SAMPLES = {str: "from-the-environment-42", int: "7777", float: "12.5", s.as_siz
             s.as_tz: "Europe/Berlin", s.as_percent: "55", s.as_secure: "true",
             s.as_networks: "10.0.0.0/8", s.as_log_format: "json", s.as_log_level: "ERROR",
             s.as_access_log_format: "{status} {path}",
-            s.as_storage_url: "s3://a-bucket/logs"}
+            s.as_storage_url: "s3://a-bucket/logs", s.as_download_mode: "redirect",
+            s.as_expiry: "60"}
 # Variables that only load together with another one.
-_NEEDS = {"STORAGE_URL": {"STORAGE_QUOTA": "1GiB"}}
+_NEEDS = {"STORAGE_URL": {"STORAGE_QUOTA": "1GiB"},
+          "STORAGE_DOWNLOAD": {"STORAGE_URL": "s3://a-bucket/logs", "STORAGE_QUOTA": "1GiB"}}
 
 
 def _readme_rows():

@@ -730,6 +730,10 @@ OPERATIONS = {
             {200: answer("The whole file", headers=FILE_HEADERS, content=OCTETS),
              206: answer("The requested range", content=OCTETS,
                          headers={**FILE_HEADERS, "Content-Range": {"schema": STRING}}),
+             302: answer("With `STORAGE_DOWNLOAD=redirect` (S3): a presigned URL of the "
+                         "object, valid `STORAGE_DOWNLOAD_EXPIRY` seconds, whose answer "
+                         "carries the same name; Range is then between client and store",
+                         headers={"Location": {"schema": {**STRING, "format": "uri"}}}),
              304: answer("Not modified (If-None-Match, If-Modified-Since)"),
              # WebOb's conditional response answers this one itself, in plain text.
              416: answer("The requested range cannot be satisfied",

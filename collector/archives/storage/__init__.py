@@ -120,6 +120,10 @@ class StorageManager:
     def open(self, key):
         return self.backend.open(key)
 
+    def download_url(self, key, disposition, expires):
+        """A presigned URL of the archive (``IDirectDownloads`` backends only)."""
+        return self.backend.download_url(key, disposition, expires)
+
     # --- IDataManager ---
 
     def _join(self):

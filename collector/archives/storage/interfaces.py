@@ -90,3 +90,14 @@ class IArchiveStorage(Interface):
 
     def remove_stale(item):
         """Remove one item of ``stale_staging``."""
+
+
+class IDirectDownloads(Interface):
+    """A backend whose archives clients can fetch themselves (S3: presigned URLs), for
+    ``STORAGE_DOWNLOAD=redirect``. Not part of ``IArchiveStorage``: the local disk has no
+    URL to give, and the settings refuse ``redirect`` without an S3 backend."""
+
+    def download_url(key, disposition, expires):
+        """A URL that answers a plain GET (and ranged GETs) with the archive's bytes for
+        ``expires`` seconds, sending ``disposition`` as ``Content-Disposition`` and
+        ``application/octet-stream``. ``FileNotFoundError`` when there is no archive."""

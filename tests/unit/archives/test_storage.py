@@ -62,6 +62,53 @@ class TestS3ArchiveStorage(ArchiveStorageContract):
         backend.discard(staged)
         assert s3_server.multipart_uploads(backend.prefix) == []
 
+    def test_sequential_reads_grow_their_window_then_take_the_rest(self, backend,
+                                                                     monkeypatch):
+        from collector.archives.storage import s3
+
+        monkeypatch.setattr(s3, "READ_WINDOW_MIN", 1000)
+        monkeypatch.setattr(s3, "READ_WINDOW_MAX", 4000)
+        body = os.urandom(20_000)
+        key = self.store(backend, body)
+        ranges = []
+        get_object = backend.client.get_object
+
+        def recording(**kwargs):
+            ranges.append(kwargs["Range"])
+            return get_object(**kwargs)
+
+        monkeypatch.setattr(backend.client, "get_object", recording)
+        with backend.open(key) as handle:
+            handle.raw.seek(0)
+            data = b"".join(iter(lambda: handle.raw.read(700), b""))
+        assert data == body
+        # 1000, 2000, 4000 (the largest window), then the rest at once.
+        assert ranges == ["bytes=0-999", "bytes=1000-2999", "bytes=3000-6999",
+                          "bytes=7000-19999"]
+        del ranges[:]
+        with backend.open(key) as handle:  # a seek starts small again
+            handle.raw.seek(15_000)
+            assert handle.raw.read(10) == body[15_000:15_010]
+        assert ranges == ["bytes=15000-15999"]
+
+    def test_presigned_download_url(self, backend, s3_server):
+        import urllib.request
+        from urllib.parse import parse_qs, urlsplit
+
+        from collector.archives.storage.interfaces import IDirectDownloads
+
+        assert IDirectDownloads.providedBy(backend)
+        key = self.store(backend, b"presigned bytes")
+        url = backend.download_url(key, 'attachment; filename="a b.log"', 120)
+        query = parse_qs(urlsplit(url).query)
+        assert (query["X-Amz-Expires"], query["X-Amz-Algorithm"]) == (
+            ["120"], ["AWS4-HMAC-SHA256"])
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            assert answer.read() == b"presigned bytes"
+            assert answer.headers["Content-Disposition"] == 'attachment; filename="a b.log"'
+        with pytest.raises(FileNotFoundError):
+            backend.download_url("ab" + "0" * 30, "attachment", 120)
+
     def test_only_names_it_makes_are_listed(self, backend, s3_server):
         key = self.store(backend, b"x")
         client = s3_server.client()
