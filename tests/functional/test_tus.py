@@ -361,6 +361,47 @@ def test_expired_upload_answers_410_and_purge_removes_it(client, dbsession, tick
     client.head(keep)
 
 
+@pytest.mark.parametrize("storage_kind", ["s3"])
+def test_purge_removes_expired_s3_uploads_and_orphan_segments(
+        client, dbsession, ticket, data_dir, settings, tmp_path, app, s3_server, capsys):
+    """An expired upload's segments go with its row (its attempt comes back); segments no
+    unfinished upload owns (a crash before their removal) are orphans; the segments of an
+    upload in progress stay."""
+    segments = app.registry["archive_storage"].segments
+    expired = _path(client.create(10 * 1024 * 1024).headers["Location"])
+    client.patch(expired, 0, os.urandom(9 * 1024 * 1024))
+    kept = _path(client.create(10).headers["Location"])
+    client.patch(kept, 0, b"abc")
+    rows = {row.id: row for row in dbsession.scalars(select(TusUpload))}
+    expired_key = rows[expired.rsplit("/", 1)[1]].storage_key
+    kept_key = rows[kept.rsplit("/", 1)[1]].storage_key
+    orphan_key = "ab" * 16
+    s3_server.client().put_object(Bucket=s3_server.bucket, Key=segments.name(orphan_key, 0),
+                                  Body=b"left by a crash")
+    assert set(segments.keys()) == {expired_key, kept_key, orphan_key}
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    dbsession.execute(update(TusUpload).where(TusUpload.storage_key == expired_key)
+                      .values(expires_at=past))
+    dbsession.commit()
+    assert _attempts(dbsession, ticket) == 1
+    ini = tmp_path / "purge.ini"
+    ini.write_text("[app:main]\nuse = egg:logs-collector\n" + "".join(
+        f"{key} = {settings[key]}\n" for key in (
+            "db_url", "data_dir", "secret_key", "storage.url", "storage.endpoint_url",
+            "storage.region", "storage.quota")))
+    cli_main(["-c", str(ini), "purge", "--dry-run", "--stale-hours", "0"])
+    out = capsys.readouterr().out
+    assert f"would remove orphan upload segments {segments.location(orphan_key)}" in out
+    assert set(segments.keys()) == {expired_key, kept_key, orphan_key}
+    cli_main(["-c", str(ini), "purge", "--stale-hours", "0"])
+    out = capsys.readouterr().out
+    assert f"removed orphan upload segments {segments.location(orphan_key)}" in out
+    assert set(segments.keys()) == {kept_key}
+    assert _attempts(dbsession, ticket) == 2
+    client.head(expired, status=404)
+    assert client.patch(kept, 3, b"0123456", status=200).json["size"] == 10
+
+
 def test_purge_removes_uploads_still_empty_after_stale_hours(client, dbsession, ticket,
                                                              data_dir, settings, tmp_path,
                                                              capsys):
