@@ -16,6 +16,13 @@ offset it starts from (another process wrote the last chunk, the process restart
 last commit failed) hashes the partial file again from its start. docs/architecture.md
 gives the measured cost.
 
+S3 (``upload.segment_size`` set): the bytes are segment objects in the bucket instead of
+a local file, so any instance can take the next chunk (``_append_segments``); at the
+last byte the object store assembles the archive from them (``StorageManager.assemble``);
+the row lock (PostgreSQL) keeps two chunks of one upload apart across instances; a hash
+cache miss re-reads the segments. docs/architecture.md, "tus on S3", has the design and
+the measurements.
+
 Attempts: a plain upload reserves one of the ticket's attempts when it is created; partial
 uploads (``Upload-Concat: partial``) reserve none, and the final upload that joins them
 spends one. Terminating or expiring an upload that holds an attempt gives it back.
