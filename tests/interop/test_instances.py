@@ -8,7 +8,8 @@ as several instances behind a load balancer that spreads requests anywhere.
   (paused at serverproc's ``append`` point) gets 409 and changes nothing;
 * a concatenation whose partial uploads went to different instances is right too;
 * sign-in state (the signed session cookie) and the sign-in and token-guessing throttles
-  hold whichever instance answers.
+  hold whichever instance answers;
+* both instances run the webhook worker, and each event reaches the help desk once.
 
 PostgreSQL only: several instances need a shared database (SQLite is one machine).
 """
@@ -20,9 +21,12 @@ import os
 import re
 import urllib.parse
 
+import time
+
 import pyotp
 import pytest
 import requests
+from webhook_receiver import Receiver
 
 import collector.models  # noqa: F401 (every mapper: accounts.services needs them all)
 from serverproc import INI, MiB, Server, create, database, head, patch, tus_headers
@@ -43,7 +47,9 @@ def instances(tmp_path, s3_server):
         storage = s3_server.settings()
         env = {"STORAGE_URL": storage["storage.url"],
                "STORAGE_ENDPOINT_URL": storage["storage.endpoint_url"],
-               "STORAGE_REGION": storage["storage.region"], "STORAGE_QUOTA": "10GiB"}
+               "STORAGE_REGION": storage["storage.region"], "STORAGE_QUOTA": "10GiB",
+               # Both webhook workers poll often: they contend for every delivery.
+               "WEBHOOK_INTERVAL": "0.2"}
         servers = [first, second]
         try:
             for server in servers:
@@ -190,3 +196,27 @@ def test_sign_in_and_throttles_hold_across_instances(instances):
         assert status in (403, 404), status
     status, _, data = two.request("GET", "/api/v1/check/token/" + "x" * 43)
     assert status == 429, (status, data)
+
+
+def test_each_webhook_event_is_delivered_once_by_two_workers(instances):
+    one, two = instances
+    receiver = Receiver()
+    try:
+        ticket = one.ticket(504, attempts=10)
+        one.api("POST", "/api/v1/webhooks/", {"platform": "crash", "url": receiver.url,
+                                              "secret": "s" * 20})
+        for number in range(6):
+            server = (one, two)[number % 2]
+            status, _, data = server.request(
+                "POST", "/api/v1/archives/", b"line\n" * (number + 1),
+                {"Upload-Token": ticket["token"], "Content-Type": "application/octet-stream",
+                 "Content-Disposition": f'attachment; filename="a{number}.log"'})
+            assert status == 201, data
+        deadline = time.monotonic() + 60
+        while len(receiver.received) < 6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # several more passes of both workers: nothing is sent twice
+        ids = [json.loads(body)["id"] for _, body in receiver.received]
+        assert len(ids) == 6 and len(set(ids)) == 6, ids
+    finally:
+        receiver.close()
