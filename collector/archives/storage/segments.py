@@ -27,6 +27,8 @@ import re
 from collector.archives.storage import streams
 from collector.archives.storage.s3 import _AWS_ERRORS, StorageError, _part_pool, part_size
 
+# Part copies in flight for one archive's assembly.
+COPIES_AT_ONCE = 4
 _SEGMENT = re.compile(r"([0-9a-f]{32})/([0-9]{6})")
 
 
@@ -140,16 +142,29 @@ class S3Segments:
             return {"PartNumber": index + 1, "ETag": answer["CopyPartResult"]["ETag"]}
 
         try:
-            futures = [_part_pool.submit(copy, index) for index in range(count)]
-            try:
-                staged.parts = [future.result() for future in futures]
-            finally:
-                concurrent.futures.wait(futures)
+            staged.parts = self._in_window(copy, count)
         except BaseException:
             storage.discard(staged)
             raise
         staged.size = length
         return staged
+
+    @staticmethod
+    def _in_window(work, count):
+        """``[work(0), …, work(count - 1)]``, at most ``COPIES_AT_ONCE`` running at a time:
+        the part pool is shared with every upload in the process, and a 20 GB archive's
+        2,500 copies must not queue ahead of other requests' parts."""
+        results, running = [], []
+        try:
+            for index in range(count):
+                if len(running) == COPIES_AT_ONCE:
+                    results.append(running.pop(0).result())
+                running.append(_part_pool.submit(work, index))
+            results.extend(future.result() for future in running)
+            running = []
+        finally:
+            concurrent.futures.wait(running)
+        return results
 
     # --- removing
 

@@ -449,6 +449,9 @@ def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset
     remaining = (upload.length - upload.offset) if upload.length is not None else size
     archives.check_can_accept(storage, settings, remaining)
     if upload.segment_size is not None:
+        if storage.backend.segments is None:
+            raise Gone("the bytes of this upload are in an object store this server no "
+                       "longer uses; start a new upload")
         return _append_segments(dbsession, storage, settings, upload, ticket, chunks, size,
                                 end, checksum)
 
@@ -725,7 +728,8 @@ def purge_expired(session, backend, now=None, dry_run=False, empty_before=None):
                 session.rollback()
                 continue
             if dry_run:
-                session.rollback()
+                if upload.segment_size is not None:
+                    session.rollback()  # the row lock taken above
                 removed.append(purged)
                 continue
             # Re-checked in the DELETE: a chunk may have arrived since the SELECT.
