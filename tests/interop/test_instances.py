@@ -55,8 +55,8 @@ def instances(tmp_path, s3_server):
             for server in servers:
                 server.extra_env = dict(env)
             second.start()
-            # The first one pauses inside a chunk of 40 MiB or later (the lock test).
-            first.start(pause_at="append", pause_after=MiB, pause_from=40 * MiB,
+            # The first one pauses 4 MiB into a chunk that starts at 40 MiB or later.
+            first.start(pause_at="append", pause_after=4 * MiB, pause_from=40 * MiB,
                         resumable=True)
             yield first, second
         finally:
@@ -107,13 +107,13 @@ def test_chunks_alternate_between_instances(instances):
 def test_a_concurrent_patch_on_the_other_instance_is_409(instances):
     one, two = instances
     token = one.ticket(502, attempts=3)["token"]
-    body = os.urandom(44 * MiB + 5)
+    body = os.urandom(48 * MiB + 5)
     path = create(two, token, len(body))
     status, _, data = patch(two, token, path, 0, body[:40 * MiB], timeout=120)
     assert status == 204, data
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        # The first instance takes the lock and stops inside the chunk (1 MiB in).
-        writing = pool.submit(patch, one, token, path, 40 * MiB, body[40 * MiB:42 * MiB])
+        # The first instance takes the lock and stops inside the chunk (4 MiB in).
+        writing = pool.submit(patch, one, token, path, 40 * MiB, body[40 * MiB:46 * MiB])
         assert one.wait_paused()["offset"] == 40 * MiB
         status, _, data = patch(two, token, path, 40 * MiB, b"x" * MiB)
         assert status == 409, (status, data)
@@ -124,10 +124,36 @@ def test_a_concurrent_patch_on_the_other_instance_is_409(instances):
         one.resume()
         status, headers, data = writing.result(timeout=120)
     assert status == 204, data
-    assert headers["upload-offset"] == str(42 * MiB)
-    receipt = _receipt(*patch(two, token, path, 42 * MiB, body[42 * MiB:])[::2])
+    assert headers["upload-offset"] == str(46 * MiB)
+    receipt = _receipt(*patch(two, token, path, 46 * MiB, body[46 * MiB:])[::2])
     assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
     assert two.api("GET", "/api/v1/tickets/502/")["attempts"] == 2
+
+
+def test_an_instance_killed_inside_a_chunk_leaves_the_upload_to_the_other(instances):
+    """kill -9 of the instance writing a chunk: its row lock ends with its connection,
+    the segment it had rewritten past the committed offset counts for nothing, and the
+    other instance finishes the upload byte-identical."""
+    one, two = instances
+    token = one.ticket(505, attempts=3)["token"]
+    body = os.urandom(60 * MiB + 99)
+    path = create(two, token, len(body))
+    status, _, data = patch(two, token, path, 0, body[:45 * MiB], timeout=120)
+    assert status == 204, data
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        # 45 MiB is inside segment 5: its 5 valid MiB plus 3 new ones are PUT (bytes past
+        # the committed offset) before the pause, 4 MiB into the chunk.
+        writing = pool.submit(patch, one, token, path, 45 * MiB, body[45 * MiB:55 * MiB])
+        assert one.wait_paused()["offset"] == 45 * MiB
+        one.kill()
+        with pytest.raises(OSError):
+            writing.result(timeout=60)
+    assert head(two, token, path)["upload-offset"] == str(45 * MiB)
+    receipt = _receipt(*patch(two, token, path, 45 * MiB, body[45 * MiB:],
+                              timeout=120)[::2])
+    assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
+    assert two.download_sha256(receipt["id"]) == receipt["sha256"]
+    assert two.api("GET", "/api/v1/tickets/505/")["attempts"] == 2
 
 
 def test_concatenation_of_partials_sent_to_different_instances(instances):

@@ -114,10 +114,10 @@ class StorageManager:
         then."""
         def remove(k):
             self.backend.upload_path(k).unlink(missing_ok=True)
-            if segments:
-                self.backend.segments.delete(k)
             if abandoned is not None and self.metrics is not None:
                 self.metrics.upload_ended("terminated", abandoned)
+            if segments:  # a failure leaves orphan segments, which purge removes
+                self.backend.segments.delete(k)
 
         self._after_commit(remove, key)
 
