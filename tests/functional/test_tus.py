@@ -129,7 +129,7 @@ def test_restart_in_the_middle_still_hashes_right(client, dbsession):
 
 @pytest.mark.parametrize("storage_kind", ["s3"])
 def test_s3_chunks_become_segments_and_the_archive_is_copied_from_them(
-        client, dbsession, app, data_dir, stored, s3_server):
+        client, dbsession, app, data_dir, stored, s3_server, monkeypatch):
     """On S3 an upload's bytes are segment objects (no local file): chunks smaller than a
     segment and chunks across segment boundaries, a lost hash cache (another instance
     wrote the last chunk) and bytes past the committed offset (a failed request's) all end
@@ -137,6 +137,14 @@ def test_s3_chunks_become_segments_and_the_archive_is_copied_from_them(
     backend = app.registry["archive_storage"]
     segments = backend.segments
     seg = 8 * 1024 * 1024
+    rehashed = []
+    of_chunks = tus.Hashes.of_chunks
+
+    def counting(chunks):
+        rehashed.append(1)
+        return of_chunks(chunks)
+
+    monkeypatch.setattr(tus.Hashes, "of_chunks", counting)
     body = os.urandom(2 * seg + 3 * 1024 * 1024 + 11)
     path = _path(client.create(len(body)).headers["Location"])
     row = dbsession.scalars(select(TusUpload)).one()
@@ -162,6 +170,9 @@ def test_s3_chunks_become_segments_and_the_archive_is_copied_from_them(
     receipt = client.patch(path, cuts[-2], body[cuts[-2]:], status=200).json
     assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
     assert receipt["md5"] == hashlib.md5(body).hexdigest()
+    # Started from nothing at offset 0, read back after the cache was lost (twice);
+    # every other chunk used the cache (saved once its offset was committed).
+    assert len(rehashed) == 3
     archive = dbsession.get(Archive, receipt["id"])
     assert stored.read(archive.storage_key) == body
     assert segments.keys() == {} and stored.leftovers() == []

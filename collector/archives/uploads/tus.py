@@ -583,9 +583,21 @@ def _append_segments(dbsession, storage, settings, upload, ticket, chunks, size,
     if upload.length is not None and upload.offset == upload.length:
         return _finish(dbsession, storage, upload, ticket, hashes, now)
     if hashes is not None:
-        HASHES.put(upload.id, upload.offset, hashes)
+        _remember_after_commit(storage, upload.id, end, hashes)
     dbsession.flush()
     return None
+
+
+def _remember_after_commit(storage, upload_id, offset, hashes):
+    """Cache the running hashes only once ``offset`` is committed. With several
+    instances an entry saved before a commit that then failed could later meet the same
+    offset reached by another instance with other bytes; after the commit the bytes
+    below ``offset`` never change, so an entry for it is right whoever asks."""
+    def remember(success):
+        if success:
+            HASHES.put(upload_id, offset, hashes)
+
+    storage.transaction_manager.get().addAfterCommitHook(remember)
 
 
 def _store_failed(exc, offset):
