@@ -536,7 +536,8 @@ def _install_pause_point(point):
 
         def paused_vote(self, transaction):
             # Only a transaction that records an archive stages a file.
-            staged = [s.path.name for s in self._staged]
+            # The staging file's name; an S3 multipart upload has none: its key.
+            staged = [s.path.name if s.path is not None else s.key for s in self._staged]
             if staged and point == "precommit":
                 _pause(point, staged=staged)
             vote(self, transaction)
