@@ -13,8 +13,11 @@ WORKDIR /app
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install --upgrade 'pip>=25.3'
 COPY pyproject.toml constraints.txt build-constraints.txt README.md ./
 COPY collector ./collector
+# Optional extras: `docker build --build-arg EXTRAS=s3 …` adds boto3 for archives in an
+# S3-compatible object store (STORAGE_URL=s3://…; about 35 MB more). Empty: local disk only.
+ARG EXTRAS=""
 RUN /opt/venv/bin/pip install -c constraints.txt --build-constraint build-constraints.txt \
-        -e . \
+        -e ".${EXTRAS:+[$EXTRAS]}" \
     # What only building needed: pip itself, tests shipped inside packages, byte code
     # (written again at first import, in the image's own layer it would only add size).
     && /opt/venv/bin/pip uninstall -y pip \
