@@ -565,7 +565,8 @@ def _append_segments(dbsession, storage, settings, upload, ticket, chunks, size,
                 pending.exception()
 
     try:
-        segments.write(key, segment_size, offset, checked())
+        if size:  # an empty PATCH stores nothing (and reads no tail back)
+            segments.write(key, segment_size, offset, checked())
         if written != size:
             raise BadRequest("request body ended early (client gone?)")
         if chunk_hash is not None and chunk_hash.digest() != checksum[1]:
