@@ -42,11 +42,12 @@ def main(global_config, **settings):
     # cornice services (the REST API), then the v1 routes that traverse the resource tree
     config.include("cornice")
     config.include("collector.api.v1")
-    # venusian imports every module it scans: the S3 backend (boto3, ~8 MB of memory) only
-    # when STORAGE_URL asks for it (storage.make_backend), the command line and the importer
+    # venusian imports every module it scans: the S3 backend and its tus segments (boto3,
+    # ~8 MB of memory) only when STORAGE_URL asks for it (storage.make_backend), the command line and the importer
     # (`collector import-original`) not at all.
     config.scan("collector", ignore=["collector.cli", "collector.importer",
-                                     "collector.archives.storage.s3"])
+                                     "collector.archives.storage.s3",
+                                     "collector.archives.storage.segments"])
     app = config.make_wsgi_app()
     if settings["access_log.enabled"]:
         app = AccessLog(app, settings["access_log.format"])

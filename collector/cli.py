@@ -211,6 +211,7 @@ def cmd_purge(args, settings):
         expired = tus.purge_expired(session, storage, dry_run=args.dry_run,
                                     empty_before=stale_since)
         orphan_uploads = tus.orphan_upload_files(session, storage)
+        orphan_segments = tus.orphan_segments(session, storage, args.stale_hours * 3600)
     for upload in expired:
         print(f"{'would remove' if args.dry_run else 'removed'} {upload.reason} upload "
               f"{upload.id} {storage.upload_path(upload.storage_key)}")
@@ -222,6 +223,14 @@ def cmd_purge(args, settings):
         if not path.is_file() or path.stat().st_mtime > limit:
             continue
         _remove_file(path, "orphan upload file", args.dry_run)
+        removed += 1
+    # S3: segments of uploads that are finished or gone (a crash before their removal).
+    for key in orphan_segments:
+        if args.dry_run:
+            print(f"would remove orphan upload segments {storage.segments.location(key)}")
+        else:
+            storage.segments.delete(key)
+            print(f"removed orphan upload segments {storage.segments.location(key)}")
         removed += 1
     print(f"{'would remove' if args.dry_run else 'removed'} {removed} file(s)")
     if not args.dry_run:

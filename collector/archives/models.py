@@ -30,7 +30,8 @@ class Archive(Base):
 
 
 class TusUpload(Base):
-    """A resumable (tus 1.0) upload in progress; its bytes are in ``DATA_DIR/uploads/<key>``.
+    """A resumable (tus 1.0) upload in progress; its bytes are in ``DATA_DIR/uploads/<key>``
+    (or, with S3, in segment objects: ``segment_size``).
 
     ``offset`` is the number of bytes fsynced and committed; the partial file may hold more
     after a crash between the fsync and the commit, and is cut back to ``offset`` before
@@ -59,6 +60,10 @@ class TusUpload(Base):
     # becomes an archive). Partial uploads hold none; their final upload holds it.
     holds_attempt: Mapped[bool] = mapped_column(default=False)
     storage_key: Mapped[str] = mapped_column(String(64), unique=True)
+    # None: the bytes are the local file ``DATA_DIR/uploads/<key>``. Otherwise (S3) they
+    # are segment objects of this many bytes each (the last may be shorter), which any
+    # instance can reach; fixed when the upload is created (migration 0009).
+    segment_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     archive_id: Mapped[int | None] = mapped_column(

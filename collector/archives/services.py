@@ -113,6 +113,21 @@ def adopt_archive(dbsession, storage, ticket, path, size, md5, sha256, name):
     return recorded(dbsession, archive, ticket, "tus")
 
 
+def assemble_archive(dbsession, storage, ticket, key, segment_size, size, md5, sha256,
+                     name):
+    """Record an archive from a finished tus upload kept in S3 segments: the object store
+    joins them (``StorageManager.assemble``); the attempt was reserved at creation."""
+    try:
+        staged = storage.assemble(key, segment_size, size, md5, sha256)
+    except OSError as exc:
+        raise _not_stored(exc) from None
+    archive = Archive(ticket_id=ticket.id, storage_key=staged.key, name=sanitise_name(name),
+                      size=size, md5=md5, sha256=sha256)
+    dbsession.add(archive)
+    dbsession.flush()
+    return recorded(dbsession, archive, ticket, "tus")
+
+
 def stage_archive(dbsession, storage, settings, ticket, chunks, name):
     """Like ``create_archive`` for bytes whose attempt is already spent (tus concatenation)."""
     try:

@@ -115,6 +115,7 @@ def test_whole_upload_in_chunks_becomes_an_archive(client, dbsession, ticket, da
     assert client.head(path).headers["Upload-Archive-Id"] == str(receipt["id"])
 
 
+@on_both_storages
 def test_restart_in_the_middle_still_hashes_right(client, dbsession):
     body = os.urandom(2 * 1024 * 1024 + 5)
     path = _path(client.create(len(body)).headers["Location"])
@@ -124,6 +125,58 @@ def test_restart_in_the_middle_still_hashes_right(client, dbsession):
     receipt = client.patch(path, 1024 * 1024, body[1024 * 1024:], status=200).json
     assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
     assert receipt["md5"] == hashlib.md5(body).hexdigest()
+
+
+@pytest.mark.parametrize("storage_kind", ["s3"])
+def test_s3_chunks_become_segments_and_the_archive_is_copied_from_them(
+        client, dbsession, app, data_dir, stored, s3_server, monkeypatch):
+    """On S3 an upload's bytes are segment objects (no local file): chunks smaller than a
+    segment and chunks across segment boundaries, a lost hash cache (another instance
+    wrote the last chunk) and bytes past the committed offset (a failed request's) all end
+    in the right archive, assembled from the segments; the segments go after the commit."""
+    backend = app.registry["archive_storage"]
+    segments = backend.segments
+    seg = 8 * 1024 * 1024
+    rehashed = []
+    of_chunks = tus.Hashes.of_chunks
+
+    def counting(chunks):
+        rehashed.append(1)
+        return of_chunks(chunks)
+
+    monkeypatch.setattr(tus.Hashes, "of_chunks", counting)
+    body = os.urandom(2 * seg + 3 * 1024 * 1024 + 11)
+    path = _path(client.create(len(body)).headers["Location"])
+    row = dbsession.scalars(select(TusUpload)).one()
+    assert row.segment_size == seg
+    local = list((data_dir / "uploads").iterdir())
+    if dbsession.get_bind().dialect.name == "postgresql":
+        assert local == []  # the row lock decides; nothing is kept on this instance
+    else:
+        assert local == [data_dir / "uploads" / row.storage_key]
+        assert local[0].stat().st_size == 0  # only SQLite's lock (one machine)
+    cuts = [0, 1000, 3 * 1024 * 1024, seg - 1, seg + 5, 2 * seg + 1024 * 1024, len(body)]
+    for start, end in zip(cuts, cuts[1:-1]):
+        client.patch(path, start, body[start:end])
+        if start == 3 * 1024 * 1024:
+            tus.HASHES.clear()  # the next chunk hashes the stored segments again
+    stored_now = s3_server.objects(segments.name(row.storage_key, 0).rsplit("/", 1)[0])
+    assert sorted(size for size in stored_now.values()) == [1024 * 1024, seg, seg]
+    # A failed request's bytes past the committed offset, in the tail segment.
+    tail = segments.name(row.storage_key, 2)
+    s3_server.client().put_object(Bucket=s3_server.bucket, Key=tail,
+                                  Body=body[2 * seg:2 * seg + 1024 * 1024] + b"garbage")
+    tus.HASHES.clear()
+    receipt = client.patch(path, cuts[-2], body[cuts[-2]:], status=200).json
+    assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
+    assert receipt["md5"] == hashlib.md5(body).hexdigest()
+    # Started from nothing at offset 0, read back after the cache was lost (twice);
+    # every other chunk used the cache (saved once its offset was committed).
+    assert len(rehashed) == 3
+    archive = dbsession.get(Archive, receipt["id"])
+    assert stored.read(archive.storage_key) == body
+    assert segments.keys() == {} and stored.leftovers() == []
+    assert list((data_dir / "uploads").iterdir()) == []
 
 
 def test_bytes_past_the_committed_offset_are_cut_off(client, dbsession, data_dir):
@@ -140,6 +193,7 @@ def test_bytes_past_the_committed_offset_are_cut_off(client, dbsession, data_dir
     assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
 
 
+@on_both_storages
 def test_creation_with_upload(client, dbsession, ticket):
     body = b"first part " * 100
     res = client.create(len(body) * 2, body=body)
@@ -154,6 +208,7 @@ def test_creation_with_upload(client, dbsession, ticket):
     assert _attempts(dbsession, ticket) == 1
 
 
+@on_both_storages
 def test_defer_length(client):
     res = client.create(**{"Upload-Defer-Length": "1"})
     path = _path(res.headers["Location"])
@@ -164,6 +219,7 @@ def test_defer_length(client):
     client.create(status=400)  # neither length nor defer
 
 
+@on_both_storages
 def test_checksum(client):
     path = _path(client.create(10).headers["Location"])
     good = base64.b64encode(hashlib.sha1(b"12345").digest()).decode()
@@ -222,6 +278,7 @@ def test_last_attempt_upload_continues(factory, testapp, dbsession):
     client.patch(path, 3, b"def", status=200)
 
 
+@on_both_storages
 def test_termination_gives_the_attempt_back(client, dbsession, ticket, data_dir, testapp):
     path = _path(client.create(10).headers["Location"])
     client.patch(path, 0, b"abc")
@@ -315,6 +372,47 @@ def test_expired_upload_answers_410_and_purge_removes_it(client, dbsession, tick
     client.head(keep)
 
 
+@pytest.mark.parametrize("storage_kind", ["s3"])
+def test_purge_removes_expired_s3_uploads_and_orphan_segments(
+        client, dbsession, ticket, data_dir, settings, tmp_path, app, s3_server, capsys):
+    """An expired upload's segments go with its row (its attempt comes back); segments no
+    unfinished upload owns (a crash before their removal) are orphans; the segments of an
+    upload in progress stay."""
+    segments = app.registry["archive_storage"].segments
+    expired = _path(client.create(10 * 1024 * 1024).headers["Location"])
+    client.patch(expired, 0, os.urandom(9 * 1024 * 1024))
+    kept = _path(client.create(10).headers["Location"])
+    client.patch(kept, 0, b"abc")
+    rows = {row.id: row for row in dbsession.scalars(select(TusUpload))}
+    expired_key = rows[expired.rsplit("/", 1)[1]].storage_key
+    kept_key = rows[kept.rsplit("/", 1)[1]].storage_key
+    orphan_key = "ab" * 16
+    s3_server.client().put_object(Bucket=s3_server.bucket, Key=segments.name(orphan_key, 0),
+                                  Body=b"left by a crash")
+    assert set(segments.keys()) == {expired_key, kept_key, orphan_key}
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    dbsession.execute(update(TusUpload).where(TusUpload.storage_key == expired_key)
+                      .values(expires_at=past))
+    dbsession.commit()
+    assert _attempts(dbsession, ticket) == 1
+    ini = tmp_path / "purge.ini"
+    ini.write_text("[app:main]\nuse = egg:logs-collector\n" + "".join(
+        f"{key} = {settings[key]}\n" for key in (
+            "db_url", "data_dir", "secret_key", "storage.url", "storage.endpoint_url",
+            "storage.region", "storage.quota")))
+    cli_main(["-c", str(ini), "purge", "--dry-run", "--stale-hours", "0"])
+    out = capsys.readouterr().out
+    assert f"would remove orphan upload segments {segments.location(orphan_key)}" in out
+    assert set(segments.keys()) == {expired_key, kept_key, orphan_key}
+    cli_main(["-c", str(ini), "purge", "--stale-hours", "0"])
+    out = capsys.readouterr().out
+    assert f"removed orphan upload segments {segments.location(orphan_key)}" in out
+    assert set(segments.keys()) == {kept_key}
+    assert _attempts(dbsession, ticket) == 2
+    client.head(expired, status=404)
+    assert client.patch(kept, 3, b"0123456", status=200).json["size"] == 10
+
+
 def test_purge_removes_uploads_still_empty_after_stale_hours(client, dbsession, ticket,
                                                              data_dir, settings, tmp_path,
                                                              capsys):
@@ -368,6 +466,34 @@ def test_concurrent_patch_is_refused_while_locked(client, dbsession, app, data_d
     assert dbsession.scalars(select(TusUpload)).one().offset == 3
 
 
+@pytest.mark.parametrize("storage_kind", ["s3"])
+def test_s3_upload_locked_by_another_instance_is_409(client, dbsession, engine, data_dir):
+    """On S3 another instance has no partial file to flock: on PostgreSQL the row lock
+    (``FOR UPDATE NOWAIT``) refuses the second writer; on SQLite (one machine) the flock
+    of the upload's empty lock file does. Nothing is written meanwhile."""
+    import fcntl
+
+    from sqlalchemy.orm import Session
+
+    path = _path(client.create(6).headers["Location"])
+    row = dbsession.scalars(select(TusUpload)).one()
+    if engine.dialect.name == "postgresql":
+        with Session(engine) as other, other.begin():
+            other.scalars(select(TusUpload).where(TusUpload.id == row.id)
+                          .with_for_update()).one()
+            res = client.patch(path, 0, b"abc", status=409)
+            client.app.delete(path, headers=client.headers(), status=409)
+    else:
+        with open(data_dir / "uploads" / row.storage_key, "rb") as held:
+            fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+            res = client.patch(path, 0, b"abc", status=409)
+    assert "another request" in res.json["detail"]
+    assert client.head(path).headers["Upload-Offset"] == "0"
+    client.patch(path, 0, b"abc")
+    assert client.patch(path, 3, b"def", status=200).json["sha256"] == \
+        hashlib.sha256(b"abcdef").hexdigest()
+
+
 @on_both_storages
 def test_a_lost_last_answer_is_asked_again(client, dbsession, testapp, staff):
     """The answer to the last chunk never reached the client: an empty PATCH at the end
@@ -391,11 +517,13 @@ def test_a_lost_last_answer_is_asked_again(client, dbsession, testapp, staff):
 
 
 @pytest.mark.parametrize("storage_kind", ["s3"])
+@pytest.mark.parametrize("failing", ["put_object", "upload_part_copy"])
 def test_a_store_failure_at_the_last_chunk_keeps_the_upload_resumable(
-        client, dbsession, app, data_dir, stored, monkeypatch):
-    """The finished file cannot be sent to S3: a JSON 503, the upload stays at the offset
-    before the last chunk, nothing is left in the bucket, and the chunk sent again
-    finishes it."""
+        client, dbsession, app, data_dir, stored, monkeypatch, failing):
+    """The last chunk's segment cannot be stored, or the archive cannot be assembled from
+    the segments: a JSON 503, the upload stays at the offset before the last chunk,
+    nothing is left in the bucket but the upload's own segments, and the chunk sent
+    again finishes it."""
     import botocore.exceptions
 
     body = os.urandom(9 * 1024 * 1024 + 3)
@@ -404,18 +532,22 @@ def test_a_store_failure_at_the_last_chunk_keeps_the_upload_resumable(
 
     def refused(*args, **kwargs):
         raise botocore.exceptions.ClientError(
-            {"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "UploadPart")
+            {"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, failing)
 
-    monkeypatch.setattr(app.registry["archive_storage"].client, "upload_part", refused)
+    monkeypatch.setattr(app.registry["archive_storage"].client, failing, refused)
     res = client.patch(path, 5 * 1024 * 1024, body[5 * 1024 * 1024:], status=503)
     assert "object store" in res.json["detail"]
+    assert res.headers["Retry-After"] == "10"
     monkeypatch.undo()
     assert client.head(path).headers["Upload-Offset"] == str(5 * 1024 * 1024)
     assert stored.keys() == [] and stored.leftovers() == []
     assert dbsession.scalars(select(Archive)).all() == []
     receipt = client.patch(path, 5 * 1024 * 1024, body[5 * 1024 * 1024:], status=200).json
+    assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
     assert stored.read(dbsession.get(Archive, receipt["id"]).storage_key) == body
     assert list((data_dir / "uploads").iterdir()) == [] and stored.leftovers() == []
+    segments = app.registry["archive_storage"].segments
+    assert segments.keys() == {}  # removed after the commit
 
 
 def _open_under(root):

@@ -77,9 +77,20 @@ class StorageManager:
         self._staged.append(staged)
         return staged
 
-    def new_upload_file(self):
-        """An empty file for a new tus upload, removed again if the transaction fails."""
-        key = uuid.uuid4().hex
+    def assemble(self, key, segment_size, length, md5, sha256):
+        """Take a finished tus upload's segments (S3) as an archive: joined inside the
+        object store now, published at the vote like a staged archive; the segments stay
+        until the commit (an abort leaves the upload resumable)."""
+        self._join()
+        staged = self.backend.segments.assemble(key, segment_size, length)
+        staged.md5, staged.sha256 = md5, sha256
+        self._staged.append(staged)
+        return staged
+
+    def new_upload_file(self, key=None):
+        """An empty file for a new tus upload, removed again if the transaction fails.
+        (An S3 upload on SQLite gets one too, as its lock: see ``tus.lock_upload``.)"""
+        key = key or uuid.uuid4().hex
         path = self.backend.upload_path(key)
         with open(path, "xb") as created:
             os.fsync(created.fileno())
@@ -96,14 +107,17 @@ class StorageManager:
     def delete_after_commit(self, key):
         self._after_commit(self.backend.delete, key)
 
-    def delete_upload_after_commit(self, key, abandoned=None):
-        """Remove a partial upload's file once the transaction that forgot it committed.
-        ``abandoned`` (the bytes it had) when the upload ended without becoming an archive:
-        counted as a ``terminated`` upload then."""
+    def delete_upload_after_commit(self, key, abandoned=None, segments=False):
+        """Remove a partial upload's file (and with ``segments``, its S3 segments) once
+        the transaction that forgot it committed. ``abandoned`` (the bytes it had) when
+        the upload ended without becoming an archive: counted as a ``terminated`` upload
+        then."""
         def remove(k):
             self.backend.upload_path(k).unlink(missing_ok=True)
             if abandoned is not None and self.metrics is not None:
                 self.metrics.upload_ended("terminated", abandoned)
+            if segments:  # a failure leaves orphan segments, which purge removes
+                self.backend.segments.delete(k)
 
         self._after_commit(remove, key)
 

@@ -5,11 +5,12 @@ and publishing methods; the rest of the app reads (``open``, ``exists``), lists
 (``keys``, for ``collector purge``) and asks about space (``usage``, ``writable``).
 Every backend passes the shared contract suite, ``tests/unit/archives/storage_contract.py``.
 
-What is *not* in the interface, on purpose: partial tus uploads (``DATA_DIR/uploads``),
-the inspect index's seek points (``DATA_DIR/index``) and the staging directory
-(``DATA_DIR/tmp``) stay on the local disk whichever backend holds the archives; both
-backends get them from ``LocalFiles`` (``upload_path``, ``upload_keys``, ``index_path``,
-``staging_file``). Mapping tus chunks onto S3 multipart uploads is a later step.
+What is *not* in the interface, on purpose: the inspect index's seek points
+(``DATA_DIR/index``) and the staging directory (``DATA_DIR/tmp``) stay on the local disk
+whichever backend holds the archives; both backends get them from ``LocalFiles``
+(``upload_path``, ``upload_keys``, ``index_path``, ``staging_file``). Partial tus uploads
+are local files (``upload_path``) when ``backend.segments`` is None; S3 sets it to
+``segments.S3Segments``, where an upload's bytes are objects any instance reaches.
 
 Keys are built by the backend from random ids (never from a client's file name).
 """

@@ -30,6 +30,10 @@ class LocalFiles:
     """``DATA_DIR/tmp`` (staging), ``DATA_DIR/uploads`` (partial tus uploads) and
     ``DATA_DIR/index`` (inspect seek points): local, whichever backend holds archives."""
 
+    # Where tus uploads keep their bytes when not in ``uploads/``: S3's segment objects
+    # (``segments.S3Segments``); None: the local partial file.
+    segments = None
+
     def __init__(self, data_dir):
         self.root = Path(data_dir)
         self.staging = self.root / "tmp"

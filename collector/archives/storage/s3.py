@@ -10,8 +10,10 @@ aborts the multipart upload; ``tpc_abort`` after the vote deletes the object. A 
 leaves at worst an unfinished multipart upload or an object with no row, both removed by
 ``collector purge``.
 
-Partial tus uploads, staging links and the inspect seek points stay on the local disk
-(``LocalFiles``); a finished tus upload is uploaded from there (``adopt``).
+A tus upload's bytes are segment objects under ``prefix/uploads/`` (``segments.py``),
+assembled into the archive by server-side copies; staging links and the inspect seek
+points stay on the local disk (``LocalFiles``); a finished local file (an imported one, or
+a tus upload begun before segments existed) is uploaded from there (``adopt``).
 
 Credentials come from boto3's usual chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
 ``AWS_PROFILE``, an instance role …); endpoint and region from the settings or boto3's
@@ -116,6 +118,10 @@ class S3ArchiveStorage(LocalFiles):
         self._usage = (float("-inf"), None)
         self._writable = (float("-inf"), False)
         self._lock = threading.Lock()
+        # tus uploads' bytes: segment objects beside the archives (storage/segments.py).
+        from collector.archives.storage.segments import S3Segments
+
+        self.segments = S3Segments(self)
 
     @classmethod
     def from_settings(cls, settings):
@@ -302,7 +308,8 @@ class S3ArchiveStorage(LocalFiles):
         checked, used = self._usage
         if used is None or time.monotonic() - checked >= self.USAGE_TTL:
             with self._lock:
-                used = sum(size for _, size, _ in self._archives())
+                # Uploads in progress take room in the bucket too.
+                used = sum(size for _, size, _ in self._archives()) + self.segments.used()
                 self._usage = (time.monotonic(), used)
         return {"total": self.quota, "used": used, "free": max(0, self.quota - used)}
 

@@ -16,6 +16,13 @@ offset it starts from (another process wrote the last chunk, the process restart
 last commit failed) hashes the partial file again from its start. docs/architecture.md
 gives the measured cost.
 
+S3 (``upload.segment_size`` set): the bytes are segment objects in the bucket instead of
+a local file, so any instance can take the next chunk (``_append_segments``); at the
+last byte the object store assembles the archive from them (``StorageManager.assemble``);
+the row lock (PostgreSQL) keeps two chunks of one upload apart across instances; a hash
+cache miss re-reads the segments. docs/architecture.md, "tus on S3", has the design and
+the measurements.
+
 Attempts: a plain upload reserves one of the ticket's attempts when it is created; partial
 uploads (``Upload-Concat: partial``) reserve none, and the final upload that joins them
 spends one. Terminating or expiring an upload that holds an attempt gives it back.
@@ -33,8 +40,11 @@ import os
 import re
 import secrets
 import threading
+import time
+import uuid
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import OperationalError
 
 from collector.archives import names
 from collector.archives import services as archives
@@ -49,6 +59,7 @@ from collector.errors import (
     Forbidden,
     InsufficientStorage,
     PayloadTooLarge,
+    ServiceUnavailable,
 )
 from collector.tickets import services as tickets
 
@@ -158,6 +169,18 @@ class Hashes:
         return Hashes(self.sha256.copy(), self.md5.copy())
 
     @classmethod
+    def of_chunks(cls, chunks):
+        """Hash a stream of chunks (an S3 upload's segments, read back)."""
+        hashes, pending = cls(), None
+        for chunk in chunks:
+            if pending is not None:
+                pending.result()
+            pending = hashes.begin(chunk)
+        if pending is not None:
+            pending.result()
+        return hashes
+
+    @classmethod
     def of_file(cls, path, length):
         """Hash the first ``length`` bytes of ``path`` (after a restart; measured 1.65 s per GiB on the dev machine, warm cache)."""
         hashes, remaining = cls(), length
@@ -219,6 +242,10 @@ def is_expired(upload, now=None):
     return upload.expires_at <= (now or utcnow())
 
 
+def _on_postgresql(dbsession):
+    return dbsession.get_bind().dialect.name == "postgresql"
+
+
 def lock_upload(dbsession, backend, upload, release):
     """Exclusive use of an upload until ``release(fd)`` runs (after the transaction ends).
 
@@ -226,6 +253,11 @@ def lock_upload(dbsession, backend, upload, release):
     PostgreSQL the row is also locked ``FOR UPDATE``. A second writer gets 409 at once
     rather than waiting behind a chunk that may take minutes. The row is re-read under the
     lock, so the offset is the last committed one.
+
+    An upload kept in S3 segments may get its chunks at any instance: there the row lock
+    decides (``FOR UPDATE NOWAIT``: 409 when another transaction holds it), and no local
+    file exists. On SQLite (one machine by nature) such an upload has an empty local file
+    that is only its ``flock``.
     """
     path = backend.upload_path(upload.storage_key)
     try:
@@ -244,6 +276,15 @@ def lock_upload(dbsession, backend, upload, release):
             os.close(fd)
             raise
         release(fd)
+    if upload.segment_size is not None and _on_postgresql(dbsession):
+        try:
+            dbsession.refresh(upload, with_for_update={"nowait": True})
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
+                raise
+            raise Conflict("another request is writing to this upload; ask its offset "
+                           "(HEAD) and continue from there") from None
+        return fd
     dbsession.refresh(upload, with_for_update=True)
     return fd
 
@@ -279,14 +320,23 @@ def _create(dbsession, storage, settings, ticket, *, length, defer, metadata_hea
     archives.check_can_accept(storage, settings, length)
     if concat is None:
         tickets.consume_attempt(dbsession, ticket)
-    key, _ = storage.new_upload_file()
+    segments = storage.backend.segments
+    segment_size = None
+    if segments is None:
+        key, _ = storage.new_upload_file()
+    else:
+        # S3: the bytes go to segment objects any instance reaches; SQLite still needs a
+        # local file to lock (PostgreSQL locks the row).
+        key, segment_size = uuid.uuid4().hex, segments.size_for(settings["upload.max_size"])
+        if not _on_postgresql(dbsession):
+            storage.new_upload_file(key)
     upload = TusUpload(
         id=secrets.token_urlsafe(24), ticket_id=ticket.id, length=length, offset=0,
         metadata_header=(metadata_header or "").strip(),
         filename=_filename(metadata),
         filetype=names.clean_label(metadata.get("filetype") or metadata.get("type")),
         concat=concat, parts="", holds_attempt=concat is None, storage_key=key,
-        expires_at=_expiry(settings, ticket))
+        segment_size=segment_size, expires_at=_expiry(settings, ticket))
     dbsession.add(upload)
     dbsession.flush()
     record(dbsession, "upload.started", ticket=ticket,
@@ -323,8 +373,7 @@ def create_final(dbsession, storage, settings, ticket, part_ids, metadata_header
     archives.check_can_accept(storage, settings, total)
     tickets.consume_attempt(dbsession, ticket)
     name = _filename(metadata)
-    backend = storage.backend
-    chunks = _file_chunks([(backend.upload_path(p.storage_key), p.length) for p in parts])
+    chunks = _part_chunks(storage.backend, parts)
     archive = archives.stage_archive(dbsession, storage, settings, ticket, chunks, name)
     now = utcnow()
     final = TusUpload(
@@ -339,9 +388,21 @@ def create_final(dbsession, storage, settings, ticket, part_ids, metadata_header
     for part in {p.id: p for p in parts}.values():
         dbsession.execute(delete(TusUpload).where(TusUpload.id == part.id)
                           .execution_options(synchronize_session=False))
-        storage.delete_upload_after_commit(part.storage_key)
+        storage.delete_upload_after_commit(part.storage_key,
+                                           segments=part.segment_size is not None)
     dbsession.flush()
     return final, archive
+
+
+def _part_chunks(backend, parts):
+    """The bytes of the partial uploads, in order: local files or S3 segments. They are
+    hashed as they pass (partial uploads are not hashed chunk by chunk)."""
+    for part in parts:
+        if part.segment_size is None:
+            yield from _file_chunks([(backend.upload_path(part.storage_key), part.length)])
+        else:
+            yield from backend.segments.read(part.storage_key, part.segment_size,
+                                             part.length)
 
 
 def _file_chunks(files):
@@ -387,6 +448,12 @@ def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset
         raise PayloadTooLarge(f"archive larger than the limit of {limit} bytes")
     remaining = (upload.length - upload.offset) if upload.length is not None else size
     archives.check_can_accept(storage, settings, remaining)
+    if upload.segment_size is not None:
+        if storage.backend.segments is None:
+            raise Gone("the bytes of this upload are in an object store this server no "
+                       "longer uses; start a new upload")
+        return _append_segments(dbsession, storage, settings, upload, ticket, chunks, size,
+                                end, checksum)
 
     path = storage.backend.upload_path(upload.storage_key)
     if not path.is_file():
@@ -455,12 +522,108 @@ def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset
     return None
 
 
+def _append_segments(dbsession, storage, settings, upload, ticket, chunks, size, end,
+                     checksum):
+    """``append`` for an upload kept in S3 segments (any instance may get any chunk).
+
+    The bytes go to segment objects (``storage/segments.py``); every PUT has answered
+    before the new offset is set, so the offset is committed only for stored bytes. A
+    failed chunk leaves at most segment bytes past the committed offset, which count for
+    nothing and are overwritten by the next chunk. The running hashes come from this
+    process's cache when it wrote the previous chunk, else from the segments read back.
+    """
+    segments = storage.backend.segments
+    key, segment_size, offset = upload.storage_key, upload.segment_size, upload.offset
+    hashes = None
+    try:
+        if upload.concat is None:
+            hashes = HASHES.take(upload.id, offset) or Hashes.of_chunks(
+                segments.read(key, segment_size, offset))
+    except OSError as exc:
+        raise _store_failed(exc, offset) from None
+    before = hashes.copy() if hashes is not None else None
+    chunk_hash = CHECKSUMS[checksum[0]]() if checksum else None
+    written = 0
+
+    def checked():
+        nonlocal written
+        pending = None  # md5 of the previous piece, on the helper thread
+        try:
+            for chunk in chunks:
+                written += len(chunk)
+                if written > size:
+                    raise BadRequest("the body is longer than its Content-Length")
+                if hashes is not None:
+                    if pending is not None:
+                        pending.result()
+                    pending = hashes.begin(chunk)
+                if chunk_hash is not None:
+                    chunk_hash.update(chunk)
+                yield chunk
+        finally:
+            if pending is not None:
+                pending.exception()
+
+    try:
+        if size:  # an empty PATCH stores nothing (and reads no tail back)
+            segments.write(key, segment_size, offset, checked())
+        if written != size:
+            raise BadRequest("request body ended early (client gone?)")
+        if chunk_hash is not None and chunk_hash.digest() != checksum[1]:
+            raise ChecksumMismatch(f"Upload-Checksum {checksum[0]} does not match the "
+                                   "chunk; it was discarded")
+    except BaseException as exc:
+        if before is not None:
+            HASHES.put(upload.id, offset, before)
+        if isinstance(exc, OSError):
+            raise _store_failed(exc, offset) from None
+        raise
+    now = utcnow()
+    upload.offset = end
+    upload.expires_at = _expiry(settings, ticket, now)
+    if upload.length is not None and upload.offset == upload.length:
+        return _finish(dbsession, storage, upload, ticket, hashes, now)
+    if hashes is not None:
+        _remember_after_commit(storage, upload.id, end, hashes)
+    dbsession.flush()
+    return None
+
+
+def _remember_after_commit(storage, upload_id, offset, hashes):
+    """Cache the running hashes only once ``offset`` is committed. With several
+    instances an entry saved before a commit that then failed could later meet the same
+    offset reached by another instance with other bytes; after the commit the bytes
+    below ``offset`` never change, so an entry for it is right whoever asks."""
+    def remember(success):
+        if success:
+            HASHES.put(upload_id, offset, hashes)
+
+    storage.transaction_manager.get().addAfterCommitHook(remember)
+
+
+def _store_failed(exc, offset):
+    """The object store failed during a chunk: 503 (retry), the offset unchanged."""
+    return ServiceUnavailable(
+        f"could not store the chunk: {exc.strerror or exc}; the upload stays at offset "
+        f"{offset}; resume it shortly", Retry_After="10")
+
+
 def _finish(dbsession, storage, upload, ticket, hashes, now):
     upload.finished_at = now
     HASHES.forget(upload.id)
     if upload.concat == "partial":
         dbsession.flush()
         return None
+    if upload.segment_size is not None:
+        archive = archives.assemble_archive(
+            dbsession, storage, ticket, upload.storage_key, upload.segment_size,
+            upload.length, hashes.md5.hexdigest(), hashes.sha256.hexdigest(),
+            upload.filename)
+        storage.delete_upload_after_commit(upload.storage_key, segments=True)
+        upload.archive_id = archive.id
+        upload.holds_attempt = False
+        dbsession.flush()
+        return archive
     path = _second_name(storage, storage.backend.upload_path(upload.storage_key))
     archive = archives.adopt_archive(dbsession, storage, ticket, path, upload.length,
                                      hashes.md5.hexdigest(), hashes.sha256.hexdigest(),
@@ -516,7 +679,8 @@ def terminate(dbsession, storage, upload):
         record(dbsession, "upload.terminated",
                ticket=dbsession.get(tickets.Ticket, upload.ticket_id),
                detail={"upload": upload.id, "size": upload.length, "received": upload.offset})
-    storage.delete_upload_after_commit(upload.storage_key, abandoned=abandoned)
+    storage.delete_upload_after_commit(upload.storage_key, abandoned=abandoned,
+                                       segments=upload.segment_size is not None)
     HASHES.forget(upload.id)
     dbsession.expunge(upload)
 
@@ -570,7 +734,15 @@ def purge_expired(session, backend, now=None, dry_run=False, empty_before=None):
                 os.close(fd)
             raise
         try:
+            if upload.segment_size is not None and _on_postgresql(session) and \
+                    session.scalar(select(TusUpload.id).where(TusUpload.id == upload.id)
+                                   .with_for_update(skip_locked=True)) is None:
+                # Another instance is writing a chunk to it now (or it is gone).
+                session.rollback()
+                continue
             if dry_run:
+                if upload.segment_size is not None:
+                    session.rollback()  # the row lock taken above
                 removed.append(purged)
                 continue
             # Re-checked in the DELETE: a chunk may have arrived since the SELECT.
@@ -588,12 +760,28 @@ def purge_expired(session, backend, now=None, dry_run=False, empty_before=None):
                                "received": upload.offset})
             if deleted == 1:
                 path.unlink(missing_ok=True)
+                if upload.segment_size is not None:
+                    backend.segments.delete(upload.storage_key)
                 HASHES.forget(upload.id)
                 removed.append(purged)
         finally:
             if fd is not None:
                 os.close(fd)
     return removed
+
+
+def orphan_segments(session, backend, older_than):
+    """S3 upload keys whose segments no unfinished upload (or partial one) needs, and
+    that nobody wrote to for ``older_than`` seconds: a crash between a finished upload's
+    commit and the deletion of its segments, or a creation that never committed."""
+    if backend.segments is None:
+        return []
+    limit = time.time() - older_than
+    stored = {key: modified for key, modified in backend.segments.keys().items()
+              if modified <= limit}
+    known = set(session.scalars(select(TusUpload.storage_key).where(
+        (TusUpload.finished_at.is_(None)) | (TusUpload.concat == "partial"))))
+    return sorted(set(stored) - known)
 
 
 def orphan_upload_files(session, backend):
