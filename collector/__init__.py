@@ -43,8 +43,8 @@ def main(global_config, **settings):
     config.include("cornice")
     config.include("collector.api.v1")
     # venusian imports every module it scans: the S3 backend and its tus segments (boto3,
-    # ~8 MB of memory) only when STORAGE_URL asks for it (storage.make_backend), the command line and the importer
-    # (`collector import-original`) not at all.
+    # ~8 MB of memory) only when STORAGE_URL asks for them (storage.make_backend); the
+    # command line and the importer (`collector import-original`) not at all.
     config.scan("collector", ignore=["collector.cli", "collector.importer",
                                      "collector.archives.storage.s3",
                                      "collector.archives.storage.segments"])
