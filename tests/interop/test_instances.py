@@ -9,7 +9,9 @@ as several instances behind a load balancer that spreads requests anywhere.
 * a concatenation whose partial uploads went to different instances is right too;
 * sign-in state (the signed session cookie) and the sign-in and token-guessing throttles
   hold whichever instance answers;
-* both instances run the webhook worker, and each event reaches the help desk once.
+* both instances run the webhook worker, and each event reaches the help desk once;
+* docs/nginx-instances.conf in front of both keeps one upload on one instance and spreads
+  the rest.
 
 PostgreSQL only: several instances need a shared database (SQLite is one machine).
 """
@@ -19,9 +21,11 @@ import hashlib
 import json
 import os
 import re
-import urllib.parse
-
+import shutil
+import subprocess
 import time
+import urllib.parse
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -29,7 +33,8 @@ import requests
 from webhook_receiver import Receiver
 
 import collector.models  # noqa: F401 (every mapper: accounts.services needs them all)
-from serverproc import INI, MiB, Server, create, database, head, patch, tus_headers
+from serverproc import (INI, MiB, Server, create, database, free_port, head, patch,
+                        tus_headers)
 
 pytestmark = pytest.mark.slow
 
@@ -246,3 +251,91 @@ def test_each_webhook_event_is_delivered_once_by_two_workers(instances):
         assert len(ids) == 6 and len(set(ids)) == 6, ids
     finally:
         receiver.close()
+
+
+NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+ROOT = Path(__file__).parents[2]
+
+
+def _balancer_conf(one, two, port):
+    """docs/nginx-instances.conf with only its listen port and instances swapped."""
+    text = (ROOT / "docs" / "nginx-instances.conf").read_text()
+    for old, new in (("listen 80;", f"listen 127.0.0.1:{port};"),
+                     ("server app1:6543;", f"server 127.0.0.1:{one.port};"),
+                     ("server app2:6543;", f"server 127.0.0.1:{two.port};")):
+        assert text.count(old) == 1, f"docs/nginx-instances.conf no longer has {old!r}"
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.fixture
+def balancer(instances, tmp_path):
+    if not NGINX:
+        if os.environ.get("REQUIRE_NGINX") == "1":
+            pytest.fail("REQUIRE_NGINX=1 but nginx is not installed")
+        pytest.skip("nginx is needed (apt-get install nginx)")
+    one, two = instances
+    tmp, port = tmp_path / "nginx", free_port()
+    tmp.mkdir()
+    (tmp / "site.conf").write_text(_balancer_conf(one, two, port))
+    temp_paths = "\n".join(f"    {kind}_temp_path {tmp / kind};"
+                           for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (tmp / "nginx.conf").write_text(
+        ("user root;\n" if os.geteuid() == 0 else "")
+        + f"pid {tmp / 'nginx.pid'};\nerror_log {tmp / 'error.log'} info;\ndaemon off;\n"
+        "worker_processes 1;\nevents { worker_connections 64; }\n"
+        # Which instance answered each request: the test reads it from this log.
+        f"http {{\n    log_format upstream '$upstream_addr \"$request\"';\n"
+        f"    access_log {tmp / 'access.log'} upstream;\n{temp_paths}\n"
+        f"    include {tmp / 'site.conf'};\n}}\n")
+    nginx = subprocess.Popen([NGINX, "-p", str(tmp), "-c", str(tmp / "nginx.conf"),
+                              "-e", str(tmp / "error.log")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(base + "/api/v1/check/health/", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, (tmp / "error.log").read_text()
+            time.sleep(0.1)
+        yield base, tmp / "access.log"
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=20)
+
+
+def _answered_by(log, servers, request):
+    """How many requests starting with ``request`` each server answered, per the log."""
+    lines = log.read_text().splitlines()
+    return [sum(1 for line in lines if line.startswith(f'127.0.0.1:{server.port} "{request}'))
+            for server in servers]
+
+
+def test_the_documented_balancer_keeps_an_upload_on_one_instance(instances, balancer,
+                                                                 tmp_path):
+    """docs/nginx-instances.conf in front of both: uploader.sh's chunks of one upload all
+    reach one instance; other requests are spread over both."""
+    one, two = instances
+    base, log = balancer
+    token = one.ticket(506, attempts=3)["token"]
+    path = tmp_path / "through-the-balancer.log"
+    path.write_bytes(os.urandom(5 * MiB + 3))
+    done = subprocess.run(
+        ["sh", str(ROOT / "scripts" / "uploader.sh"), "-f", str(path), "-t", token,
+         "-u", base, "--chunk-size", "1M"],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "OK: the server has exactly this file." in done.stdout
+    patches = _answered_by(log, (one, two), "PATCH /api/v1/uploads/")
+    assert sorted(patches) == [0, 6], patches  # 5 MiB + 3 bytes in 1 MiB chunks
+    before = _answered_by(log, (one, two), "GET /api/v1/check/health/")
+    for _ in range(24):
+        assert requests.get(base + "/api/v1/check/health/", timeout=10).ok
+    after = _answered_by(log, (one, two), "GET /api/v1/check/health/")
+    spread = [a - b for a, b in zip(after, before)]
+    # Random by request: both get some (all 24 on one: a chance of 1 in 8 million).
+    assert sum(spread) == 24 and min(spread) > 0, spread

@@ -70,3 +70,51 @@ def test_compose_variables_exist_and_load_with_production_ini():
         assert loaded["secret_key"] == "a-secret-key-from-compose-0123"
         assert loaded["metrics.token"] == "" and loaded["waitress.trusted_proxy"] == ""
     assert loaded["db_url"] == "postgresql+psycopg://collector:pw@db/collector"
+
+
+def test_instances_compose_shares_what_must_be_shared_and_loads():
+    """docker-compose.instances.yaml: both instances get one environment (the same
+    SECRET_KEY, PostgreSQL, bucket), each its own DATA_DIR volume; the schema is migrated
+    once before they start; the balancer's config is the tested docs/nginx-instances.conf,
+    naming exactly the app services; the trusted proxy is the balancer's fixed address."""
+    compose = yaml.safe_load((ROOT / "docker-compose.instances.yaml").read_text())
+    services = compose["services"]
+    apps = [name for name, service in services.items()
+            if service.get("command") == ["collector", "serve"]]
+    assert apps == ["app1", "app2"]
+    assert services["app1"]["environment"] == services["app2"]["environment"]
+    assert services["app1"]["volumes"] != services["app2"]["volumes"]
+    for name in apps:
+        assert services[name]["depends_on"]["migrate"]["condition"] == \
+            "service_completed_successfully"
+    assert services["migrate"]["command"] == ["collector", "migrate"]
+
+    balancer = services["lb"]
+    assert "./docs/nginx-instances.conf:/etc/nginx/conf.d/default.conf:ro" in \
+        balancer["volumes"]
+    upstream = re.findall(r"^\s*server (\S+):6543;", (ROOT / "docs" /
+                                                      "nginx-instances.conf").read_text(),
+                          re.MULTILINE)
+    assert upstream == apps
+    address = balancer["networks"]["default"]["ipv4_address"]
+
+    samples = {"SECRET_KEY": "a-secret-key-from-compose-0123", "POSTGRES_PASSWORD": "pw",
+               "S3_ACCESS_KEY": "access-key", "S3_SECRET_KEY": "secret-key"}
+
+    def resolve(match):
+        name, kind, default = match.groups()
+        return default if kind == ":-" else samples[name]
+
+    environment = {key: re.sub(r"\$\{(\w+)(:[-?])([^}]*)\}", resolve, str(value))
+                   for key, value in services["app1"]["environment"].items()}
+    # boto3 reads the credentials itself; everything else is one of our settings.
+    boto3_own = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    known = {variable for _, variable, _, _ in s.ENV_OVERRIDES}
+    assert set(environment) - boto3_own <= known, set(environment) - boto3_own - known
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(ROOT / "production.ini")
+    loaded = s.load(dict(parser["app:main"]),
+                    {k: v for k, v in environment.items() if k not in boto3_own})
+    assert loaded["db_url"].startswith("postgresql+psycopg://collector:pw@db/")
+    assert loaded["storage.url"] == "s3://logs-collector/archives"
+    assert loaded["waitress.trusted_proxy"] == address
