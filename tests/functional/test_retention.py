@@ -14,6 +14,7 @@ from collector.audit.models import AuditEvent
 from collector.cli import main
 from collector.retention import services as retention
 from collector.tickets.models import Ticket
+from s3server import on_both_storages
 
 NOW = dt.datetime(2027, 3, 1, 9, 0, tzinfo=dt.timezone.utc)
 DAY = dt.timedelta(days=1)
@@ -176,11 +177,15 @@ retention.max_days = 30
 """
 
 
+@on_both_storages
 def test_purge_command_applies_retention(tmp_path, settings, testapp, engine, factory,
-                                         capsys, dbsession):
+                                         capsys, dbsession, stored):
     ini = tmp_path / "test.ini"
+    storage = "".join(f"{key} = {settings[key]}\n" for key in (
+        "storage.url", "storage.endpoint_url", "storage.region", "storage.quota")
+        if key in settings)
     ini.write_text(INI.format(data_dir=settings["data_dir"],
-                              db_url=settings["db_url"].replace("%", "%%")))
+                              db_url=settings["db_url"].replace("%", "%%")) + storage)
     ticket = factory.ticket(factory.platform("vm6"), 77)
     old = upload(testapp, ticket, b"old" * 10)
     young = upload(testapp, ticket, b"young" * 10)
@@ -194,6 +199,9 @@ def test_purge_command_applies_retention(tmp_path, settings, testapp, engine, fa
     assert f"removed archive {old} of ticket 77" in out
     dbsession.expire_all()
     assert list(dbsession.scalars(select(Archive.id))) == [young]
+    # Its bytes went with it (a file, or an object in the bucket).
+    kept = dbsession.scalars(select(Archive.storage_key)).all()
+    assert stored.keys() == kept
     [event] = events(dbsession, "archive.delete")
     assert (event.archive_id, event.reason, event.actor_id) == (old, "retention", None)
 

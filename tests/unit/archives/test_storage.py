@@ -152,3 +152,36 @@ def test_s3_without_boto3_is_refused_with_a_clear_message(tmp_path, monkeypatch)
     with pytest.raises(SettingsError, match=r"STORAGE_URL.*logs-collector\[s3\]"):
         make_backend({"data_dir": str(tmp_path), "storage.url": "s3://bucket/x",
                       "storage.quota": 1})
+
+
+class _PartsClient:
+    """Records the parts an S3 upload sends (no server: only the cutting is checked)."""
+
+    def __init__(self):
+        self.parts = []
+
+    def upload_part(self, Body, PartNumber, **_):
+        self.parts.append((PartNumber, bytes(Body)))
+        return {"ETag": f'"{PartNumber}"'}
+
+
+@pytest.mark.parametrize("chunk_sizes", [
+    [], [1], [7], [8], [9], [3, 5], [3, 5, 8, 1], [20], [8, 8, 8], [2] * 13, [5, 11, 4, 9]])
+def test_s3_parts_are_cut_at_the_part_size_whatever_the_chunks(tmp_path, chunk_sizes):
+    from collector.archives.storage.s3 import S3ArchiveStorage, S3Staged
+
+    client = _PartsClient()
+    backend = S3ArchiveStorage(tmp_path, client, "bucket", "", quota=1)
+    data = os.urandom(sum(chunk_sizes))
+    chunks, at = [], 0
+    for size in chunk_sizes:
+        chunks.append(data[at:at + size])
+        at += size
+    backend._send(S3Staged("ab" * 16, "upload-id"), iter(chunks), 8)
+    numbers = [number for number, _ in client.parts]
+    assert numbers == list(range(1, len(numbers) + 1))
+    sizes = [len(body) for _, body in client.parts]
+    # Whole parts, then one short part; an empty archive is one empty part.
+    assert all(size == 8 for size in sizes[:-1]) and 0 <= sizes[-1] <= 8
+    assert sizes[-1] > 0 or len(sizes) == 1
+    assert b"".join(body for _, body in client.parts) == data
