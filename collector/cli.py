@@ -133,11 +133,21 @@ def _first_run_hint(settings, config_uri, listen=None):
           f"    {command} -c {config_uri} create-user admin --admin\n", flush=True)
 
 
-def _limit_malloc_arenas():
+def _tune_malloc(settings):
     """glibc gives each thread its own malloc arena; with 8 workers moving 1 MiB chunks the
-    process grows by ~15 MB per big transfer (measured). Two arenas keep it flat."""
+    process grows by ~15 MB per big transfer (measured). Two arenas keep it flat.
+
+    With S3 storage, blocks of 4 MiB and more (an upload's 8 MiB parts) also get pages of
+    their own, given back when freed: glibc's default threshold rises to the size of each
+    big block freed, after which such blocks are carved from the arenas and fragment them
+    (measured: peak RSS 144 MB after 1 GiB to S3, 181 MB after 3 GiB; with the fixed
+    threshold 143 and 144). Not on local disk, where nothing is that big and the fixed
+    threshold slowed downloads (1,350 against 1,500–3,000 MB/s, measured)."""
     try:
-        ctypes.CDLL(None).mallopt(-8, 2)  # M_ARENA_MAX
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+        if settings["storage.url"]:
+            libc.mallopt(-3, 4 * 1024 * 1024)  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):  # not glibc
         pass
 
@@ -151,7 +161,7 @@ def cmd_serve(args, settings):
     logs.configure(settings)
     options = settings_module.waitress_options(settings)
     _first_run_hint(settings, args.config, options.get("listen"))
-    _limit_malloc_arenas()
+    _tune_malloc(settings)
     app = get_app(args.config)
     print(f"serving on http://{options['listen']}", flush=True)
     # A body that could not even be spooled to DATA_DIR/tmp is refused (507) at its headers.
