@@ -31,6 +31,7 @@ spends one. Terminating or expiring an upload that holds an attempt gives it bac
 import base64
 import binascii
 import collections
+import contextlib
 import datetime as dt
 import email.utils
 import errno
@@ -419,6 +420,44 @@ def _file_chunks(files):
 
 # --- chunks --------------------------------------------------------------------------------
 
+class CheckedBody:
+    """A PATCH body on its way to storage: counted against its Content-Length, checked
+    against its ``Upload-Checksum`` and added to the upload's running hashes (md5 of a
+    piece on the helper thread while the caller stores it). Whichever way iterating it
+    ends, the hashes are complete when it does; ``check()`` then says whether the body
+    was whole and matched its checksum."""
+
+    def __init__(self, chunks, size, hashes, checksum):
+        self.chunks, self.size, self.hashes, self.checksum = chunks, size, hashes, checksum
+        self.chunk_hash = CHECKSUMS[checksum[0]]() if checksum else None
+        self.written = 0
+
+    def __iter__(self):
+        pending = None  # md5 of the previous piece, still running on the helper thread
+        try:
+            for chunk in self.chunks:
+                self.written += len(chunk)
+                if self.written > self.size:
+                    raise BadRequest("the body is longer than its Content-Length")
+                if self.hashes is not None:
+                    if pending is not None:
+                        pending.result()
+                    pending = self.hashes.begin(chunk)
+                if self.chunk_hash is not None:
+                    self.chunk_hash.update(chunk)
+                yield chunk
+        finally:
+            if pending is not None:
+                pending.exception()  # finished, whether this state is kept or not
+
+    def check(self):
+        if self.written != self.size:
+            raise BadRequest("request body ended early (client gone?)")
+        if self.chunk_hash is not None and self.chunk_hash.digest() != self.checksum[1]:
+            raise ChecksumMismatch(f"Upload-Checksum {self.checksum[0]} does not match "
+                                   "the chunk; it was discarded")
+
+
 def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset,
            checksum=None, length=None):
     """Append one chunk of ``size`` bytes at ``offset``; returns the archive when it was
@@ -463,44 +502,27 @@ def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset
     if upload.concat is None:
         hashes = HASHES.take(upload.id, upload.offset) or Hashes.of_file(path, upload.offset)
     before = hashes.copy() if hashes is not None else None
-    chunk_hash = CHECKSUMS[checksum[0]]() if checksum else None
-    written = flushed = 0
-    pending = None  # md5 of the previous piece, still running on the helper thread
+    body = CheckedBody(chunks, size, hashes, checksum)
+    flushed = 0
     with open(path, "r+b", buffering=0) as out:
         fd = out.fileno()
         # Bytes past the committed offset are a failed request's: cut them off.
         os.ftruncate(fd, upload.offset)
         out.seek(upload.offset)
         try:
-            for chunk in chunks:
-                written += len(chunk)
-                if written > size:
-                    raise BadRequest("the body is longer than its Content-Length")
-                if hashes is not None:
-                    # md5 of this piece overlaps with sha256 and the write of it.
-                    if pending is not None:
-                        pending.result()
-                    pending = hashes.begin(chunk)
-                if chunk_hash is not None:
-                    chunk_hash.update(chunk)
-                write_all(out, chunk)
-                # The disk starts on the chunk while it still arrives, so the fsync
-                # below finds little left to write (as the storage manager does).
-                if written - flushed >= WRITEBACK_EVERY:
-                    kernel.start_writeback(fd, upload.offset + flushed, written - flushed)
-                    flushed = written
-            if pending is not None:
-                pending.result()
-            if written != size:
-                raise BadRequest("request body ended early (client gone?)")
-            if chunk_hash is not None and chunk_hash.digest() != checksum[1]:
-                raise ChecksumMismatch(f"Upload-Checksum {checksum[0]} does not match the "
-                                       "chunk; it was discarded")
+            with contextlib.closing(iter(body)) as pieces:
+                for chunk in pieces:
+                    write_all(out, chunk)
+                    # The disk starts on the chunk while it still arrives, so the fsync
+                    # below finds little left to write (as the storage manager does).
+                    if body.written - flushed >= WRITEBACK_EVERY:
+                        kernel.start_writeback(fd, upload.offset + flushed,
+                                               body.written - flushed)
+                        flushed = body.written
+            body.check()
             # The offset is reported only for bytes that are on the disk.
             os.fsync(fd)
         except BaseException as exc:
-            if pending is not None:
-                pending.exception()  # let md5 finish with the state that is thrown away
             os.ftruncate(fd, upload.offset)
             if before is not None:
                 HASHES.put(upload.id, upload.offset, before)
@@ -542,36 +564,12 @@ def _append_segments(dbsession, storage, settings, upload, ticket, chunks, size,
     except OSError as exc:
         raise _store_failed(exc, offset) from None
     before = hashes.copy() if hashes is not None else None
-    chunk_hash = CHECKSUMS[checksum[0]]() if checksum else None
-    written = 0
-
-    def checked():
-        nonlocal written
-        pending = None  # md5 of the previous piece, on the helper thread
-        try:
-            for chunk in chunks:
-                written += len(chunk)
-                if written > size:
-                    raise BadRequest("the body is longer than its Content-Length")
-                if hashes is not None:
-                    if pending is not None:
-                        pending.result()
-                    pending = hashes.begin(chunk)
-                if chunk_hash is not None:
-                    chunk_hash.update(chunk)
-                yield chunk
-        finally:
-            if pending is not None:
-                pending.exception()
-
+    body = CheckedBody(chunks, size, hashes, checksum)
     try:
         if size:  # an empty PATCH stores nothing (and reads no tail back)
-            segments.write(key, segment_size, offset, checked())
-        if written != size:
-            raise BadRequest("request body ended early (client gone?)")
-        if chunk_hash is not None and chunk_hash.digest() != checksum[1]:
-            raise ChecksumMismatch(f"Upload-Checksum {checksum[0]} does not match the "
-                                   "chunk; it was discarded")
+            with contextlib.closing(iter(body)) as pieces:
+                segments.write(key, segment_size, offset, pieces)
+        body.check()
     except BaseException as exc:
         if before is not None:
             HASHES.put(upload.id, offset, before)
