@@ -106,11 +106,7 @@ def adopt_archive(dbsession, storage, ticket, path, size, md5, sha256, name):
         staged = storage.adopt(path, size, md5, sha256)
     except OSError as exc:  # S3: the finished file could not be sent to the object store
         raise _not_stored(exc) from None
-    archive = Archive(ticket_id=ticket.id, storage_key=staged.key, name=sanitise_name(name),
-                      size=size, md5=md5, sha256=sha256)
-    dbsession.add(archive)
-    dbsession.flush()
-    return recorded(dbsession, archive, ticket, "tus")
+    return _finished_tus_upload(dbsession, ticket, staged.key, name, size, md5, sha256)
 
 
 def assemble_archive(dbsession, storage, ticket, key, segment_size, size, md5, sha256,
@@ -121,7 +117,11 @@ def assemble_archive(dbsession, storage, ticket, key, segment_size, size, md5, s
         staged = storage.assemble(key, segment_size, size, md5, sha256)
     except OSError as exc:
         raise _not_stored(exc) from None
-    archive = Archive(ticket_id=ticket.id, storage_key=staged.key, name=sanitise_name(name),
+    return _finished_tus_upload(dbsession, ticket, staged.key, name, size, md5, sha256)
+
+
+def _finished_tus_upload(dbsession, ticket, key, name, size, md5, sha256):
+    archive = Archive(ticket_id=ticket.id, storage_key=key, name=sanitise_name(name),
                       size=size, md5=md5, sha256=sha256)
     dbsession.add(archive)
     dbsession.flush()
