@@ -119,13 +119,8 @@ def test_missing_file_is_a_clear_404(testapp, staff, uploaded, stored):
     assert "missing" in res.json["detail"]
 
 
-@pytest.mark.parametrize("storage_kind", ["s3"])
-def test_s3_downloads_stream_with_the_range_passed_through(testapp, staff, factory, app,
-                                                           monkeypatch):
-    ticket = factory.ticket(factory.platform("vm6"), 8)
-    body = os.urandom(20 * 1024 * 1024 + 5)
-    archive = testapp.post("/api/v1/archives/", upload_files=[("file", "big.tgz", body)],
-                           headers={"Upload-Token": ticket.token}, status=201).json
+def record_ranges(app, monkeypatch):
+    """The ``Range`` of every GET the app's S3 client makes from now on, in order."""
     client = app.registry["archive_storage"].client
     get_object, ranges = client.get_object, []
 
@@ -134,6 +129,17 @@ def test_s3_downloads_stream_with_the_range_passed_through(testapp, staff, facto
         return get_object(**kwargs)
 
     monkeypatch.setattr(client, "get_object", recording)
+    return ranges
+
+
+@pytest.mark.parametrize("storage_kind", ["s3"])
+def test_s3_downloads_stream_with_the_range_passed_through(testapp, staff, factory, app,
+                                                           monkeypatch):
+    ticket = factory.ticket(factory.platform("vm6"), 8)
+    body = os.urandom(20 * 1024 * 1024 + 5)
+    archive = testapp.post("/api/v1/archives/", upload_files=[("file", "big.tgz", body)],
+                           headers={"Upload-Token": ticket.token}, status=201).json
+    ranges = record_ranges(app, monkeypatch)
     url = f"/api/v1/archives/{archive['id']}/download"
     res = testapp.get(url, headers={**staff.headers, "Range": "bytes=12345678-12345999"},
                       status=206)
@@ -315,14 +321,7 @@ def test_s3_download_through_waitress_reads_each_byte_once(live_server, factory,
         headers={"Upload-Token": ticket.token, "Content-Type": "application/octet-stream"}),
         timeout=30)
     archive_id = __import__("json").loads(created.read())["id"]
-    client = app.registry["archive_storage"].client
-    get_object, ranges = client.get_object, []
-
-    def recording(**kwargs):
-        ranges.append(kwargs["Range"])
-        return get_object(**kwargs)
-
-    monkeypatch.setattr(client, "get_object", recording)
+    ranges = record_ranges(app, monkeypatch)
     url = f"{live_server}/api/v1/archives/{archive_id}/download"
     with urllib.request.urlopen(urllib.request.Request(url, headers=staff.headers),
                                 timeout=60) as whole:

@@ -591,6 +591,17 @@ def _install_pause_point(point):
         raise SystemExit(f"unknown COLLECTOR_PAUSE_AT {point!r}")
 
 
+def announce(request, line):
+    """Write ``line`` on the terminal even when pytest captures output (a fixture's
+    request): a random seed printed this way replays a failure."""
+    plugins = request.config.pluginmanager
+    reporter = plugins.get_plugin("terminalreporter")
+    capture = plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+
 def _die_with_the_test():
     """A test run killed without its finalizers (timeout, SIGTERM) must not leave its
     servers behind: the kernel kills this process when the thread that started it ends

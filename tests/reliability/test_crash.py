@@ -56,6 +56,7 @@ from serverproc import (  # noqa: E402
     CHUNK_TYPE,
     MiB,
     Server,
+    announce,
     assert_rows_have_files,
     create,
     database,
@@ -124,14 +125,7 @@ RUN_LIST = scenarios(SEED, RUNS)
 def crash_server(request, tmp_path_factory):
     """One server (data dir and database) for all runs of a backend; each run uses a
     ticket of its own and leaves nothing behind (purge), so runs do not see each other."""
-    # Shown even when output is captured: the seed replays a failure.
-    plugins = request.config.pluginmanager
-    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin(
-        "capturemanager")
-    if reporter is not None and capture is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(f"test_crash ({request.param}): CRASH_SEED={SEED} "
-                                f"CRASH_RUNS={RUNS}")
+    announce(request, f"test_crash ({request.param}): CRASH_SEED={SEED} CRASH_RUNS={RUNS}")
     directory = tmp_path_factory.mktemp(f"crash-{request.param}")
     with database(request.param, directory / "db") as db_url:
         server = Server(directory / "server", db_url).setup()

@@ -32,7 +32,7 @@ import pytest
 from s3server import ENVIRON
 from sqlalchemy import select
 from test_crash import SEED, crash_single, post_single, scenarios
-from serverproc import MiB, Server, database, files_under
+from serverproc import MiB, Server, announce, database, files_under
 
 from collector.archives.models import Archive
 
@@ -80,13 +80,8 @@ class S3View:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def s3_crash_server(request, tmp_path_factory, s3_server):
-    plugins = request.config.pluginmanager
-    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin(
-        "capturemanager")
-    if reporter is not None and capture is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(f"test_crash_s3 ({request.param}): CRASH_SEED={SEED} "
-                                f"CRASH_S3_RUNS={RUNS}")
+    announce(request, f"test_crash_s3 ({request.param}): CRASH_SEED={SEED} "
+                      f"CRASH_S3_RUNS={RUNS}")
     directory = tmp_path_factory.mktemp(f"crash-s3-{request.param}")
     settings = s3_server.settings()
     with database(request.param, directory / "db") as db_url:

@@ -533,15 +533,8 @@ def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset
                     f"the server's storage is full: the chunk was discarded and the upload "
                     f"stays at offset {upload.offset}; resume it later") from None
             raise
-    now = utcnow()
-    upload.offset = end
-    upload.expires_at = _expiry(settings, ticket, now)
-    if upload.length is not None and upload.offset == upload.length:
-        return _finish(dbsession, storage, upload, ticket, hashes, now)
-    if hashes is not None:
-        HASHES.put(upload.id, upload.offset, hashes)
-    dbsession.flush()
-    return None
+    return _advance(dbsession, storage, settings, upload, ticket, hashes, end,
+                    lambda kept: HASHES.put(upload.id, end, kept))
 
 
 def _append_segments(dbsession, storage, settings, upload, ticket, chunks, size, end,
@@ -576,13 +569,20 @@ def _append_segments(dbsession, storage, settings, upload, ticket, chunks, size,
         if isinstance(exc, OSError):
             raise _store_failed(exc, offset) from None
         raise
+    return _advance(dbsession, storage, settings, upload, ticket, hashes, end,
+                    lambda kept: _remember_after_commit(storage, upload.id, end, kept))
+
+
+def _advance(dbsession, storage, settings, upload, ticket, hashes, end, remember):
+    """The chunk is stored: the new offset and expiry, and at the last byte the archive;
+    otherwise ``remember`` keeps the running hashes for the next chunk."""
     now = utcnow()
     upload.offset = end
     upload.expires_at = _expiry(settings, ticket, now)
     if upload.length is not None and upload.offset == upload.length:
         return _finish(dbsession, storage, upload, ticket, hashes, now)
     if hashes is not None:
-        _remember_after_commit(storage, upload.id, end, hashes)
+        remember(hashes)
     dbsession.flush()
     return None
 
