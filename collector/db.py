@@ -1,7 +1,6 @@
 """Database: declarative Base, the engine, and ``request.dbsession`` joined to ``request.tm``."""
 
 import datetime as dt
-import re
 
 import pyramid_tm
 from sqlalchemy import DateTime, MetaData, create_engine, event
@@ -10,6 +9,8 @@ from transaction._transaction import Status as ZopeStatus  # as zope.sqlalchemy 
 from zope.sqlalchemy import mark_changed
 from zope.sqlalchemy.datamanager import STATUS_ACTIVE, join_transaction
 from sqlalchemy.types import TypeDecorator
+
+from collector.numbers import parse_int
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -31,22 +32,13 @@ def utcnow():
 # Ids, numbers and counts are INTEGER columns: 32 bits on PostgreSQL, which raises
 # "integer out of range" for a larger literal (SQLite overflows past 64 bits).
 INTEGER_MIN, INTEGER_MAX = -(2 ** 31), 2 ** 31 - 1
-_DECIMAL = re.compile(r"[+-]?[0-9]+")
 
 
 def as_integer(value, minimum=INTEGER_MIN, maximum=INTEGER_MAX):
     """An id or number sent by a client as an int every backend can compare, or None
     when it is not a plain decimal integer within ``minimum..maximum``. Callers turn None
     into their 404 (a path) or 400 (a parameter)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
-        number = int(value.strip())
-    else:
-        return None
-    return number if minimum <= number <= maximum else None
+    return parse_int(value, minimum, maximum)
 
 
 class UTCDateTime(TypeDecorator):

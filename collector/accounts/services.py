@@ -26,6 +26,7 @@ from collector.errors import (
     TooManyRequests,
     Unauthorized,
 )
+from collector.numbers import is_digits
 
 _hasher = argon2.PasswordHasher()
 
@@ -248,7 +249,7 @@ def totp_secret_from_hex(key):
 def _matching_step(secret, code, last_step, now=None):
     """The time step (current ±1, newer than ``last_step``) whose code is ``code``."""
     code = (code or "").strip().replace(" ", "")
-    if not secret or not code.isdigit():
+    if not secret or not is_digits(code, max_length=10):
         return None
     totp = pyotp.TOTP(secret)
     now = time.time() if now is None else now

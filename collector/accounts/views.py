@@ -21,6 +21,7 @@ from collector.db import utcnow
 from collector.errors import DomainError, TooManyRequests
 from collector.resources import Account, Admin, Root, UserContainer, UserNode
 from collector.security import Permission
+from collector.numbers import parse_natural
 
 PENDING_USER = "pending_user_id"
 PENDING_SINCE = "pending_since"
@@ -356,11 +357,11 @@ def create_token(request):
     try:
         if not name or len(name) > 100:
             raise DomainError("a token needs a name of 1 to 100 characters")
-        if days and not (days.isdigit() and 1 <= int(days) <= 3650):
+        lifetime = parse_natural(days, maximum=3650) if days else None
+        if days and not lifetime:
             raise DomainError("the lifetime is a number of days from 1 to 3650")
         row, secret = services.create_personal_token(
-            request.dbsession, identity.user, name, identity.mfa,
-            int(days) if days else None)
+            request.dbsession, identity.user, name, identity.mfa, lifetime)
     except DomainError as exc:
         return _account_page(request, errors={"token": _status(request, exc)})
     _private(request)

@@ -9,6 +9,7 @@ from collector.audit import services
 from collector.errors import DomainError
 from collector.resources import Admin
 from collector.security import Permission
+from collector.numbers import parse_natural
 
 PAGE_SIZE = 100
 # Offered as suggestions in the filter form; any action (or a prefix ending in ".") works.
@@ -23,10 +24,7 @@ def audit_page(request):
     params = request.GET
     form = {name: params.get(name, "") for name in ("actor", "ticket", "action", "since",
                                                     "until")}
-    try:
-        offset = max(int(params.get("offset", 0)), 0)
-    except ValueError:
-        offset = 0
+    offset = parse_natural(params.get("offset", "0")) or 0
     page = {"nav": "admin", "form": form, "actions": ACTIONS, "offset": offset,
             "prev_url": None, "next_url": None, "error": None}
     try:

@@ -35,6 +35,7 @@ from collector.resources import (
 )
 from collector.security import Permission
 from collector.tickets import services
+from collector.numbers import parse_natural
 
 PAGE_SIZE = 25
 MAX_PAGE = 100_000
@@ -96,9 +97,10 @@ def _visible_platforms(request):
 def _numbers(query):
     """``"12, 15 17"`` → ``[12, 15, 17]``; None when the query is not a list of numbers."""
     parts = query.replace(",", " ").split()
-    if not parts or len(parts) > 100 or not all(p.isdigit() and len(p) < 19 for p in parts):
+    numbers = [parse_natural(part, max_length=18) for part in parts]
+    if not parts or len(parts) > 100 or None in numbers:
         return None
-    return [int(p) for p in parts]
+    return numbers
 
 
 def _page_number(value):

@@ -8,6 +8,7 @@ from collector.archives.inspect import formats, reader, search, store
 from collector.archives.inspect.formats import Budget, InspectError
 from collector.audit.services import record
 from collector.errors import BadRequest, NotFound, Unprocessable
+from collector.numbers import parse_int
 
 MAX_PAGE_LINES = 1000
 DEFAULT_PAGE_LINES = 200
@@ -68,9 +69,8 @@ def int_param(params, name, default, low, high):
     value = params.get(name, "")
     if value == "":
         return default
-    try:
-        number = int(value)
-    except ValueError:
+    number = parse_int(value, -(2 ** 63), 2 ** 63 - 1)
+    if number is None:
         raise BadRequest(f"{name} must be an integer") from None
     if not low <= number <= high:
         raise BadRequest(f"{name} must be {low}..{high}")

@@ -27,6 +27,7 @@ from collector.errors import BadRequest, NotFound, ServiceUnavailable, Unprocess
 from collector.resources import ArchiveNode, TicketNode
 from collector.security import Permission
 from collector.web import filesize
+from collector.numbers import parse_natural
 
 # Lines shown above the one a link jumps to (a search hit is seen with what led to it).
 LINES_ABOVE = 10
@@ -163,10 +164,7 @@ def members_page(request):
     index_row = _looked_up(request, services.index_of)
     size = services.MEMBERS_PAGE
     last = max((index_row.members - 1) // size + 1, 1)
-    try:
-        number = min(max(int(request.GET.get("page", 1)), 1), last)
-    except ValueError:
-        number = 1
+    number = min(max(parse_natural(request.GET.get("page", "1")) or 1, 1), last)
     rows = store.members(request.dbsession, archive.id, size, (number - 1) * size)
     urls = ArchiveUrls(request.resource_url(request.context))
     return _page(request, "inspect/members.jinja2", {

@@ -63,6 +63,7 @@ from collector.errors import (
     ServiceUnavailable,
 )
 from collector.tickets import services as tickets
+from collector.numbers import parse_natural
 
 VERSION = "1.0.0"
 EXTENSIONS = ("creation", "creation-with-upload", "creation-defer-length", "termination",
@@ -96,10 +97,10 @@ def parse_length(value, name):
     """A non-negative integer header, or None when absent."""
     if value is None:
         return None
-    value = value.strip()
-    if not value.isdigit() or len(value) > 19:
-        raise BadRequest(f"{name} must be a non-negative integer")
-    return int(value)
+    number = parse_natural(value.strip(" \t"))
+    if number is None:
+        raise BadRequest(f"{name} must be a non-negative integer of ASCII digits")
+    return number
 
 
 def parse_metadata(header):
