@@ -168,8 +168,11 @@ def includeme(config):
     config.include("pyramid_retry")
 
     # One pooled connection per waitress thread (and a spare), so none is opened per request.
+    # A request may hold a second connection for a moment (the throttles and the audit
+    # log write in transactions of their own): room for two per thread.
+    threads = settings["waitress.threads"]
     engine = settings.get("collector.engine") or make_engine(
-        settings["db_url"], pool_size=settings["waitress.threads"] + 2)
+        settings["db_url"], pool_size=threads + 2, max_overflow=max(20, threads + 2))
     session_factory = sessionmaker(bind=engine, class_=TmSession, expire_on_commit=False)
     config.registry["dbsession_factory"] = session_factory
     config.registry["db_engine"] = engine

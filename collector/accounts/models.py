@@ -73,6 +73,21 @@ class AuthFailure(Base):
     time: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
+class ThrottleCounter(Base):
+    """Failures counted for one throttle key in a fixed window (collector.accounts.throttle).
+
+    A key names what is counted: ``user-address:<name>|<address>``, ``address:<address>``,
+    ``user:<name>``, ``token-address:<address>``. Slots are claimed by a conditional
+    UPDATE before a request is judged, so parallel requests cannot overshoot the limit.
+    """
+
+    __tablename__ = "throttle_counters"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    window_start: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class RecoveryCode(Base):
     """A single-use second factor for a lost authenticator; deleted when used.
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import argon2
 import pyotp
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import joinedload
 
+from collector.accounts import throttle
 from collector.accounts.models import ApiToken, AuthFailure, RecoveryCode, User
 from collector.audit.services import record
 from collector.db import utcnow
@@ -30,10 +31,14 @@ from collector.numbers import is_digits
 
 _hasher = argon2.PasswordHasher()
 
-# Failed sign-ins allowed per window before 429 (per username, per client address).
-THROTTLE_WINDOW = dt.timedelta(minutes=15)
-THROTTLE_PER_USER = 5
+# Failed sign-ins allowed per window before 429: for one user from one client address,
+# from one address whatever the user, and for one user from everywhere — a much higher
+# ceiling, which an address without failures does not meet (collector.accounts.throttle).
+THROTTLE_WINDOW = throttle.WINDOW
+THROTTLE_PER_USER_ADDRESS = 5
 THROTTLE_PER_ADDRESS = 20
+THROTTLE_PER_USER = 100
+THROTTLE_MESSAGE = "too many failed sign-in attempts; try again in {minutes} minutes"
 TOTP_ISSUER = "Logs Collector"
 PASSWORD_MIN_LENGTH = 8
 RECOVERY_CODE_COUNT = 10
@@ -123,10 +128,11 @@ def set_password(user, password):
 
 def change_password(dbsession, user, current, new, address):
     """The user's own change: the current password is required (and throttled)."""
-    check_throttle(dbsession, user.username, address)
+    attempt = begin_attempt(dbsession, user.username, address)
     if not check_password(user, current):
-        record_failure(dbsession, user.username, address)
+        attempt.failed()
         raise Unauthorized("the current password is wrong")
+    attempt.succeeded()
     set_password(user, new)
     record(dbsession, "user.password", detail={"user": user.username, "user_id": user.id})
 
@@ -260,27 +266,26 @@ def _matching_step(secret, code, last_step, now=None):
     return None
 
 
-def check_totp(user, code, now=None):
-    """Accept a code of the current step ±1, never the same step (or an older one) twice."""
+def check_totp(dbsession, user, code, now=None):
+    """Accept a code of the current step ±1, never the same step (or an older one) twice.
+
+    The step is claimed by a conditional UPDATE, so requests racing with the same code
+    (on any thread or instance) cannot both pass. The one check of a TOTP code, for the
+    web sign-in and the API alike.
+    """
     step = _matching_step(user.totp_secret, code, user.totp_last_step, now)
     if step is None:
         return False
-    user.totp_last_step = step
-    return True
+    claimed = dbsession.execute(update(User).where(
+        User.id == user.id, User.totp_last_step < step).values(totp_last_step=step))
+    dbsession.refresh(user, ["totp_last_step"])
+    return claimed.rowcount == 1
 
 
 def verify_second_factor(dbsession, user, code, now=None):
-    """TOTP code or recovery code; ``"totp"``, ``"recovery"`` or None.
-
-    The step is claimed by a conditional UPDATE, so two requests racing with the same
-    code cannot both pass.
-    """
-    step = _matching_step(user.totp_secret, code, user.totp_last_step, now)
-    if step is not None:
-        claimed = dbsession.execute(update(User).where(
-            User.id == user.id, User.totp_last_step < step).values(totp_last_step=step))
-        dbsession.refresh(user, ["totp_last_step"])
-        return "totp" if claimed.rowcount == 1 else None
+    """TOTP code or recovery code; ``"totp"``, ``"recovery"`` or None."""
+    if check_totp(dbsession, user, code, now):
+        return "totp"
     if use_recovery_code(dbsession, user, code):
         return "recovery"
     return None
@@ -420,10 +425,11 @@ def create_first_admin(dbsession, data_dir, code, username, password, email, add
     """
     if any_user_exists(dbsession):
         raise NotFound("setup is done")
-    check_throttle(dbsession, "(setup)", address)
+    attempt = begin_attempt(dbsession, "(setup)", address)
     if not code or not check_setup_code(data_dir, code):
-        record_failure(dbsession, "(setup)", address)
+        attempt.failed()
         raise Unauthorized("wrong setup code: use the one `collector serve` printed")
+    attempt.succeeded()
     claimed = claim_setup_code(data_dir)
     try:
         user = create_user(dbsession, username, password, is_admin=True, email=email,
@@ -436,38 +442,89 @@ def create_first_admin(dbsession, data_dir, code, username, password, email, add
 
 # --- throttling --------------------------------------------------------------------------
 
-def check_throttle(dbsession, username, address):
-    since = utcnow() - THROTTLE_WINDOW
-    per_user = dbsession.scalar(select(func.count()).where(
-        AuthFailure.username == username, AuthFailure.time >= since))
-    per_address = dbsession.scalar(select(func.count()).where(
-        AuthFailure.client_address == address, AuthFailure.time >= since))
-    if per_user >= THROTTLE_PER_USER or per_address >= THROTTLE_PER_ADDRESS:
-        raise TooManyRequests("too many failed sign-in attempts; try again in 15 minutes",
-                              Retry_After=int(THROTTLE_WINDOW.total_seconds()))
+def _throttle_keys(username, address):
+    username, address = username[:150], address[:64]
+    return {f"user-address:{username}|{address}": THROTTLE_PER_USER_ADDRESS,
+            f"address:{address}": THROTTLE_PER_ADDRESS,
+            f"user:{username}": THROTTLE_PER_USER}
 
 
-def record_failure(dbsession, username, address):
-    dbsession.add(AuthFailure(username=username[:150], client_address=address[:64]))
-    record(dbsession, "signin.failure", outcome="refused", reason="bad_credentials",
-           detail={"username": username[:150]})
-    # Keep the table small: forget failures older than the window.
-    dbsession.execute(delete(AuthFailure).where(AuthFailure.time < utcnow() - THROTTLE_WINDOW))
+class Attempt:
+    """One judged sign-in step (password, code, setup code), already counted as a failure.
+
+    ``begin_attempt`` took a slot of every throttle and wrote the failure before anything
+    was judged, in a transaction of its own: whatever happens next — a wrong answer, an
+    error, a crash — is a recorded, throttled failure. Only ``succeeded`` takes it back,
+    in the request's transaction, so it holds only if the request commits.
+    """
+
+    def __init__(self, dbsession, username, keys, failure_id, now):
+        self.dbsession, self.username = dbsession, username
+        self.keys, self.failure_id, self.now = keys, failure_id, now
+
+    def succeeded(self):
+        throttle.give_back(self.dbsession, self.keys, self.now)
+        self.dbsession.execute(delete(AuthFailure).where(AuthFailure.id == self.failure_id))
+
+    def failed(self):
+        record(self.dbsession, "signin.failure", outcome="refused", reason="bad_credentials",
+               detail={"username": self.username})
+
+
+def begin_attempt(dbsession, username, address, now=None):
+    """Take a slot of each sign-in throttle for ``username`` from ``address`` (429 when
+    one is full) and record the attempt as a failure until it succeeds.
+
+    An address with no failure in the window is not held back by the user's ceiling, so
+    that nobody can lock a user out for everyone: the user can still sign in from a clean
+    address while someone elsewhere guesses.
+    """
+    now = now or utcnow()
+    username, address = (username or "")[:150], (address or "")[:64]
+    keys = _throttle_keys(username, address)
+    with throttle.engine_of(dbsession).begin() as connection:
+        clean = throttle.used(connection, f"address:{address}", now) == 0
+        for key, limit in sorted(keys.items()):
+            if clean and key.startswith("user:"):
+                limit = None
+            wait = throttle.take(connection, key, limit, now)
+            if wait is not None:
+                # Leaving the block by an exception rolls back the slots taken so far.
+                raise TooManyRequests(
+                    THROTTLE_MESSAGE.format(minutes=max(1, round(wait / 60))),
+                    Retry_After=wait)
+        failure_id = connection.execute(insert(AuthFailure).values(
+            username=username, client_address=address, time=now)
+            .returning(AuthFailure.id)).scalar_one()
+        connection.execute(delete(AuthFailure).where(AuthFailure.time < now - THROTTLE_WINDOW))
+    return Attempt(dbsession, username, keys, failure_id, now)
+
+
+def lockouts(dbsession, now=None):
+    """Who is throttled now: ``(what, count, until)`` for every full throttle key."""
+    now = now or utcnow()
+    found = []
+    for prefix, limit in (("user:", THROTTLE_PER_USER), ("user-address:",
+                                                          THROTTLE_PER_USER_ADDRESS),
+                          ("address:", THROTTLE_PER_ADDRESS)):
+        found += throttle.full_keys(dbsession, prefix, limit, now)
+    return found
 
 
 def authenticate(dbsession, username, password, otp, address):
-    """The user for a correct password and TOTP code; raises 401 or 429.
+    """The user for a correct password and TOTP code; None (401) or 429.
 
-    A failure is recorded in the caller's transaction, so the caller must commit it
-    (answer without raising) for the throttle to count it.
+    A right and a wrong password get the same answer when the code is wrong, malformed
+    or replayed; every failure is counted before it is judged (``begin_attempt``).
     """
-    check_throttle(dbsession, username, address)
+    attempt = begin_attempt(dbsession, username, address)
     user = get_user_by_name(dbsession, username)
     ok = check_password(user, password) and user.is_active
-    ok = ok and check_totp(user, otp)
+    ok = ok and check_totp(dbsession, user, otp)
     if not ok:
-        record_failure(dbsession, username, address)
+        attempt.failed()
         return None
+    attempt.succeeded()
     user.last_login = utcnow()
     record(dbsession, "signin.success", actor=user, detail={"via": "api"})
     return user

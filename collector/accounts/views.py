@@ -145,14 +145,15 @@ def login(request):
     page = {"nav": None, "next": next_path, "username": username}
     dbsession, address = request.dbsession, _address(request)
     try:
-        services.check_throttle(dbsession, username, address)
+        attempt = services.begin_attempt(dbsession, username, address)
     except TooManyRequests as exc:
         return {**page, "error": _status(request, exc)}
     user = services.get_user_by_name(dbsession, username)
     if not services.check_password(user, password) or not user.is_active:
-        services.record_failure(dbsession, username, address)
+        attempt.failed()
         request.response.status_int = 401
         return {**page, "error": "Wrong username or password."}
+    attempt.succeeded()
     _start_pending(request, user, next_path)
     return _redirect(request, "/verify" if user.totp_enrolled else "/enrol")
 
@@ -180,15 +181,16 @@ def verify(request):
     _private(request)
     dbsession, address = request.dbsession, _address(request)
     try:
-        services.check_throttle(dbsession, user.username, address)
+        attempt = services.begin_attempt(dbsession, user.username, address)
     except TooManyRequests as exc:
         return {"nav": None, "error": _status(request, exc)}
     code = request.POST.get("code") or request.POST.get("recovery_code") or ""
     kind = services.verify_second_factor(dbsession, user, code)
     if kind is None:
-        services.record_failure(dbsession, user.username, address)
+        attempt.failed()
         request.response.status_int = 401
         return {"nav": None, "error": "That code is wrong or was already used."}
+    attempt.succeeded()
     next_path, headers = _sign_in(request, user)
     if kind == "recovery":
         left = services.count_recovery_codes(dbsession, user)

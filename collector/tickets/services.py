@@ -17,7 +17,6 @@ from sqlalchemy import (
     delete,
     false,
     func,
-    insert,
     or_,
     select,
     true,
@@ -26,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from collector.accounts.models import AuthFailure
+from collector.accounts import throttle
 from collector.audit.services import record
 from collector.db import as_integer, utcnow
 from collector.errors import (
@@ -118,45 +117,35 @@ _TOKEN_STATE = select(Ticket.number, Ticket.token, Ticket.attempts, Ticket.resol
 
 # --- guessing upload tokens --------------------------------------------------------------
 
-# Unknown-token answers allowed per client address and window before every token check
-# from that address answers 429. Kept in ``auth_failures`` under a name no user can have.
-TOKEN_THROTTLE_WINDOW = dt.timedelta(minutes=15)
+# Unknown-token answers allowed per client address and window; then every token check
+# from that address answers 429 (collector.accounts.throttle: race-free, across instances).
+TOKEN_THROTTLE_WINDOW = throttle.WINDOW
 TOKEN_THROTTLE_PER_ADDRESS = 20
-TOKEN_FAILURE_NAME = "(upload-token)"
-
-# Built once: it runs for every token check, on the connection the request already has.
-_TOKEN_FAILURES = (select(func.count()).select_from(AuthFailure)
-                   .where(AuthFailure.username == TOKEN_FAILURE_NAME,
-                          AuthFailure.client_address == bindparam("address"),
-                          AuthFailure.time >= bindparam("since")))
+TOKEN_THROTTLE_KEY = "token-address:{}"
 
 
-def check_token_throttle(db, address, limit=TOKEN_THROTTLE_PER_ADDRESS):
-    """429 when ``address`` had ``limit`` unknown tokens in the window. ``db``: a session
-    or a connection. ``address`` None (no client, e.g. the importer) is not throttled."""
+def judged_token_state(db, token, address):
+    """``token_state`` under the per-address throttle; 429 once ``address`` had too many
+    unknown tokens. ``address`` None (no client, e.g. the importer) is not throttled.
+
+    One short transaction of its own: a slot is taken before the token is looked up and
+    given back when the token exists, so however many guesses arrive at once, no more
+    than the limit are ever looked up, and the request's own rollback (it answers 403)
+    cannot take the count along. ``db``: a session or a connection (its engine is used).
+    """
     if address is None:
-        return
-    failures = db.execute(_TOKEN_FAILURES, {"address": address[:64],
-                                            "since": utcnow() - TOKEN_THROTTLE_WINDOW}).scalar()
-    if failures >= limit:
-        raise TooManyRequests("too many unknown upload tokens from this address; try again "
-                              "in 15 minutes",
-                              Retry_After=int(TOKEN_THROTTLE_WINDOW.total_seconds()))
-
-
-def record_token_failure(db, address):
-    """Count an unknown token for ``address`` in a transaction of its own: the request's
-    own transaction rolls back with the 403 it answers. Only failures pay for this."""
-    if address is None:
-        return
-    bind = db.get_bind() if hasattr(db, "get_bind") else db.engine
-    engine = getattr(bind, "engine", bind)
-    with engine.begin() as connection:
-        connection.execute(insert(AuthFailure).values(
-            username=TOKEN_FAILURE_NAME, client_address=address[:64], time=utcnow()))
-        connection.execute(delete(AuthFailure).where(
-            AuthFailure.username == TOKEN_FAILURE_NAME,
-            AuthFailure.time < utcnow() - TOKEN_THROTTLE_WINDOW))
+        return token_state(db, token)
+    key, now = TOKEN_THROTTLE_KEY.format(address[:64]), utcnow()
+    with throttle.engine_of(db).begin() as connection:
+        wait = throttle.take(connection, key, TOKEN_THROTTLE_PER_ADDRESS, now)
+        if wait is not None:
+            raise TooManyRequests("too many unknown upload tokens from this address; try "
+                                  f"again in {max(1, round(wait / 60))} minutes",
+                                  Retry_After=wait)
+        state = token_state(connection, token)
+        if state is not None:
+            throttle.give_back(connection, [key], now)
+    return state
 
 
 def check_upload_token(dbsession, token, need_attempt=True, address=None):
@@ -167,10 +156,10 @@ def check_upload_token(dbsession, token, need_attempt=True, address=None):
     """
     if not token:
         raise Unauthorized("Upload-Token header is required")
-    check_token_throttle(dbsession, address)
-    ticket = find_ticket_by_token(dbsession, token)
+    ticket = None
+    if judged_token_state(dbsession, token, address) is not None:
+        ticket = find_ticket_by_token(dbsession, token)
     if ticket is None:
-        record_token_failure(dbsession, address)
         raise Forbidden("upload token is not valid")
     refusal = token_refusal(ticket, need_attempt=need_attempt)
     if refusal:

@@ -17,7 +17,6 @@ ENV = {"HTTP_HOST": "localhost", "REMOTE_ADDR": ADDR}
 def few_failures(monkeypatch):
     """A small limit keeps the tests fast; the rule is the same as with 20."""
     monkeypatch.setattr(tickets, "TOKEN_THROTTLE_PER_ADDRESS", 3)
-    monkeypatch.setattr(tickets.check_token_throttle, "__defaults__", (3,))
     return 3
 
 

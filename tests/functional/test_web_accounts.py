@@ -133,16 +133,16 @@ def test_wrong_password_and_unknown_or_disabled_user(testapp, staff, factory):
 
 
 def test_throttle_per_user(testapp, staff, factory):
-    for _ in range(services.THROTTLE_PER_USER):
+    for _ in range(services.THROTTLE_PER_USER_ADDRESS):
         _password_step(testapp, staff, password="wrong password", status=401)
     res = _password_step(testapp, staff, status=429)
     assert "too many failed sign-in attempts" in res.text
-    assert res.headers["Retry-After"] == "900"
+    assert 0 < int(res.headers["Retry-After"]) <= 900
 
 
 def test_throttle_counts_wrong_codes(testapp, staff, factory):
     _password_step(testapp, staff)
-    for _ in range(services.THROTTLE_PER_USER):
+    for _ in range(services.THROTTLE_PER_USER_ADDRESS):
         _code_step(testapp, "12345", status=401)
     res = _code_step(testapp, factory.otp(staff), status=429)
     assert "too many failed sign-in attempts" in res.text

@@ -62,7 +62,7 @@ def test_enrol_totp(factory):
     codes = services.enrol_totp(factory.session, user, secret, pyotp.TOTP(secret).now())
     assert user.totp_secret == secret and len(codes) == 10
     # The confirming code cannot be used again to sign in.
-    assert not services.check_totp(user, pyotp.TOTP(secret).now())
+    assert not services.check_totp(factory.session, user, pyotp.TOTP(secret).now())
     with pytest.raises(Conflict):
         services.enrol_totp(factory.session, user, secret, pyotp.TOTP(secret).now())
 
@@ -74,7 +74,7 @@ def test_qr_svg_has_no_style_attribute():
 
 def test_change_password_is_throttled(factory):
     user = factory.user()
-    for _ in range(services.THROTTLE_PER_USER):
+    for _ in range(services.THROTTLE_PER_USER_ADDRESS):
         with pytest.raises(Unauthorized):
             services.change_password(factory.session, user, "wrong", "new password 1", "a")
     with pytest.raises(TooManyRequests):

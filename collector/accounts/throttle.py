@@ -1,0 +1,90 @@
+"""Throttles against guessing (passwords, one-time codes, setup codes, upload tokens),
+counted in the database so they hold across threads and instances — and race-free.
+
+Counting the failures first and judging the request afterwards lets parallel requests
+through: each one counts the same few failures before any of them is written (measured
+before this module: 11 of 60 parallel wrong passwords were judged against a limit of 5).
+Here a request takes a *slot* before it is judged, with one conditional UPDATE
+(``count < limit``) on its key's row. PostgreSQL locks the row and re-checks the condition
+for a concurrent UPDATE, SQLite has a single writer: at most ``limit`` slots are taken per
+window, however many requests arrive at once. A request that turns out fine gives its slot
+back; every other outcome — a wrong answer, an error, a crash — leaves it counted.
+
+Windows are fixed: a key's window starts at its first slot and lasts ``WINDOW``; the first
+slot taken after that starts a new one. Rows of ended windows are deleted as new keys come.
+"""
+
+import datetime as dt
+
+from sqlalchemy import case, delete, or_, select, update
+
+from collector.accounts.models import ThrottleCounter as T
+
+WINDOW = dt.timedelta(minutes=15)
+
+
+def engine_of(db):
+    """The engine behind a session or a connection, for a transaction of our own."""
+    bind = db.get_bind() if hasattr(db, "get_bind") else db
+    return getattr(bind, "engine", bind)
+
+
+def _claim(connection, key, limit, now, window):
+    fresh = T.window_start <= now - window
+    condition = T.key == key
+    if limit is not None:
+        condition = condition & or_(fresh, T.count < limit)
+    result = connection.execute(update(T).where(condition).values(
+        count=case((fresh, 1), else_=T.count + 1),
+        window_start=case((fresh, now), else_=T.window_start)))
+    return result.rowcount == 1
+
+
+def _insert_first(connection, key, now, window):
+    """The key's row with its first slot; False when another request made it meanwhile."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = (insert(T).values(key=key, window_start=now, count=1)
+                 .on_conflict_do_nothing(index_elements=["key"]).returning(T.key))
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT.
+    if connection.execute(statement).first() is not None:
+        # A new key: a good moment to forget the rows of ended windows.
+        connection.execute(delete(T).where(T.window_start <= now - window))
+        return True
+    return False
+
+
+def take(connection, key, limit, now, window=WINDOW):
+    """Take one slot of ``key`` in the caller's transaction: None when taken, else the
+    seconds until the key's window ends. ``limit`` None counts without a bound."""
+    if _claim(connection, key, limit, now, window) or _insert_first(connection, key, now,
+                                                                    window):
+        return None
+    # Made by a concurrent request between the UPDATE and the INSERT: judge it again.
+    if _claim(connection, key, limit, now, window):
+        return None
+    start = connection.execute(select(T.window_start).where(T.key == key)).scalar_one()
+    return max(1, int((start + window - now).total_seconds()))
+
+
+def give_back(db, keys, now, window=WINDOW):
+    """Return the slots of a request that turned out fine (``db``: session or connection)."""
+    db.execute(update(T).where(T.key.in_(list(keys)), T.count > 0,
+                               T.window_start > now - window)
+               .values(count=T.count - 1).execution_options(synchronize_session=False))
+
+
+def used(db, key, now, window=WINDOW):
+    """Slots of ``key`` taken in its current window."""
+    row = db.execute(select(T.count, T.window_start).where(T.key == key)).one_or_none()
+    return row.count if row is not None and row.window_start > now - window else 0
+
+
+def full_keys(db, prefix, limit, now, window=WINDOW):
+    """``(key, count, window end)`` of every key under ``prefix`` at or over ``limit``."""
+    rows = db.execute(select(T.key, T.count, T.window_start).where(
+        T.key.startswith(prefix, autoescape=True), T.count >= limit,
+        T.window_start > now - window).order_by(T.key))
+    return [(row.key, row.count, row.window_start + window) for row in rows]
