@@ -132,8 +132,32 @@ def domain_error(exc, request):
                       {k.replace("_", "-"): str(v) for k, v in exc.headers.items()}, **extra)
 
 
+def require(request, permission, context, refusal, missing):
+    """The tree's ACL decides whether the caller may do ``permission`` on ``context``
+    (a node the view looked up itself, e.g. a target platform or ticket): 403 with
+    ``refusal`` when not, or 404 with ``missing`` — the answer for a name that does not
+    exist — when the caller may not even see it."""
+    from collector.resources import hidden_from
+
+    if request.has_permission(permission, context):
+        return
+    if hidden_from(request, context):
+        raise NotFound(missing)
+    raise Forbidden(refusal)
+
+
+def _hidden(exc, request):
+    from collector.resources import hidden_from
+
+    return (request.identity is not None and not isinstance(exc.result, MfaRequired)
+            and exc.result is not None and hidden_from(request, request.context))
+
+
 @forbidden_view_config()
 def forbidden(exc, request):
+    if _hidden(exc, request):
+        # What the caller may not see answers as what does not exist (see notfound).
+        return notfound(exc, request)
     if not request.path_info.startswith("/api/"):
         return forbidden_page(exc, request)
     if request.identity is None:

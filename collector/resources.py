@@ -30,6 +30,21 @@ from collector.security import Permission as P
 STAFF_ON_PLATFORM = (P.VIEW, P.EDIT, P.DELETE, P.DOWNLOAD)
 
 
+def hidden_from(request, context):
+    """Whether ``context`` is a platform, ticket, archive or upload that the caller may not
+    even view: it then answers exactly as one that does not exist (404), so nobody can
+    learn which restricted tickets, archives or platforms exist by asking for them."""
+    if not any(isinstance(node, (PlatformNode, UploadNode)) for node in _lineage(context)):
+        return False
+    return not request.has_permission(P.VIEW, context)
+
+
+def _lineage(context):
+    while context is not None:
+        yield context
+        context = getattr(context, "__parent__", None)
+
+
 class Node:
     __name__ = ""
     __parent__ = None

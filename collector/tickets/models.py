@@ -37,6 +37,11 @@ class PlatformMember(Base):
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
 
 
+# The one range of ticket numbers, wherever a number is taken (API, pages, lookups,
+# filters): what the original project's integer column held and every backend compares.
+NUMBER_MIN, NUMBER_MAX = 1, 2 ** 31 - 1
+
+
 class Ticket(Base):
     __tablename__ = "tickets"
     # Lists are newest first and paged: (time_create, id) serves the ORDER BY and OFFSET.

@@ -36,7 +36,14 @@ from collector.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from collector.tickets.models import Platform, PlatformMember, Ticket, token_digest
+from collector.tickets.models import (
+    NUMBER_MAX,
+    NUMBER_MIN,
+    Platform,
+    PlatformMember,
+    Ticket,
+    token_digest,
+)
 
 PLATFORM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,19}$")
 
@@ -205,12 +212,18 @@ def give_back_attempt(dbsession, ticket_id):
 
 # --- platforms ---------------------------------------------------------------------------
 
-def _flush_unique(dbsession, what):
+def _flush_unique(dbsession, conflict):
     """Flush; a unique constraint lost to a concurrent request is a 409, not a 500."""
     try:
         dbsession.flush()
     except IntegrityError:
-        raise Conflict(f"{what} already exists") from None
+        raise Conflict(conflict) from None
+
+
+def number_in_use(number):
+    """The conflict of a ticket number: the same words whether the caller may see the
+    ticket that has it or not, so a restricted platform's tickets are not revealed."""
+    return f"ticket number {number} is already in use: choose another number"
 
 
 def get_platform(dbsession, name):
@@ -253,7 +266,7 @@ def create_platform(dbsession, name, pretty_name, restricted=False, member_ids=(
                         retention_max_days=retention_max_days)
     dbsession.add(platform)
     set_platform_members(platform, member_ids)
-    _flush_unique(dbsession, f"platform {name}")
+    _flush_unique(dbsession, f"platform {name} already exists")
     record(dbsession, "platform.create", detail={"platform": name, "restricted": restricted})
     return platform
 
@@ -296,7 +309,7 @@ def delete_platform(dbsession, platform):
 # --- tickets -----------------------------------------------------------------------------
 
 def get_ticket(dbsession, number):
-    number = as_integer(number)
+    number = as_integer(number, NUMBER_MIN, NUMBER_MAX)
     if number is None:
         return None
     return dbsession.scalars(select(Ticket).where(Ticket.number == number)).one_or_none()
@@ -411,7 +424,7 @@ def _ticket_row_columns():
 def create_ticket(dbsession, settings, user, platform, number, attempts=None, note="",
                   expires_at=None, lifetime_days=None):
     if get_ticket(dbsession, number) is not None:
-        raise Conflict(f"ticket {number} already exists")
+        raise Conflict(number_in_use(number))
     if expires_at is None:
         days = settings["ticket.lifetime_days"] if lifetime_days is None else lifetime_days
         expires_at = utcnow() + dt.timedelta(days=days)
@@ -420,7 +433,7 @@ def create_ticket(dbsession, settings, user, platform, number, attempts=None, no
         attempts=settings["ticket.attempts"] if attempts is None else attempts,
         note=note or "", expires_at=expires_at, token=new_token())
     dbsession.add(ticket)
-    _flush_unique(dbsession, f"ticket {number}")
+    _flush_unique(dbsession, number_in_use(number))
     record(dbsession, "ticket.create", ticket=ticket,
            detail={"platform": platform.name, "attempts": ticket.attempts})
     return ticket
@@ -429,7 +442,7 @@ def create_ticket(dbsession, settings, user, platform, number, attempts=None, no
 def update_ticket(dbsession, ticket, **fields):
     number = fields.get("number")
     if number is not None and number != ticket.number and get_ticket(dbsession, number):
-        raise Conflict(f"ticket {number} already exists")
+        raise Conflict(number_in_use(number))
     changed = sorted(key for key, value in fields.items() if getattr(ticket, key) != value)
     was_resolved = ticket.resolved
     for key, value in fields.items():
@@ -438,7 +451,7 @@ def update_ticket(dbsession, ticket, **fields):
     if ticket.resolved != was_resolved:
         # Retention counts from here.
         ticket.resolved_at = ticket.time_update if ticket.resolved else None
-    dbsession.flush()
+    _flush_unique(dbsession, number_in_use(ticket.number))
     if ticket.resolved != was_resolved:
         record(dbsession, "ticket.resolve" if ticket.resolved else "ticket.reopen",
                ticket=ticket)

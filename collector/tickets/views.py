@@ -24,7 +24,7 @@ from collector.api.v1.tickets import TicketSchema
 from collector.archives import services as archives
 from collector.audit import services as audit
 from collector.db import utcnow
-from collector.errors import BadRequest, DomainError, Forbidden, NotFound
+from collector.errors import BadRequest, DomainError, Forbidden, NotFound, require
 from collector.resources import (
     PlatformContainer,
     PlatformNode,
@@ -84,8 +84,9 @@ def _platform_node(request, platform):
 def _editable_platform(request, name):
     """The platform by name, if the caller may put tickets in it (its ACL decides)."""
     platform = services.require_platform(request.dbsession, name)
-    if not request.has_permission(Permission.EDIT, _platform_node(request, platform)):
-        raise Forbidden(f"you may not add tickets to platform {name}")
+    require(request, Permission.EDIT, _platform_node(request, platform),
+            f"you may not add tickets to platform {name}",
+            missing=f"platform {name} does not exist")
     return platform
 
 

@@ -264,7 +264,7 @@ def test_redirect_only_after_the_acl_and_two_factor(testapp, factory, uploaded, 
     hidden = testapp.post("/api/v1/archives/", upload_files=[("file", "h.log", b"h" * 10)],
                           headers={"Upload-Token": closed.token}, status=201).json
     res = testapp.get(f"/api/v1/archives/{hidden['id']}/download",
-                      headers=factory.token(factory.user("outsider")), status=403)
+                      headers=factory.token(factory.user("outsider")), status=404)
     assert "Location" not in res.headers and "X-Amz" not in res.text
     assert dbsession.query(AuditEvent).filter_by(action="archive.download").all() == []
 

@@ -311,8 +311,8 @@ def test_everything_needs_two_factor_download(testapp, factory, staff, upload):
     factory.platform("locked", restricted=True, members=[member])
     locked = factory.ticket(factory.platform("locked2", restricted=True), 7007)
     hidden = upload("hidden.log", b"x\n", to=locked)
-    testapp.get(api(hidden, "members/"), headers=staff.headers, status=403)
-    testapp.get("/api/v1/tickets/7007/search?q=x", headers=staff.headers, status=403)
+    testapp.get(api(hidden, "members/"), headers=staff.headers, status=404)
+    testapp.get("/api/v1/tickets/7007/search?q=x", headers=staff.headers, status=404)
 
 
 def test_index_is_built_once_and_kept(testapp, staff, upload, dbsession):

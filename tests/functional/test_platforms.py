@@ -72,11 +72,11 @@ def test_restricted_platform_is_hidden_from_non_members(testapp, factory, admin)
     assert names(member_h) == ["open", "secret"] and numbers(member_h) == [1, 2]
     assert names(outsider_h) == ["open"] and numbers(outsider_h) == [2]
     assert names(admin.headers) == ["open", "secret"]
-    testapp.get("/api/v1/platforms/secret/", headers=outsider_h, status=403)
-    testapp.get("/api/v1/tickets/1/", headers=outsider_h, status=403)
+    testapp.get("/api/v1/platforms/secret/", headers=outsider_h, status=404)
+    testapp.get("/api/v1/tickets/1/", headers=outsider_h, status=404)
     testapp.get("/api/v1/tickets/1/", headers=member_h, status=200)
     # membership is managed through the API by an admin
     testapp.patch_json("/api/v1/platforms/secret/", {"members": ["outsider"]},
                        headers=admin.headers)
     assert names(outsider_h) == ["open", "secret"] and names(member_h) == ["open"]
-    testapp.get("/api/v1/tickets/1/", headers=member_h, status=403)
+    testapp.get("/api/v1/tickets/1/", headers=member_h, status=404)

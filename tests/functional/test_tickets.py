@@ -25,7 +25,7 @@ def test_create_defaults(testapp, staff, factory):
 def test_create_errors(testapp, staff, factory):
     factory.platform("vm6")
     _make(testapp, staff.headers, 10)
-    assert "already exists" in testapp.post_json(
+    assert "already in use" in testapp.post_json(
         "/api/v1/tickets/", {"number": 10, "platform": "vm6"}, headers=staff.headers,
         status=409).json["detail"]
     assert testapp.post_json("/api/v1/tickets/", {"number": 11, "platform": "nope"},

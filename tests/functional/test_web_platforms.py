@@ -89,7 +89,8 @@ def test_restricted_platform_only_for_members_and_admins(app, people, factory, s
     assert names["staff"] == ["platform-open"]
     assert sorted(names["member"]) == sorted(names["admin"]) == [
         "platform-open", "platform-secret"]
-    assert "permission" in people["staff"].get("/platforms/secret/", status=403).text
+    assert "no page at this address" in people["staff"].get("/platforms/secret/",
+                                                             status=404).text
 
 
 def test_pages_by_role(people, factory):
@@ -193,7 +194,7 @@ def test_rename_and_restrict(people, factory, dbsession):
     row = platform_row(dbsession, "vm6")
     assert (row.name, row.pretty_name, row.restricted) == ("vm6", "VMmanager 6", True)
     # now hidden from staff who are not members
-    assert people["staff"].get("/platforms/vm6/", status=403)
+    assert people["staff"].get("/platforms/vm6/", status=404)
     form = page.forms["platform-form"]
     form["restricted"] = False
     form.submit(status=303)
@@ -215,7 +216,7 @@ def test_rename_bad_input(people, factory, dbsession):
 def test_members_added_and_removed(app, people, factory, staff, dbsession):
     factory.ticket(factory.platform("secret", restricted=True), 99)
     outsider = people["staff"]
-    outsider.get("/tickets/99", status=403)
+    outsider.get("/tickets/99", status=404)
     form = people["admin"].get("/platforms/secret/edit").forms["add-member-form"]
     form["username"] = "staff"
     page = form.submit(status=303).follow()
@@ -233,7 +234,7 @@ def test_members_added_and_removed(app, people, factory, staff, dbsession):
     assert "staff is no longer a member of secret." in page.text
     assert members_of(dbsession, "secret") == []
     assert page.html.find(id="no-members")
-    outsider.get("/tickets/99", status=403)
+    outsider.get("/tickets/99", status=404)
 
 
 @pytest.mark.parametrize("username, message", [
@@ -249,13 +250,15 @@ def test_unknown_member_is_refused(people, factory, dbsession, username, message
 
 def test_member_changes_need_admin_with_two_factor(people, factory, staff, dbsession):
     factory.platform("secret", restricted=True)
-    for role in ("staff", "admin-no-mfa"):
+    # A non-member does not even see the platform (404); an admin without two-factor
+    # sees it but may not change it (403).
+    for role, status in (("staff", 404), ("admin-no-mfa", 403)):
         browser = people[role]
         token = csrf(browser.get("/platforms/"))
         for action in ("add-member", "edit", "delete"):
             browser.post(f"/platforms/secret/{action}",
                          {"csrf_token": token, "username": "staff", "pretty_name": "x"},
-                         status=403)
+                         status=status)
     assert members_of(dbsession, "secret") == []
     assert platform_row(dbsession, "secret").pretty_name == "SECRET"
 

@@ -18,7 +18,7 @@ from collector.api.v1 import (
 from collector.archives import services
 from collector.archives.download import archive_response
 from collector.archives.uploads import upload_from_request
-from collector.errors import Forbidden, NotFound
+from collector.errors import Forbidden, NotFound, require
 from collector.resources import ticket_node
 from collector.security import Permission
 from collector.tickets import services as tickets
@@ -102,10 +102,11 @@ def patch_archive(request):
         row.name = services.sanitise_name(data["name"])
     if "ticket" in data:
         target = tickets.get_ticket(request.dbsession, data["ticket"])
+        missing = f"ticket {data['ticket']} does not exist"
         if target is None:
-            raise NotFound(f"ticket {data['ticket']} does not exist")
-        if not request.has_permission(Permission.EDIT, ticket_node(request, target)):
-            raise Forbidden(f"you may not move archives to ticket {target.number}")
+            raise NotFound(missing)
+        require(request, Permission.EDIT, ticket_node(request, target),
+                f"you may not move archives to ticket {target.number}", missing)
         if target.id != row.ticket_id:
             # Moved away, an archive would escape its ticket's legal hold.
             tickets.check_not_held(row.ticket)

@@ -15,6 +15,7 @@ from pyramid.security import NO_PERMISSION_REQUIRED
 
 from collector.api.v1 import DEFAULT_LIMIT, MAX_LIMIT, PREFIX, ROUTES, error_handler
 from collector.db import INTEGER_MAX, INTEGER_MIN
+from collector.tickets.models import NUMBER_MAX, NUMBER_MIN
 from collector.tickets.services import PLATFORM_NAME
 
 openapi = Service(name="openapi", pyramid_route="api.openapi",
@@ -176,7 +177,7 @@ SCHEMAS = {
                         "counts from it)"},
     }),
     "TicketInput": obj({
-        "number": {**INTEGER, "minimum": 1, "maximum": 2**62},
+        "number": {**INTEGER, "minimum": NUMBER_MIN, "maximum": NUMBER_MAX},
         "platform": {**STRING, "minLength": 1, "maxLength": 20},
         "attempts": {"type": ["integer", "null"], "minimum": 0, "maximum": 1000,
                      "description": "Default: the server's ticket.attempts"},

@@ -22,10 +22,11 @@ from collector.api.v1 import (
     validate,
 )
 from collector.db import utcnow
-from collector.errors import Forbidden
+from collector.errors import Forbidden, require
 from collector.resources import PlatformContainer, PlatformNode
 from collector.security import Permission
 from collector.tickets import services
+from collector.tickets.models import NUMBER_MAX, NUMBER_MIN
 
 tickets = Service(name="tickets", pyramid_route="api.tickets",
                   description="Tickets, one per help-desk case", error_handler=error_handler)
@@ -37,7 +38,7 @@ ticket_token = Service(name="ticket_token", pyramid_route="api.ticket.token",
 
 
 class TicketSchema(colander.MappingSchema):
-    number = colander.SchemaNode(Integer(), validator=colander.Range(1, 2**62))
+    number = colander.SchemaNode(Integer(), validator=colander.Range(NUMBER_MIN, NUMBER_MAX))
     platform = colander.SchemaNode(colander.String(), validator=colander.Length(1, 20))
     attempts = colander.SchemaNode(Integer(), validator=colander.Range(0, 1000),
                                    missing=None)
@@ -96,8 +97,8 @@ def _editable_platform(request, name):
     """The platform, if the caller may create or move tickets into it (its ACL decides)."""
     row = services.require_platform(request.dbsession, name)
     node = PlatformNode(request, row, PlatformContainer(request, "platforms", request.root))
-    if not request.has_permission(Permission.EDIT, node):
-        raise Forbidden(f"you may not add tickets to platform {name}")
+    require(request, Permission.EDIT, node, f"you may not add tickets to platform {name}",
+            missing=f"platform {name} does not exist")
     return row
 
 
