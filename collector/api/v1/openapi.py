@@ -590,7 +590,9 @@ TUS_OPERATIONS = {
 SEARCH_PARAMETERS = [
     query("q", {**STRING, "minLength": 1, "maxLength": 1000}, "Text or regular expression",
           required=True),
-    query("regex", BOOLEAN, "`q` is a regular expression (Python syntax); 400 if invalid"),
+    query("regex", BOOLEAN, "`q` is a regular expression (Python syntax); 400 if invalid or "
+          "out of bounds: a repeat count above 1000, groups nested over 20 deep, or over "
+          "10,000 parts once repeats are counted"),
     query("ignore_case", BOOLEAN, "Case-insensitive"),
     query("context", {**INTEGER, "minimum": 0, "maximum": 10, "default": 0},
           "Lines of context before and after each hit"),
@@ -601,7 +603,9 @@ SEARCH_PARAMETERS = [
 SEARCH_NOTE = ("Text members only (binary ones are skipped), compressed members "
                "decompressed. Stops at the first cap reached — `limit` results, "
                "INSPECT_SEARCH_MAX_BYTES bytes scanned or INSPECT_SEARCH_TIMEOUT seconds — "
-               "and says which in `reason`. Needs a two-factor verified caller.")
+               "and says which in `reason`. At most INSPECT_SEARCH_CONCURRENCY searches "
+               "run at once per server process: one more is a 503 with `Retry-After`. "
+               "Needs a two-factor verified caller.")
 INSPECT_OPERATIONS = {
     "api.archive.members": {
         "get": operation(

@@ -8,7 +8,8 @@ One hit per matching line, with up to ``context`` lines before and after.
 
 A ``Scan`` carries the caps of one search request across members and archives: results,
 uncompressed bytes read, and the deadline; the first one reached stops the search and is
-reported as ``reason``.
+reported as ``reason``. A regular expression is bounded before it is compiled
+(``patterns``), and each matching call sees at most ``REGEX_WINDOW`` bytes of text.
 """
 
 import collections
@@ -19,7 +20,8 @@ import time
 
 import regex
 
-from collector.archives.inspect import formats
+from collector.archives.inspect import formats, patterns
+from collector.archives.inspect.patterns import BadPattern
 from collector.archives.inspect.reader import LINE_KEEP, decode
 
 # A line longer than this is searched in pieces (a match across two pieces can be missed).
@@ -27,10 +29,11 @@ MAX_CARRY = 8 * 1024 * 1024
 # Bytes of a long line shown before the match.
 LEAD = 200
 MAX_CONTEXT = 10
-
-
-class BadPattern(ValueError):
-    pass
+# Text one regular-expression call sees at most (whole lines where it can): the module's
+# backtracking stack grows with the text a match may span — about 100 bytes a byte for a
+# group inside a repeat, up to its own MemoryError at ~600 MB — so a 8 MiB line must not be
+# handed over whole.
+REGEX_WINDOW = 1024 * 1024
 
 
 @dataclasses.dataclass
@@ -43,8 +46,22 @@ class Matcher:
         if self.pattern is None:
             start = data.find(self.needle, pos)
             return None if start < 0 else (start, start + len(self.needle))
-        found = self.pattern.search(data, pos, timeout=max(timeout, 0.001))
-        return None if found is None else found.span()
+        deadline = time.monotonic() + timeout
+        while pos < len(data):
+            end = len(data)
+            if end - pos > REGEX_WINDOW:
+                cut = data.rfind(b"\n", pos, pos + REGEX_WINDOW)
+                end = cut + 1 if cut >= pos else pos + REGEX_WINDOW
+            try:
+                found = self.pattern.search(data, pos, end,
+                                            timeout=max(deadline - time.monotonic(), 0.001))
+            except MemoryError:
+                raise BadPattern("the regular expression needs too much memory to match "
+                                 "this text: simplify it") from None
+            if found is not None:
+                return found.span()
+            pos = end
+        return None
 
 
 def compile_matcher(text, is_regex=False, ignore_case=False):
@@ -54,10 +71,8 @@ def compile_matcher(text, is_regex=False, ignore_case=False):
     if not is_regex and not ignore_case:
         return Matcher(needle=raw)
     flags = regex.IGNORECASE if ignore_case else 0
-    try:
-        return Matcher(pattern=regex.compile(raw if is_regex else regex.escape(raw), flags))
-    except regex.error as exc:
-        raise BadPattern(f"not a valid regular expression: {exc}") from None
+    return Matcher(pattern=patterns.compile_pattern(raw if is_regex else regex.escape(raw),
+                                                    flags))
 
 
 class Scan:

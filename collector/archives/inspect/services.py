@@ -1,13 +1,15 @@
 """What the API and the pages ask of the inspect package: members, a member's bytes and
 lines, and searches of one archive or of a whole ticket. One implementation for both."""
 
+import contextlib
 import dataclasses
 import posixpath
+import threading
 
 from collector.archives.inspect import formats, reader, search, store
 from collector.archives.inspect.formats import Budget, InspectError
 from collector.audit.services import record
-from collector.errors import BadRequest, NotFound, Unprocessable
+from collector.errors import BadRequest, DomainError, NotFound, Unprocessable
 from collector.numbers import parse_int
 
 MAX_PAGE_LINES = 1000
@@ -15,6 +17,7 @@ DEFAULT_PAGE_LINES = 200
 MAX_SEARCH_RESULTS = 1000
 DEFAULT_SEARCH_RESULTS = 100
 MEMBERS_PAGE = 1000
+SEARCH_RETRY_AFTER = "5"
 
 
 def index_of(request, archive):
@@ -155,6 +158,56 @@ def _matcher(params):
         raise BadRequest(f"q: {exc}") from None
 
 
+class SearchesBusy(DomainError):
+    """Every search slot is taken (not a ``ServiceUnavailable``: the pages show that one as
+    an index being built)."""
+
+    status = 503
+
+
+class SearchSlots:
+    """Searches running at once in this process, at most ``INSPECT_SEARCH_CONCURRENCY``.
+
+    A search holds a worker thread and a core for up to ``INSPECT_SEARCH_TIMEOUT``; without
+    a bound of their own, as many slow searches as there are threads starve everything else
+    (health included). One more is refused at once (503, ``Retry-After``) rather than queued:
+    a waiting request would hold a thread too. The bound is per process, like the threads
+    and the cores it protects.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.running = 0
+
+    @contextlib.contextmanager
+    def taken(self, limit):
+        with self._lock:
+            if self.running >= limit:
+                raise SearchesBusy(f"{self.running} searches are running, the most at once "
+                                   "(INSPECT_SEARCH_CONCURRENCY); try again in a few seconds",
+                                   Retry_After=SEARCH_RETRY_AFTER)
+            self.running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+search_slots = SearchSlots()
+
+
+@contextlib.contextmanager
+def _searching(request, params):
+    """The compiled matcher and a ``Scan``, while this search holds a slot."""
+    matcher = _matcher(params)
+    with search_slots.taken(request.registry.settings["inspect.search_concurrency"]):
+        try:
+            yield matcher, new_scan(request, params)
+        except search.BadPattern as exc:  # found out while matching (memory)
+            raise BadRequest(f"q: {exc}") from None
+
+
 def new_scan(request, params):
     settings = request.registry.settings
     return search.Scan(params.limit, settings["inspect.search_max_bytes"],
@@ -227,9 +280,8 @@ def _search_tar(request, archive, index_row, candidates, matcher, scan, params, 
 
 
 def search_archive(request, archive, params):
-    matcher = _matcher(params)
-    scan = new_scan(request, params)
-    members, errors = _search_members(request, archive, params, matcher, scan)
+    with _searching(request, params) as (matcher, scan):
+        members, errors = _search_members(request, archive, params, matcher, scan)
     record(request, "archive.search", ticket=archive.ticket, archive=archive,
            detail={"q": params.q[:200], "regex": params.regex})
     return {"archive": archive.id, "name": archive.name, "q": params.q,
@@ -238,24 +290,23 @@ def search_archive(request, archive, params):
 
 def search_ticket(request, ticket, archives, params):
     """The same search across the ticket's archives (``member`` applies to each)."""
-    matcher = _matcher(params)
-    scan = new_scan(request, params)
     found = []
-    for archive in archives:
-        if not scan.check():
-            break
-        entry = {"id": archive.id, "name": archive.name, "members": [], "errors": [],
-                 "building": False}
-        try:
-            entry["members"], entry["errors"] = _search_members(request, archive, params,
-                                                                matcher, scan)
-        except (Unprocessable, NotFound) as exc:
-            entry["errors"].append({"path": None, "detail": exc.detail})
-        except store.ServiceUnavailable as exc:
-            # Not an error of the archive: searched once its index exists.
-            entry["building"] = True
-            entry["errors"].append({"path": None, "detail": exc.detail})
-        found.append(entry)
+    with _searching(request, params) as (matcher, scan):
+        for archive in archives:
+            if not scan.check():
+                break
+            entry = {"id": archive.id, "name": archive.name, "members": [], "errors": [],
+                     "building": False}
+            try:
+                entry["members"], entry["errors"] = _search_members(request, archive,
+                                                                    params, matcher, scan)
+            except (Unprocessable, NotFound) as exc:
+                entry["errors"].append({"path": None, "detail": exc.detail})
+            except store.ServiceUnavailable as exc:
+                # Not an error of the archive: searched once its index exists.
+                entry["building"] = True
+                entry["errors"].append({"path": None, "detail": exc.detail})
+            found.append(entry)
     record(request, "ticket.search", ticket=ticket,
            detail={"q": params.q[:200], "regex": params.regex})
     return {"ticket": ticket.number, "q": params.q, "archives": found, **scan.summary()}

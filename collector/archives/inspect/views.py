@@ -287,6 +287,10 @@ def _search_page(request, scope, run):
     except (BadRequest, NotFound) as exc:
         values["error"] = exc.detail
         return _page(request, "inspect/search.jinja2", values, exc.status)
+    except services.SearchesBusy as exc:
+        values["error"] = exc.detail
+        return _page(request, "inspect/search.jinja2", values, exc.status,
+                     {"Retry-After": services.SEARCH_RETRY_AFTER})
     # Both searches are shown grouped by archive; one archive's is a group of one.
     entries = found["archives"] if scope == "ticket" else [{
         "id": found["archive"], "name": found["name"], "members": found["members"],
