@@ -17,7 +17,7 @@ from sqlalchemy.orm import joinedload
 
 from collector.accounts.models import ApiToken, AuthFailure, RecoveryCode, User
 from collector.audit.services import record
-from collector.db import utcnow
+from collector.db import as_integer, utcnow
 from collector.errors import (
     BadRequest,
     Conflict,
@@ -545,10 +545,8 @@ def note_token_use(token, now=None):
 
 
 def get_personal_token(dbsession, user, token_id):
-    try:
-        token = dbsession.get(ApiToken, int(token_id))
-    except (TypeError, ValueError):
-        token = None
+    number = as_integer(token_id, minimum=1)
+    token = dbsession.get(ApiToken, number) if number is not None else None
     if token is None or token.user_id != user.id or token.kind != "personal" \
             or token.revoked_at is not None:
         raise NotFound("no such token")
