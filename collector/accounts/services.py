@@ -585,7 +585,7 @@ def _lock_user(dbsession, user_id):
     dbsession.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
-def revoke_user_tokens(dbsession, user, keep_personal=False, cause="admin", actor=None):
+def revoke_user_tokens(dbsession, user, keep_personal=False, cause="admin"):
     """Revoke every live access and refresh token of ``user``, and the personal ones
     unless ``keep_personal``; the number revoked. One ``token.revoke_all`` event names the
     tokens by id (never a secret or a hash), the cause and the choice."""
@@ -597,11 +597,36 @@ def revoke_user_tokens(dbsession, user, keep_personal=False, cause="admin", acto
         .values(revoked_at=utcnow()).returning(ApiToken.id)
         .execution_options(synchronize_session=False)).all()
     if revoked:
-        record(dbsession, "token.revoke_all", actor=actor,
+        # The actor is whoever the request is signed in as (the admin, or the user).
+        record(dbsession, "token.revoke_all",
                detail={"user": user.username, "user_id": user.id, "cause": cause,
                        "keep_personal_tokens": keep_personal, "kinds": list(kinds),
                        "token_ids": sorted(revoked), "count": len(revoked)})
     return len(revoked)
+
+
+def _live(query):
+    now = utcnow()
+    return query.where(ApiToken.revoked_at.is_(None),
+                       (ApiToken.expires_at.is_(None)) | (ApiToken.expires_at > now))
+
+
+def list_user_tokens(dbsession, user):
+    """Every live token of ``user``, of every kind (for the admin page and API)."""
+    return dbsession.scalars(_live(select(ApiToken).where(ApiToken.user_id == user.id))
+                             .order_by(ApiToken.id)).all()
+
+
+def get_user_token(dbsession, user, token_id):
+    """One live token of ``user`` by id, any kind; 404 for anything else."""
+    number = as_integer(token_id, minimum=1)
+    token = None
+    if number is not None:
+        token = dbsession.scalars(_live(select(ApiToken).where(
+            ApiToken.id == number, ApiToken.user_id == user.id))).one_or_none()
+    if token is None:
+        raise NotFound("no such token")
+    return token
 
 
 def create_personal_token(dbsession, user, name, mfa, lifetime_days=None):

@@ -435,7 +435,7 @@ def _user_page(request, error=None):
     # Not "user": the layout's own "user" (who is signed in) would shadow it.
     return {"nav": "admin", "target": user, "is_self": user.id == request.identity.user.id,
             "recovery_left": services.count_recovery_codes(dbsession, user),
-            "error": error}
+            "tokens": services.list_user_tokens(dbsession, user), "error": error}
 
 
 @view_config(context=UserNode, name="", request_method="GET", permission=Permission.ADMIN,
@@ -494,3 +494,22 @@ def reset_password(request):
     return _user_action(request, lambda user: services.reset_password(
         request.dbsession, user, password, keep_personal=keep),
         "The password of {user} is changed.", revokes=True)
+
+
+@view_config(context=UserNode, name="revoke-token", request_method="POST",
+             permission=Permission.ADMIN, renderer="accounts/admin_user.jinja2")
+def revoke_user_token(request):
+    def revoke(user):
+        token = services.get_user_token(request.dbsession, user, request.POST.get("token_id"))
+        services.revoke(request.dbsession, token, actor=request.identity.user)
+
+    return _user_action(request, revoke, "A token of {user} is revoked.")
+
+
+@view_config(context=UserNode, name="revoke-tokens", request_method="POST",
+             permission=Permission.ADMIN, renderer="accounts/admin_user.jinja2")
+def revoke_user_tokens(request):
+    keep = _keep_personal_tokens(request)
+    return _user_action(request, lambda user: services.revoke_user_tokens(
+        request.dbsession, user, keep_personal=keep, cause="admin"),
+        "{user}:", revokes=True)

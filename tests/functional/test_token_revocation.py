@@ -1,10 +1,11 @@
 """Bearer tokens do not outlive a compromise.
 
-The user's own password change, an admin's password reset, an admin's two-factor reset
-and disabling a user each revoke every access and refresh token of
+The user's own password change, an admin's password reset, an admin's two-factor reset,
+disabling a user and an admin's "revoke all" each revoke every access and refresh token of
 the user, and the personal API tokens too unless "keep personal API tokens" is ticked; an
 old refresh token never rotates into a new pair afterwards; enabling a user again revives
-nothing. Every event is driven through the real pages or API.
+nothing. Admins list and revoke any user's tokens on /admin/users/{id}/ and through
+/api/v1/users/{id}/tokens/. Every event is driven through the real pages or API.
 """
 
 import concurrent.futures
@@ -120,7 +121,19 @@ def disable(ctx, keep):
     _tick(_admin_form(ctx, "active-form"), keep).submit(status=303)
 
 
-EVENTS = [own_password, admin_password, admin_2fa_reset, disable]
+def admin_revoke_all_page(ctx, keep):
+    page = _tick(_admin_form(ctx, "revoke-tokens-form"), keep).submit(status=303).follow()
+    assert "revoked" in page.text
+
+
+def admin_revoke_all_api(ctx, keep):
+    res = ctx.testapp.post_json(f"/api/v1/users/{ctx.user.id}/tokens/revoke/",
+                                {"keep_personal_tokens": keep}, headers=ctx.admin.headers)
+    assert res.json == {"revoked": 3 if not keep else 2, "keep_personal_tokens": keep}
+
+
+EVENTS = [own_password, admin_password, admin_2fa_reset, disable, admin_revoke_all_page,
+          admin_revoke_all_api]
 
 
 class Ctx:
@@ -192,7 +205,7 @@ def test_a_failed_admin_action_revokes_nothing(ctx):
     admins = ctx.web_login(_browser(ctx.app), ctx.admin)
     form = admins.get(f"/admin/users/{ctx.admin.id}/").forms["active-form"]
     assert "last active admin" in form.submit(status=409).text
-    ctx.testapp.get("/api/v1/tickets/", headers=ctx.admin.headers, status=200)
+    _listed(ctx, ctx.admin.id)
 
 
 def test_the_audit_log_records_the_choice_and_no_secret(ctx, dbsession):
@@ -212,6 +225,130 @@ def test_the_audit_log_records_the_choice_and_no_secret(ctx, dbsession):
     for secret in ctx.tokens.values():
         assert secret not in text and secret[:12] not in text
         assert hashlib.sha256(secret.encode()).hexdigest() not in text
+
+
+# --- the admin API ----------------------------------------------------------------------
+
+def _listed(ctx, user_id=None, headers=None, status=200):
+    return ctx.testapp.get(f"/api/v1/users/{user_id or ctx.user.id}/tokens/",
+                           headers=headers or ctx.admin.headers, status=status)
+
+
+def test_admin_lists_every_live_token_without_secrets(ctx, dbsession):
+    import datetime as dt
+
+    rows = _listed(ctx).json
+    # The first pair was revoked by its rotation; the rotated pair and the personal token live.
+    assert sorted(row["kind"] for row in rows) == ["access", "personal", "refresh"]
+    for row in rows:
+        assert set(row) == {"id", "kind", "name", "time_create", "expires_at",
+                            "last_used_at", "mfa"}
+        assert row["mfa"] is True
+    text = json.dumps(rows)
+    for secret in ctx.tokens.values():
+        assert secret not in text and hashlib.sha256(secret.encode()).hexdigest() not in text
+    # An expired token is not live; another user's tokens are not this user's.
+    personal = next(row for row in rows if row["kind"] == "personal")
+    token = dbsession.get(ApiToken, personal["id"])
+    token.expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    dbsession.commit()
+    assert sorted(row["kind"] for row in _listed(ctx).json) == ["access", "refresh"]
+    assert all(row["name"] == "test" for row in _listed(ctx, ctx.admin.id).json)
+    _listed(ctx, 99999, status=404)
+    _listed(ctx, "nope", status=404)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_admin_revokes_one_token_of_each_kind(ctx, kind, dbsession):
+    rows = {row["kind"]: row["id"] for row in _listed(ctx).json}
+    ctx.testapp.delete(f"/api/v1/users/{ctx.user.id}/tokens/{rows[kind]}/",
+                       headers=ctx.admin.headers, status=204)
+    # A refresh token takes the access token minted with it along.
+    gone = {kind, "access"} if kind == "refresh" else {kind}
+    assert sorted(row["kind"] for row in _listed(ctx).json) == sorted(set(KINDS) - gone)
+    assert _state(ctx.testapp, ctx.tokens) == {k: 401 if k in gone else 200 for k in KINDS}
+    again = ctx.testapp.delete(f"/api/v1/users/{ctx.user.id}/tokens/{rows[kind]}/",
+                               headers=ctx.admin.headers, status=404)
+    assert again.json["detail"] == "no such token"
+    dbsession.expire_all()
+    [event] = [e for e in dbsession.scalars(select(AuditEvent).where(
+        AuditEvent.action == "token.revoke")) if e.detail["token_id"] == rows[kind]]
+    assert (event.actor_name, event.detail["kind"], event.detail["user"]) == (
+        "root", kind, "victim")
+
+
+@pytest.mark.parametrize("token_id", ["abc", "0", "-1", "99999999999", "²", "١٢", "1.5"])
+def test_bad_token_ids_are_404(ctx, token_id):
+    res = ctx.testapp.delete(f"/api/v1/users/{ctx.user.id}/tokens/{urllib.parse.quote(token_id)}/",
+                             headers=ctx.admin.headers, status=404)
+    assert res.json["detail"]
+
+
+def test_a_token_of_another_user_is_404(ctx):
+    theirs = _listed(ctx, ctx.admin.id).json[0]["id"]
+    ctx.testapp.delete(f"/api/v1/users/{ctx.user.id}/tokens/{theirs}/",
+                       headers=ctx.admin.headers, status=404)
+    _listed(ctx, ctx.admin.id)  # the admin's own token still works
+
+
+@pytest.mark.parametrize("body", [{"keep_personal_tokens": "maybe"},
+                                  {"keep_personal_tokens": None}, [1]])
+def test_revoke_all_refuses_a_bad_body(ctx, body):
+    res = ctx.testapp.post(f"/api/v1/users/{ctx.user.id}/tokens/revoke/",
+                           json.dumps(body), content_type="application/json",
+                           headers=ctx.admin.headers, status=400)
+    assert res.json["detail"]
+    assert len(_listed(ctx).json) == 3
+
+
+def test_revoke_all_without_a_body_revokes_personal_tokens_too(ctx, dbsession):
+    res = ctx.testapp.post(f"/api/v1/users/{ctx.user.id}/tokens/revoke/",
+                           headers=ctx.admin.headers, status=200)
+    assert res.json == {"revoked": 3, "keep_personal_tokens": False}
+    assert _state(ctx.testapp, ctx.tokens) == REFUSED
+    dbsession.expire_all()
+    [event] = dbsession.scalars(select(AuditEvent).where(
+        AuditEvent.action == "token.revoke_all")).all()
+    assert (event.actor_name, event.detail["cause"], event.detail["count"]) == (
+        "root", "admin", 3)
+
+
+def test_only_admins_with_two_factor(ctx, staff):
+    for headers in (staff.headers, {"Authorization": f"Bearer {ctx.tokens['access']}"}):
+        _listed(ctx, headers=headers, status=403)
+        ctx.testapp.post_json(f"/api/v1/users/{ctx.user.id}/tokens/revoke/", {},
+                              headers=headers, status=403)
+    no_mfa = ctx.factory.token(ctx.admin, mfa=False)
+    assert "two-factor" in _listed(ctx, headers=no_mfa, status=403).json["detail"]
+    ctx.testapp.get(f"/api/v1/users/{ctx.user.id}/tokens/", status=401)
+    assert len(_listed(ctx).json) == 3
+
+
+# --- the admin page ---------------------------------------------------------------------
+
+def test_admin_page_lists_and_revokes_tokens(ctx):
+    admins = ctx.web_login(_browser(ctx.app), ctx.admin)
+    page = admins.get(f"/admin/users/{ctx.user.id}/")
+    kinds = sorted(td.text for td in page.html.select("#user-token-list .token-kind"))
+    assert kinds == ["access", "personal", "refresh"]
+    for secret in ctx.tokens.values():
+        assert secret not in page.text
+    personal = next(row for row in _listed(ctx).json if row["kind"] == "personal")
+    form = next(f for f in page.forms.values() if f.action.endswith("/revoke-token")
+                and f["token_id"].value == str(personal["id"]))
+    assert "is revoked" in form.submit(status=303).follow().text
+    assert _state(ctx.testapp, ctx.tokens) == {"access": 200, "refresh": 200,
+                                               "personal": 401}
+    # A token id that is not this user's live token: a readable 404 page, nothing revoked.
+    form["token_id"].force_value(str(personal["id"]))
+    res = form.submit(status=404)
+    assert "no such token" in res.text and "Traceback" not in res.text
+    theirs = _listed(ctx, ctx.admin.id).json[0]["id"]
+    form["token_id"].force_value(str(theirs))
+    form.submit(status=404)
+    form["token_id"].force_value("99999999999")
+    form.submit(status=404)
+    _listed(ctx, ctx.admin.id)
 
 
 # --- rotation races ---------------------------------------------------------------------
