@@ -18,7 +18,7 @@ from sqlalchemy.orm import joinedload
 from collector.accounts import throttle
 from collector.accounts.models import ApiToken, AuthFailure, RecoveryCode, User
 from collector.audit.services import record
-from collector.db import utcnow
+from collector.db import as_integer, utcnow
 from collector.errors import (
     BadRequest,
     Conflict,
@@ -122,19 +122,35 @@ def list_users(dbsession):
 
 
 def set_password(user, password):
+    """The new password's hash on ``user``; the events that use it end the old sign-ins."""
     _check_new_password(password)
     user.password_hash = _hasher.hash(password)
 
 
-def change_password(dbsession, user, current, new, address):
-    """The user's own change: the current password is required (and throttled)."""
+def change_password(dbsession, user, current, new, address, keep_personal=False):
+    """The user's own change: the current password is required (and throttled).
+
+    Every access and refresh token of the user is revoked (whoever stole the old password
+    may hold one), and the personal API tokens too unless ``keep_personal``.
+    """
     attempt = begin_attempt(dbsession, user.username, address)
     if not check_password(user, current):
         attempt.failed()
         raise Unauthorized("the current password is wrong")
     attempt.succeeded()
     set_password(user, new)
-    record(dbsession, "user.password", detail={"user": user.username, "user_id": user.id})
+    record(dbsession, "user.password", detail={"user": user.username, "user_id": user.id,
+                                               "keep_personal_tokens": keep_personal})
+    return revoke_user_tokens(dbsession, user, keep_personal, cause="user.password")
+
+
+def reset_password(dbsession, user, password, keep_personal=False):
+    """An admin sets a new password: the user's bearer tokens are revoked as for
+    ``change_password`` (personal ones unless the admin keeps them)."""
+    set_password(user, password)
+    record(dbsession, "user.password", detail={"user": user.username, "user_id": user.id,
+                                               "keep_personal_tokens": keep_personal})
+    return revoke_user_tokens(dbsession, user, keep_personal, cause="user.password")
 
 
 def _active_admins_besides(dbsession, user):
@@ -144,13 +160,21 @@ def _active_admins_besides(dbsession, user):
     ).with_for_update()).all()
 
 
-def set_active(dbsession, user, active):
+def set_active(dbsession, user, active, keep_personal=False):
+    """Disable or enable a user. Disabling revokes every access and refresh token, and the
+    personal tokens unless ``keep_personal``; enabling revives nothing (a revoked token
+    stays revoked), so the returned count is always 0 then."""
     if not active and user.is_admin and user.is_active \
             and not _active_admins_besides(dbsession, user):
         raise Conflict(f"{user.username} is the last active admin and cannot be disabled")
     user.is_active = active
-    record(dbsession, "user.enable" if active else "user.disable",
-           detail={"user": user.username, "user_id": user.id})
+    detail = {"user": user.username, "user_id": user.id}
+    if not active:
+        detail["keep_personal_tokens"] = keep_personal
+    record(dbsession, "user.enable" if active else "user.disable", detail=detail)
+    if active:
+        return 0
+    return revoke_user_tokens(dbsession, user, keep_personal, cause="user.disable")
 
 
 def set_admin(dbsession, user, is_admin):
@@ -162,12 +186,17 @@ def set_admin(dbsession, user, is_admin):
                                             "admin": is_admin})
 
 
-def reset_totp(dbsession, user):
-    """Forget the user's second factor: they enrol again at their next sign-in."""
+def reset_totp(dbsession, user, keep_personal=False):
+    """Forget the user's second factor: they enrol again at their next sign-in.
+
+    The tokens minted after the old second factor are revoked (personal ones unless
+    ``keep_personal``): a reset means that factor can no longer be trusted."""
     user.totp_secret = None
     user.totp_last_step = -1
     dbsession.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
-    record(dbsession, "2fa.reset", detail={"user": user.username, "user_id": user.id})
+    record(dbsession, "2fa.reset", detail={"user": user.username, "user_id": user.id,
+                                           "keep_personal_tokens": keep_personal})
+    return revoke_user_tokens(dbsession, user, keep_personal, cause="2fa.reset")
 
 
 def provisioning_uri(user):
@@ -569,21 +598,92 @@ def mint_pair(dbsession, settings, user, mfa=True):
 
 
 def refresh_pair(dbsession, settings, refresh_secret):
-    """Rotate: the old refresh token (and its access tokens) are revoked."""
+    """Rotate: the old refresh token (and its access tokens) are revoked.
+
+    The old token is claimed by a conditional UPDATE after the user's row is locked, the
+    lock every revocation of the user's tokens takes first (``revoke_user_tokens``): of two
+    rotations of one refresh token only one gets a new pair, and a rotation racing a
+    password change, a two-factor reset or a disabling either ends before the revocation
+    (whose UPDATE then sees the new pair) or finds its token revoked.
+    """
     token = find_valid_token(dbsession, refresh_secret or "", kinds={"refresh"})
     if token is None or not token.user.is_active:
+        raise Unauthorized("Token is invalid or expired")
+    _lock_user(dbsession, token.user_id)
+    claimed = dbsession.execute(update(ApiToken).where(
+        ApiToken.id == token.id, ApiToken.revoked_at.is_(None)).values(revoked_at=utcnow()))
+    if claimed.rowcount != 1:
         raise Unauthorized("Token is invalid or expired")
     revoke(dbsession, token)
     return mint_pair(dbsession, settings, token.user, token.mfa)
 
 
-def revoke(dbsession, token):
+def revoke(dbsession, token, actor=None):
+    """Revoke one token (a refresh token takes the access tokens minted with it along).
+
+    ``actor`` is who revoked it (an admin); the token's owner by default."""
     now = utcnow()
     dbsession.execute(update(ApiToken).where(
         (ApiToken.id == token.id) | (ApiToken.parent_id == token.id),
         ApiToken.revoked_at.is_(None)).values(revoked_at=now))
-    record(dbsession, "token.revoke", actor=token.user,
-           detail={"token_id": token.id, "kind": token.kind, "name": token.name})
+    record(dbsession, "token.revoke", actor=actor or token.user,
+           detail={"token_id": token.id, "kind": token.kind, "name": token.name,
+                   "user": token.user.username, "user_id": token.user_id})
+
+
+# Access and refresh tokens come from a sign-in; personal ones are made on purpose.
+SIGN_IN_KINDS = ("access", "refresh")
+TOKEN_KINDS = (*SIGN_IN_KINDS, "personal")
+
+
+def _lock_user(dbsession, user_id):
+    # FOR UPDATE (PostgreSQL; SQLite has one writer at a time anyway): a token rotation and
+    # a revocation of the same user's tokens run one after the other, never interleaved.
+    dbsession.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
+def revoke_user_tokens(dbsession, user, keep_personal=False, cause="admin"):
+    """Revoke every live access and refresh token of ``user``, and the personal ones
+    unless ``keep_personal``; the number revoked. One ``token.revoke_all`` event names the
+    tokens by id (never a secret or a hash), the cause and the choice."""
+    kinds = SIGN_IN_KINDS if keep_personal else TOKEN_KINDS
+    _lock_user(dbsession, user.id)
+    revoked = dbsession.scalars(
+        update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.kind.in_(kinds),
+                               ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow()).returning(ApiToken.id)
+        .execution_options(synchronize_session=False)).all()
+    if revoked:
+        # The actor is whoever the request is signed in as (the admin, or the user).
+        record(dbsession, "token.revoke_all",
+               detail={"user": user.username, "user_id": user.id, "cause": cause,
+                       "keep_personal_tokens": keep_personal, "kinds": list(kinds),
+                       "token_ids": sorted(revoked), "count": len(revoked)})
+    return len(revoked)
+
+
+def _live(query):
+    now = utcnow()
+    return query.where(ApiToken.revoked_at.is_(None),
+                       (ApiToken.expires_at.is_(None)) | (ApiToken.expires_at > now))
+
+
+def list_user_tokens(dbsession, user):
+    """Every live token of ``user``, of every kind (for the admin page and API)."""
+    return dbsession.scalars(_live(select(ApiToken).where(ApiToken.user_id == user.id))
+                             .order_by(ApiToken.id)).all()
+
+
+def get_user_token(dbsession, user, token_id):
+    """One live token of ``user`` by id, any kind; 404 for anything else."""
+    number = as_integer(token_id, minimum=1)
+    token = None
+    if number is not None:
+        token = dbsession.scalars(_live(select(ApiToken).where(
+            ApiToken.id == number, ApiToken.user_id == user.id))).one_or_none()
+    if token is None:
+        raise NotFound("no such token")
+    return token
 
 
 def create_personal_token(dbsession, user, name, mfa, lifetime_days=None):
@@ -602,10 +702,8 @@ def note_token_use(token, now=None):
 
 
 def get_personal_token(dbsession, user, token_id):
-    try:
-        token = dbsession.get(ApiToken, int(token_id))
-    except (TypeError, ValueError):
-        token = None
+    number = as_integer(token_id, minimum=1)
+    token = dbsession.get(ApiToken, number) if number is not None else None
     if token is None or token.user_id != user.id or token.kind != "personal" \
             or token.revoked_at is not None:
         raise NotFound("no such token")

@@ -327,17 +327,19 @@ def change_password(request):
     try:
         if post.get("new_password", "") != post.get("new_password_confirm", ""):
             raise DomainError("the two new passwords differ")
-        services.change_password(request.dbsession, request.identity.user,
-                                 post.get("current_password", ""),
-                                 post.get("new_password", ""), _address(request))
+        keep = _keep_personal_tokens(request)
+        revoked = services.change_password(request.dbsession, request.identity.user,
+                                           post.get("current_password", ""),
+                                           post.get("new_password", ""), _address(request),
+                                           keep_personal=keep)
     except DomainError as exc:
         return _account_page(request, errors={"password": _status(request, exc)})
     # The new password ends every other session; this one is made anew.
     headers = []
     if request.identity.via == "session":
         headers = remember(request, request.identity.user.id, mfa=request.identity.mfa)
-    request.session.flash("Your password is changed. Other sessions are signed out.",
-                          "success")
+    request.session.flash("Your password is changed. Other sessions are signed out; "
+                          f"{_tokens_revoked(revoked, keep, 'your')}", "success")
     response = _redirect(request, "/account/")
     response.headers.extend(headers)
     return response
@@ -419,12 +421,23 @@ def create_user(request):
     return _redirect(request, f"/admin/users/{user.id}/")
 
 
+def _keep_personal_tokens(request):
+    """The "keep personal API tokens" box: unticked (and absent) means revoke them too."""
+    return request.POST.get("keep_personal_tokens") == "1"
+
+
+def _tokens_revoked(count, keep, whose):
+    kept = f" {whose.capitalize()} personal API tokens are kept." if keep else ""
+    return f"{count} API token{'' if count == 1 else 's'} revoked.{kept}"
+
+
 def _user_page(request, error=None):
     user = request.context.user
+    dbsession = request.dbsession
     # Not "user": the layout's own "user" (who is signed in) would shadow it.
     return {"nav": "admin", "target": user, "is_self": user.id == request.identity.user.id,
-            "recovery_left": services.count_recovery_codes(request.dbsession, user),
-            "error": error}
+            "recovery_left": services.count_recovery_codes(dbsession, user),
+            "tokens": services.list_user_tokens(dbsession, user), "error": error}
 
 
 @view_config(context=UserNode, name="", request_method="GET", permission=Permission.ADMIN,
@@ -433,23 +446,28 @@ def user_detail(request):
     return _user_page(request)
 
 
-def _user_action(request, action, message):
+def _user_action(request, action, message, revokes=False):
+    """Run ``action(user)`` (a service); with ``revokes``, its answer is the number of API
+    tokens it revoked, which the message reports."""
     user = request.context.user
     try:
-        action(user)
+        revoked = action(user)
     except DomainError as exc:
         return _user_page(request, _status(request, exc))
-    request.session.flash(message.format(user=user.username), "success")
+    message = message.format(user=user.username)
+    if revokes:
+        message += " " + _tokens_revoked(revoked, _keep_personal_tokens(request), "their")
+    request.session.flash(message, "success")
     return _redirect(request, f"/admin/users/{user.id}/")
 
 
 @view_config(context=UserNode, name="active", request_method="POST",
              permission=Permission.ADMIN, renderer="accounts/admin_user.jinja2")
 def set_active(request):
-    active = request.POST.get("active") == "1"
-    return _user_action(request, lambda user: services.set_active(request.dbsession, user,
-                                                                  active),
-                        "{user} is " + ("enabled." if active else "disabled."))
+    active, keep = request.POST.get("active") == "1", _keep_personal_tokens(request)
+    return _user_action(request, lambda user: services.set_active(
+        request.dbsession, user, active, keep_personal=keep),
+        "{user} is " + ("enabled." if active else "disabled."), revokes=not active)
 
 
 @view_config(context=UserNode, name="admin", request_method="POST",
@@ -464,19 +482,36 @@ def set_admin(request):
 @view_config(context=UserNode, name="reset-2fa", request_method="POST",
              permission=Permission.ADMIN, renderer="accounts/admin_user.jinja2")
 def reset_2fa(request):
-    return _user_action(request, lambda user: services.reset_totp(request.dbsession, user),
+    keep = _keep_personal_tokens(request)
+    return _user_action(request, lambda user: services.reset_totp(request.dbsession, user,
+                                                                  keep_personal=keep),
                         "Two-factor authentication of {user} is reset: they set it up again "
-                        "at their next sign-in.")
+                        "at their next sign-in.", revokes=True)
 
 
 @view_config(context=UserNode, name="password", request_method="POST",
              permission=Permission.ADMIN, renderer="accounts/admin_user.jinja2")
 def reset_password(request):
-    password = request.POST.get("password", "")
+    password, keep = request.POST.get("password", ""), _keep_personal_tokens(request)
+    return _user_action(request, lambda user: services.reset_password(
+        request.dbsession, user, password, keep_personal=keep),
+        "The password of {user} is changed.", revokes=True)
 
-    def reset(user):
-        services.set_password(user, password)
-        record(request, "user.password", detail={"user": user.username, "user_id": user.id})
 
-    return _user_action(request, reset,
-                        "The password of {user} is changed.")
+@view_config(context=UserNode, name="revoke-token", request_method="POST",
+             permission=Permission.ADMIN, renderer="accounts/admin_user.jinja2")
+def revoke_user_token(request):
+    def revoke(user):
+        token = services.get_user_token(request.dbsession, user, request.POST.get("token_id"))
+        services.revoke(request.dbsession, token, actor=request.identity.user)
+
+    return _user_action(request, revoke, "A token of {user} is revoked.")
+
+
+@view_config(context=UserNode, name="revoke-tokens", request_method="POST",
+             permission=Permission.ADMIN, renderer="accounts/admin_user.jinja2")
+def revoke_user_tokens(request):
+    keep = _keep_personal_tokens(request)
+    return _user_action(request, lambda user: services.revoke_user_tokens(
+        request.dbsession, user, keep_personal=keep, cause="admin"),
+        "{user}:", revokes=True)

@@ -57,6 +57,8 @@ EXPECTED = {
     ("POST", "/admin/users/{id}/admin"):             "403 403 403 403 403 403 403 403 403 403 303",
     ("POST", "/admin/users/{id}/password"):          "403 403 403 403 403 403 403 403 403 403 303",
     ("POST", "/admin/users/{id}/reset-2fa"):         "403 403 403 403 403 403 403 403 403 403 303",
+    ("POST", "/admin/users/{id}/revoke-token"):      "403 403 403 403 403 403 403 403 403 403 303",
+    ("POST", "/admin/users/{id}/revoke-tokens"):     "403 403 403 403 403 403 403 403 403 403 303",
     ("GET", "/admin/webhooks/"):                     "303 403 303 303 303 303 403 403 403 403 200",
     ("POST", "/admin/webhooks/"):                    "403 403 403 403 403 403 403 403 403 403 303",
     ("POST", "/admin/webhooks/redeliver"):           "403 403 403 403 403 403 403 403 403 403 303",
@@ -187,6 +189,11 @@ EXPECTED = {
     ("PATCH", "/api/v1/uploads/{id}/"):              "401 404 423 404 403 423 401 401 401 401 401",
     ("DELETE", "/api/v1/uploads/{id}/"):             "401 404 423 404 403 423 401 401 401 401 401",
     ("OPTIONS", "/api/v1/uploads/{id}/"):            "204 204 204 204 204 204 204 204 204 204 204",
+    ("GET", "/api/v1/users/{id}/tokens/"):           "401 403 401 401 401 401 403 403 403 403 200",
+    ("HEAD", "/api/v1/users/{id}/tokens/"):          "401 403 401 401 401 401 403 403 403 403 200",
+    ("POST", "/api/v1/users/{id}/tokens/revoke/"):   "401 403 401 401 401 401 403 403 403 403 200",
+    ("DELETE", "/api/v1/users/{id}/tokens/{token_id}/"):
+                                                     "401 403 401 401 401 401 403 403 403 403 204",
     ("GET", "/api/v1/webhooks/"):                    "401 403 401 401 401 401 403 403 403 403 200",
     ("HEAD", "/api/v1/webhooks/"):                   "401 403 401 401 401 401 403 403 403 403 200",
     ("POST", "/api/v1/webhooks/"):                   "401 403 401 401 401 401 403 403 403 403 201",
@@ -317,6 +324,15 @@ class World:
         self.db.commit()
         return row.id
 
+    def victim_token(self):
+        """A user of their own with a personal token: (user id, token id)."""
+        from collector.accounts import services
+
+        victim = self.factory.user(f"victim{self._next()}")
+        row, _ = services.create_personal_token(self.db, victim, "victim", mfa=True)
+        self.db.commit()
+        return victim.id, row.id
+
     def tus_upload(self):
         res = self.testapp.post("/api/v1/uploads/", headers={
             "Upload-Token": self.b.token, "Tus-Resumable": "1.0.0", "Upload-Length": "5"},
@@ -373,6 +389,11 @@ REQUESTS = {
         f"/admin/users/{w.user()}/password", form={"password": "another horse battery"}),
     ("POST", "/admin/users/{id}/reset-2fa"): lambda w: Req(
         f"/admin/users/{w.user()}/reset-2fa", form={}),
+    ("POST", "/admin/users/{id}/revoke-token"): lambda w: Req(
+        "/admin/users/{}/revoke-token".format(*(ids := w.victim_token())),
+        form={"token_id": str(ids[1])}),
+    ("POST", "/admin/users/{id}/revoke-tokens"): lambda w: Req(
+        f"/admin/users/{w.victim_token()[0]}/revoke-tokens", form={}),
     ("GET", "/admin/webhooks/"): lambda w: Req("/admin/webhooks/"),
     ("POST", "/admin/webhooks/"): lambda w: Req("/admin/webhooks/", form={
         "platform": "vault", "url": "https://hooks.example.com/y"}),
@@ -511,6 +532,11 @@ REQUESTS = {
     ("DELETE", "/api/v1/auth/tokens/{id}/"): lambda w: Req(
         f"/api/v1/auth/tokens/{w.personal_token()}/"),
     ("GET", "/api/v1/audit/"): lambda w: Req("/api/v1/audit/"),
+    ("GET", "/api/v1/users/{id}/tokens/"): lambda w: Req(f"/api/v1/users/{w.member.id}/tokens/"),
+    ("POST", "/api/v1/users/{id}/tokens/revoke/"): lambda w: Req(
+        f"/api/v1/users/{w.victim_token()[0]}/tokens/revoke/", json={}),
+    ("DELETE", "/api/v1/users/{id}/tokens/{token_id}/"): lambda w: Req(
+        "/api/v1/users/{}/tokens/{}/".format(*w.victim_token())),
     ("GET", "/api/v1/webhooks/"): lambda w: Req("/api/v1/webhooks/"),
     ("POST", "/api/v1/webhooks/"): lambda w: Req("/api/v1/webhooks/", json={
         "platform": "vault", "url": "https://hooks.example.com/z"}),

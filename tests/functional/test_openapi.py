@@ -15,7 +15,7 @@ from collector.api.v1 import PREFIX, ROUTES
 OPERATIONS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 # Values for the template variables of ROUTES' documented paths.
 SAMPLES = {"name": "vm6", "number": "42", "id": "7", "filename": "logs.tar.gz",
-           "token": "some-token", "path": "var/log/syslog.2.gz"}
+           "token": "some-token", "path": "var/log/syslog.2.gz", "token_id": "9"}
 
 
 @pytest.fixture
@@ -294,3 +294,32 @@ def test_auth_answers(testapp, document, factory):
     revoked = testapp.post_json("/api/v1/auth/token/revoke/",
                                 {"token": refreshed.json["refresh"]}, status=204)
     conforms(document, "post", "/auth/token/revoke/", revoked)
+
+
+def test_user_token_answers(testapp, document, factory, admin):
+    user = factory.user("bob")
+    pair = testapp.post_json("/api/v1/auth/token/", {
+        "username": "bob", "password": user.password, "otp": factory.otp(user)}).json
+    factory.token(user)
+    listed = conforms(document, "get", "/users/{id}/tokens/",
+                      testapp.get(f"/api/v1/users/{user.id}/tokens/", headers=admin.headers))
+    assert sorted(row["kind"] for row in listed) == ["access", "personal", "refresh"]
+    exact_fields(document, "UserToken", listed[0])
+    conforms(document, "get", "/users/{id}/tokens/",
+             testapp.get(f"/api/v1/users/{user.id}/tokens/", headers={
+                 "Authorization": f"Bearer {pair['access']}"}, status=403))
+    conforms(document, "delete", "/users/{id}/tokens/{token_id}/",
+             testapp.delete(f"/api/v1/users/{user.id}/tokens/{listed[0]['id']}/",
+                            headers=admin.headers, status=204))
+    conforms(document, "delete", "/users/{id}/tokens/{token_id}/",
+             testapp.delete(f"/api/v1/users/{user.id}/tokens/{listed[0]['id']}/",
+                            headers=admin.headers, status=404))
+    revoked = conforms(document, "post", "/users/{id}/tokens/revoke/",
+                       testapp.post_json(f"/api/v1/users/{user.id}/tokens/revoke/",
+                                         {"keep_personal_tokens": True},
+                                         headers=admin.headers))
+    exact_fields(document, "RevokedTokens", revoked)
+    conforms(document, "post", "/users/{id}/tokens/revoke/",
+             testapp.post_json(f"/api/v1/users/{user.id}/tokens/revoke/",
+                               {"keep_personal_tokens": "maybe"}, headers=admin.headers,
+                               status=400))

@@ -441,6 +441,19 @@ def test_token_form_errors_and_foreign_tokens(testapp, staff, admin, factory, we
     assert _reload(factory.session, theirs).revoked_at is None
 
 
+@pytest.mark.parametrize("token_id", ["99999999999", "²", "١٢", "-3", ""])
+def test_revoke_token_ids_out_of_range_are_404(testapp, staff, web_login, token_id):
+    """The account page's revoke form takes the same ids as the admin's: a readable 404
+    page, never an integer overflow in the database (PostgreSQL's INTEGER is 32 bits)."""
+    web_login(testapp, staff)
+    page = testapp.get("/account/")
+    form = next(f for f in page.forms.values() if f.action.endswith("/account/revoke-token"))
+    form["token_id"].force_value(token_id)
+    res = form.submit(status=404)
+    assert "no such token" in res.text and "Traceback" not in res.text
+    testapp.get("/api/v1/auth/tokens/", headers=staff.headers, status=200)
+
+
 def test_note_token_use_resolution(staff, factory):
     import datetime as dt
 

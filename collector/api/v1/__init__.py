@@ -68,6 +68,14 @@ ROUTES = {
     "api.webhook.redeliver": ("/webhooks/deliveries/{id}/redeliver",
                               "/webhooks/deliveries/{id}/redeliver{slash:/?}", "/admin/webhooks"),
     "api.webhook": ("/webhooks/{id}/", "/webhooks/{id}{slash:/?}", "/admin/webhooks/{id}"),
+    # Any user's bearer tokens, for admins: the tree's UserNode, as /admin/users/{id}/.
+    # The revoke-all route comes before the item route, whose {token_id} would take it.
+    "api.user.tokens": ("/users/{id}/tokens/", "/users/{id}/tokens{slash:/?}",
+                        "/admin/users/{id}"),
+    "api.user.tokens.revoke": ("/users/{id}/tokens/revoke/",
+                               "/users/{id}/tokens/revoke{slash:/?}", "/admin/users/{id}"),
+    "api.user.token": ("/users/{id}/tokens/{token_id}/", "/users/{id}/tokens/{token_id}{slash:/?}",
+                       "/admin/users/{id}"),
 }
 
 DEFAULT_LIMIT = 100

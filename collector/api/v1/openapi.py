@@ -227,6 +227,25 @@ SCHEMAS = {
         "last_used_at": {**TIME_OR_NULL,
                          "description": "Last authenticated request (to the minute)"},
     }),
+    "UserToken": returned({
+        "id": INTEGER,
+        "kind": {"enum": ["access", "refresh", "personal"],
+                 "description": "access and refresh: from a sign-in at /auth/token/; "
+                                "personal: made on purpose"},
+        "name": {**STRING, "description": "Empty for access and refresh tokens"},
+        "time_create": TIME, "expires_at": TIME_OR_NULL,
+        "last_used_at": {**TIME_OR_NULL,
+                         "description": "Last authenticated request (to the minute)"},
+        "mfa": {**BOOLEAN, "description": "Minted after two-factor"},
+    }),
+    "RevokeTokensInput": obj({
+        "keep_personal_tokens": {**BOOLEAN, "default": False,
+                                 "description": "Revoke only access and refresh tokens"},
+    }),
+    "RevokedTokens": returned({
+        "revoked": {**INTEGER, "minimum": 0, "description": "Tokens revoked now"},
+        "keep_personal_tokens": BOOLEAN,
+    }),
     "AuditEvent": returned({
         "id": INTEGER, "time": TIME,
         "actor": {"type": ["string", "null"], "description": "Username; null for an "
@@ -419,6 +438,7 @@ PATH_PARAMETERS = {
     "filename": {**STRING, "description": "Stored as the archive's name"},
     "token": {**STRING, "description": "An upload token"},
     "path": {**STRING, "description": "A member's `path` as listed (slashes stay as they are)"},
+    "token_id": {**ID, "description": "An API token's `id` (never its secret)"},
 }
 
 # --- the operations, by route name and method ----------------------------------------------
@@ -854,6 +874,25 @@ OPERATIONS = {
                           (401, 403, 404, 409),
                           description="409 while the delivery is still pending (it is "
                                       "retried anyway) or its webhook is disabled."),
+    },
+    "api.user.tokens": {
+        "get": operation("listUserTokens", "Every live API token of a user, of every kind, "
+                         "without secrets (admin, two-factor)",
+                         {200: answer("All of them (not paginated)",
+                                      {"type": "array", "items": ref("UserToken")})},
+                         ITEM),
+    },
+    "api.user.tokens.revoke": {
+        "post": operation("revokeUserTokens", "Revoke every access and refresh token of a "
+                          "user, and the personal ones unless kept (admin, two-factor)",
+                          {200: answer("How many were revoked", ref("RevokedTokens"))},
+                          (400, *ITEM), body={**json_body(ref("RevokeTokensInput")),
+                                              "required": False}),
+    },
+    "api.user.token": {
+        "delete": _delete("UserToken", description="Revoking a refresh token revokes the "
+                          "access tokens minted with it. Admins only; 404 for a token "
+                          "that is not this user's, revoked or expired."),
     },
     "api.openapi": {
         "get": {"operationId": "getOpenAPI", "summary": "This document",

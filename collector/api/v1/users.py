@@ -1,0 +1,54 @@
+"""/api/v1/users/{id}/tokens/ — every live bearer token of a user, for admins: list them,
+revoke one, revoke them all. The routes traverse to the tree's UserNode, the context of the
+/admin/users/{id}/ page, so the same Admin ACL (admin with two-factor) decides."""
+
+import colander
+from cornice import Service
+
+from collector.accounts import services
+from collector.api.v1 import Boolean, error_handler, iso, json_body, no_content, validate
+from collector.security import Permission
+
+user_tokens = Service(name="user_tokens", pyramid_route="api.user.tokens",
+                      description="A user's live API tokens (admin only)",
+                      error_handler=error_handler)
+revoke_all = Service(name="user_tokens_revoke", pyramid_route="api.user.tokens.revoke",
+                     description="Revoke a user's API tokens (admin only)",
+                     error_handler=error_handler)
+user_token = Service(name="user_token", pyramid_route="api.user.token",
+                     description="One API token of a user (admin only)",
+                     error_handler=error_handler)
+
+
+class RevokeAllSchema(colander.MappingSchema):
+    keep_personal_tokens = colander.SchemaNode(Boolean(), missing=False)
+
+
+def serialise(row):
+    """What an admin may know of a token: never its secret or its hash."""
+    return {"id": row.id, "kind": row.kind, "name": row.name,
+            "time_create": iso(row.time_create), "expires_at": iso(row.expires_at),
+            "last_used_at": iso(row.last_used_at), "mfa": row.mfa}
+
+
+@user_tokens.get(permission=Permission.ADMIN)
+def list_tokens(request):
+    return [serialise(row) for row in
+            services.list_user_tokens(request.dbsession, request.context.user)]
+
+
+@revoke_all.post(permission=Permission.ADMIN)
+def revoke_tokens(request):
+    data = validate(RevokeAllSchema(), json_body(request))
+    count = services.revoke_user_tokens(request.dbsession, request.context.user,
+                                        keep_personal=data["keep_personal_tokens"],
+                                        cause="admin")
+    return {"revoked": count, "keep_personal_tokens": data["keep_personal_tokens"]}
+
+
+@user_token.delete(permission=Permission.ADMIN)
+def revoke_token(request):
+    token = services.get_user_token(request.dbsession, request.context.user,
+                                    request.matchdict["token_id"])
+    services.revoke(request.dbsession, token, actor=request.identity.user)
+    return no_content(request)
