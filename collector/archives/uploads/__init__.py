@@ -6,9 +6,10 @@ with a ``file`` field (what the original uploader.sh and web form send) or as a 
 """
 
 import email.message
+import os
 
 from collector.archives import services
-from collector.archives.storage import kernel
+from collector.archives.storage import LocalArchiveStorage, kernel
 from collector.archives.uploads.multipart import FilePart, MultipartError, boundary_of
 from collector.errors import BadRequest
 
@@ -19,10 +20,13 @@ class SpoolReader:
     """Reads waitress's body spool and frees what has been read (see storage.kernel).
 
     Safe because an upload is never retried (db.retry_attempts): nothing reads the body
-    twice.
+    twice. The bytes copied but not yet freed are at most ``FREE_EVERY``: what a copy
+    needs on the disk beyond the spool itself (``spool_credit``).
     """
 
-    FREE_EVERY = 64 * 1024 * 1024
+    # 8 MiB: a small disk can take a body of its free space less this; freeing costs
+    # one fallocate call per step (512 for a 4 GiB body).
+    FREE_EVERY = 8 * 1024 * 1024
 
     def __init__(self, stream):
         self.stream = stream
@@ -37,6 +41,37 @@ class SpoolReader:
             kernel.punch_hole(self.fd, self.freed, end - self.freed)
             self.freed = end
         return data
+
+
+def spool_credit(request):
+    """Bytes of the request's body that the free-space check may count as space the
+    upload already holds on the archives' disk.
+
+    waitress has spooled the whole body to a file in ``DATA_DIR/tmp`` before the app
+    runs, so the free space the app sees is what is left *after* that body: counted as
+    it is, a body needs twice its size (a 60 MB POST got 507 with 69 MB usable). The
+    copy (staging file or tus partial file) is read through ``SpoolReader``, which frees
+    the spool behind it, so at its peak the disk holds the spool plus at most
+    ``FREE_EVERY`` (and a page) of copied bytes: that much of the body is *not* credited.
+    Nothing is credited when the body is not in a file (small bodies, tests), is not on
+    the archives' filesystem, or that filesystem cannot free part of a file (then the
+    copy needs the whole body again, and the check stays as strict as before).
+    """
+    length = request.content_length or 0
+    storage = request.storage
+    if length <= SpoolReader.FREE_EVERY or not isinstance(storage.backend,
+                                                          LocalArchiveStorage):
+        return 0
+    fd = kernel.fd_of(request.body_file_raw)
+    if fd is None:
+        return 0
+    spool = os.fstat(fd)
+    if spool.st_dev != os.stat(storage.backend.archives).st_dev \
+            or not kernel.can_punch_holes(storage.backend.staging):
+        return 0
+    # What the spool really takes (a sparse or short file takes less than its body).
+    taken = min(length, spool.st_blocks * 512)
+    return max(0, taken - SpoolReader.FREE_EVERY - kernel.PAGE)
 
 
 def _raw_chunks(stream, length):
@@ -65,7 +100,8 @@ def upload_from_request(request, ticket):
         raise BadRequest("Content-Length is required")
     if length == 0:
         raise BadRequest("empty upload: the request has no body")
-    services.check_can_accept(request.storage, settings, length)
+    services.check_can_accept(request.storage, settings, length,
+                              held=spool_credit(request))
     stream = SpoolReader(request.body_file_raw)
     if request.content_type == "multipart/form-data":
         try:
