@@ -259,21 +259,32 @@ def test_a_partial_is_joined_at_most_once(testapp, ticket, dbsession, data_dir, 
 
 # --- non-ASCII digits ----------------------------------------------------------------------
 
-NOT_ASCII_NUMBERS = ["²", "٣", "１２", "1²", "¹0", "𝟗", "३", "٣٠٠٠", "+5", "-1", "0x10",
-                     "1e3", "1_000", "", " "]
+NOT_ASCII_NUMBERS = ["²", "³", "¹", "1²", "¹0", "٣", "１２", "𝟗", "३", "٣٠٠٠", "+5", "-1",
+                     "0x10", "1e3", "1_000", "", " "]
+
+
+def _on_the_wire(value):
+    """A header value as the app sees it: WSGI decodes header bytes as latin-1, so "²"
+    (byte 0xB2) arrives as itself; characters outside latin-1 travel as UTF-8 bytes."""
+    try:
+        value.encode("latin-1")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8").decode("latin-1")
 
 
 @pytest.mark.parametrize("value", NOT_ASCII_NUMBERS)
 def test_lengths_and_offsets_of_other_digits_are_400(testapp, ticket, value):
     """Upload-Length on creation, Upload-Offset and a late Upload-Length on PATCH: only
-    ASCII digits are numbers; anything else is a JSON 400 (never a 500)."""
+    ASCII digits are numbers; anything else is a JSON 400 (never a 500: ``"²".isdigit()``
+    is true and ``int("²")`` raises)."""
     token = ticket.token
-    headers = {"Upload-Length": value.encode("utf-8").decode("latin-1")}
-    res = testapp.post("/api/v1/uploads/", b"", headers=_tus(token, **headers), status=400)
+    wire = _on_the_wire(value)
+    res = testapp.post("/api/v1/uploads/", b"", headers=_tus(token, **{"Upload-Length": wire}),
+                       status=400)
     assert "Upload-Length" in res.json["detail"] and res.headers["Tus-Resumable"]
     res = create(testapp, token, body=b"", **{"Upload-Defer-Length": "1"})
     path = _path(res.headers["Location"])
-    wire = value.encode("utf-8").decode("latin-1")
     res = testapp.patch(path, b"abc", headers=_tus(token, **CHUNK, **{"Upload-Offset": wire}),
                         status=400)
     assert "Upload-Offset" in res.json["detail"]
@@ -408,3 +419,53 @@ def test_an_aborted_resolution_or_deletion_removes_nothing(
     assert _upload_files(data_dir) == files and _count(dbsession, TusUpload) == rows
     assert _attempts(dbsession, ticket) == 2
     patch(testapp, ticket.token, plain[0], 4, b"rest", status=200)
+
+
+def test_a_chunk_whose_upload_is_removed_meanwhile_never_becomes_an_archive(
+        testapp, ticket, engine, dbsession, data_dir, monkeypatch):
+    """The ticket is resolved (its unfinished uploads removed) while a chunk is being
+    written. SQLite: the removal commits first, the chunk's offset UPDATE finds no row:
+    a JSON 410, no archive, no file left. PostgreSQL: the chunk holds its row, so the
+    removal waits for it and then removes the upload the chunk left (the last chunk:
+    an archive, which stays)."""
+    import threading
+
+    from sqlalchemy import delete
+    from sqlalchemy.orm import Session
+
+    from collector.archives.uploads import tus
+
+    path = _path(create(testapp, ticket.token, 6).headers["Location"])
+    row = dbsession.get(TusUpload, path.rsplit("/", 1)[1])
+    key = row.storage_key
+    removal = {}
+
+    def remove():
+        # What resolving does: the row in its transaction, the file after the commit.
+        with Session(engine) as other, other.begin():
+            removal["rows"] = other.execute(delete(TusUpload).where(
+                TusUpload.id == row.id, tus.HOLDING)).rowcount
+        (data_dir / "uploads" / key).unlink(missing_ok=True)
+
+    real = tus.CheckedBody.check
+
+    def check_then_remove(body):
+        real(body)
+        removal["thread"] = threading.Thread(target=remove)
+        removal["thread"].start()
+        if engine.dialect.name == "sqlite":
+            removal["thread"].join(30)  # committed before this chunk's offset UPDATE
+
+    monkeypatch.setattr(tus.CheckedBody, "check", check_then_remove)
+    if engine.dialect.name == "sqlite":
+        res = patch(testapp, ticket.token, path, 0, b"abc", status=410)
+        assert "removed while the chunk was written" in res.json["detail"]
+        assert removal["rows"] == 1
+    else:
+        patch(testapp, ticket.token, path, 0, b"abcdef", status=200)
+        removal["thread"].join(30)
+        assert removal["rows"] == 0  # it was an archive by then: nothing to remove
+    assert not removal["thread"].is_alive()
+    monkeypatch.undo()
+    assert _upload_files(data_dir) == []
+    assert _count(dbsession, Archive) == (0 if engine.dialect.name == "sqlite" else 1)
