@@ -129,7 +129,7 @@ def _body(request):
     size = request.content_length or 0
     if size and request.content_type != tus.CONTENT_TYPE:
         raise tus.UnsupportedMediaType(f"a chunk is sent as Content-Type: {tus.CONTENT_TYPE}")
-    return _raw_chunks(SpoolReader(request.body_file_raw), size), size
+    return _raw_chunks(SpoolReader.of(request), size), size
 
 
 def _part_ids(header):

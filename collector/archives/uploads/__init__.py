@@ -7,6 +7,7 @@ with a ``file`` field (what the original uploader.sh and web form send) or as a 
 
 import email.message
 import os
+import shutil
 
 from collector.archives import services
 from collector.archives.storage import LocalArchiveStorage, kernel
@@ -20,23 +21,35 @@ class SpoolReader:
     """Reads waitress's body spool and frees what has been read (see storage.kernel).
 
     Safe because an upload is never retried (db.retry_attempts): nothing reads the body
-    twice. The bytes copied but not yet freed are at most ``FREE_EVERY``: what a copy
-    needs on the disk beyond the spool itself (``spool_credit``).
+    twice. The bytes copied but not yet freed are at most one step: what a copy needs on
+    the disk beyond the spool itself. ``spool_credit`` counts on ``FREE_EVERY``; a reader
+    takes the larger ``FREE_EVERY_ROOMY`` steps only when the disk has ``room`` for them
+    (each step is one fallocate call, which costs more the more often it runs).
     """
 
-    # 8 MiB: a small disk can take a body of its free space less this; freeing costs
-    # one fallocate call per step (512 for a 4 GiB body).
+    # A small disk can take a body of its free space less this much.
     FREE_EVERY = 8 * 1024 * 1024
+    FREE_EVERY_ROOMY = 64 * 1024 * 1024
 
-    def __init__(self, stream):
+    def __init__(self, stream, room=0):
         self.stream = stream
         self.fd = kernel.fd_of(stream)
         self.position = self.freed = 0
+        self.step = (self.FREE_EVERY_ROOMY if room >= self.FREE_EVERY_ROOMY + kernel.PAGE
+                     else self.FREE_EVERY)
+
+    @classmethod
+    def of(cls, request):
+        """The reader of a request's body, its step chosen by the free space (less the
+        reserve) of the spool's filesystem now, after the free-space check."""
+        room = shutil.disk_usage(request.storage.backend.staging).free \
+            - request.registry.settings["storage.reserve"]
+        return cls(request.body_file_raw, room)
 
     def read(self, size):
         data = self.stream.read(size)
         self.position += len(data)
-        if self.fd is not None and self.position - self.freed >= self.FREE_EVERY:
+        if self.fd is not None and self.position - self.freed >= self.step:
             end = self.position - self.position % 4096
             kernel.punch_hole(self.fd, self.freed, end - self.freed)
             self.freed = end
@@ -102,7 +115,7 @@ def upload_from_request(request, ticket):
         raise BadRequest("empty upload: the request has no body")
     services.check_can_accept(request.storage, settings, length,
                               held=spool_credit(request))
-    stream = SpoolReader(request.body_file_raw)
+    stream = SpoolReader.of(request)
     if request.content_type == "multipart/form-data":
         try:
             part = FilePart(stream, boundary_of(request.headers["Content-Type"]), "file", length)
