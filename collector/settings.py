@@ -159,6 +159,11 @@ ENV_OVERRIDES = [
      "seconds a presigned download URL stays valid (`redirect`)"),
     ("upload.tus_expiry_days", "TUS_EXPIRY_DAYS", int,
      "days an unfinished resumable upload is kept after its last chunk"),
+    ("upload.unfinished_max", "UPLOAD_UNFINISHED_MAX", int,
+     "unfinished resumable uploads (partial ones included) one ticket may hold (409 above)"),
+    ("upload.unfinished_max_bytes", "UPLOAD_UNFINISHED_MAX_BYTES", as_size,
+     "bytes one ticket's unfinished resumable uploads may declare, or hold when deferred, "
+     "together (413 above; default: UPLOAD_MAX_SIZE)"),
     ("storage.warn_percent", "STORAGE_WARN_PERCENT", as_percent,
      "disk use (%) above which staff pages show the gauge in a warning colour"),
     ("session.secure", "SESSION_COOKIE_SECURE", as_secure,
@@ -237,6 +242,7 @@ DEFAULTS = {
     "storage.download": "stream",
     "storage.download_expiry": 300,
     "upload.tus_expiry_days": 7,
+    "upload.unfinished_max": 16,
     "storage.warn_percent": 90.0,
     "session.secure": "auto",
     "ticket.attempts": 5,
@@ -301,6 +307,8 @@ def load(settings, environ=None):
     if not result["db_url"]:
         result["db_url"] = f"sqlite:///{data_dir.resolve() / 'db.sqlite3'}"
     result.setdefault("waitress.max_request_body_size", result["upload.max_size"] + 1024**2)
+    # One archive's worth: partial uploads beyond it could never be joined (413).
+    result.setdefault("upload.unfinished_max_bytes", result["upload.max_size"])
     if not result["debug"] and result["secret_key"] in DEFAULT_SECRET_KEYS:
         raise SettingsError(
             "SECRET_KEY: production (DEBUG false) refuses an empty or default secret key")

@@ -52,13 +52,19 @@ def count_by_ticket(dbsession, ticket_ids):
         .group_by(Archive.ticket_id)).all())
 
 
-def check_can_accept(storage, settings, expected_size):
-    """Refuse before copying a byte: too large (413) or not enough space (507)."""
+def check_can_accept(storage, settings, expected_size, held=0):
+    """Refuse before copying a byte: too large (413) or not enough space (507).
+
+    ``held``: bytes of ``expected_size`` already on the archives' disk, which the copy
+    gives back as it goes — the request's own body in waitress's spool, less what the
+    copy holds twice at its peak (``uploads.spool_credit``). The free space seen now
+    is after the spool, so without it a body would need twice its size.
+    """
     limit = settings["upload.max_size"]
     if expected_size is not None and expected_size > limit:
         raise PayloadTooLarge(f"archive larger than the limit of {limit} bytes")
     free = storage.backend.usage()["free"] - settings["storage.reserve"]
-    if expected_size is not None and expected_size > free:
+    if expected_size is not None and expected_size - held > free:
         raise InsufficientStorage("not enough free space on the server for this archive")
     if free <= 0:
         raise InsufficientStorage("the server's storage is full")

@@ -439,10 +439,17 @@ def create_ticket(dbsession, settings, user, platform, number, attempts=None, no
     return ticket
 
 
-def update_ticket(dbsession, ticket, **fields):
+def update_ticket(dbsession, ticket, storage=None, **fields):
+    """Change a ticket's fields. Resolving it removes its unfinished uploads, their files
+    after the commit: every request passes its ``storage`` (None only where no upload
+    can exist: seeding a ticket in a test)."""
     number = fields.get("number")
     if number is not None and number != ticket.number and get_ticket(dbsession, number):
         raise Conflict(number_in_use(number))
+    if fields.get("resolved") and not ticket.resolved and storage is not None:
+        # Before the ticket's own UPDATE: a chunk being written holds its upload's row
+        # and then asks for the ticket's, so the rows are taken in that order here too.
+        _remove_unfinished_uploads(dbsession, storage, ticket, "ticket resolved")
     changed = sorted(key for key, value in fields.items() if getattr(ticket, key) != value)
     was_resolved = ticket.resolved
     for key, value in fields.items():
@@ -491,10 +498,12 @@ def set_legal_hold(dbsession, ticket, hold, reason=""):
 
 
 def delete_ticket(dbsession, storage, ticket):
-    """Delete the ticket and its archives; their files go after the commit."""
+    """Delete the ticket, its archives and its unfinished uploads; their files go after
+    the commit."""
     from collector.archives.models import Archive
 
     check_not_held(ticket)
+    _remove_unfinished_uploads(dbsession, storage, ticket, "ticket deleted", give_back=False)
     keys = dbsession.scalars(select(Archive.storage_key).where(Archive.ticket_id == ticket.id))
     for key in keys:
         storage.delete_after_commit(key)
@@ -502,6 +511,14 @@ def delete_ticket(dbsession, storage, ticket):
     record(dbsession, "ticket.delete", ticket=ticket, detail={"platform": ticket.platform.name})
     dbsession.delete(ticket)
     dbsession.flush()
+
+
+def _remove_unfinished_uploads(dbsession, storage, ticket, reason, give_back=True):
+    """What the ticket's token left unfinished (tus uploads, partial ones included):
+    their rows now, their bytes once the transaction has committed."""
+    from collector.archives.uploads import tus
+
+    tus.remove_unfinished(dbsession, storage, ticket, reason, give_back=give_back)
 
 
 def require_platform(dbsession, name):

@@ -274,7 +274,8 @@ def ticket_page(request):
 def resolve_ticket(request):
     ticket = request.context.ticket
     # A checkbox: sent as "1" when on, absent when off.
-    services.update_ticket(request.dbsession, ticket, resolved=request.POST.get("resolved") == "1")
+    services.update_ticket(request.dbsession, ticket, request.storage,
+                           resolved=request.POST.get("resolved") == "1")
     message = (f"Ticket {ticket.number} resolved: its token accepts no more uploads."
                if ticket.resolved else f"Ticket {ticket.number} reopened.")
     return _redirect(request, request.resource_url(request.context), message)

@@ -12,6 +12,10 @@ moments. What it shows:
   ``detail``: the committed offset stays, the partial file is cut back to it, and once
   space returns the same upload resumes and finishes byte-identical;
 * a single POST whose staging runs out of space answers 507 and leaves no staged file;
+* the body's own spool in DATA_DIR/tmp counts as space the upload holds: bodies of 60 %
+  and 85 % of the usable space are stored (single POST and one tus PATCH; both got 507
+  when the spool was counted against them), the disk never below the reserve meanwhile;
+  one whose copy cannot fit beside its spool is 507 before a byte is written;
 * what was stored before keeps its sha256, no row points to a missing file, the server
   logs no traceback.
 """
@@ -309,3 +313,91 @@ def test_a_disk_that_fills_while_a_single_post_is_staged_removes_it(server, smal
 def _storage_key(server, path):
     with server.session() as session:
         return session.get(TusUpload, path.rsplit("/", 1)[1]).storage_key
+
+
+class LowestFree:
+    """The least free space seen on ``disk`` (statvfs every millisecond) while the block
+    runs: what an upload held at its peak."""
+
+    def __init__(self, disk):
+        self.disk, self.lowest, self._done = disk, free_bytes(disk), threading.Event()
+
+    def _watch(self):
+        while not self._done.is_set():
+            self.lowest = min(self.lowest, free_bytes(self.disk))
+            self._done.wait(0.001)
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join(5)
+
+
+def send_whole(server, token, protocol, body):
+    """One request with the whole body: a single POST, or one tus PATCH (after a
+    creation that declared its length). Returns (status, headers, data, partial path)."""
+    if protocol == "single":
+        return (*post_archive(server, token, body), None)
+    status, headers, data = create(server, token, len(body))
+    assert status == 201, data
+    path = urllib.parse.urlsplit(headers["location"]).path
+    return (*patch(server, token, path, 0, body), path)
+
+
+@pytest.mark.parametrize("share", [0.6, 0.85])
+@pytest.mark.parametrize("protocol", ["single", "tus"])
+def test_a_body_of_60_percent_of_the_usable_space_is_accepted(server, small_disk, protocol,
+                                                              share):
+    """waitress has spooled the body to DATA_DIR/tmp before the app checks the free
+    space: the spool is counted as space the upload already holds (less the 8 MiB the
+    copy holds twice at most), so a body of 60 % (and 85 %) of the usable space is
+    stored — both got 507 when the check saw only what the spool left (at most half the
+    usable space could be sent). The disk never went below the reserve while it was
+    copied."""
+    server.start()
+    ticket = server.ticket(7004, attempts=3)
+    usable = free_bytes(small_disk) - RESERVE
+    body = os.urandom(int(usable * share))
+    with LowestFree(small_disk) as watch:
+        status, _, data, _ = send_whole(server, ticket["token"], protocol, body)
+    assert status in (200, 201), (status, data[:300], usable, len(body))
+    receipt = json.loads(data)
+    assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
+    assert server.download_sha256(receipt["id"]) == receipt["sha256"]
+    print(f"\n{protocol}: usable {usable / MiB:.1f} MiB, body {len(body) / MiB:.1f} MiB "
+          f"accepted; lowest free while copied {watch.lowest / MiB:.1f} MiB "
+          f"(reserve {RESERVE / MiB:.0f} MiB)")
+    assert watch.lowest >= RESERVE
+    assert staged_files(server) == [] and list((server.data_dir / "uploads").iterdir()) == []
+    assert attempts(server, ticket["id"]) == 2
+    stored_sha256(server)
+    assert_no_traceback(server)
+
+
+@pytest.mark.parametrize("protocol", ["single", "tus"])
+def test_a_spooled_body_that_cannot_be_copied_is_refused_before_a_byte_is_written(
+        server, small_disk, protocol):
+    """A body that waitress could spool but whose copy cannot fit beside what is left of
+    the spool (the copy holds up to 8 MiB twice) still gets a JSON 507 before the app
+    writes a byte: no staged file, the tus upload still at offset 0 with an empty file,
+    no attempt spent on the single POST."""
+    server.start()
+    ticket = server.ticket(7005, attempts=3)
+    body = os.urandom(free_bytes(small_disk) - RESERVE - 4 * MiB)
+    status, headers, data, path = send_whole(server, ticket["token"], protocol, body)
+    assert "free space" in assert_clean_507(status, headers, data)
+    assert staged_files(server) == []
+    if protocol == "tus":
+        assert head_offset(server, ticket["token"], path) == 0
+        partial = server.data_dir / "uploads" / _storage_key(server, path)
+        assert partial.stat().st_size == 0
+        assert attempts(server, ticket["id"]) == 2  # held by the upload, resumable
+    else:
+        assert attempts(server, ticket["id"]) == 3
+    with server.session() as session:
+        assert session.scalars(select(Archive)).all() == []
+    assert_no_traceback(server)

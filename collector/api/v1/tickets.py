@@ -121,7 +121,7 @@ def create_ticket(request):
     row = services.create_ticket(request.dbsession, request.registry.settings,
                                  request.identity.user, platform, **data)
     if resolved:
-        services.update_ticket(request.dbsession, row, resolved=True)
+        services.update_ticket(request.dbsession, row, request.storage, resolved=True)
     if hold:
         services.set_legal_hold(request.dbsession, row, True)
     request.response.status_int = 201
@@ -153,7 +153,8 @@ def _change(request, schema):
         # An edit's lifetime counts from now: staff extend a ticket for a late customer.
         data["expires_at"] = utcnow() + dt.timedelta(days=lifetime)
     data = {k: v for k, v in data.items() if v is not None}
-    return serialise(request, services.update_ticket(request.dbsession, row, **data))
+    return serialise(request, services.update_ticket(request.dbsession, row, request.storage,
+                                                     **data))
 
 
 @ticket.put(permission=Permission.EDIT)

@@ -17,7 +17,7 @@ from pyramid.view import view_config
 
 from collector.api.v1 import PREFIX, error_handler, iso
 from collector.archives.models import Archive
-from collector.archives.uploads import SpoolReader, _raw_chunks, tus
+from collector.archives.uploads import SpoolReader, _raw_chunks, spool_credit, tus
 from collector.errors import BadRequest, Conflict, Forbidden, NotFound
 from collector.resources import UploadNode, ticket_node
 from collector.security import Permission
@@ -129,7 +129,7 @@ def _body(request):
     size = request.content_length or 0
     if size and request.content_type != tus.CONTENT_TYPE:
         raise tus.UnsupportedMediaType(f"a chunk is sent as Content-Type: {tus.CONTENT_TYPE}")
-    return _raw_chunks(SpoolReader(request.body_file_raw), size), size
+    return _raw_chunks(SpoolReader.of(request), size), size
 
 
 def _part_ids(header):
@@ -178,14 +178,17 @@ def create(request):
     if concat not in ("", "partial"):
         raise BadRequest("Upload-Concat must be `partial` or `final;<url> <url> …`")
     make = tus.create_partial if concat == "partial" else tus.create_upload
-    row = make(*args, length=length, defer=defer == "1", metadata_header=metadata)
+    held = spool_credit(request)
+    row = make(*args, length=length, defer=defer == "1", metadata_header=metadata,
+               held=held)
     archive = None
     if request.content_length:
         # creation-with-upload: the body is the first chunk.
         chunks, size = _body(request)
         tus.lock_upload(request.dbsession, request.storage.backend, row, release)
         archive = tus.append(*args[:3], row, ticket, chunks, size, offset=0,
-                             checksum=tus.parse_checksum(headers.get("Upload-Checksum")))
+                             checksum=tus.parse_checksum(headers.get("Upload-Checksum")),
+                             held=held)
     return _created(request, row, ticket, archive)
 
 
@@ -226,7 +229,7 @@ def patch(request):
                     _release_on_finish(request))
     archive = tus.append(request.dbsession, request.storage, request.registry.settings, row,
                          ticket, chunks, size, offset=offset, checksum=checksum,
-                         length=length)
+                         length=length, held=spool_credit(request))
     request.response.headers["Upload-Offset"] = str(row.offset)
     request.response.headers["Upload-Expires"] = tus.http_date(row.expires_at)
     if archive is None:

@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 import os
 import stat
+import threading
 
 SYNC_FILE_RANGE_WRITE = 2
 FALLOC_FL_KEEP_SIZE = 0x01
@@ -39,10 +40,40 @@ def start_writeback(fd, offset, length):
         _sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)
 
 
+PAGE = 4096
+
+
 def punch_hole(fd, offset, length):
-    """Best effort: a filesystem without hole punching simply keeps the bytes."""
+    """Best effort: a filesystem without hole punching simply keeps the bytes. Returns
+    whether the range was freed."""
     if _fallocate is not None and length > 0:
-        _fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)
+        return _fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset,
+                          length) == 0
+    return False
+
+
+_punches = {}  # st_dev → whether that filesystem frees punched ranges
+
+
+def can_punch_holes(directory):
+    """Whether files in ``directory`` can have ranges freed (tried once per filesystem,
+    on a small file of its own there)."""
+    device = os.stat(directory).st_dev
+    if device not in _punches:
+        probe = os.path.join(directory, f".punch-probe-{os.getpid()}-{threading.get_ident()}")
+        try:
+            fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError:
+            return False
+        try:
+            os.unlink(probe)
+            os.write(fd, b"\0" * (2 * PAGE))
+            _punches[device] = punch_hole(fd, 0, PAGE)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+    return _punches[device]
 
 
 def fd_of(stream):

@@ -26,6 +26,13 @@ the measurements.
 Attempts: a plain upload reserves one of the ticket's attempts when it is created; partial
 uploads (``Upload-Concat: partial``) reserve none, and the final upload that joins them
 spends one. Terminating or expiring an upload that holds an attempt gives it back.
+
+What a ticket holds unfinished is bounded (``UPLOAD_UNFINISHED_MAX`` uploads,
+``UPLOAD_UNFINISHED_MAX_BYTES`` bytes; ``_check_room``): partial uploads spend no
+attempt, so without it one token could fill the disk with them, unseen by staff. The
+count is taken under the ticket's row (``_lock_ticket``), so parallel requests, on any
+instance, are counted one after another. Resolving or deleting the ticket removes them
+(``remove_unfinished``).
 """
 
 import base64
@@ -44,8 +51,9 @@ import threading
 import time
 import uuid
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, false, func, select, update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 
 from collector.archives import names
 from collector.archives import services as archives
@@ -59,11 +67,13 @@ from collector.errors import (
     DomainError,
     Forbidden,
     InsufficientStorage,
+    Locked,
     PayloadTooLarge,
     ServiceUnavailable,
 )
-from collector.tickets import services as tickets
 from collector.numbers import parse_natural
+from collector.tickets import services as tickets
+from collector.tickets.models import Ticket
 
 VERSION = "1.0.0"
 EXTENSIONS = ("creation", "creation-with-upload", "creation-defer-length", "termination",
@@ -300,18 +310,118 @@ def _expiry(settings, ticket, now=None):
     return min((now or utcnow()) + rest, ticket.expires_at)
 
 
-def create_upload(dbsession, storage, settings, ticket, *, length, defer, metadata_header):
-    """A new plain or partial upload; a plain one reserves one attempt (atomically)."""
+def create_upload(dbsession, storage, settings, ticket, *, length, defer, metadata_header,
+                  held=0):
+    """A new plain upload; it reserves one attempt (atomically). ``held``: bytes of the
+    request's body spool the free-space check counts as already taken (creation with
+    upload; see ``archives.services.check_can_accept``)."""
     return _create(dbsession, storage, settings, ticket, length=length, defer=defer,
-                   metadata_header=metadata_header, concat=None)
+                   metadata_header=metadata_header, concat=None, held=held)
 
 
-def create_partial(dbsession, storage, settings, ticket, *, length, defer, metadata_header):
+def create_partial(dbsession, storage, settings, ticket, *, length, defer, metadata_header,
+                   held=0):
     return _create(dbsession, storage, settings, ticket, length=length, defer=defer,
-                   metadata_header=metadata_header, concat="partial")
+                   metadata_header=metadata_header, concat="partial", held=held)
 
 
-def _create(dbsession, storage, settings, ticket, *, length, defer, metadata_header, concat):
+# --- what a ticket holds unfinished ------------------------------------------------------------
+
+# Uploads whose bytes are kept for a ticket outside its archives: plain ones not yet an
+# archive, and partial ones, finished or not, until a final upload joins them.
+HOLDING = TusUpload.finished_at.is_(None) | (TusUpload.concat == "partial")
+
+
+def _lock_ticket(dbsession, ticket, attempt):
+    """Take the ticket's row until the transaction ends, if it can still take uploads
+    (423 otherwise); with ``attempt``, spend one of its attempts in the same UPDATE.
+
+    PostgreSQL: the UPDATE's row lock makes a parallel request on the same ticket wait
+    for this one's commit, and its next statement then sees this one's rows (READ
+    COMMITTED). SQLite: the UPDATE takes the database's write lock, the same effect.
+    """
+    if attempt:
+        tickets.consume_attempt(dbsession, ticket)
+        return
+    now = utcnow()
+    taken = dbsession.execute(
+        update(Ticket)
+        .where(Ticket.id == ticket.id, Ticket.resolved == false(), Ticket.expires_at > now)
+        .values(time_update=Ticket.time_update)
+        .execution_options(synchronize_session=False)).rowcount
+    if taken != 1:
+        dbsession.refresh(ticket)
+        raise Locked(tickets.token_refusal(ticket, now, need_attempt=False)
+                     or "upload token can no longer be used")
+
+
+def held_by(dbsession, ticket_id, except_id=None):
+    """(uploads, bytes) a ticket holds unfinished: each upload's Upload-Length, or for
+    one whose length is deferred, the bytes it has received."""
+    query = select(func.count(), func.coalesce(func.sum(
+        func.coalesce(TusUpload.length, TusUpload.offset)), 0)).where(
+        TusUpload.ticket_id == ticket_id, HOLDING)
+    if except_id is not None:
+        query = query.where(TusUpload.id != except_id)
+    count, size = dbsession.execute(query).one()
+    return count, int(size)
+
+
+def _check_room(dbsession, settings, ticket_id, *, new, size, except_id=None):
+    """409 when ``new`` more uploads, 413 when ``size`` more bytes, would take the
+    ticket past its bounds. The caller holds the ticket's row (``_lock_ticket``)."""
+    most, most_bytes = settings["upload.unfinished_max"], settings["upload.unfinished_max_bytes"]
+    count, held = held_by(dbsession, ticket_id, except_id)
+    if new and count + new > most:
+        raise Conflict(f"this ticket already holds {count} unfinished uploads, the most "
+                       f"allowed ({most}); finish, join or terminate one first")
+    if held + size > most_bytes:
+        raise PayloadTooLarge(
+            f"this ticket's unfinished uploads would hold {held + size} bytes, more than "
+            f"the {most_bytes} allowed per ticket ({held} already); finish, join or "
+            "terminate one first")
+
+
+def remove_unfinished(dbsession, storage, ticket, reason, give_back=True):
+    """Forget what a ticket holds unfinished (it is being resolved or deleted): the rows
+    now, their files or segments once the transaction has committed (nothing if it
+    aborts). ``give_back``: plain uploads return their attempts (a reopened ticket has
+    them again). Returns how many were removed.
+
+    A chunk being written meanwhile: PostgreSQL makes the DELETE wait for it (its row
+    lock); on SQLite its offset UPDATE then finds no row and it answers 410 (``_advance``).
+    """
+    rows = dbsession.scalars(select(TusUpload).where(
+        TusUpload.ticket_id == ticket.id, HOLDING)).all()
+    removed = 0
+    for upload in rows:
+        gone = dbsession.execute(
+            delete(TusUpload).where(TusUpload.id == upload.id, HOLDING)
+            .execution_options(synchronize_session=False)).rowcount
+        if gone != 1:
+            continue
+        removed += 1
+        if give_back and upload.holds_attempt and upload.finished_at is None:
+            tickets.give_back_attempt(dbsession, ticket.id)
+        record(dbsession, "upload.terminated", ticket=ticket, reason=reason,
+               detail={"upload": upload.id, "size": upload.length,
+                       "received": upload.offset, "concat": upload.concat or ""})
+        storage.delete_upload_after_commit(upload.storage_key, abandoned=upload.offset,
+                                           segments=upload.segment_size is not None)
+        _forget_after_commit(storage, upload.id)
+        dbsession.expunge(upload)
+    if removed and give_back:
+        dbsession.expire(ticket, ["attempts", "time_update"])
+    return removed
+
+
+def _forget_after_commit(storage, upload_id):
+    storage.transaction_manager.get().addAfterCommitHook(
+        lambda success: HASHES.forget(upload_id) if success else None)
+
+
+def _create(dbsession, storage, settings, ticket, *, length, defer, metadata_header, concat,
+            held):
     if length is not None and defer:
         raise BadRequest("send Upload-Length or Upload-Defer-Length, not both")
     if length is None and not defer:
@@ -319,9 +429,12 @@ def _create(dbsession, storage, settings, ticket, *, length, defer, metadata_hea
     if length == 0:
         raise BadRequest("empty upload: Upload-Length is 0")
     metadata = parse_metadata(metadata_header)
-    archives.check_can_accept(storage, settings, length)
-    if concat is None:
-        tickets.consume_attempt(dbsession, ticket)
+    archives.check_can_accept(storage, settings, length, held=held)
+    # The ticket's row stays locked until the commit: the count below cannot be
+    # overtaken by a parallel creation (a plain upload's attempt is spent in the same
+    # UPDATE that takes it).
+    _lock_ticket(dbsession, ticket, attempt=concat is None)
+    _check_room(dbsession, settings, ticket.id, new=1, size=length or 0)
     segments = storage.backend.segments
     segment_size = None
     if segments is None:
@@ -356,6 +469,13 @@ def create_final(dbsession, storage, settings, ticket, part_ids, metadata_header
     """
     if not part_ids:
         raise BadRequest("Upload-Concat: final needs at least one partial upload URL")
+    seen = set()
+    for part_id in part_ids:
+        # Once each: a partial listed twice would be an archive of bytes sent once.
+        if part_id in seen:
+            raise BadRequest(f"Upload-Concat: partial upload {part_id} is listed more "
+                             "than once")
+        seen.add(part_id)
     metadata = parse_metadata(metadata_header)
     parts = []
     for part_id in part_ids:
@@ -368,8 +488,7 @@ def create_final(dbsession, storage, settings, ticket, part_ids, metadata_header
         if part.finished_at is None:
             raise BadRequest(f"partial upload {part_id} is not finished "
                              f"({part.offset} of {part.length} bytes)")
-        if part not in parts:
-            lock_upload(dbsession, storage.backend, part, release)
+        lock_upload(dbsession, storage.backend, part, release)
         parts.append(part)
     total = sum(part.length for part in parts)
     archives.check_can_accept(storage, settings, total)
@@ -387,7 +506,7 @@ def create_final(dbsession, storage, settings, ticket, part_ids, metadata_header
         storage_key=secrets.token_hex(16), expires_at=_expiry(settings, ticket, now),
         finished_at=now, archive_id=archive.id)
     dbsession.add(final)
-    for part in {p.id: p for p in parts}.values():
+    for part in parts:
         dbsession.execute(delete(TusUpload).where(TusUpload.id == part.id)
                           .execution_options(synchronize_session=False))
         storage.delete_upload_after_commit(part.storage_key,
@@ -460,9 +579,10 @@ class CheckedBody:
 
 
 def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset,
-           checksum=None, length=None):
+           checksum=None, length=None, held=0):
     """Append one chunk of ``size`` bytes at ``offset``; returns the archive when it was
-    the last one, else None. The caller holds the upload's lock (``lock_upload``)."""
+    the last one, else None. The caller holds the upload's lock (``lock_upload``).
+    ``held``: bytes of the chunk's spool the free-space check counts as already taken."""
     if upload.concat == "final":
         raise Forbidden("a final upload is complete when created; it takes no PATCH")
     # Re-checked on the row read under the lock: a finished upload's partial file may
@@ -472,6 +592,7 @@ def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset
     if offset != upload.offset:
         raise Conflict(f"Upload-Offset is {offset} but the upload is at {upload.offset}")
     limit = settings["upload.max_size"]
+    deferred = upload.length is None
     if length is not None:
         if upload.length is None:
             if length > limit:
@@ -487,7 +608,14 @@ def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset
     if end > limit:
         raise PayloadTooLarge(f"archive larger than the limit of {limit} bytes")
     remaining = (upload.length - upload.offset) if upload.length is not None else size
-    archives.check_can_accept(storage, settings, remaining)
+    archives.check_can_accept(storage, settings, remaining, held=held)
+    if deferred:
+        # Declared only now, or still growing: counted against the ticket's bound with
+        # what it will hold, before a byte is written.
+        _lock_ticket(dbsession, ticket, attempt=False)
+        _check_room(dbsession, settings, ticket.id, new=0,
+                    size=upload.length if upload.length is not None else end,
+                    except_id=upload.id)
     if upload.segment_size is not None:
         if storage.backend.segments is None:
             raise Gone("the bytes of this upload are in an object store this server no "
@@ -580,11 +708,17 @@ def _advance(dbsession, storage, settings, upload, ticket, hashes, end, remember
     now = utcnow()
     upload.offset = end
     upload.expires_at = _expiry(settings, ticket, now)
+    try:
+        dbsession.flush()
+    except StaleDataError:
+        # Its ticket was resolved or deleted while the chunk was written (SQLite; on
+        # PostgreSQL the row lock kept that waiting): the upload and its file are gone.
+        raise Gone("this upload was removed while the chunk was written (its ticket "
+                   "was resolved or deleted)") from None
     if upload.length is not None and upload.offset == upload.length:
         return _finish(dbsession, storage, upload, ticket, hashes, now)
     if hashes is not None:
         remember(hashes)
-    dbsession.flush()
     return None
 
 

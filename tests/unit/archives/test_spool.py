@@ -24,3 +24,13 @@ def test_streams_without_a_file_are_read_as_they_are():
 
     reader = SpoolReader(io.BytesIO(b"abc"))
     assert reader.fd is None and reader.read(10) == b"abc"
+
+
+def test_the_step_is_small_only_when_the_disk_is_tight(tmp_path):
+    """The free-space check (uploads.spool_credit) counts on at most FREE_EVERY copied
+    but not yet freed; the larger step, which costs fewer fallocate calls, is taken only
+    when the disk has room for it beside the spool."""
+    with open(tmp_path / "spool", "w+b") as stream:
+        assert SpoolReader(stream).step == SpoolReader.FREE_EVERY == 8 * 1024 * 1024
+        assert SpoolReader(stream, room=64 * 1024 * 1024).step == SpoolReader.FREE_EVERY
+        assert SpoolReader(stream, room=1024 ** 3).step == SpoolReader.FREE_EVERY_ROOMY
