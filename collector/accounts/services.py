@@ -530,13 +530,19 @@ def begin_attempt(dbsession, username, address, now=None):
 
 
 def lockouts(dbsession, now=None):
-    """Who is throttled now: ``(what, count, until)`` for every full throttle key."""
+    """The sign-in throttles in force now, for admins: dicts of ``kind`` (``user``,
+    ``user-address`` or ``address``), ``user``, ``address``, ``failures``, ``until``."""
     now = now or utcnow()
     found = []
-    for prefix, limit in (("user:", THROTTLE_PER_USER), ("user-address:",
-                                                          THROTTLE_PER_USER_ADDRESS),
-                          ("address:", THROTTLE_PER_ADDRESS)):
-        found += throttle.full_keys(dbsession, prefix, limit, now)
+    for kind, limit in (("user", THROTTLE_PER_USER), ("user-address",
+                                                     THROTTLE_PER_USER_ADDRESS),
+                        ("address", THROTTLE_PER_ADDRESS)):
+        for key, count, until in throttle.full_keys(dbsession, f"{kind}:", limit, now):
+            value = key[len(kind) + 1:]
+            user, _, address = value.rpartition("|") if kind == "user-address" else (
+                (value, "", "") if kind == "user" else ("", "", value))
+            found.append({"kind": kind, "user": user, "address": address,
+                          "failures": count, "until": until})
     return found
 
 

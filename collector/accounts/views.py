@@ -395,6 +395,7 @@ def admin_home(request):
 
 def _users_page(request, **extra):
     return {"nav": "admin", "users": services.list_users(request.dbsession),
+            "lockouts": services.lockouts(request.dbsession),
             "form": {"username": "", "email": "", "is_admin": False}, "error": None, **extra}
 
 

@@ -2,10 +2,8 @@
 
 import datetime as dt
 import json
-import re
 
 import pytest
-import webtest
 from sqlalchemy import update
 
 from collector.audit.models import AuditEvent

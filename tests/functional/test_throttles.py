@@ -217,3 +217,23 @@ def test_a_code_sent_in_parallel_is_accepted_once(app, factory, parallel):
         _client(app, f"10.1.0.{i}"), "alice", user.password, code).status_int,
         threads=parallel)
     assert statuses == [200] + [401] * (parallel - 1)
+
+
+def test_admins_see_the_throttles_in_force(app, factory, admin):
+    factory.user("alice")
+    attacker = _client(app, "198.51.100.9")
+    for _ in range(services.THROTTLE_PER_USER_ADDRESS):
+        _api_login(attacker, "alice", "wrong", "123456")
+    page = _client(app, "203.0.113.9").get("/admin/users/", headers=admin.headers)
+    row = page.html.select_one("#lockout-list tr.lockout-user-address")
+    assert "alice" in row.text and "198.51.100.9" in row.text
+    assert str(services.THROTTLE_PER_USER_ADDRESS) in row.text
+    for n in range(services.THROTTLE_PER_ADDRESS):
+        _api_login(_client(app, "198.51.100.10"), f"ghost{n}", "wrong", "123456")
+    page = _client(app, "203.0.113.9").get("/admin/users/", headers=admin.headers)
+    assert "198.51.100.10" in page.html.select_one("#lockout-list tr.lockout-address").text
+
+
+def test_no_throttle_in_force_is_said(app, factory, admin):
+    page = _client(app).get("/admin/users/", headers=admin.headers)
+    assert page.html.find(id="no-lockouts")

@@ -13,6 +13,7 @@ import colander
 from pyramid.events import NewRequest
 
 from collector.db import INTEGER_MAX, INTEGER_MIN, as_integer
+from collector.numbers import parse_int
 from collector.errors import BadRequest
 from collector.resources import root_factory
 
@@ -136,9 +137,25 @@ def Boolean():
     return colander.Boolean(true_choices=("true", "1"), false_choices=("false", "0"))
 
 
+class _Integer(colander.SchemaType):
+    """A JSON integer, or a string of ASCII digits (form fields): never a boolean, a
+    float, or the other digits Python's ``int()`` reads (collector.numbers)."""
+
+    def serialize(self, node, appstruct):
+        return colander.null if appstruct in (None, colander.null) else str(appstruct)
+
+    def deserialize(self, node, cstruct):
+        if cstruct in (colander.null, None, ""):
+            return colander.null
+        number = parse_int(cstruct, -(2 ** 63), 2 ** 63 - 1)
+        if number is None:
+            raise colander.Invalid(node, f'"{str(cstruct)[:40]}" is not a number')
+        return number
+
+
 def Integer():
-    """A strict integer: ``1.7`` is an error, not ``1``."""
-    return colander.Integer(strict=True)
+    """A strict integer (see ``_Integer``); ranges are the schemas' validators."""
+    return _Integer()
 
 
 def error_handler(request):
