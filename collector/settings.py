@@ -195,8 +195,15 @@ ENV_OVERRIDES = [
     ("waitress.listen", "WAITRESS_LISTEN", str, "host:port the server listens on"),
     ("waitress.threads", "WAITRESS_THREADS", int, "worker threads"),
     ("waitress.channel_timeout", "WAITRESS_CHANNEL_TIMEOUT", int,
-     "seconds an idle connection lives"),
+     "seconds a connection sending a body or receiving an answer may stay silent"),
+    ("waitress.idle_timeout", "WAITRESS_IDLE_TIMEOUT", int,
+     "seconds a connection without a request in progress lives"),
+    ("waitress.header_timeout", "WAITRESS_HEADER_TIMEOUT", int,
+     "seconds a request's headers may take to arrive, from their first byte"),
     ("waitress.connection_limit", "WAITRESS_CONNECTION_LIMIT", int, "open connections at most"),
+    ("waitress.connection_limit_per_address", "WAITRESS_CONNECTION_LIMIT_PER_ADDRESS", int,
+     "open connections at most from one client address (0: no limit; the trusted proxy "
+     "is exempt)"),
     ("waitress.recv_bytes", "WAITRESS_RECV_BYTES", as_size, "bytes read per socket recv"),
     ("waitress.max_request_body_size", "WAITRESS_MAX_REQUEST_BODY_SIZE", as_size,
      "largest request body waitress buffers (default: UPLOAD_MAX_SIZE + 1 MiB)"),
@@ -259,7 +266,10 @@ DEFAULTS = {
     "waitress.listen": "127.0.0.1:6543",
     "waitress.threads": 8,
     "waitress.channel_timeout": 120,
+    "waitress.idle_timeout": 15,
+    "waitress.header_timeout": 10,
     "waitress.connection_limit": 200,
+    "waitress.connection_limit_per_address": 32,
     "waitress.recv_bytes": 256 * 1024,
     "waitress.trusted_proxy": "",
     "waitress.trusted_proxy_headers": "",
@@ -312,18 +322,30 @@ def load(settings, environ=None):
         # bytes to bypass the app, and a local disk has no URL to send anyone to.
         raise SettingsError("STORAGE_DOWNLOAD: `redirect` needs an s3:// STORAGE_URL (a "
                             "local disk has no presigned URLs); use `stream`")
+    for key, variable in (("waitress.idle_timeout", "WAITRESS_IDLE_TIMEOUT"),
+                          ("waitress.header_timeout", "WAITRESS_HEADER_TIMEOUT")):
+        if result[key] < 1:
+            raise SettingsError(f"{variable}: must be at least 1 second")
+    if result["waitress.connection_limit_per_address"] < 0:
+        raise SettingsError("WAITRESS_CONNECTION_LIMIT_PER_ADDRESS: must be 0 (no limit) or "
+                            "more")
     if 0 < len(result["metrics.token"]) < 16 and not result["debug"]:
         raise SettingsError("METRICS_TOKEN: must be at least 16 characters in production")
     return result
 
 
 def waitress_options(settings):
-    """Keyword arguments for ``waitress.serve`` from the typed settings."""
+    """Keyword arguments for ``collector.server.serve`` from the typed settings: waitress's
+    own, and the per-address limit and short timeouts that ``collector.server`` adds."""
     options = {
         "listen": settings["waitress.listen"],
         "threads": settings["waitress.threads"],
         "channel_timeout": settings["waitress.channel_timeout"],
         "connection_limit": settings["waitress.connection_limit"],
+        # collector.server's own (waitress has no such rules).
+        "connection_limit_per_address": settings["waitress.connection_limit_per_address"],
+        "idle_timeout": settings["waitress.idle_timeout"],
+        "header_timeout": settings["waitress.header_timeout"],
         "recv_bytes": settings["waitress.recv_bytes"],
         "backlog": settings["waitress.backlog"],
         "outbuf_high_watermark": settings["waitress.outbuf_high_watermark"],
