@@ -163,6 +163,8 @@ ENV_OVERRIDES = [
      "disk use (%) above which staff pages show the gauge in a warning colour"),
     ("session.secure", "SESSION_COOKIE_SECURE", as_secure,
      "`auto` (Secure when served over https), `true` or `false`"),
+    ("hsts.max_age", "HSTS_MAX_AGE", int,
+     "seconds browsers keep to https (Strict-Transport-Security on https answers); 0: none"),
     ("ticket.attempts", "TICKET_ATTEMPTS", int, "upload attempts of a new ticket"),
     ("ticket.lifetime_days", "TICKET_LIFETIME_DAYS", int, "days a new ticket's token lives"),
     ("auth.access_lifetime", "ACCESS_TOKEN_LIFETIME", int, "seconds an access token lives"),
@@ -244,6 +246,7 @@ DEFAULTS = {
     "upload.tus_expiry_days": 7,
     "storage.warn_percent": 90.0,
     "session.secure": "auto",
+    "hsts.max_age": 365 * 24 * 3600,
     "ticket.attempts": 5,
     "ticket.lifetime_days": 7,
     "auth.access_lifetime": 15 * 60,
@@ -326,6 +329,8 @@ def load(settings, environ=None):
                           ("waitress.header_timeout", "WAITRESS_HEADER_TIMEOUT")):
         if result[key] < 1:
             raise SettingsError(f"{variable}: must be at least 1 second")
+    if result["hsts.max_age"] < 0:
+        raise SettingsError("HSTS_MAX_AGE: must be 0 (no header) or more seconds")
     if result["waitress.connection_limit_per_address"] < 0:
         raise SettingsError("WAITRESS_CONNECTION_LIMIT_PER_ADDRESS: must be 0 (no limit) or "
                             "more")
