@@ -138,7 +138,8 @@ def as_log_level(value):
 ENV_OVERRIDES = [
     ("secret_key", "SECRET_KEY", str, "signs sessions; production refuses the default"),
     ("debug", "DEBUG", as_bool, "development mode; false means production rules"),
-    ("allowed_hosts", "ALLOWED_HOSTS", as_list, "Host header values served (`*` = any)"),
+    ("allowed_hosts", "ALLOWED_HOSTS", as_list,
+     "Host header values served (`*` = any; production refuses it and an empty list)"),
     ("csrf_trusted_origins", "CSRF_TRUSTED_ORIGINS", as_list, "origins allowed to post forms"),
     ("db_url", "DB_URL", as_db_url, "`sqlite:///path`, `postgresql://…` or `psql://…`"),
     ("tz", "TZ", as_tz, "time zone used when showing times"),
@@ -336,6 +337,12 @@ def load(settings, environ=None):
                             "more")
     if 0 < len(result["metrics.token"]) < 16 and not result["debug"]:
         raise SettingsError("METRICS_TOKEN: must be at least 16 characters in production")
+    if not result["debug"] and (not result["allowed_hosts"] or "*" in result["allowed_hosts"]):
+        # Links in answers and mails are built from Host: any Host means poisoned links
+        # and DNS rebinding; the names must be said, as the secret key must.
+        raise SettingsError("ALLOWED_HOSTS: production (DEBUG false) needs the host names "
+                            "served, e.g. ALLOWED_HOSTS=logs.example.com (empty or `*` is "
+                            "refused)")
     return result
 
 

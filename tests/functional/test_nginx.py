@@ -94,6 +94,7 @@ def stack(tmp_path_factory):
     env = {**os.environ, "SECRET_KEY": "nginx-test-secret-key-0123456789",
            "DATA_DIR": str(tmp / "data"), "WAITRESS_LISTEN": f"127.0.0.1:{app_port}",
            "WAITRESS_TRUSTED_PROXY": "127.0.0.1", "UPLOAD_MAX_SIZE": "64MiB",
+           "ALLOWED_HOSTS": "127.0.0.1",
            "STORAGE_RESERVE": "0"}
     for name in ("DB_URL", "LOG_FORMAT", "ACCESS_LOG", "ACCESS_LOG_FORMAT", "METRICS_TOKEN"):
         env.pop(name, None)
