@@ -16,7 +16,8 @@ them: one client with 210 idle connections made every other client wait (health 
   sent a byte) — after one second while ``connection_limit`` is reached, so that idle
   connections of many addresses cannot keep the others out either.
 * **headers**: a request head must be complete within ``header_timeout`` seconds of its
-  first byte, however steadily it trickles (slowloris); the connection is closed.
+  first byte, however steadily it trickles (slowloris); the connection is closed. Two
+  seconds while ``connection_limit`` is reached.
 
 A request body, an answer being sent and a request the app is working on keep waitress's
 ``channel_timeout`` (seconds of silence), which slow links uploading large bodies need.
@@ -38,6 +39,10 @@ GUARD_OPTIONS = ("connection_limit_per_address", "idle_timeout", "header_timeout
 # How often connections are checked against the timeouts (waitress's loop wakes up at
 # least once a second).
 CHECK_INTERVAL = 1
+# While the connection limit is reached: seconds of silence after which an idle connection
+# goes, and seconds a request head may take (a real client's head takes milliseconds).
+CROWDED_IDLE_TIMEOUT = 1
+CROWDED_HEADER_TIMEOUT = 2
 
 REFUSAL_BODY = b'{"detail": "too many connections from this address"}'
 REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\n"
@@ -117,12 +122,14 @@ class GuardedServer(TcpWSGIServer):
 
     def maintenance(self, now):
         """Every ``cleanup_interval``: waitress's channel timeout, then the two short ones.
-        While the connection limit is reached, idle connections are the first to go: one
-        second of silence is enough, so that clients waiting to connect get their turn."""
+        While the connection limit is reached they are shorter still (``CROWDED_*``), so
+        that clients waiting to connect get their turn: idle and trickling connections of
+        many addresses go first."""
         super().maintenance(now)
         crowded = len(self._map) >= self.adj.connection_limit
-        idle_cutoff = now - (CHECK_INTERVAL if crowded else self.idle_timeout)
-        head_cutoff = now - self.header_timeout
+        idle_cutoff = now - (CROWDED_IDLE_TIMEOUT if crowded else self.idle_timeout)
+        head_cutoff = now - (min(CROWDED_HEADER_TIMEOUT, self.header_timeout) if crowded
+                             else self.header_timeout)
         for channel in list(self.active_channels.values()):
             if channel.requests or channel.will_close:
                 continue  # the app is answering (or it is closing anyway)

@@ -186,6 +186,40 @@ def test_idle_connections_go_first_when_the_limit_is_reached(start_server):
             sock.close()
 
 
+def test_trickled_heads_go_first_when_the_limit_is_reached(start_server):
+    """Slowloris from ten addresses, each within its share, filling the connection limit:
+    while it is reached a head may take 2 s, not the 60 s of the header timeout set here,
+    and the other client is answered."""
+    server = start_server(WAITRESS_CONNECTION_LIMIT=60,
+                          WAITRESS_CONNECTION_LIMIT_PER_ADDRESS=16,
+                          WAITRESS_HEADER_TIMEOUT=60, WAITRESS_IDLE_TIMEOUT=60)
+    sockets = []
+    for n in range(3, 13):
+        sockets += open_idle(server, 8, source=f"127.0.0.{n}")
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.wait(0.3):
+            for sock in sockets:
+                try:
+                    sock.send(b"X")
+                except OSError:
+                    pass
+
+    for sock in sockets:
+        sock.send(b"GET / HTTP/1.1\r\nX-Slow: ")
+    thread = threading.Thread(target=trickle)
+    thread.start()
+    try:
+        latencies = health_latencies(server, count=5)
+        assert max(latencies) < 5, latencies
+    finally:
+        stop.set()
+        thread.join(10)
+        for sock in sockets:
+            sock.close()
+
+
 def test_idle_connections_are_closed_after_the_idle_timeout(start_server):
     """Below the limit, a connection that never sent a byte and one kept alive after its
     answer live ``WAITRESS_IDLE_TIMEOUT`` seconds, not the channel timeout."""
