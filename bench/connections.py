@@ -115,10 +115,13 @@ def hold(port, count, sources, trickle):
     return release
 
 
+def seconds(value):
+    return "-" if value is None else f"{value:.3f} s"
+
+
 def show(name, figures):
-    fmt = lambda value: "-" if value is None else f"{value:.3f} s"  # noqa: E731
-    print(f"{name:<34} health p50 {fmt(figures['p50']):>10}  max {fmt(figures['max']):>10}"
-          f"  unanswered {figures['unanswered']}", flush=True)
+    print(f"{name:<34} health p50 {seconds(figures['p50']):>10}  "
+          f"max {seconds(figures['max']):>10}  unanswered {figures['unanswered']}", flush=True)
 
 
 def main(argv=None):

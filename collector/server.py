@@ -80,7 +80,7 @@ class GuardedServer(TcpWSGIServer):
         self.per_address = connection_limit_per_address
         self.idle_timeout = idle_timeout
         self.header_timeout = header_timeout
-        self.crowded = set()  # addresses at their limit (logged once until they drop)
+        self.at_limit = set()  # addresses refused (logged once while they hold connections)
         super().__init__(*args, **kwargs)
 
     def exempt(self, host):
@@ -104,12 +104,12 @@ class GuardedServer(TcpWSGIServer):
             if held >= self.per_address:
                 self.refuse(conn, host)
                 return
-            self.crowded.discard(host)
+            self.at_limit.discard(host)
         self.channel_class(self, conn, addr, self.adj, map=self._map)
 
     def refuse(self, conn, host):
-        if host not in self.crowded:
-            self.crowded.add(host)
+        if host not in self.at_limit:
+            self.at_limit.add(host)
             log.warning("%s holds %d connections (WAITRESS_CONNECTION_LIMIT_PER_ADDRESS): "
                         "refusing more until some close", host, self.per_address)
         try:
@@ -130,7 +130,10 @@ class GuardedServer(TcpWSGIServer):
         idle_cutoff = now - (CROWDED_IDLE_TIMEOUT if crowded else self.idle_timeout)
         head_cutoff = now - (min(CROWDED_HEADER_TIMEOUT, self.header_timeout) if crowded
                              else self.header_timeout)
-        for channel in list(self.active_channels.values()):
+        channels = list(self.active_channels.values())
+        # Forget the addresses that hold nothing any more: the set stays bounded.
+        self.at_limit &= {channel.addr[0] for channel in channels}
+        for channel in channels:
             if channel.requests or channel.will_close:
                 continue  # the app is answering (or it is closing anyway)
             if channel.receiving_head():
