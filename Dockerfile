@@ -1,6 +1,7 @@
 # Logs Collector in one container: waitress on :6543, data (SQLite, archives) in /data.
 #   docker build -t logs-collector .
-#   docker run -d -p 6543:6543 -v lc-data:/data -e SECRET_KEY=... --init logs-collector
+#   docker run -d -p 6543:6543 -v lc-data:/data -e SECRET_KEY=... \
+#       -e ALLOWED_HOSTS=logs.example.com --init logs-collector
 # See README "Container" for what was verified without a Docker engine, and how.
 
 # --- build: a virtualenv with the pinned dependencies and the app ------------------------
@@ -48,7 +49,8 @@ USER 1000:1000
 VOLUME /data
 # Keep 6543 inside the container (map another port outside): the health check asks it.
 EXPOSE 6543
+# It asks with the first of ALLOWED_HOSTS as its Host: any other is refused (400).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:6543/api/v1/check/health/', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request as u; host = (os.environ.get('ALLOWED_HOSTS', '').replace(',', ' ').split() or ['127.0.0.1'])[0]; u.urlopen(u.Request('http://127.0.0.1:6543/api/v1/check/health/', headers={'Host': host}), timeout=4)"]
 # Migrations on every start (idempotent), then the server as PID 1's child under --init.
 CMD ["sh", "-c", "collector migrate && exec collector serve"]

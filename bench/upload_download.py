@@ -236,6 +236,7 @@ class Harness:
             "DATA_DIR": str(self.data_dir),
             "DB_URL": self.db_url,
             "DEBUG": "false",
+            "ALLOWED_HOSTS": "127.0.0.1",
             "SECRET_KEY": self.secret_key,
             "WAITRESS_LISTEN": f"127.0.0.1:{self.port or 0}",
             "TMPDIR": str(self.data_dir / "tmp"),

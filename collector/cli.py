@@ -153,8 +153,9 @@ def _tune_malloc(settings):
 
 
 def cmd_serve(args, settings):
-    from collector.archives.uploads import spool
     from pyramid.paster import get_app, setup_logging
+
+    from collector import server
 
     setup_logging(args.config)
     # LOG_FORMAT=json / LOG_LEVEL over the ini's logging
@@ -164,8 +165,9 @@ def cmd_serve(args, settings):
     _tune_malloc(settings)
     app = get_app(args.config)
     print(f"serving on http://{options['listen']}", flush=True)
-    # A body that could not even be spooled to DATA_DIR/tmp is refused (507) at its headers.
-    spool.serve(app, options, Path(settings["data_dir"]) / "tmp", settings["storage.reserve"])
+    # Connections bounded per client address, idle and slow-headed ones closed early; a
+    # body that could not even be spooled to DATA_DIR/tmp is refused (507) at its headers.
+    server.serve(app, options, Path(settings["data_dir"]) / "tmp", settings["storage.reserve"])
 
 
 def cmd_purge(args, settings):

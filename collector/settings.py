@@ -138,7 +138,8 @@ def as_log_level(value):
 ENV_OVERRIDES = [
     ("secret_key", "SECRET_KEY", str, "signs sessions; production refuses the default"),
     ("debug", "DEBUG", as_bool, "development mode; false means production rules"),
-    ("allowed_hosts", "ALLOWED_HOSTS", as_list, "Host header values served (`*` = any)"),
+    ("allowed_hosts", "ALLOWED_HOSTS", as_list,
+     "Host header values served (`*` = any; production refuses it and an empty list)"),
     ("csrf_trusted_origins", "CSRF_TRUSTED_ORIGINS", as_list, "origins allowed to post forms"),
     ("db_url", "DB_URL", as_db_url, "`sqlite:///path`, `postgresql://…` or `psql://…`"),
     ("tz", "TZ", as_tz, "time zone used when showing times"),
@@ -168,6 +169,8 @@ ENV_OVERRIDES = [
      "disk use (%) above which staff pages show the gauge in a warning colour"),
     ("session.secure", "SESSION_COOKIE_SECURE", as_secure,
      "`auto` (Secure when served over https), `true` or `false`"),
+    ("hsts.max_age", "HSTS_MAX_AGE", int,
+     "seconds browsers keep to https (Strict-Transport-Security on https answers); 0: none"),
     ("ticket.attempts", "TICKET_ATTEMPTS", int, "upload attempts of a new ticket"),
     ("ticket.lifetime_days", "TICKET_LIFETIME_DAYS", int, "days a new ticket's token lives"),
     ("auth.access_lifetime", "ACCESS_TOKEN_LIFETIME", int, "seconds an access token lives"),
@@ -202,8 +205,15 @@ ENV_OVERRIDES = [
     ("waitress.listen", "WAITRESS_LISTEN", str, "host:port the server listens on"),
     ("waitress.threads", "WAITRESS_THREADS", int, "worker threads"),
     ("waitress.channel_timeout", "WAITRESS_CHANNEL_TIMEOUT", int,
-     "seconds an idle connection lives"),
+     "seconds a connection sending a body or receiving an answer may stay silent"),
+    ("waitress.idle_timeout", "WAITRESS_IDLE_TIMEOUT", int,
+     "seconds a connection without a request in progress lives"),
+    ("waitress.header_timeout", "WAITRESS_HEADER_TIMEOUT", int,
+     "seconds a request's headers may take to arrive, from their first byte"),
     ("waitress.connection_limit", "WAITRESS_CONNECTION_LIMIT", int, "open connections at most"),
+    ("waitress.connection_limit_per_address", "WAITRESS_CONNECTION_LIMIT_PER_ADDRESS", int,
+     "open connections at most from one client address (0: no limit; the trusted proxy "
+     "is exempt)"),
     ("waitress.recv_bytes", "WAITRESS_RECV_BYTES", as_size, "bytes read per socket recv"),
     ("waitress.max_request_body_size", "WAITRESS_MAX_REQUEST_BODY_SIZE", as_size,
      "largest request body waitress buffers (default: UPLOAD_MAX_SIZE + 1 MiB)"),
@@ -245,6 +255,7 @@ DEFAULTS = {
     "upload.unfinished_max": 16,
     "storage.warn_percent": 90.0,
     "session.secure": "auto",
+    "hsts.max_age": 365 * 24 * 3600,
     "ticket.attempts": 5,
     "ticket.lifetime_days": 7,
     "auth.access_lifetime": 15 * 60,
@@ -268,7 +279,10 @@ DEFAULTS = {
     "waitress.listen": "127.0.0.1:6543",
     "waitress.threads": 8,
     "waitress.channel_timeout": 120,
+    "waitress.idle_timeout": 15,
+    "waitress.header_timeout": 10,
     "waitress.connection_limit": 200,
+    "waitress.connection_limit_per_address": 32,
     "waitress.recv_bytes": 256 * 1024,
     "waitress.trusted_proxy": "",
     "waitress.trusted_proxy_headers": "",
@@ -323,18 +337,38 @@ def load(settings, environ=None):
         # bytes to bypass the app, and a local disk has no URL to send anyone to.
         raise SettingsError("STORAGE_DOWNLOAD: `redirect` needs an s3:// STORAGE_URL (a "
                             "local disk has no presigned URLs); use `stream`")
+    for key, variable in (("waitress.idle_timeout", "WAITRESS_IDLE_TIMEOUT"),
+                          ("waitress.header_timeout", "WAITRESS_HEADER_TIMEOUT")):
+        if result[key] < 1:
+            raise SettingsError(f"{variable}: must be at least 1 second")
+    if result["hsts.max_age"] < 0:
+        raise SettingsError("HSTS_MAX_AGE: must be 0 (no header) or more seconds")
+    if result["waitress.connection_limit_per_address"] < 0:
+        raise SettingsError("WAITRESS_CONNECTION_LIMIT_PER_ADDRESS: must be 0 (no limit) or "
+                            "more")
     if 0 < len(result["metrics.token"]) < 16 and not result["debug"]:
         raise SettingsError("METRICS_TOKEN: must be at least 16 characters in production")
+    if not result["debug"] and (not result["allowed_hosts"] or "*" in result["allowed_hosts"]):
+        # Links in answers and mails are built from Host: any Host means poisoned links
+        # and DNS rebinding; the names must be said, as the secret key must.
+        raise SettingsError("ALLOWED_HOSTS: production (DEBUG false) needs the host names "
+                            "served, e.g. ALLOWED_HOSTS=logs.example.com (empty or `*` is "
+                            "refused)")
     return result
 
 
 def waitress_options(settings):
-    """Keyword arguments for ``waitress.serve`` from the typed settings."""
+    """Keyword arguments for ``collector.server.serve`` from the typed settings: waitress's
+    own, and the per-address limit and short timeouts that ``collector.server`` adds."""
     options = {
         "listen": settings["waitress.listen"],
         "threads": settings["waitress.threads"],
         "channel_timeout": settings["waitress.channel_timeout"],
         "connection_limit": settings["waitress.connection_limit"],
+        # collector.server's own (waitress has no such rules).
+        "connection_limit_per_address": settings["waitress.connection_limit_per_address"],
+        "idle_timeout": settings["waitress.idle_timeout"],
+        "header_timeout": settings["waitress.header_timeout"],
         "recv_bytes": settings["waitress.recv_bytes"],
         "backlog": settings["waitress.backlog"],
         "outbuf_high_watermark": settings["waitress.outbuf_high_watermark"],

@@ -52,7 +52,15 @@ SECURITY_HEADERS = {
 }
 
 
+def strict_transport_security(max_age):
+    """The HSTS value: https only, for ``max_age`` seconds, on this host and its subdomains
+    (the service's own name; nothing above it). None when ``max_age`` is 0."""
+    return f"max-age={max_age}; includeSubDomains" if max_age else None
+
+
 def security_headers_tween_factory(handler, registry):
+    hsts = strict_transport_security(registry.settings["hsts.max_age"])
+
     def tween(request):
         response = handler(request)
         for name, value in SECURITY_HEADERS.items():
@@ -60,6 +68,10 @@ def security_headers_tween_factory(handler, registry):
         page = (response.content_type or "").startswith("text/html")
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY if page
                                     else OTHER_CONTENT_SECURITY_POLICY)
+        # Only over https (wsgi.url_scheme: waitress sets it from X-Forwarded-Proto when
+        # the proxy is trusted): browsers ignore it over http, and it would be a lie there.
+        if hsts and request.scheme == "https":
+            response.headers.setdefault("Strict-Transport-Security", hsts)
         return response
 
     return tween

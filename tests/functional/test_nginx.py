@@ -94,6 +94,7 @@ def stack(tmp_path_factory):
     env = {**os.environ, "SECRET_KEY": "nginx-test-secret-key-0123456789",
            "DATA_DIR": str(tmp / "data"), "WAITRESS_LISTEN": f"127.0.0.1:{app_port}",
            "WAITRESS_TRUSTED_PROXY": "127.0.0.1", "UPLOAD_MAX_SIZE": "64MiB",
+           "ALLOWED_HOSTS": "127.0.0.1",
            "STORAGE_RESERVE": "0"}
     for name in ("DB_URL", "LOG_FORMAT", "ACCESS_LOG", "ACCESS_LOG_FORMAT", "METRICS_TOKEN"):
         env.pop(name, None)
@@ -189,3 +190,29 @@ def test_tus_upload_with_uploader_sh(stack, ticket):
     assert "OK: the server has exactly this file." in done.stdout
     log = stack["app_log"].read_text()
     assert log.count('"PATCH /api/v1/uploads/') == 4  # 3 MiB + 11 bytes in 1 MiB chunks
+
+
+def _head_lines(url, cacert=None, extra=()):
+    """The answer's header lines (lower-case names) from curl, for one URL."""
+    done = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-D", "-", *extra,
+                           *(["--cacert", str(cacert)] if cacert else []), url],
+                          capture_output=True, text=True, check=True, timeout=60)
+    return [line.strip().lower() for line in done.stdout.splitlines()]
+
+
+def test_hsts_over_https_only_and_once(stack):
+    """Every https answer — the app's (2xx and errors) and nginx's own (413) — carries
+    exactly one Strict-Transport-Security; the plain-http redirect none."""
+    hsts = "strict-transport-security: max-age=31536000; includesubdomains"
+    for path, extra, status in (("/api/v1/check/health/", (), "200"),
+                                ("/api/v1/tickets/", (), "401"),
+                                ("/api/v1/no/such/thing", (), "404"),
+                                ("/api/v1/archives/", ("-X", "POST", "-H",
+                                                       "Content-Length: 99999999999"), "413")):
+        lines = _head_lines(stack["base"] + path, stack["cert"], extra)
+        assert lines[0].split()[1] == status, (path, lines)
+        assert [line for line in lines if line.startswith("strict-transport")] == [hsts]
+    lines = _head_lines(stack["http"] + "/upload")
+    assert lines[0].split()[1] == "301"
+    assert not [line for line in lines if line.startswith("strict-transport")]
+

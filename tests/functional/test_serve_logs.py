@@ -28,6 +28,7 @@ def server(tmp_path):
     env = {**os.environ, "SECRET_KEY": "serve-logs-secret-key-0123456789",
            "DATA_DIR": str(tmp_path / "data"), "WAITRESS_LISTEN": f"127.0.0.1:{port}",
            "WAITRESS_TRUSTED_PROXY": "127.0.0.1", "LOG_FORMAT": "json",
+           "ALLOWED_HOSTS": "127.0.0.1",
            "METRICS_TOKEN": TOKEN, "METRICS_ALLOW": "203.0.113.0/24"}
     for name in ("DB_URL", "LOG_LEVEL", "ACCESS_LOG", "ACCESS_LOG_FORMAT"):
         env.pop(name, None)

@@ -64,6 +64,7 @@ INI = """\
 [app:main]
 use = egg:logs-collector
 debug = false
+allowed_hosts = 127.0.0.1 localhost
 data_dir = {data_dir}
 upload.max_size = 64MiB
 storage.reserve = 0

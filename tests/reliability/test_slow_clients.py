@@ -7,8 +7,8 @@ With more stalled clients than worker threads at once this test shows:
 * a health check and a normal upload still succeed meanwhile (nothing is waiting for a
   worker);
 * a client that declared more bytes than it sent and went silent (single POST and tus
-  PATCH) is disconnected by ``WAITRESS_CHANNEL_TIMEOUT`` (checked by waitress every
-  ``cleanup_interval``, 30 s: the bound below is generous, not a timing claim);
+  PATCH) is disconnected by ``WAITRESS_CHANNEL_TIMEOUT`` (checked every second by
+  ``collector serve``: the bound below is generous, not a timing claim);
 * a client that disconnects mid-body and one trickling a byte a second leave nothing
   either: no archive, no staged file, no spool file open, attempts and tus offsets
   unchanged;
@@ -41,7 +41,7 @@ pytestmark = pytest.mark.slow
 
 CHANNEL_TIMEOUT = 2
 THREADS = 4  # serverproc's ini
-# waitress looks for idle channels every 30 s (cleanup_interval): a generous bound.
+# collector serve looks for silent channels every second (cleanup_interval): generous.
 CLOSED_WITHIN = 90
 
 

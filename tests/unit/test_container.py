@@ -48,7 +48,8 @@ def _environment(*files):
     for name in files:
         service = yaml.safe_load((ROOT / name).read_text())["services"]["collector"]
         environment.update(service.get("environment", {}))
-    samples = {"SECRET_KEY": "a-secret-key-from-compose-0123", "POSTGRES_PASSWORD": "pw"}
+    samples = {"SECRET_KEY": "a-secret-key-from-compose-0123", "POSTGRES_PASSWORD": "pw",
+               "ALLOWED_HOSTS": "logs.example.com"}
 
     def resolve(match):
         name, kind, default = match.groups()
@@ -99,7 +100,8 @@ def test_instances_compose_shares_what_must_be_shared_and_loads():
     address = balancer["networks"]["default"]["ipv4_address"]
 
     samples = {"SECRET_KEY": "a-secret-key-from-compose-0123", "POSTGRES_PASSWORD": "pw",
-               "S3_ACCESS_KEY": "access-key", "S3_SECRET_KEY": "secret-key"}
+               "S3_ACCESS_KEY": "access-key", "S3_SECRET_KEY": "secret-key",
+               "ALLOWED_HOSTS": "logs.example.com"}
 
     def resolve(match):
         name, kind, default = match.groups()

@@ -94,6 +94,7 @@ _SAMPLES = {str: "from-the-environment-42", int: "7777", float: "12.5", s.as_siz
             s.as_expiry: "60"}
 # Variables that only load together with another one.
 _NEEDS = {"STORAGE_URL": {"STORAGE_QUOTA": "1GiB"},
+          "DEBUG": {"ALLOWED_HOSTS": "logs.example.com"},
           "STORAGE_DOWNLOAD": {"STORAGE_URL": "s3://a-bucket/logs", "STORAGE_QUOTA": "1GiB"}}
 
 
@@ -149,7 +150,8 @@ def test_the_readme_defaults_are_what_production_ini_gives():
 
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(Path(__file__).parents[2] / "production.ini")
-    loaded = s.load({**parser["app:main"], "secret_key": "a-long-enough-secret-key"}, {})
+    loaded = s.load({**parser["app:main"], "secret_key": "a-long-enough-secret-key",
+                     "allowed_hosts": "logs.example.com"}, {})
     coercers = {variable: coercer for _, variable, coercer, _ in s.ENV_OVERRIDES}
     checked = 0
     for variable, setting, default in _readme_rows():
@@ -158,3 +160,54 @@ def test_the_readme_defaults_are_what_production_ini_gives():
             assert coercers[variable](literal.group(1)) == loaded[setting], variable
             checked += 1
     assert checked >= 25  # the regex still finds the literals
+
+
+@pytest.mark.parametrize("hosts", ["", "*", " ", "logs.example.com *", "*,logs.example.com"])
+def test_production_refuses_any_host(hosts):
+    """As with SECRET_KEY: production names the hosts it serves; from the ini or the
+    environment, an empty list or `*` is refused (before anything else reads them)."""
+    secret = {"SECRET_KEY": "a-long-enough-secret-key"}
+    with pytest.raises(s.SettingsError, match="^ALLOWED_HOSTS: production"):
+        s.load({"debug": "false", "allowed_hosts": hosts}, secret)
+    with pytest.raises(s.SettingsError, match="^ALLOWED_HOSTS: production"):
+        s.load({"debug": "false", "allowed_hosts": "logs.example.com"},
+               {**secret, "ALLOWED_HOSTS": hosts})
+    # Development keeps serving any host (development.ini says `*`).
+    assert s.load({"debug": "true", "allowed_hosts": hosts}, {})["debug"] is True
+
+
+def test_production_serves_the_hosts_it_is_given():
+    loaded = s.load({"debug": "false", "allowed_hosts": ""},
+                    {"SECRET_KEY": "a-long-enough-secret-key",
+                     "ALLOWED_HOSTS": "logs.example.com, 192.0.2.7"})
+    assert loaded["allowed_hosts"] == ["logs.example.com", "192.0.2.7"]
+    assert s.load({"debug": "false", "allowed_hosts": "logs.example.com"},
+                  {"SECRET_KEY": "a-long-enough-secret-key"})["allowed_hosts"] == [
+        "logs.example.com"]
+
+
+@pytest.mark.parametrize("command", ["migrate", "serve"])
+def test_production_ini_as_shipped_refuses_to_start_without_allowed_hosts(tmp_path, command):
+    """`collector -c production.ini …` with a good SECRET_KEY and no ALLOWED_HOSTS: one line
+    naming the variable, no traceback, exit status 1; with it, it starts."""
+    import os
+    import subprocess
+    import sys
+
+    from collector.settings import ENV_OVERRIDES
+
+    ini = Path(__file__).parents[2] / "production.ini"
+    env = {k: v for k, v in os.environ.items()
+           if k not in {variable for _, variable, _, _ in ENV_OVERRIDES}}
+    env.update({"SECRET_KEY": "a-long-enough-secret-key", "DATA_DIR": str(tmp_path),
+                "WAITRESS_LISTEN": "127.0.0.1:0"})
+    done = subprocess.run([sys.executable, "-m", "collector.cli", "-c", str(ini), command],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: ALLOWED_HOSTS: production (DEBUG false) needs the host names served, e.g. "
+        "ALLOWED_HOSTS=logs.example.com (empty or `*` is refused)"]
+    done = subprocess.run([sys.executable, "-m", "collector.cli", "-c", str(ini), "migrate"],
+                          env={**env, "ALLOWED_HOSTS": "logs.example.com"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

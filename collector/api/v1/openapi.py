@@ -76,7 +76,9 @@ ERRORS = {
          "reading limit (see `detail`)",
     423: "The upload token is unusable: ticket resolved, token expired or out of attempts; "
          "or the ticket is under legal hold (no deletion)",
-    429: "Too many failed sign-in attempts; retry after `Retry-After` seconds",
+    429: "Too many failed attempts from this client: sign-ins, or unknown upload tokens "
+         "(every upload-token check, `/check/token/` included, answers this until the "
+         "window has passed); retry after `Retry-After` seconds",
     503: "The database is unavailable, or the archive's member index is being built; retry "
          "after `Retry-After` seconds",
     507: "Not enough free space on the server",
@@ -435,7 +437,9 @@ PATH_PARAMETERS = {
     "name": {**STRING, "pattern": PLATFORM_NAME.pattern},
     "number": ID,
     "id": ID,
-    "filename": {**STRING, "description": "Stored as the archive's name"},
+    # Digits only name an archive (`/archives/{id}`): the route asks for another character.
+    "filename": {**STRING, "pattern": "[^0-9/]",
+                 "description": "Stored as the archive's name; not digits only"},
     "token": {**STRING, "description": "An upload token"},
     "path": {**STRING, "description": "A member's `path` as listed (slashes stay as they are)"},
     "token_id": {**ID, "description": "An API token's `id` (never its secret)"},
@@ -477,7 +481,7 @@ UPLOAD = operation(
     "uploadArchive", "Upload an archive to the ticket of the Upload-Token",
     {201: answer("Stored", ref("Archive"), {"Location": {
         "description": "The new archive", "schema": {**STRING, "format": "uri"}}})},
-    (400, 401, 403, 413, 423, 507),
+    (400, 401, 403, 413, 423, 429, 507),
     description="As multipart/form-data with a `file` field, or the raw bytes as the body "
                 "(name from `?filename=`, `Content-Disposition` or the path). One of the "
                 "ticket's attempts is spent only when the archive is stored. PUT is accepted "
@@ -551,14 +555,16 @@ TUS_OPERATIONS = {
                                     "asks this first and falls back to a single POST "
                                     "when it gets no `Tus-Version`.",
             security=PUBLIC),
+        # 201 either way (tus), empty unless the upload is finished: OpenAPI cannot mark a
+        # response body optional, so the receipt is named in words, not as content.
         "post": _tus(
             "createUpload", "Create a resumable upload (tus creation)",
-            {201: answer("Created; `Location` is the upload's URL. With a body that "
-                         "completed the upload (or a final concatenation): the receipt",
+            {201: answer("Created; `Location` is the upload's URL. No body, unless the body "
+                         "sent completed the upload (or it was a final concatenation): "
+                         "then the receipt, as `appendChunk` answers it (JSON)",
                          headers={**TUS_STATE, "Location": {"schema": {
-                             **STRING, "format": "uri"}}},
-                         content=json_content(RECEIPT))},
-            (400, 401, 403, 413, 423, 507), ("410", "412", "415", "460"),
+                             **STRING, "format": "uri"}}})},
+            (400, 401, 403, 413, 423, 429, 507), ("410", "412", "415", "460"),
             description="`Upload-Length` (or `Upload-Defer-Length: 1`), `Upload-Metadata` "
                         "(`filename`, `filetype`: the archive's name), `Upload-Concat: "
                         "partial` or `final;<url> <url> …`. Reserves one of the ticket's "
@@ -569,7 +575,9 @@ TUS_OPERATIONS = {
                         header("Upload-Metadata", STRING, "`key base64,…`"),
                         header("Upload-Concat", STRING, "`partial` or `final;<urls>`"),
                         *CHUNK_HEADERS],
-            body=CHUNK),
+            body={**CHUNK, "description": "creation-with-upload: the first chunk (at most "
+                                         "`Upload-Length` bytes); none for a final "
+                                         "concatenation"}),
     },
     "api.upload": {
         "parameters": [{"name": "id", "in": "path", "required": True,
@@ -583,7 +591,7 @@ TUS_OPERATIONS = {
                          "`Upload-Concat`, `Upload-Archive-Id` once finished",
                          headers={**TUS_STATE, "Cache-Control": {"schema": {
                              "const": "no-store"}}})},
-            (400, 401, 403, 404, 423), ("410", "412")),
+            (400, 401, 403, 404, 423, 429), ("410", "412")),
         "patch": _tus(
             "appendChunk", "Append a chunk at `Upload-Offset` (tus core)",
             {204: answer("Stored and fsynced", headers=TUS_STATE),
@@ -592,7 +600,7 @@ TUS_OPERATIONS = {
                          "the archive is deleted)",
                          headers={**TUS_STATE, **ARCHIVE_ID_HEADER},
                          content=json_content(RECEIPT))},
-            (400, 401, 403, 404, 413, 423, 507), ("409", "410", "412", "415", "460"),
+            (400, 401, 403, 404, 413, 423, 429, 507), ("409", "410", "412", "415", "460"),
             description="403 on a final (concatenated) upload. A deferred length is given "
                         "with `Upload-Length` here. A resolved ticket refuses chunks (423).",
             parameters=[header("Upload-Offset", INTEGER, "Must equal the upload's offset",
@@ -603,7 +611,7 @@ TUS_OPERATIONS = {
         "delete": _tus(
             "terminateUpload", "Terminate the upload (tus termination)",
             {204: answer("Removed; an attempt it held is given back to the ticket")},
-            (401, 403, 404, 423), ("409", "412")),
+            (401, 403, 404, 423, 429), ("409", "412")),
     },
 }
 
@@ -788,7 +796,10 @@ OPERATIONS = {
     },
     "api.check.token": {
         "get": operation("getTokenState", "State of an upload token",
-                         {200: answer("The token's state", ref("TokenState"))}, (404,),
+                         {200: answer("The token's state", ref("TokenState"))}, (404, 429),
+                         description="An unknown token counts against the client's "
+                                     "address: past the limit every token check from it "
+                                     "answers 429 (upload-token guessing).",
                          security=PUBLIC),
     },
     "api.auth.token": {

@@ -14,7 +14,6 @@ import shutil
 
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
-from waitress.server import BaseWSGIServer, create_server
 from waitress.utilities import Error
 
 
@@ -54,13 +53,3 @@ def space_checking_channel(spool_dir, reserve):
 
     return SpaceCheckingChannel
 
-
-def serve(app, options, spool_dir, reserve):
-    """What ``waitress.serve`` does, with the space-checking channel on every socket."""
-    channel = space_checking_channel(spool_dir, reserve)
-    server = create_server(app, **options)
-    for each in (server, *getattr(server, "map", {}).values()):
-        if isinstance(each, BaseWSGIServer):
-            each.channel_class = channel
-    server.print_listen("Serving on http://{}:{}")
-    server.run()
