@@ -43,7 +43,6 @@ import subprocess  # noqa: E402
 import tarfile  # noqa: E402
 import time  # noqa: E402
 import urllib.parse  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("upload_download",
                                                os.path.join(HERE, "upload_download.py"))
