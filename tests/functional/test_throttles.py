@@ -237,3 +237,21 @@ def test_admins_see_the_throttles_in_force(app, factory, admin):
 def test_no_throttle_in_force_is_said(app, factory, admin):
     page = _client(app).get("/admin/users/", headers=admin.headers)
     assert page.html.find(id="no-lockouts")
+
+
+# --- other digits on every way a number or a code comes in -------------------------------
+
+OTHER_DIGITS = ["²", "²³", "٣", "１２", "①", "߁", "12٣"]
+
+
+@pytest.mark.parametrize("digits", OTHER_DIGITS)
+def test_other_digits_are_plain_wrong_input_on_every_page(app, factory, web_login, digits):
+    """``str.isdigit()`` then ``int()`` made 500s of these: the ticket search, a personal
+    token's lifetime, the audit log's offset. Each is now what any other text is."""
+    staff = factory.user("staff", admin=True)
+    browser = web_login(_client(app), staff)
+    assert browser.get("/tickets/", params={"q": digits}).status_int == 200
+    form = browser.get("/account/").forms["token-form"]
+    form["name"], form["lifetime_days"] = "ci", digits
+    assert "the lifetime is a number of days" in form.submit(status=400).text
+    assert browser.get("/admin/audit", params={"offset": digits}).status_int == 200
