@@ -6,7 +6,8 @@ import colander
 from cornice import Service
 
 from collector.accounts import services
-from collector.api.v1 import Boolean, error_handler, iso, json_body, no_content, validate
+from collector.api.v1 import Boolean, error_handler, json_body, no_content, validate
+from collector.api.v1.auth import serialise as serialise_token
 from collector.security import Permission
 
 user_tokens = Service(name="user_tokens", pyramid_route="api.user.tokens",
@@ -25,10 +26,9 @@ class RevokeAllSchema(colander.MappingSchema):
 
 
 def serialise(row):
-    """What an admin may know of a token: never its secret or its hash."""
-    return {"id": row.id, "kind": row.kind, "name": row.name,
-            "time_create": iso(row.time_create), "expires_at": iso(row.expires_at),
-            "last_used_at": iso(row.last_used_at), "mfa": row.mfa}
+    """What an admin may know of a token: a personal token's fields and its kind, never
+    its secret or its hash."""
+    return {**serialise_token(row), "kind": row.kind}
 
 
 @user_tokens.get(permission=Permission.ADMIN)
