@@ -161,8 +161,7 @@ def forbidden(exc, request):
     if not request.path_info.startswith("/api/"):
         return forbidden_page(exc, request)
     if request.identity is None:
-        return json_error(request, 401, "Authentication credentials were not provided or are "
-                          "invalid.", {"WWW-Authenticate": 'Bearer realm="api"'})
+        return _sign_in_first(request)
     if isinstance(exc.result, MfaRequired):
         return json_error(request, 403, MfaRequired.reason)
     if exc.result is None:  # an HTTPForbidden raised by a view has no ACL result
@@ -170,13 +169,21 @@ def forbidden(exc, request):
     return json_error(request, 403, "You do not have permission to perform this action.")
 
 
+def _sign_in_first(request):
+    """The answer to a caller who is nobody where staff are needed."""
+    if request.path_info.startswith("/api/"):
+        return json_error(request, 401, "Authentication credentials were not provided or are "
+                          "invalid.", {"WWW-Authenticate": 'Bearer realm="api"'})
+    if request.method in {"GET", "HEAD"}:
+        # Sign in first, then come back here.
+        return HTTPSeeOther(request.application_url + "/login?"
+                            + urlencode({"next": request.path_qs}))
+    return page_error(request, 403, "Please sign in first.")
+
+
 def forbidden_page(exc, request):
     if request.identity is None:
-        if request.method in {"GET", "HEAD"}:
-            # Sign in first, then come back here.
-            return HTTPSeeOther(request.application_url + "/login?"
-                                + urlencode({"next": request.path_qs}))
-        return page_error(request, 403, "Please sign in first.")
+        return _sign_in_first(request)
     if isinstance(exc.result, MfaRequired):
         return page_error(request, 403, "This needs a session that passed two-factor "
                           "authentication: sign out and sign in again with your code.")
@@ -185,6 +192,12 @@ def forbidden_page(exc, request):
 
 @notfound_view_config()
 def notfound(exc, request):
+    from collector.resources import staff_data
+
+    if request.identity is None and staff_data(getattr(request, "context", None)):
+        # Anonymous: a missing ticket answers as an existing one (sign in first), else
+        # the difference would tell which ticket numbers and archive ids exist.
+        return _sign_in_first(request)
     if request.path_info.startswith("/api/"):
         return error(request, 404, "Not found.")
     if isinstance(exc, PredicateMismatch):

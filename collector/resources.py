@@ -39,6 +39,14 @@ def hidden_from(request, context):
     return not request.has_permission(P.VIEW, context)
 
 
+def staff_data(context):
+    """Whether ``context`` lies among the platforms, tickets and archives (their
+    containers included): where a name that does not exist must answer an anonymous
+    caller as one that exists does (sign in first), or the answer tells which exist."""
+    return any(isinstance(node, (PlatformContainer, TicketContainer, ArchiveContainer))
+               for node in _lineage(context))
+
+
 def _lineage(context):
     while context is not None:
         yield context

@@ -209,3 +209,24 @@ def test_parallel_creations_of_one_number_are_one_201_and_409s(app, factory, sta
         "/api/v1/tickets/", {"number": 4000, "platform": "open"}, headers=staff.headers,
         expect_errors=True).status_int)
     assert statuses == [201] + [409] * (parallel - 1)
+
+
+@pytest.mark.parametrize("method,hidden,missing,body", API_PAIRS)
+def test_an_anonymous_caller_cannot_tell_what_exists_on_the_api(testapp, world, method,
+                                                               hidden, missing, body):
+    ids = {"a": world["archive"], "m": world["missing_archive"]}
+    seen = _api(testapp, method, hidden.format(**ids), {}, body)
+    absent = _api(testapp, method, missing.format(**ids), {}, body)
+    assert seen.status_int == absent.status_int == 401
+    assert seen.json == absent.json
+
+
+@pytest.mark.parametrize("hidden,missing", PAGE_PAIRS)
+def test_an_anonymous_caller_cannot_tell_what_exists_on_the_pages(app, world, hidden,
+                                                                 missing):
+    ids = {"a": world["archive"], "m": world["missing_archive"]}
+    seen, absent = (webtest.TestApp(app, extra_environ=ENV).get(path.format(**ids),
+                                                                 expect_errors=True)
+                    for path in (hidden, missing))
+    assert seen.status_int == absent.status_int == 303
+    assert seen.location.split("next=")[0] == absent.location.split("next=")[0]

@@ -540,7 +540,7 @@ def test_pages_need_two_factor_and_the_platform(app, testapp, upload, factory, s
                     f"/archives/{hidden}/member/hidden.log",
                     f"/archives/{hidden}/search?q=hidden", "/tickets/7007/search?q=hidden"]
     for page in hidden_pages:
-        refused = outsider.get(page, status=403)
+        refused = outsider.get(page, status=404)
         assert "hidden line" not in refused.text
         assert insider.get(page).status_int == 200
 
