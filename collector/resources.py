@@ -40,11 +40,12 @@ def hidden_from(request, context):
 
 
 def staff_data(context):
-    """Whether ``context`` lies among the platforms, tickets and archives (their
-    containers included): where a name that does not exist must answer an anonymous
-    caller as one that exists does (sign in first), or the answer tells which exist."""
-    return any(isinstance(node, (PlatformContainer, TicketContainer, ArchiveContainer))
-               for node in _lineage(context))
+    """Whether ``context`` lies among the platforms, tickets, archives, users or webhooks
+    (their containers included): where a name that does not exist must answer an
+    anonymous caller as one that exists does (sign in first), or the answer tells which
+    exist."""
+    return any(isinstance(node, (PlatformContainer, TicketContainer, ArchiveContainer,
+                                 Admin)) for node in _lineage(context))
 
 
 def _lineage(context):
@@ -251,10 +252,10 @@ class UserContainer(Node):
     def __getitem__(self, user_id):
         from collector.accounts import services
 
-        try:
-            user = services.get_user(self.dbsession, int(user_id))
-        except ValueError:
-            user = None
+        from collector.db import as_integer
+
+        number = as_integer(user_id, minimum=1)
+        user = services.get_user(self.dbsession, number) if number is not None else None
         if user is None:
             raise KeyError(user_id)
         return UserNode(self.request, user, self)

@@ -221,6 +221,23 @@ def test_an_anonymous_caller_cannot_tell_what_exists_on_the_api(testapp, world, 
     assert seen.json == absent.json
 
 
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/api/v1/webhooks/{}/"), ("DELETE", "/api/v1/webhooks/{}/"),
+    ("GET", "/api/v1/users/{}/tokens/"), ("POST", "/api/v1/users/{}/tokens/revoke/")])
+def test_an_anonymous_caller_cannot_tell_which_users_or_webhooks_exist(testapp, factory,
+                                                                      admin, method, path):
+    body = {} if method == "POST" else None
+    factory.platform("vm6")
+    hook = testapp.post_json("/api/v1/webhooks/", {
+        "platform": "vm6", "url": "http://127.0.0.1:9/hook", "secret": "s" * 32},
+        headers=admin.headers, status=201).json["id"]
+    existing = hook if "webhooks" in path else admin.id
+    seen = _api(testapp, method, path.format(existing), {}, body)
+    absent = _api(testapp, method, path.format(existing + 1000), {}, body)
+    assert seen.status_int == absent.status_int == 401
+    assert seen.json == absent.json
+
+
 @pytest.mark.parametrize("hidden,missing", PAGE_PAIRS)
 def test_an_anonymous_caller_cannot_tell_what_exists_on_the_pages(app, world, hidden,
                                                                  missing):

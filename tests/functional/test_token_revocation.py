@@ -284,6 +284,19 @@ def test_bad_token_ids_are_404(ctx, token_id):
     assert res.json["detail"]
 
 
+@pytest.mark.parametrize("user_id", ["abc", "0", "-1", "99999999999", "360117868360536096768",
+                                     "-57656469119319668686848", "²", "١٢", "1.5"])
+def test_bad_user_ids_are_404_on_the_api_and_the_pages(ctx, user_id):
+    """Found by the fuzz run: ids past 64 bits were a 500 (OverflowError in the driver)."""
+    quoted = urllib.parse.quote(user_id)
+    for method, path in (("get", f"/api/v1/users/{quoted}/tokens/"),
+                         ("delete", f"/api/v1/users/{quoted}/tokens/1/"),
+                         ("post", f"/api/v1/users/{quoted}/tokens/revoke/"),
+                         ("get", f"/admin/users/{quoted}/")):
+        res = getattr(ctx.testapp, method)(path, headers=ctx.admin.headers, status=404)
+        assert "Traceback" not in res.text
+
+
 def test_a_token_of_another_user_is_404(ctx):
     theirs = _listed(ctx, ctx.admin.id).json[0]["id"]
     ctx.testapp.delete(f"/api/v1/users/{ctx.user.id}/tokens/{theirs}/",
