@@ -12,6 +12,7 @@ from collector.cli import main
 INI = """[app:main]
 use = egg:logs-collector
 secret_key = cli-test-secret-0123456789
+allowed_hosts = localhost
 data_dir = {data_dir}
 db_url = {db_url}
 """

@@ -362,7 +362,8 @@ def test_expired_upload_answers_410_and_purge_removes_it(client, dbsession, tick
     client.head(keep)
     ini = tmp_path / "purge.ini"
     ini.write_text(f"[app:main]\nuse = egg:logs-collector\ndb_url = {settings['db_url']}\n"
-                   f"data_dir = {data_dir}\nsecret_key = {settings['secret_key']}\n")
+                   f"data_dir = {data_dir}\nsecret_key = {settings['secret_key']}\n"
+                   "allowed_hosts = localhost\n")
     cli_main(["-c", str(ini), "purge"])
     dbsession.expire_all()
     assert dbsession.get(TusUpload, upload_id) is None
@@ -396,7 +397,7 @@ def test_purge_removes_expired_s3_uploads_and_orphan_segments(
     dbsession.commit()
     assert _attempts(dbsession, ticket) == 1
     ini = tmp_path / "purge.ini"
-    ini.write_text("[app:main]\nuse = egg:logs-collector\n" + "".join(
+    ini.write_text("[app:main]\nuse = egg:logs-collector\nallowed_hosts = localhost\n" + "".join(
         f"{key} = {settings[key]}\n" for key in (
             "db_url", "data_dir", "secret_key", "storage.url", "storage.endpoint_url",
             "storage.region", "storage.quota")))
@@ -434,7 +435,8 @@ def test_purge_removes_uploads_still_empty_after_stale_hours(client, dbsession, 
     key = dbsession.get(TusUpload, ids[0]).storage_key
     ini = tmp_path / "purge.ini"
     ini.write_text(f"[app:main]\nuse = egg:logs-collector\ndb_url = {settings['db_url']}\n"
-                   f"data_dir = {data_dir}\nsecret_key = {settings['secret_key']}\n")
+                   f"data_dir = {data_dir}\nsecret_key = {settings['secret_key']}\n"
+                   "allowed_hosts = localhost\n")
     cli_main(["-c", str(ini), "purge", "--dry-run"])
     assert f"would remove empty upload {ids[0]} {data_dir / 'uploads' / key}" in \
         capsys.readouterr().out
