@@ -31,8 +31,8 @@ def main(global_config, **settings):
     config.include("collector.security")
     # request.storage: the transaction-aware archive store
     config.include("collector.archives.storage")
-    # the audit log: record(), and the tween that records refused or failed uploads
-    config.include("collector.audit")
+    # the audit log of refused or failed uploads: a tween keyed on the upload routes
+    config.include("collector.archives.uploads.refusals")
     # /metrics and the latency tween, only when METRICS_TOKEN is set
     config.include("collector.metrics")
     # help-desk webhooks: the worker thread (deliveries, low-space check), unless disabled

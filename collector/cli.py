@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from collector import logs
 from collector import settings as settings_module
+from collector import webhooks
 from collector.db import make_engine
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
@@ -392,6 +393,8 @@ def main(argv=None):
         settings = _settings(args.config)
     except settings_module.SettingsError as exc:
         raise SystemExit(f"error: {exc}") from None
+    # What a command records in the audit log reaches the webhooks, as in the server.
+    webhooks.listen()
     COMMANDS[args.command](args, settings)
 
 

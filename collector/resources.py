@@ -25,7 +25,14 @@ this same tree, so one ACL decides for the web pages and the API alike.
 
 from pyramid.authorization import ALL_PERMISSIONS, DENY_ALL, Allow
 
+from collector.accounts import services as accounts
+from collector.archives import services as archives
+from collector.archives.uploads import tus
+from collector.db import as_integer
+from collector.errors import Forbidden, NotFound
 from collector.security import Permission as P
+from collector.tickets import services as tickets
+from collector.webhooks import services as webhooks
 
 STAFF_ON_PLATFORM = (P.VIEW, P.EDIT, P.DELETE, P.DOWNLOAD)
 
@@ -37,6 +44,18 @@ def hidden_from(request, context):
     if not any(isinstance(node, (PlatformNode, UploadNode)) for node in _lineage(context)):
         return False
     return not request.has_permission(P.VIEW, context)
+
+
+def require(request, permission, context, refusal, missing):
+    """The tree's ACL decides whether the caller may do ``permission`` on ``context``
+    (a node the view looked up itself, e.g. a target platform or ticket): 403 with
+    ``refusal`` when not, or 404 with ``missing`` — the answer for a name that does not
+    exist — when the caller may not even see it."""
+    if request.has_permission(permission, context):
+        return
+    if hidden_from(request, context):
+        raise NotFound(missing)
+    raise Forbidden(refusal)
 
 
 def staff_data(context):
@@ -93,9 +112,7 @@ def root_factory(request):
 
 class PlatformContainer(Node):
     def __getitem__(self, name):
-        from collector.tickets import services
-
-        platform = services.get_platform(self.dbsession, name)
+        platform = tickets.get_platform(self.dbsession, name)
         if platform is None:
             raise KeyError(name)
         return PlatformNode(self.request, platform, self)
@@ -124,9 +141,7 @@ class PlatformNode(Node):
 
 class _PlatformTickets(Node):
     def __getitem__(self, number):
-        from collector.tickets import services
-
-        ticket = services.get_ticket(self.dbsession, number)
+        ticket = tickets.get_ticket(self.dbsession, number)
         if ticket is None or ticket.platform_id != self.__parent__.platform.id:
             raise KeyError(number)
         return TicketNode(self.request, ticket, self)
@@ -150,9 +165,7 @@ class TicketNode(Node):
 
 class _TicketArchives(Node):
     def __getitem__(self, archive_id):
-        from collector.archives import services
-
-        archive = services.get_archive(self.dbsession, archive_id)
+        archive = archives.get_archive(self.dbsession, archive_id)
         if archive is None or archive.ticket_id != self.__parent__.ticket.id:
             raise KeyError(archive_id)
         return ArchiveNode(self.request, archive, self)
@@ -180,9 +193,7 @@ class TicketContainer(Node):
     """``/tickets/{number}``: a shortcut that lands on the canonical Ticket node."""
 
     def __getitem__(self, number):
-        from collector.tickets import services
-
-        ticket = services.get_ticket(self.dbsession, number)
+        ticket = tickets.get_ticket(self.dbsession, number)
         if ticket is None:
             raise KeyError(number)
         return ticket_node(self.request, ticket)
@@ -192,9 +203,7 @@ class ArchiveContainer(Node):
     """``/archives/{id}``: a shortcut that lands on the canonical Archive node."""
 
     def __getitem__(self, archive_id):
-        from collector.archives import services
-
-        archive = services.get_archive(self.dbsession, archive_id)
+        archive = archives.get_archive(self.dbsession, archive_id)
         if archive is None:
             raise KeyError(archive_id)
         return archive_node(self.request, archive)
@@ -206,8 +215,6 @@ class Uploads(Node):
     """
 
     def __getitem__(self, upload_id):
-        from collector.archives.uploads import tus
-
         upload = tus.get_upload(self.dbsession, upload_id)
         if upload is None:
             raise KeyError(upload_id)
@@ -250,12 +257,8 @@ class Admin(Node):
 
 class UserContainer(Node):
     def __getitem__(self, user_id):
-        from collector.accounts import services
-
-        from collector.db import as_integer
-
         number = as_integer(user_id, minimum=1)
-        user = services.get_user(self.dbsession, number) if number is not None else None
+        user = accounts.get_user(self.dbsession, number) if number is not None else None
         if user is None:
             raise KeyError(user_id)
         return UserNode(self.request, user, self)
@@ -271,9 +274,7 @@ class WebhookContainer(Node):
     """``/admin/webhooks/``: every platform's webhooks; only the Admin ACL above applies."""
 
     def __getitem__(self, webhook_id):
-        from collector.webhooks import services
-
-        hook = services.get_webhook(self.dbsession, webhook_id)
+        hook = webhooks.get_webhook(self.dbsession, webhook_id)
         if hook is None:
             raise KeyError(webhook_id)
         return WebhookNode(self.request, hook, self)

@@ -14,6 +14,10 @@ from pyramid.csrf import SessionCSRFStoragePolicy
 from pyramid.security import Denied
 from pyramid.session import SignedCookieSessionFactory
 
+from collector.accounts import services as accounts
+from collector.errors import json_error
+from collector.tickets import services as tickets
+
 
 class Permission(enum.StrEnum):
     VIEW = "view"
@@ -57,45 +61,39 @@ class Identity:
 
 
 def bearer_identity(request):
-    from collector.accounts import services
-
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() not in {"bearer", "token"} or not secret.strip():
         return None
-    token = services.find_valid_token(request.dbsession, secret.strip(),
+    token = accounts.find_valid_token(request.dbsession, secret.strip(),
                                       kinds={"access", "personal"})
     if token is None or not token.user.is_active:
         return None
-    services.note_token_use(token)
+    accounts.note_token_use(token)
     return Identity("bearer", user=token.user, token=token, mfa=token.mfa)
 
 
 def session_identity(request):
-    from collector.accounts import services
-
     # Reading request.session for every API call would set no cookie, but costs a parse.
     if "session" not in request.cookies:
         return None
     user_id = request.session.get("user_id")
     if user_id is None:
         return None
-    user = services.get_user(request.dbsession, user_id)
+    user = accounts.get_user(request.dbsession, user_id)
     if user is None or not user.is_active:
         return None
     # A password change or a two-factor reset ends every session made before it.
-    if request.session.get("stamp") != services.session_stamp(user):
+    if request.session.get("stamp") != accounts.session_stamp(user):
         return None
     return Identity("session", user=user, mfa=bool(request.session.get("mfa")))
 
 
 def upload_token_identity(request):
-    from collector.tickets import services
-
     token = request.headers.get("Upload-Token")
     if not token:
         return None
-    ticket = services.ticket_for_valid_token(request.dbsession, token)
+    ticket = tickets.ticket_for_valid_token(request.dbsession, token)
     if ticket is None:
         return None
     return Identity("upload-token", ticket=ticket)
@@ -145,13 +143,11 @@ class SecurityPolicy:
         return result
 
     def remember(self, request, userid, mfa=False, **kw):
-        from collector.accounts import services
-
         request.session.invalidate()
         request.session["user_id"] = int(userid)
         request.session["mfa"] = bool(mfa)
-        request.session["stamp"] = services.session_stamp(
-            services.get_user(request.dbsession, int(userid)))
+        request.session["stamp"] = accounts.session_stamp(
+            accounts.get_user(request.dbsession, int(userid)))
         # The identity may have been asked already in this request (as nobody).
         request.__dict__.pop("_collector_identity", None)
         return []
@@ -207,8 +203,6 @@ def allowed_hosts_tween_factory(handler, registry):
     def tween(request):
         host = (request.host or "").rsplit(":", 1)[0].strip("[]").lower()
         if host not in allowed:
-            from collector.errors import json_error
-
             return json_error(request, 400, f"host {host!r} is not in ALLOWED_HOSTS")
         return handler(request)
 

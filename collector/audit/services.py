@@ -47,12 +47,26 @@ def _who(request, actor, outcome):
     return actor.id, actor.username
 
 
+def subscribe(listener):
+    """Have ``listener(db, values)`` called for every event as it is written, on the same
+    session or connection, so what it writes shares the event's fate (the webhooks' outbox
+    subscribes). The audit log knows nothing of its listeners: they depend on it, not the
+    other way round. Subscribing the same listener twice keeps one."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+_listeners = []
+
+
 def record(source, action, *, outcome="ok", ticket=None, archive=None, actor=None,
-           reason="", detail=None, token=None):
+           reason="", detail=None):
     """Record one event; see the module's docstring for when it is written.
 
-    ``ticket`` is a Ticket; without one, a given upload ``token`` names the ticket (and
-    only its hint is kept). ``actor`` defaults to the signed-in user of the request.
+    ``ticket`` is a Ticket or any row with its ``id`` and ``number`` (a refused upload's
+    caller resolves the token itself); ``reason`` is a stable code, never a sentence.
+    ``actor`` defaults to the signed-in user of the request. Nothing here may carry a
+    credential: a token is named by ``token_hint`` only.
     """
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown audit outcome {outcome!r}")
@@ -61,9 +75,6 @@ def record(source, action, *, outcome="ok", ticket=None, archive=None, actor=Non
         # Asked first: reading the ticket's attributes below may begin a transaction.
         in_transaction = request is None and dbsession.in_transaction()
         actor_id, actor_name = _who(request, actor, outcome)
-        detail = dict(detail or {})
-        if token:
-            detail["token"] = token_hint(token)
         values = dict(
             time=utcnow(), actor_id=actor_id, actor_name=actor_name[:150], action=action,
             ticket_id=ticket.id if ticket is not None else None,
@@ -71,25 +82,25 @@ def record(source, action, *, outcome="ok", ticket=None, archive=None, actor=Non
             archive_id=archive.id if archive is not None else None,
             client_address=(request.remote_addr or "")[:64] if request is not None else "",
             user_agent=(request.user_agent or "")[:300] if request is not None else "",
-            outcome=outcome, reason=reason[:40], detail=detail)
+            outcome=outcome, reason=reason[:40], detail=dict(detail or {}))
     except Exception:  # never break the request over its audit event
         log.exception("audit: could not build the %s event", action)
         return
     if outcome == "ok":
         session = dbsession if dbsession is not None else request.dbsession
         session.add(AuditEvent(**values))
-        # Its webhook events (the outbox) commit with it, or not at all.
+        # Its listeners' rows (the webhooks' outbox) commit with it, or not at all.
         _notify(session, values)
         return
     if request is not None:
         engine = request.registry["db_engine"]
         # After the request's transaction (committed or rolled back) and its session.
-        request.add_finished_callback(lambda _request: _write_apart(engine, values, token))
+        request.add_finished_callback(lambda _request: _write_apart(engine, values))
     elif in_transaction:
         # The console's own transaction (it may hold SQLite's write lock): after it ends.
-        _after_transaction(dbsession, lambda: _write_apart(dbsession.get_bind(), values, token))
+        _after_transaction(dbsession, lambda: _write_apart(dbsession.get_bind(), values))
     else:
-        _write_apart(dbsession.get_bind(), values, token)
+        _write_apart(dbsession.get_bind(), values)
 
 
 def _after_transaction(dbsession, write):
@@ -104,36 +115,22 @@ def _after_transaction(dbsession, write):
     event.listen(dbsession, "after_rollback", once, once=True)
 
 
-def _write_apart(engine, values, token):
-    from collector.tickets import services as tickets
-    from collector.tickets.models import Ticket, token_digest
-
+def _write_apart(engine, values):
     try:
         with engine.begin() as connection:
-            if values["ticket_id"] is None and token:
-                row = connection.execute(
-                    select(Ticket.id, Ticket.number)
-                    .where(Ticket.token_digest == token_digest(tickets.normalise_token(token)))
-                ).one_or_none()
-                if row is not None:
-                    values["ticket_id"], values["ticket_number"] = row
             connection.execute(insert(AuditEvent).values(**values))
-            # Its webhook events share its fate: kept though the request rolled back.
+            # Its listeners' rows share its fate: kept though the request rolled back.
             _notify(connection, values)
     except Exception:
         log.exception("audit: could not write the %s event", values["action"])
 
 
 def _notify(db, values):
-    """Outbox rows for the help-desk webhooks, when the event is one of theirs."""
-    from collector.webhooks import services as webhooks
-
-    if values["action"] not in webhooks.EVENTS:
-        return
-    try:
-        webhooks.enqueue(db, values)
-    except Exception:  # never break the request over a webhook
-        log.exception("webhooks: could not queue the %s event", values["action"])
+    for listener in _listeners:
+        try:
+            listener(db, values)
+        except Exception:  # never break the request over a listener (a webhook, say)
+            log.exception("audit: a listener failed on the %s event", values["action"])
 
 
 # --- reading -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 Both the API and the HTML views call these; nothing here knows about HTTP.
 """
 
+import dataclasses
 import datetime as dt
 import functools
 import re
@@ -26,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from collector.accounts import throttle
-from collector.audit.services import record
+from collector.audit.services import record, token_hint
 from collector.db import as_integer, utcnow
 from collector.errors import (
     Conflict,
@@ -77,19 +78,34 @@ def original_token(raw):
     return token if _UUID_FORM.fullmatch(token) else None
 
 
+@dataclasses.dataclass(frozen=True)
+class TokenRefusal:
+    """Why a ticket's token cannot upload: a stable ``reason`` code (``ticket_resolved``,
+    ``no_attempts``, ``token_expired``) for the audit log, the metrics and the webhooks,
+    and a ``message`` for the customer. Neither ever contains the token."""
+
+    reason: str
+    message: str
+
+    def error(self):
+        return Locked(self.message, reason=self.reason)
+
+
 def token_refusal(ticket, now=None, need_attempt=True):
-    """Why this ticket's token cannot upload right now, or None when it can.
+    """Why this ticket's token cannot upload right now (a ``TokenRefusal``), or None when
+    it can. ``ticket`` is a Ticket or a ``token_state`` row.
 
     ``need_attempt=False`` is for continuing a resumable upload, which already holds the
     attempt it reserved when it was created: the ticket may have none left by now.
     """
     now = now or utcnow()
     if ticket.resolved:
-        return f"ticket {ticket.number} already resolved"
+        return TokenRefusal("ticket_resolved", f"ticket {ticket.number} already resolved")
     if need_attempt and ticket.attempts <= 0:
-        return f"token {ticket.token} expired: no upload attempts left"
+        return TokenRefusal("no_attempts", "upload token expired: no upload attempts left")
     if now >= ticket.expires_at:
-        return f"token {ticket.token} expired at {ticket.expires_at.isoformat()}"
+        return TokenRefusal("token_expired",
+                            f"upload token expired at {ticket.expires_at.isoformat()}")
     return None
 
 
@@ -122,6 +138,19 @@ _TOKEN_STATE = select(Ticket.number, Ticket.token, Ticket.attempts, Ticket.resol
                       Ticket.expires_at).where(Ticket.token_digest == bindparam("digest"))
 
 
+def ticket_ref_by_token(connection, token):
+    """``(id, number)`` of the ticket a token names, whatever its state, or None: what the
+    audit log records of a refused upload (by its caller: the log itself never sees the
+    token). ``connection``: a plain connection of its own."""
+    token = normalise_token(token)
+    if not token:
+        return None
+    return connection.execute(_TICKET_REF, {"digest": token_digest(token)}).one_or_none()
+
+
+_TICKET_REF = select(Ticket.id, Ticket.number).where(Ticket.token_digest == bindparam("digest"))
+
+
 # --- guessing upload tokens --------------------------------------------------------------
 
 # Unknown-token answers allowed per client address and window; then every token check
@@ -148,7 +177,7 @@ def judged_token_state(db, token, address):
         if wait is not None:
             raise TooManyRequests("too many unknown upload tokens from this address; try "
                                   f"again in {max(1, round(wait / 60))} minutes",
-                                  Retry_After=wait)
+                                  reason="token_throttled", Retry_After=wait)
         state = token_state(connection, token)
         if state is not None:
             throttle.give_back(connection, [key], now)
@@ -162,15 +191,15 @@ def check_upload_token(dbsession, token, need_attempt=True, address=None):
     ``need_attempt=False``: the request continues an upload that holds an attempt.
     """
     if not token:
-        raise Unauthorized("Upload-Token header is required")
+        raise Unauthorized("Upload-Token header is required", reason="token_missing")
     ticket = None
     if judged_token_state(dbsession, token, address) is not None:
         ticket = find_ticket_by_token(dbsession, token)
     if ticket is None:
-        raise Forbidden("upload token is not valid")
+        raise Forbidden("upload token is not valid", reason="token_unknown")
     refusal = token_refusal(ticket, need_attempt=need_attempt)
     if refusal:
-        raise Locked(refusal)
+        raise refusal.error()
     return ticket
 
 
@@ -196,7 +225,8 @@ def consume_attempt(dbsession, ticket):
         .execution_options(synchronize_session=False))
     dbsession.refresh(ticket)
     if result.rowcount != 1:
-        raise Locked(token_refusal(ticket, now) or "upload token can no longer be used")
+        refusal = token_refusal(ticket, now)
+        raise refusal.error() if refusal else Locked("upload token can no longer be used")
 
 
 def give_back_attempt(dbsession, ticket_id):
@@ -473,7 +503,7 @@ def rotate_token(dbsession, ticket):
     ticket.token = new_token()
     ticket.time_update = utcnow()
     dbsession.flush()
-    record(dbsession, "ticket.token_rotate", ticket=ticket, token=old)
+    record(dbsession, "ticket.token_rotate", ticket=ticket, detail={"token": token_hint(old)})
     return ticket
 
 
@@ -481,7 +511,7 @@ def check_not_held(ticket):
     """A ticket under legal hold keeps itself and its archives: 423 for any deletion."""
     if ticket.legal_hold:
         raise Locked(f"ticket {ticket.number} is under legal hold: its archives cannot be "
-                     "deleted until an admin lifts the hold")
+                     "deleted until an admin lifts the hold", reason="legal_hold")
 
 
 def set_legal_hold(dbsession, ticket, hold, reason=""):

@@ -24,18 +24,19 @@ from collector.api.v1.tickets import TicketSchema
 from collector.archives import services as archives
 from collector.audit import services as audit
 from collector.db import utcnow
-from collector.errors import BadRequest, DomainError, Forbidden, NotFound, require
+from collector.errors import BadRequest, DomainError, Forbidden, NotFound
+from collector.numbers import parse_natural
 from collector.resources import (
     PlatformContainer,
     PlatformNode,
     Root,
     TicketContainer,
     TicketNode,
+    require,
     ticket_node,
 )
 from collector.security import Permission
 from collector.tickets import services
-from collector.numbers import parse_natural
 
 PAGE_SIZE = 25
 MAX_PAGE = 100_000
@@ -62,13 +63,14 @@ def _failed(request, exc, page):
 
 def ticket_state(ticket, now=None):
     """``(key, label, colour)`` of a ticket's upload state; ``token_refusal`` decides."""
-    if services.token_refusal(ticket, now) is None:
-        return "open", "accepting uploads", "success"
-    if ticket.resolved:
-        return "resolved", "resolved", "secondary"
-    if ticket.attempts <= 0:
-        return "used-up", "no attempts left", "warning"
-    return "expired", "expired", "warning"
+    refusal = services.token_refusal(ticket, now)
+    return TICKET_STATES[refusal.reason if refusal else None]
+
+
+TICKET_STATES = {None: ("open", "accepting uploads", "success"),
+                 "ticket_resolved": ("resolved", "resolved", "secondary"),
+                 "no_attempts": ("used-up", "no attempts left", "warning"),
+                 "token_expired": ("expired", "expired", "warning")}
 
 
 def _ticket_url(request, platform_name, number):

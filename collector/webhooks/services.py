@@ -23,8 +23,10 @@ import uuid
 
 from sqlalchemy import func, insert, or_, select, update
 
+from collector.audit.services import record
 from collector.db import as_integer, utcnow
 from collector.errors import BadRequest, Conflict, NotFound
+from collector.tickets.models import Platform, Ticket
 from collector.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -61,8 +63,6 @@ def enqueue(db, values):
     event = EVENTS.get(values["action"])
     if event is None or values.get("reason") in QUIET_REASONS:
         return 0
-    from collector.tickets.models import Platform, Ticket
-
     platform = None
     if values.get("ticket_id") is not None:
         row = db.execute(select(Platform.id, Platform.name).join(
@@ -306,8 +306,6 @@ def get_webhook(dbsession, webhook_id):
 
 
 def create_webhook(dbsession, platform, url, secret="", active=True):
-    from collector.audit.services import record
-
     hook = Webhook(platform_id=platform.id, url=check_url(url), secret=check_secret(secret),
                    active=active)
     dbsession.add(hook)
@@ -318,8 +316,6 @@ def create_webhook(dbsession, platform, url, secret="", active=True):
 
 
 def update_webhook(dbsession, hook, **fields):
-    from collector.audit.services import record
-
     if "url" in fields:
         fields["url"] = check_url(fields["url"])
     if "secret" in fields:
@@ -334,8 +330,6 @@ def update_webhook(dbsession, hook, **fields):
 
 
 def delete_webhook(dbsession, hook):
-    from collector.audit.services import record
-
     record(dbsession, "webhook.delete", detail={"webhook": hook.id, "url": hook.url})
     dbsession.delete(hook)
     dbsession.flush()
@@ -352,8 +346,6 @@ def redeliver(dbsession, delivery_id):
     """Send a delivered or failed event again (the admin's "redeliver"): a new delivery of
     the same event to the same webhook, due now, with a retry period of its own. The event
     id stays the same, so a receiver that did get it once can tell."""
-    from collector.audit.services import record
-
     delivery_id = as_integer(delivery_id, minimum=1)
     old = dbsession.get(WebhookDelivery, delivery_id) if delivery_id is not None else None
     if old is None:

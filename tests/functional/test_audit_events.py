@@ -222,7 +222,7 @@ def test_refusal_reasons(testapp, app, factory, ticket, dbsession):
     _refuse(testapp, ticket.token, 507)
     reasons = {(e.ticket_number, e.reason) for e in _events(dbsession, "upload.refused")
                + _events(dbsession, "upload.failed")}
-    assert reasons == {(None, "bad_token"), (78, "resolved"), (79, "expired"),
+    assert reasons == {(None, "token_unknown"), (78, "ticket_resolved"), (79, "token_expired"),
                        (80, "no_attempts"), (77, "no_space")}
 
 

@@ -18,8 +18,8 @@ from collector.api.v1 import (
 from collector.archives import services
 from collector.archives.download import archive_response
 from collector.archives.uploads import upload_from_request
-from collector.errors import Forbidden, NotFound, require
-from collector.resources import ticket_node
+from collector.errors import Forbidden, NotFound
+from collector.resources import require, ticket_node
 from collector.security import Permission
 from collector.tickets import services as tickets
 

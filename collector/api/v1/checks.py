@@ -74,4 +74,5 @@ def get_token(request):
     return {"token": ticket.token, "ticket": ticket.number, "attempts": ticket.attempts,
             "resolved": ticket.resolved,
             "expires_at": iso(ticket.expires_at), "valid": refusal is None,
-            "detail": refusal or "token is valid"}
+            "reason": refusal.reason if refusal else None,
+            "detail": refusal.message if refusal else "token is valid"}

@@ -260,8 +260,9 @@ SCHEMAS = {
         "archive": {"type": ["integer", "null"], "description": "Archive id"},
         "client_address": STRING, "user_agent": STRING,
         "outcome": {"enum": ["ok", "refused", "failed"]},
-        "reason": {**STRING, "description": "Why it was refused or failed, e.g. `expired`, "
-                   "`resolved`, `too_large`, `no_space`, `bad_token`, `client_gone`"},
+        "reason": {**STRING, "description": "Why it was refused or failed: a stable code, "
+                   "e.g. `token_unknown`, `token_expired`, `no_attempts`, `ticket_resolved`, "
+                   "`legal_hold`, `too_large`, `no_space`, `client_gone`"},
         "detail": {"type": "object", "description": "e.g. size, sha256, a token's hint"},
     }),
     "NewPersonalToken": {"allOf": [ref("PersonalToken"), returned({
@@ -276,6 +277,8 @@ SCHEMAS = {
         "ticket": {**INTEGER, "description": "The number of the ticket the token uploads to"},
         "attempts": INTEGER, "resolved": BOOLEAN, "expires_at": TIME,
         "valid": {**BOOLEAN, "description": "Whether an upload would be accepted now"},
+        "reason": {"enum": ["ticket_resolved", "no_attempts", "token_expired", None],
+                   "description": "Why not, as a stable code; null when valid"},
         "detail": {**STRING, "description": "Why not, or `token is valid`"},
     }),
     "Index": returned({

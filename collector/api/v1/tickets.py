@@ -22,8 +22,8 @@ from collector.api.v1 import (
     validate,
 )
 from collector.db import utcnow
-from collector.errors import Forbidden, require
-from collector.resources import PlatformContainer, PlatformNode
+from collector.errors import Forbidden
+from collector.resources import PlatformContainer, PlatformNode, require
 from collector.security import Permission
 from collector.tickets import services
 from collector.tickets.models import NUMBER_MAX, NUMBER_MIN

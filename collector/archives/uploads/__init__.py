@@ -92,7 +92,7 @@ def _raw_chunks(stream, length):
     while remaining > 0:
         data = stream.read(min(READ, remaining))
         if not data:
-            raise BadRequest("request body ended early (client gone?)")
+            raise BadRequest("request body ended early (client gone?)", reason="client_gone")
         remaining -= len(data)
         yield data
 

@@ -351,8 +351,8 @@ def _lock_ticket(dbsession, ticket, attempt):
         .execution_options(synchronize_session=False)).rowcount
     if taken != 1:
         dbsession.refresh(ticket)
-        raise Locked(tickets.token_refusal(ticket, now, need_attempt=False)
-                     or "upload token can no longer be used")
+        refusal = tickets.token_refusal(ticket, now, need_attempt=False)
+        raise refusal.error() if refusal else Locked("upload token can no longer be used")
 
 
 def held_by(dbsession, ticket_id, except_id=None):
@@ -572,7 +572,7 @@ class CheckedBody:
 
     def check(self):
         if self.written != self.size:
-            raise BadRequest("request body ended early (client gone?)")
+            raise BadRequest("request body ended early (client gone?)", reason="client_gone")
         if self.chunk_hash is not None and self.chunk_hash.digest() != self.checksum[1]:
             raise ChecksumMismatch(f"Upload-Checksum {self.checksum[0]} does not match "
                                    "the chunk; it was discarded")

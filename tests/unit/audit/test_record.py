@@ -53,14 +53,15 @@ def test_a_refused_event_is_written_after_the_rollback(request_env, dbsession, f
     request = request_env
     request.tm.begin()
     services.record(request.dbsession, "upload.refused", outcome="refused",
-                    reason="expired", token=ticket.token)
+                    reason="token_expired", ticket=ticket,
+                    detail={"token": services.token_hint(ticket.token)})
     # Nothing is written while the request's transaction is open.
     assert _events(dbsession) == []
     request.tm.abort()
     _finish(request)
     [event] = _events(dbsession)
     assert (event.outcome, event.reason, event.ticket_id, event.ticket_number) == (
-        "refused", "expired", ticket.id, 42)
+        "refused", "token_expired", ticket.id, 42)
     # Only a hint of the token is kept.
     assert event.detail["token"] == ticket.token[:6] + "…"
 
@@ -93,7 +94,7 @@ def test_an_unknown_outcome_is_a_programming_error(dbsession):
 
 
 def test_the_upload_routes_include_every_upload_start_metrics_knows():
-    from collector.audit import UPLOAD_REQUESTS
+    from collector.archives.uploads.refusals import UPLOAD_REQUESTS
     from collector.metrics import UPLOAD_STARTS
 
     assert UPLOAD_STARTS <= UPLOAD_REQUESTS
