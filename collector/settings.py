@@ -10,6 +10,8 @@ import re
 import zoneinfo
 from pathlib import Path
 
+from collector.logs import check_format
+
 DEFAULT_SECRET_KEYS = {"", "change-me", "dev-insecure-secret-key-change-me"}
 # The client (from X-Forwarded-For when the proxy is trusted), the request line, status,
 # body bytes sent, seconds taken; the fields are those of collector.logs.ACCESS_FIELDS.
@@ -121,8 +123,6 @@ def as_log_format(value):
 
 
 def as_access_log_format(value):
-    from collector.logs import check_format
-
     check_format(str(value))
     return str(value)
 

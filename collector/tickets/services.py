@@ -27,6 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from collector.accounts import throttle
+from collector.accounts.models import User
+from collector.archives.models import Archive
 from collector.audit.services import record, token_hint
 from collector.db import as_integer, utcnow
 from collector.errors import (
@@ -402,8 +404,6 @@ def _unfiltered_statements(model, columns):
 
 def ticket_conditions(dbsession, user, filters):
     """WHERE clauses for a ticket list: what the user may view, then the filters."""
-    from collector.accounts.models import User
-
     conditions = []
     visible = visible_platform_ids(dbsession, user)
     if visible is not None:
@@ -443,8 +443,6 @@ def list_ticket_rows(dbsession, user, filters, limit, offset):
 
 @functools.cache
 def _ticket_row_columns():
-    from collector.accounts.models import User
-
     return (select(*Ticket.__table__.columns, Platform.name.label("platform"),
                    User.username.label("user"))
             .join(Platform, Platform.id == Ticket.platform_id)
@@ -530,8 +528,6 @@ def set_legal_hold(dbsession, ticket, hold, reason=""):
 def delete_ticket(dbsession, storage, ticket):
     """Delete the ticket, its archives and its unfinished uploads; their files go after
     the commit."""
-    from collector.archives.models import Archive
-
     check_not_held(ticket)
     _remove_unfinished_uploads(dbsession, storage, ticket, "ticket deleted", give_back=False)
     keys = dbsession.scalars(select(Archive.storage_key).where(Archive.ticket_id == ticket.id))

@@ -20,6 +20,7 @@ from collector.archives.storage.local import (  # noqa: F401
     LocalArchiveStorage, LocalFiles, StagedFile, _fsync_dir)
 from collector.archives.storage.streams import (  # noqa: F401
     CHUNK, WRITEBACK_EVERY, StorageUnavailable, TooLarge, _hash_pool, write_all, write_stream)
+from collector.settings import SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,6 @@ def make_backend(settings):
         try:
             from collector.archives.storage.s3 import S3ArchiveStorage
         except ImportError as exc:
-            from collector.settings import SettingsError
-
             raise SettingsError(
                 f"STORAGE_URL: an s3:// URL needs boto3, which is not installed ({exc}); "
                 "install the `s3` extra: pip install 'logs-collector[s3]'") from None

@@ -7,6 +7,8 @@ English detail. The ticket is found here, from the Upload-Token, before recordin
 audit log keeps only the token's hint, and no credential reaches it or a webhook.
 """
 
+import logging
+
 from pyramid.tweens import INGRESS
 
 from collector.audit.services import record, token_hint
@@ -19,6 +21,8 @@ UPLOAD_REQUESTS = {("api.archives", "POST"), ("api.archives", "PUT"),
                    ("api.archive.named", "PUT"), ("api.uploads", "POST"),
                    ("api.upload", "PATCH")}
 DETAIL_LIMIT = 500
+
+log = logging.getLogger(__name__)
 
 
 def _detail_of(response):
@@ -42,7 +46,10 @@ def refusals_tween_factory(handler, _registry):
             matched = getattr(request, "matched_route", None)
             route = matched.name if matched is not None else None
             if status >= 400 and (route, request.method) in UPLOAD_REQUESTS:
-                _record(request, route, status, _detail_of(response))
+                try:
+                    _record(request, route, status, _detail_of(response))
+                except Exception:  # never turn the answer into a 500 over its audit event
+                    log.exception("audit: could not record the refused upload")
 
     return tween
 
@@ -60,12 +67,22 @@ def _record(request, route, status, message):
     ticket = None
     if token:
         detail["token"] = token_hint(token)
-        # The request's transaction is over: a short read of its own.
-        with request.registry["db_engine"].connect() as connection:
-            ticket = ticket_ref_by_token(connection, token)
+        ticket = _ticket_of(request, token)
     record(request, f"upload.{outcome}", outcome=outcome,
            reason=reason_of(getattr(request, "exception", None), status), detail=detail,
            ticket=ticket)
+
+
+def _ticket_of(request, token):
+    """The ticket the token names, read on a connection of its own (the request's
+    transaction is over); None when it names none, or the database cannot say (the
+    event is then recorded without it, if the database comes back)."""
+    try:
+        with request.registry["db_engine"].connect() as connection:
+            return ticket_ref_by_token(connection, token)
+    except Exception:
+        log.warning("audit: the ticket of a refused upload could not be found", exc_info=True)
+        return None
 
 
 def includeme(config):
