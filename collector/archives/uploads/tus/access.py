@@ -1,5 +1,7 @@
-"""Finding an upload, the store that holds its bytes, and exclusive use of it."""
+"""Finding an upload, how long it may rest, the store that holds its bytes, and exclusive
+use of it."""
 
+import datetime as dt
 import re
 
 from sqlalchemy.exc import OperationalError
@@ -7,6 +9,7 @@ from sqlalchemy.exc import OperationalError
 from collector.archives.models import TusUpload
 from collector.archives.storage import UploadBusy
 from collector.archives.uploads.tus.headers import Gone
+from collector.db import utcnow
 from collector.errors import Conflict
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -58,3 +61,14 @@ def lock_upload(dbsession, storage, upload, release):
         if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
             raise
         raise Conflict(BUSY) from None
+
+
+def expiry(settings, ticket, now=None):
+    """An unfinished upload may rest TUS_EXPIRY_DAYS after its last chunk, never past the
+    token's own expiry."""
+    rest = dt.timedelta(days=settings["upload.tus_expiry_days"])
+    return min((now or utcnow()) + rest, ticket.expires_at)
+
+
+def is_expired(upload, now=None):
+    return upload.expires_at <= (now or utcnow())

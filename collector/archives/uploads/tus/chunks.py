@@ -16,10 +16,10 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from collector.archives import services as archives
 from collector.archives.storage import StorageUnavailable
-from collector.archives.uploads.tus.access import store_of
-from collector.archives.uploads.tus.bounds import check_room, expiry, lock_ticket
+from collector.archives.uploads.tus.access import expiry, store_of
 from collector.archives.uploads.tus.hashes import HASHES, remember_after_commit, running_hashes
 from collector.archives.uploads.tus.headers import CHECKSUMS, ChecksumMismatch, Gone
+from collector.archives.uploads.tus.lifecycle import check_room, lock_ticket
 from collector.db import utcnow
 from collector.errors import (
     BadRequest, Conflict, Forbidden, InsufficientStorage, PayloadTooLarge, ServiceUnavailable)
