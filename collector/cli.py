@@ -4,7 +4,6 @@ deliver, audit export, import-original."""
 import argparse
 import contextlib
 import ctypes
-import datetime
 import getpass
 import os
 import sys
@@ -172,83 +171,23 @@ def cmd_serve(args, settings):
 
 
 def cmd_purge(args, settings):
-    """Apply the retention rules (audited), then remove archive files that no row
-    references, stale staging files, and expired tus uploads and uploads still empty after
-    ``--stale-hours`` (giving back the attempts they held) with their partial files."""
+    """Remove what the retention rules, expiries and crashes left (``archives.maintenance``
+    decides what), printing each item."""
     # Every mapper (Archive → Ticket → User …): the ORM resolves relationships by name.
     import collector.models  # noqa: F401
-    from collector.archives.models import Archive
-    from collector.archives.storage import alerts, make_backend
-    from collector.archives.uploads import tus
-    from collector.db import utcnow
-    from collector.retention import services as retention
+    from collector.archives import maintenance
+    from collector.archives.storage import make_backend, make_upload_stores
 
-    storage = make_backend(settings)
-    removed = 0
-    # The retention rules first: their files go now, not as orphans at the next run.
-    with _session(settings) as session:
-        for due in retention.apply(session, storage, settings, utcnow(), args.dry_run):
-            print(f"{'would remove' if args.dry_run else 'removed'} "
-                  f"{retention.describe(due)}")
-            removed += 1
-    # An archive is put in place at the vote, just before its row commits: only what has
-    # been there for --stale-hours, and still has no row after the listing, is an orphan.
-    with _session(settings) as session:
-        on_disk = set(storage.keys(args.stale_hours * 3600))
-        referenced = set(session.scalars(select(Archive.storage_key)))
-        orphans = sorted(on_disk - referenced)
-    for key in orphans:
-        if args.dry_run:
-            print(f"would remove orphan {storage.location(key)}")
-        else:
-            storage.delete(key)
-            print(f"removed orphan {storage.location(key)}")
-        removed += 1
-    # Inspect's seek points of archives that are gone (deleted while their index was being
-    # built), and half-written ones of a build that died.
-    for key, path in storage.derived_files(args.stale_hours * 3600):
-        if key not in referenced or path.name.endswith(".part"):
-            _remove_file(path, "orphan index file", args.dry_run)
-            removed += 1
-    # Staging files in DATA_DIR/tmp, and (S3) multipart uploads a crash left unfinished.
-    for item in storage.stale_staging(args.stale_hours * 3600):
-        if args.dry_run:
-            print(f"would remove stale staging {item}")
-        else:
-            storage.remove_stale(item)
-            print(f"removed stale staging {item}")
-        removed += 1
-    # Uploads empty since this long ago are abandoned creations (see tus.purge_expired).
-    stale_since = utcnow() - datetime.timedelta(hours=args.stale_hours)
-    with _session(settings) as session:
-        expired = tus.purge_expired(session, storage, dry_run=args.dry_run,
-                                    empty_before=stale_since)
-        orphan_uploads = tus.orphan_upload_files(session, storage)
-        orphan_segments = tus.orphan_segments(session, storage, args.stale_hours * 3600)
-    for upload in expired:
-        print(f"{'would remove' if args.dry_run else 'removed'} {upload.reason} upload "
-              f"{upload.id} {storage.upload_path(upload.storage_key)}")
-        removed += 1
-    # A file without a row is a creation that failed; young ones may be committing now.
-    limit = time.time() - args.stale_hours * 3600
-    for key in orphan_uploads:
-        path = storage.upload_path(key)
-        if not path.is_file() or path.stat().st_mtime > limit:
-            continue
-        _remove_file(path, "orphan upload file", args.dry_run)
-        removed += 1
-    # S3: segments of uploads that are finished or gone (a crash before their removal).
-    for key in orphan_segments:
-        if args.dry_run:
-            print(f"would remove orphan upload segments {storage.segments.location(key)}")
-        else:
-            storage.segments.delete(key)
-            print(f"removed orphan upload segments {storage.segments.location(key)}")
-        removed += 1
-    print(f"{'would remove' if args.dry_run else 'removed'} {removed} file(s)")
-    if not args.dry_run:
-        with _engine(settings) as engine:
-            alerts.check(engine, storage, settings)
+    backend = make_backend(settings)
+    verb = "would remove" if args.dry_run else "removed"
+    count = 0
+    with _engine(settings) as engine:
+        for item in maintenance.purge(engine, backend, make_upload_stores(settings, backend),
+                                      settings, stale_hours=args.stale_hours,
+                                      dry_run=args.dry_run):
+            print(f"{verb} {item}")
+            count += 1
+    print(f"{verb} {count} file(s)")
 
 
 def cmd_deliver(args, settings):
@@ -307,14 +246,6 @@ def cmd_import_original(args, settings):
         raise SystemExit(130) from None
     if summary.exit_code:
         raise SystemExit(summary.exit_code)
-
-
-def _remove_file(path, what, dry_run):
-    if dry_run:
-        print(f"would remove {what} {path}")
-    else:
-        path.unlink(missing_ok=True)
-        print(f"removed {what} {path}")
 
 
 def parser():

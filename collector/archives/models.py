@@ -30,13 +30,14 @@ class Archive(Base):
 
 
 class TusUpload(Base):
-    """A resumable (tus 1.0) upload in progress; its bytes are in ``DATA_DIR/uploads/<key>``
-    (or, with S3, in segment objects: ``segment_size``).
+    """A resumable (tus 1.0) upload in progress; its bytes are in an ``IUploadStore``:
+    ``DATA_DIR/uploads/<key>``, or with S3 segment objects (``segment_size``, the store's
+    layout for it).
 
-    ``offset`` is the number of bytes fsynced and committed; the partial file may hold more
-    after a crash between the fsync and the commit, and is cut back to ``offset`` before
-    the next chunk is appended. The running hashes are not stored: they are rebuilt from the
-    file when the process that held them is gone (see archives/uploads/tus.py).
+    ``offset`` is the number of bytes stored durably and committed; the store may hold more
+    after a crash between the two, which count for nothing and are replaced by the next
+    chunk. The running hashes are not stored: they are rebuilt from the stored bytes when
+    the process that held them is gone (see archives/uploads/tus/hashes.py).
     """
 
     __tablename__ = "tus_uploads"

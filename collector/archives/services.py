@@ -102,28 +102,17 @@ def create_archive(dbsession, storage, settings, ticket, chunks, name):
     return recorded(dbsession, archive, ticket, "single")
 
 
-def adopt_archive(dbsession, storage, ticket, path, size, md5, sha256, name):
-    """Record an archive from a file already written and hashed (a finished tus upload).
-
-    The attempt was reserved when the upload was created, so none is spent here. The file
-    is moved into place when the transaction commits (``StorageManager.adopt``).
-    """
+def archive_finished_upload(dbsession, ticket, name, stage):
+    """Record an archive from a finished tus upload: ``stage()`` hands its bytes to the
+    storage manager (``IUploadStore.finish``: a local file moved into place at commit, or
+    S3 segments joined inside the object store) and returns the ``IStaged``. The attempt
+    was reserved when the upload was created, so none is spent here."""
     try:
-        staged = storage.adopt(path, size, md5, sha256)
-    except OSError as exc:  # S3: the finished file could not be sent to the object store
+        staged = stage()
+    except OSError as exc:  # the object store failed, or refused the finished bytes
         raise _not_stored(exc) from None
-    return _finished_tus_upload(dbsession, ticket, staged.key, name, size, md5, sha256)
-
-
-def assemble_archive(dbsession, storage, ticket, key, segment_size, size, md5, sha256,
-                     name):
-    """Record an archive from a finished tus upload kept in S3 segments: the object store
-    joins them (``StorageManager.assemble``); the attempt was reserved at creation."""
-    try:
-        staged = storage.assemble(key, segment_size, size, md5, sha256)
-    except OSError as exc:
-        raise _not_stored(exc) from None
-    return _finished_tus_upload(dbsession, ticket, staged.key, name, size, md5, sha256)
+    return _finished_tus_upload(dbsession, ticket, staged.key, name, staged.size,
+                                staged.md5, staged.sha256)
 
 
 def _finished_tus_upload(dbsession, ticket, key, name, size, md5, sha256):

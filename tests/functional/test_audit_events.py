@@ -258,12 +258,13 @@ def test_tus_started_finished_terminated_and_refused_chunk(testapp, ticket, dbse
 
 
 def test_expired_tus_upload_is_recorded_as_client_gone(testapp, app, ticket, dbsession):
-    from collector.archives.uploads import tus as tus_module
+    from collector.archives import maintenance
 
     tus = {"Tus-Resumable": "1.0.0", "Upload-Token": ticket.token}
     testapp.post("/api/v1/uploads/", headers={**tus, "Upload-Length": "10"}, status=201)
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=400)
-    removed = tus_module.purge_expired(dbsession, app.registry["archive_storage"], now=later)
+    removed = maintenance.purge_expired_uploads(dbsession, app.registry["upload_stores"],
+                                                now=later)
     assert len(removed) == 1
     gone = _one(dbsession, "upload.failed")
     assert (gone.outcome, gone.reason, gone.ticket_number) == ("failed", "client_gone", 77)

@@ -134,8 +134,7 @@ def test_s3_chunks_become_segments_and_the_archive_is_copied_from_them(
     segment and chunks across segment boundaries, a lost hash cache (another instance
     wrote the last chunk) and bytes past the committed offset (a failed request's) all end
     in the right archive, assembled from the segments; the segments go after the commit."""
-    backend = app.registry["archive_storage"]
-    segments = backend.segments
+    segments = app.registry["upload_stores"].new
     seg = 8 * 1024 * 1024
     rehashed = []
     of_chunks = tus.Hashes.of_chunks
@@ -175,7 +174,7 @@ def test_s3_chunks_become_segments_and_the_archive_is_copied_from_them(
     assert len(rehashed) == 3
     archive = dbsession.get(Archive, receipt["id"])
     assert stored.read(archive.storage_key) == body
-    assert segments.keys() == {} and stored.leftovers() == []
+    assert segments.keys() == [] and stored.leftovers() == []
     assert list((data_dir / "uploads").iterdir()) == []
 
 
@@ -379,7 +378,7 @@ def test_purge_removes_expired_s3_uploads_and_orphan_segments(
     """An expired upload's segments go with its row (its attempt comes back); segments no
     unfinished upload owns (a crash before their removal) are orphans; the segments of an
     upload in progress stay."""
-    segments = app.registry["archive_storage"].segments
+    segments = app.registry["upload_stores"].new
     expired = _path(client.create(10 * 1024 * 1024).headers["Location"])
     client.patch(expired, 0, os.urandom(9 * 1024 * 1024))
     kept = _path(client.create(10).headers["Location"])
@@ -548,8 +547,8 @@ def test_a_store_failure_at_the_last_chunk_keeps_the_upload_resumable(
     assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
     assert stored.read(dbsession.get(Archive, receipt["id"]).storage_key) == body
     assert list((data_dir / "uploads").iterdir()) == [] and stored.leftovers() == []
-    segments = app.registry["archive_storage"].segments
-    assert segments.keys() == {}  # removed after the commit
+    segments = app.registry["upload_stores"].new
+    assert segments.keys() == []  # removed after the commit
 
 
 def _open_under(root):
@@ -597,7 +596,9 @@ def test_failed_and_refused_requests_close_the_lock_descriptor(client, testapp, 
     def no_locks(fd, operation):
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(tus.fcntl, "flock", no_locks)
+    from collector.archives.storage import uploads as local_uploads
+
+    monkeypatch.setattr(local_uploads.fcntl, "flock", no_locks)
     for _ in range(3):
         client.patch(path, 3, b"def", status=500)
     monkeypatch.undo()

@@ -544,13 +544,15 @@ def _install_pause_point(point):
 
             S3ArchiveStorage.write = paused_s3_write
     elif point == "finish":
-        finish = tus._finish
+        from collector.archives.uploads.tus import chunks as tus_chunks
 
-        def paused_finish(dbsession, storage, upload, *args):
+        finish = tus_chunks.finish
+
+        def paused_finish(dbsession, storage, store, upload, *args):
             _pause(point, upload=upload.id, length=upload.length)
-            return finish(dbsession, storage, upload, *args)
+            return finish(dbsession, storage, store, upload, *args)
 
-        tus._finish = paused_finish
+        tus_chunks.finish = paused_finish
     elif point in ("precommit", "vote"):
         vote = StorageManager.tpc_vote
 

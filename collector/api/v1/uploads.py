@@ -1,4 +1,4 @@
-"""/api/v1/uploads/ — tus 1.0.0 resumable uploads (rules in archives/uploads/tus.py).
+"""/api/v1/uploads/ — tus 1.0.0 resumable uploads (rules in archives/uploads/tus/).
 
 ``POST /uploads/`` creates an upload (creation, creation-with-upload, defer-length,
 concatenation); ``HEAD``, ``PATCH`` and ``DELETE`` on ``/uploads/{id}`` ask its offset,
@@ -6,8 +6,6 @@ append a chunk and terminate it; ``OPTIONS`` says what the server supports. Ever
 but OPTIONS needs ``Tus-Resumable: 1.0.0`` and the ticket's ``Upload-Token``. The answer to
 the chunk that completes the upload is 200 with ``Upload-Archive-Id`` and a JSON receipt.
 """
-
-import os
 
 from cornice import Service
 from pyramid.authorization import ACLHelper, Authenticated, Everyone
@@ -17,7 +15,7 @@ from pyramid.view import view_config
 
 from collector.api.v1 import PREFIX, error_handler, iso
 from collector.archives.models import Archive
-from collector.archives.uploads import SpoolReader, _raw_chunks, spool_credit, tus
+from collector.archives.uploads import SpoolReader, raw_chunks, spool_credit, tus
 from collector.errors import BadRequest, Conflict, Forbidden, NotFound
 from collector.resources import UploadNode, ticket_node
 from collector.security import Permission
@@ -59,8 +57,8 @@ def _require_version(request):
 
 def _release_on_finish(request):
     """Locks are released after the transaction has ended (finished callbacks run then)."""
-    def release(fd):
-        request.add_finished_callback(lambda _request: os.close(fd))
+    def release(lock):
+        request.add_finished_callback(lambda _request: lock.release())
 
     return release
 
@@ -129,7 +127,7 @@ def _body(request):
     size = request.content_length or 0
     if size and request.content_type != tus.CONTENT_TYPE:
         raise tus.UnsupportedMediaType(f"a chunk is sent as Content-Type: {tus.CONTENT_TYPE}")
-    return _raw_chunks(SpoolReader.of(request), size), size
+    return raw_chunks(SpoolReader.of(request), size), size
 
 
 def _part_ids(header):
@@ -185,7 +183,7 @@ def create(request):
     if request.content_length:
         # creation-with-upload: the body is the first chunk.
         chunks, size = _body(request)
-        tus.lock_upload(request.dbsession, request.storage.backend, row, release)
+        tus.lock_upload(request.dbsession, request.storage, row, release)
         archive = tus.append(*args[:3], row, ticket, chunks, size, offset=0,
                              checksum=tus.parse_checksum(headers.get("Upload-Checksum")),
                              held=held)
@@ -225,8 +223,7 @@ def patch(request):
     if row.finished_at is not None and row.concat != "partial":
         return _finished(request, row, ticket, offset)
     chunks, size = _body(request)
-    tus.lock_upload(request.dbsession, request.storage.backend, row,
-                    _release_on_finish(request))
+    tus.lock_upload(request.dbsession, request.storage, row, _release_on_finish(request))
     archive = tus.append(request.dbsession, request.storage, request.registry.settings, row,
                          ticket, chunks, size, offset=offset, checksum=checksum,
                          length=length, held=spool_credit(request))
@@ -254,7 +251,6 @@ def _finished(request, row, ticket, offset):
 @upload.delete()
 def terminate(request):
     row, _ = _upload_of(request, allow_expired=True)
-    tus.lock_upload(request.dbsession, request.storage.backend, row,
-                    _release_on_finish(request))
+    tus.lock_upload(request.dbsession, request.storage, row, _release_on_finish(request))
     tus.terminate(request.dbsession, request.storage, row)
     return _empty(request, 204)

@@ -8,18 +8,24 @@ staged archive is published (an atomic rename; completing the multipart upload);
 database then fails, ``tpc_abort`` takes it away again; on abort what was staged is
 discarded. Deletions run after a successful commit only. Hence a row never points to a
 missing archive; a crash can at worst leave an orphan, which ``collector purge`` removes.
+
+The bytes of tus uploads that are not archives yet are in an ``IUploadStore`` (local
+files, ``uploads.py``; S3 segments, ``segments.py``), chosen per upload by
+``UploadStores``; a finished upload becomes an archive through the manager (``finish``).
 """
 
 import logging
-import os
-import uuid
+
+from sqlalchemy.engine import make_url
 
 from collector.archives.storage import kernel  # noqa: F401  (re-exported)
-from collector.archives.storage.interfaces import IArchiveStorage, IStaged  # noqa: F401
+from collector.archives.storage.interfaces import (  # noqa: F401
+    IArchiveStorage, IStaged, IUploadStore, UploadBusy)
 from collector.archives.storage.local import (  # noqa: F401
-    LocalArchiveStorage, LocalFiles, StagedFile, _fsync_dir)
+    LocalArchiveStorage, LocalFiles, StagedFile)
 from collector.archives.storage.streams import (  # noqa: F401
-    CHUNK, WRITEBACK_EVERY, StorageUnavailable, TooLarge, _hash_pool, write_all, write_stream)
+    CHUNK, WRITEBACK_EVERY, StorageUnavailable, TooLarge, write_all, write_stream)
+from collector.archives.storage.uploads import LocalUploadStore, UploadStores
 from collector.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -39,13 +45,32 @@ def make_backend(settings):
     return LocalArchiveStorage(settings["data_dir"])
 
 
+def make_upload_stores(settings, backend):
+    """Where tus uploads keep their bytes until they are archives: local files beside a
+    local archive backend; S3 segment objects (reachable from every instance) beside an
+    S3 one. Local files stay readable there: an upload begun before the move finishes."""
+    local = LocalUploadStore(backend.root / "uploads")
+    if isinstance(backend, LocalArchiveStorage):
+        return UploadStores(local)
+    # Only an S3 backend gets here: its module, and so boto3, is loaded already.
+    from collector.archives.storage.segments import S3UploadStore
+
+    # SQLite is one machine by nature: an flock on a local file keeps two requests of an
+    # upload apart; on PostgreSQL the row lock does, from any instance.
+    shared_db = make_url(settings["db_url"]).get_backend_name() == "postgresql"
+    return UploadStores(S3UploadStore(backend, lock_files=None if shared_db else local),
+                        local)
+
+
 class StorageManager:
     """Per-request view of the store, joined to the request's transaction."""
 
     transaction_manager = None
 
-    def __init__(self, backend, transaction_manager, metrics=None):
+    def __init__(self, backend, transaction_manager, metrics=None, uploads=None):
         self.backend = backend
+        # UploadStores: where the bytes of tus uploads are until they are archives.
+        self.uploads = uploads
         self.transaction_manager = transaction_manager
         # collector.metrics.Metrics when /metrics is on: told of every archive stored.
         self.metrics = metrics
@@ -76,47 +101,37 @@ class StorageManager:
         self._staged.append(staged)
         return staged
 
-    def assemble(self, key, segment_size, length, md5, sha256):
-        """Take a finished tus upload's segments (S3) as an archive: joined inside the
-        object store now, published at the vote like a staged archive; the segments stay
-        until the commit (an abort leaves the upload resumable)."""
+    def add_staged(self, staged):
+        """Take an archive staged elsewhere (an ``IUploadStore`` that assembles one inside
+        the object store), to be published at the vote like the others."""
         self._join()
-        staged = self.backend.segments.assemble(key, segment_size, length)
-        staged.md5, staged.sha256 = md5, sha256
         self._staged.append(staged)
         return staged
 
-    def new_upload_file(self, key=None):
-        """An empty file for a new tus upload, removed again if the transaction fails.
-        (An S3 upload on SQLite gets one too, as its lock: see ``tus.lock_upload``.)"""
-        key = key or uuid.uuid4().hex
-        path = self.backend.upload_path(key)
-        with open(path, "xb") as created:
-            os.fsync(created.fileno())
-        _fsync_dir(path.parent)
-
-        def remove(*_):
-            path.unlink(missing_ok=True)
+    def on_failure(self, undo):
+        """Run ``undo()`` if the transaction aborts or its commit fails."""
+        def run():
+            try:
+                undo()
+            except OSError:  # a leftover at worst; purge will find it
+                log.exception("could not undo after a failed transaction")
 
         txn = self.transaction_manager.get()
-        txn.addAfterAbortHook(remove)
-        txn.addAfterCommitHook(lambda success: None if success else remove())
-        return key, path
+        txn.addAfterAbortHook(run)
+        txn.addAfterCommitHook(lambda success: None if success else run())
 
     def delete_after_commit(self, key):
         self._after_commit(self.backend.delete, key)
 
-    def delete_upload_after_commit(self, key, abandoned=None, segments=False):
-        """Remove a partial upload's file (and with ``segments``, its S3 segments) once
-        the transaction that forgot it committed. ``abandoned`` (the bytes it had) when
-        the upload ended without becoming an archive: counted as a ``terminated`` upload
-        then."""
+    def delete_upload_after_commit(self, store, key, abandoned=None):
+        """Remove a tus upload's bytes from ``store`` once the transaction that forgot it
+        committed (a failure leaves an orphan, which purge removes). ``abandoned`` (the
+        bytes it had) when the upload ended without becoming an archive: counted as a
+        ``terminated`` upload then."""
         def remove(k):
-            self.backend.upload_path(k).unlink(missing_ok=True)
             if abandoned is not None and self.metrics is not None:
                 self.metrics.upload_ended("terminated", abandoned)
-            if segments:  # a failure leaves orphan segments, which purge removes
-                self.backend.segments.delete(k)
+            store.remove(k)
 
         self._after_commit(remove, key)
 
@@ -195,8 +210,9 @@ def includeme(config):
     settings = config.get_settings()
     backend = make_backend(settings)
     config.registry["archive_storage"] = backend
+    uploads = config.registry["upload_stores"] = make_upload_stores(settings, backend)
 
     def storage(request):
-        return StorageManager(backend, request.tm, request.registry.get("metrics"))
+        return StorageManager(backend, request.tm, request.registry.get("metrics"), uploads)
 
     config.add_request_method(storage, reify=True)

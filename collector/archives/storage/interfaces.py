@@ -8,9 +8,10 @@ Every backend passes the shared contract suite, ``tests/unit/archives/storage_co
 What is *not* in the interface, on purpose: the inspect index's seek points
 (``DATA_DIR/index``) and the staging directory (``DATA_DIR/tmp``) stay on the local disk
 whichever backend holds the archives; both backends get them from ``LocalFiles``
-(``upload_path``, ``upload_keys``, ``index_path``, ``staging_file``). Partial tus uploads
-are local files (``upload_path``) when ``backend.segments`` is None; S3 sets it to
-``segments.S3Segments``, where an upload's bytes are objects any instance reaches.
+(``index_path``, ``staging_file``). The bytes of tus uploads that are not archives yet
+have an interface of their own, ``IUploadStore`` below: local files
+(``uploads.LocalUploadStore``) or S3 segment objects (``segments.S3UploadStore``), both
+passing ``tests/unit/archives/storage/upload_store_contract.py``.
 
 Keys are built by the backend from random ids (never from a client's file name).
 """
@@ -102,3 +103,63 @@ class IDirectDownloads(Interface):
         """A URL that answers a plain GET (and ranged GETs) with the archive's bytes for
         ``expires`` seconds, sending ``disposition`` as ``Content-Disposition`` and
         ``application/octet-stream``. ``FileNotFoundError`` when there is no archive."""
+
+
+class UploadBusy(Exception):
+    """Another request holds the upload (``IUploadStore.lock``): answered 409."""
+
+
+class IUploadStore(Interface):
+    """The bytes of tus uploads that are not archives yet, keyed by the upload row's
+    ``storage_key``. Each row also records the store's ``layout`` for it, given by
+    ``create`` (the ``segment_size`` column: None for local files).
+
+    Which bytes count is decided by the database alone: the row's committed ``offset``.
+    A store may hold bytes past it (a request whose commit never came); they count for
+    nothing, and the next ``append`` replaces them. The running hashes are not the
+    store's: the tus rules keep them (``read`` rebuilds them after a restart).
+    """
+
+    shared = Attribute("whether every instance reaches these bytes: then the database "
+                       "row lock, not ``lock``, keeps two writers apart")
+    label = Attribute("what purge calls this store's leftovers (\"upload file\" …)")
+
+    def owns(layout):
+        """Whether an upload recorded with ``layout`` keeps its bytes here."""
+
+    def create(max_size):
+        """Room for a new, empty upload of at most ``max_size`` bytes; returns ``(key,
+        layout)``. The caller removes it again if its transaction fails."""
+
+    def lock(key):
+        """Exclusive use of the upload against the requests this store can see: an
+        object whose ``release()`` ends it, or None when there is nothing to lock here
+        (``shared`` stores: the row lock decides). ``UploadBusy`` when it is held."""
+
+    def append(key, layout, offset, chunks):
+        """Store the byte ``chunks`` from ``offset`` on. When it returns, every byte is
+        durable; whatever lay past ``offset`` is replaced. If it raises (the iterator of
+        ``chunks`` included), the first ``offset`` bytes are as they were.
+        ``FileNotFoundError``: the upload's bytes are gone; ``StorageUnavailable``: the
+        store did not answer; ``OSError`` ENOSPC: full."""
+
+    def read(key, layout, length):
+        """The upload's first ``length`` bytes, in chunks (to hash them again after a
+        restart, or to join partial uploads). ``OSError`` when fewer are stored."""
+
+    def finish(manager, key, layout, length, md5, sha256):
+        """Hand the first ``length`` bytes to the storage manager ``manager`` as an
+        archive, published at its vote like any other; returns the ``IStaged``. The
+        upload's own bytes stay until ``remove``: if the transaction fails, the upload
+        can still be finished."""
+
+    def remove(key):
+        """Forget an upload's bytes (after the commit that forgot its row); a missing
+        upload is not an error."""
+
+    def keys(older_than):
+        """The key of every upload with bytes here that nobody wrote to for
+        ``older_than`` seconds (purge: those no row needs are orphans)."""
+
+    def location(key):
+        """Where the upload's bytes are, for people (purge prints it)."""

@@ -27,35 +27,20 @@ class StagedFile:
 
 
 class LocalFiles:
-    """``DATA_DIR/tmp`` (staging), ``DATA_DIR/uploads`` (partial tus uploads) and
-    ``DATA_DIR/index`` (inspect seek points): local, whichever backend holds archives."""
-
-    # Where tus uploads keep their bytes when not in ``uploads/``: S3's segment objects
-    # (``segments.S3Segments``); None: the local partial file.
-    segments = None
+    """``DATA_DIR/tmp`` (staging) and ``DATA_DIR/index`` (inspect seek points): local,
+    whichever backend holds archives. (Partial tus uploads: ``uploads.py``.)"""
 
     def __init__(self, data_dir):
         self.root = Path(data_dir)
         self.staging = self.root / "tmp"
-        self.uploads = self.root / "uploads"
         # Derived data of an archive (the gzip seek points of its member index).
         self.indexes = self.root / "index"
-        for path in (self.staging, self.uploads, self.indexes):
+        for path in (self.staging, self.indexes):
             path.mkdir(parents=True, exist_ok=True)
 
     def staging_file(self):
         """A new, unused name in the staging directory."""
         return self.staging / f"{uuid.uuid4().hex}.part"
-
-    # --- partial tus uploads: ``uploads/<key>`` ---
-
-    def upload_path(self, key):
-        return self.uploads / key
-
-    def upload_keys(self):
-        for child in self.uploads.iterdir():
-            if child.is_file():
-                yield child.name
 
     def index_path(self, key, suffix):
         return self.indexes / f"{key}.{suffix}"
@@ -116,7 +101,7 @@ class LocalArchiveStorage(LocalFiles):
         target = self.path(staged.key)
         target.parent.mkdir(exist_ok=True)
         os.rename(staged.path, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
     def unpublish(self, staged):
         if staged.adopted:
@@ -173,7 +158,7 @@ class LocalArchiveStorage(LocalFiles):
         return result
 
 
-def _fsync_dir(path):
+def fsync_dir(path):
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -10,10 +10,11 @@ aborts the multipart upload; ``tpc_abort`` after the vote deletes the object. A 
 leaves at worst an unfinished multipart upload or an object with no row, both removed by
 ``collector purge``.
 
-A tus upload's bytes are segment objects under ``prefix/uploads/`` (``segments.py``),
-assembled into the archive by server-side copies; staging links and the inspect seek
-points stay on the local disk (``LocalFiles``); a finished local file (an imported one, or
-a tus upload begun before segments existed) is uploaded from there (``adopt``).
+A tus upload's bytes are segment objects under ``prefix/uploads/`` (``segments.py``, which
+uses this module's client helpers), assembled into the archive by server-side copies;
+staging links and the inspect seek points stay on the local disk (``LocalFiles``); a
+finished local file (an imported one, or a tus upload begun before segments existed) is
+uploaded from there (``adopt``).
 
 Credentials come from boto3's usual chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
 ``AWS_PROFILE``, an instance role …); endpoint and region from the settings or boto3's
@@ -55,9 +56,9 @@ READ_BUFFER = 256 * 1024
 # A forward seek this short inside the open window is read and dropped rather than
 # answered by a new GET (a request costs more than this many bytes on any network).
 SKIP_FORWARD = 512 * 1024
-_AWS_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+AWS_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 # Parts are sent from these threads while the request thread reads and hashes the next.
-_part_pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="s3part")
+PART_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="s3part")
 
 
 _OUR_NAME = re.compile(r"([0-9a-f]{2})/([0-9a-f]{32})")
@@ -118,10 +119,8 @@ class S3ArchiveStorage(LocalFiles):
         self._usage = (float("-inf"), None)
         self._writable = (float("-inf"), False)
         self._lock = threading.Lock()
-        # tus uploads' bytes: segment objects beside the archives (storage/segments.py).
-        from collector.archives.storage.segments import S3Segments
-
-        self.segments = S3Segments(self)
+        # Where tus uploads keep their bytes, beside the archives (``segments.py``).
+        self.uploads_prefix = f"{prefix}uploads/"
 
     @classmethod
     def from_settings(cls, settings):
@@ -144,11 +143,12 @@ class S3ArchiveStorage(LocalFiles):
         return cls(settings["data_dir"], client, url.netloc,
                    f"{prefix}/" if prefix else "", settings["storage.quota"])
 
-    def _name(self, key):
+    def object_name(self, key):
+        """The name of the archive ``key``'s object in the bucket."""
         return f"{self.prefix}archives/{key[:2]}/{key}"
 
     def location(self, key):
-        return f"s3://{self.bucket}/{self._name(key)}"
+        return f"s3://{self.bucket}/{self.object_name(key)}"
 
     # --- staging and publishing (the storage manager) ---
 
@@ -156,9 +156,9 @@ class S3ArchiveStorage(LocalFiles):
         key = uuid.uuid4().hex
         try:
             created = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=self._name(key),
+                Bucket=self.bucket, Key=self.object_name(key),
                 ContentType="application/octet-stream")
-        except _AWS_ERRORS as exc:
+        except AWS_ERRORS as exc:
             raise StorageError("starting an upload", exc) from None
         return S3Staged(key, created["UploadId"])
 
@@ -197,7 +197,7 @@ class S3ArchiveStorage(LocalFiles):
                         part, pieces, held = b"".join(pieces), [], 0
                         if pending is not None:
                             pending.result()
-                        pending = _part_pool.submit(self._upload_part, staged, part)
+                        pending = PART_POOL.submit(self._upload_part, staged, part)
                         del part
             if pending is not None:
                 pending.result()
@@ -213,18 +213,18 @@ class S3ArchiveStorage(LocalFiles):
         number = len(staged.parts) + 1
         try:
             answer = self.client.upload_part(
-                Bucket=self.bucket, Key=self._name(staged.key), UploadId=staged.upload_id,
+                Bucket=self.bucket, Key=self.object_name(staged.key), UploadId=staged.upload_id,
                 PartNumber=number, Body=data)
-        except _AWS_ERRORS as exc:
+        except AWS_ERRORS as exc:
             raise StorageError(f"sending part {number}", exc) from None
         staged.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 
     def publish(self, staged):
         try:
             self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=self._name(staged.key), UploadId=staged.upload_id,
+                Bucket=self.bucket, Key=self.object_name(staged.key), UploadId=staged.upload_id,
                 MultipartUpload={"Parts": staged.parts})
-        except _AWS_ERRORS as exc:
+        except AWS_ERRORS as exc:
             raise StorageError("completing an upload", exc) from None
         self._usage = (float("-inf"), None)  # this process's next check counts it
 
@@ -234,7 +234,7 @@ class S3ArchiveStorage(LocalFiles):
     def discard(self, staged):
         try:
             self.client.abort_multipart_upload(
-                Bucket=self.bucket, Key=self._name(staged.key), UploadId=staged.upload_id)
+                Bucket=self.bucket, Key=self.object_name(staged.key), UploadId=staged.upload_id)
         except botocore.exceptions.ClientError as exc:
             # Completed already (a failed vote), or aborted: nothing left to forget.
             if exc.response.get("Error", {}).get("Code") not in {"NoSuchUpload", "404"}:
@@ -248,8 +248,8 @@ class S3ArchiveStorage(LocalFiles):
 
     def _delete_object(self, key):
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=self._name(key))
-        except _AWS_ERRORS as exc:
+            self.client.delete_object(Bucket=self.bucket, Key=self.object_name(key))
+        except AWS_ERRORS as exc:
             raise StorageError("deleting an object", exc) from None
 
     def delete(self, key):
@@ -259,7 +259,7 @@ class S3ArchiveStorage(LocalFiles):
 
     def _head(self, key):
         try:
-            return self.client.head_object(Bucket=self.bucket, Key=self._name(key))
+            return self.client.head_object(Bucket=self.bucket, Key=self.object_name(key))
         except botocore.exceptions.ClientError as exc:
             if _not_found(exc):
                 return None
@@ -271,7 +271,7 @@ class S3ArchiveStorage(LocalFiles):
         head = self._head(key)
         if head is None:
             raise FileNotFoundError(errno.ENOENT, "no such archive", self.location(key))
-        raw = RangedReader(self.client, self.bucket, self._name(key), head["ContentLength"])
+        raw = RangedReader(self.client, self.bucket, self.object_name(key), head["ContentLength"])
         return io.BufferedReader(raw, READ_BUFFER)
 
     def exists(self, key):
@@ -283,13 +283,13 @@ class S3ArchiveStorage(LocalFiles):
         if self._head(key) is None:
             raise FileNotFoundError(errno.ENOENT, "no such archive", self.location(key))
         return self.client.generate_presigned_url("get_object", ExpiresIn=expires, Params={
-            "Bucket": self.bucket, "Key": self._name(key),
+            "Bucket": self.bucket, "Key": self.object_name(key),
             "ResponseContentDisposition": disposition,
             "ResponseContentType": "application/octet-stream"})
 
-    def _objects(self):
+    def _objects(self, prefix=None):
         pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=f"{self.prefix}archives/")
+            Bucket=self.bucket, Prefix=f"{self.prefix}archives/" if prefix is None else prefix)
         for page in pages:
             yield from page.get("Contents", ())
 
@@ -319,7 +319,8 @@ class S3ArchiveStorage(LocalFiles):
         if used is None or time.monotonic() - checked >= self.USAGE_TTL:
             with self._lock:
                 # Uploads in progress take room in the bucket too.
-                used = sum(size for _, size, _ in self._archives()) + self.segments.used()
+                used = sum(size for _, size, _ in self._archives()) + sum(
+                    item["Size"] for item in self._objects(self.uploads_prefix))
                 self._usage = (time.monotonic(), used)
         return {"total": self.quota, "used": used, "free": max(0, self.quota - used)}
 
@@ -332,7 +333,7 @@ class S3ArchiveStorage(LocalFiles):
             self.client.put_object(Bucket=self.bucket, Key=probe, Body=b"ok")
             self.client.delete_object(Bucket=self.bucket, Key=probe)
             result = True
-        except _AWS_ERRORS:
+        except AWS_ERRORS:
             log.warning("the object store s3://%s is not writable", self.bucket,
                         exc_info=True)
             result = False
@@ -422,7 +423,7 @@ class RangedReader(io.RawIOBase):
         try:
             answer = self._client.get_object(Bucket=self._bucket, Key=self._name,
                                              Range=f"bytes={self._pos}-{end}")
-        except _AWS_ERRORS as exc:
+        except AWS_ERRORS as exc:
             raise StorageError("reading an archive", exc) from None
         self.requests += 1
         self._body, self._body_pos, self._body_end = answer["Body"], self._pos, end + 1
@@ -440,7 +441,7 @@ class RangedReader(io.RawIOBase):
             self._open_window()
         try:
             data = self._body.read(min(want, self._body_end - self._body_pos))
-        except _AWS_ERRORS as exc:
+        except AWS_ERRORS as exc:
             raise StorageError("reading an archive", exc) from None
         if not data:
             raise StorageError("reading an archive", EOFError("the object ended early"))
@@ -457,7 +458,7 @@ class RangedReader(io.RawIOBase):
                     return
                 count -= len(data)
                 self._body_pos += len(data)
-        except _AWS_ERRORS:
+        except AWS_ERRORS:
             self._body.close()
             self._body = None
 

@@ -11,7 +11,7 @@ CHUNK = 1024 * 1024
 
 # md5 and sha256 both release the GIL on large buffers: hash md5 on a helper thread
 # while this thread runs sha256 and writes, so two cores share the work.
-_hash_pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="hash")
+HASH_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="hash")
 
 # Start writing to disk every this many bytes, instead of all at the final fsync.
 WRITEBACK_EVERY = 16 * 1024 * 1024
@@ -52,7 +52,7 @@ def hashed(staged, chunks, max_size):
             raise TooLarge(staged.size)
         if pending is not None:
             pending.result()
-        pending = _hash_pool.submit(md5.update, chunk)
+        pending = HASH_POOL.submit(md5.update, chunk)
         sha256.update(chunk)
         yield chunk
     if pending is not None:

@@ -87,7 +87,7 @@ def spool_credit(request):
     return max(0, taken - SpoolReader.FREE_EVERY - kernel.PAGE)
 
 
-def _raw_chunks(stream, length):
+def raw_chunks(stream, length):
     remaining = length
     while remaining > 0:
         data = stream.read(min(READ, remaining))
@@ -127,4 +127,4 @@ def upload_from_request(request, ticket):
     name = (request.matchdict.get("filename") or request.GET.get("filename")
             or _disposition_filename(request.headers.get("Content-Disposition")) or "")
     return services.create_archive(request.dbsession, request.storage, settings, ticket,
-                                   _raw_chunks(stream, length), name)
+                                   raw_chunks(stream, length), name)
