@@ -720,3 +720,21 @@ def list_personal_tokens(dbsession, user):
     return dbsession.scalars(select(ApiToken).where(
         ApiToken.user_id == user.id, ApiToken.kind == "personal",
         ApiToken.revoked_at.is_(None)).order_by(ApiToken.id)).all()
+
+
+# --- users by name and by id, for the platforms' members -----------------------------------
+
+def user_ids_by_name(dbsession, names):
+    """``{username: id}`` of the users among ``names`` that exist."""
+    if not names:
+        return {}
+    return dict(dbsession.execute(
+        select(User.username, User.id).where(User.username.in_(names))).all())
+
+
+def users_with_ids(dbsession, ids):
+    """The users with these ids, by username."""
+    if not ids:
+        return []
+    return dbsession.scalars(select(User).where(User.id.in_(ids))
+                             .order_by(User.username)).all()

@@ -29,6 +29,7 @@ from collector.accounts import throttle
 from collector.audit.services import record
 from collector.db import as_integer, utcnow
 from collector.errors import (
+    BadRequest,
     Conflict,
     Forbidden,
     Locked,
@@ -426,8 +427,8 @@ def create_ticket(dbsession, settings, user, platform, number, attempts=None, no
     if get_ticket(dbsession, number) is not None:
         raise Conflict(number_in_use(number))
     if expires_at is None:
-        days = settings["ticket.lifetime_days"] if lifetime_days is None else lifetime_days
-        expires_at = utcnow() + dt.timedelta(days=days)
+        expires_at = expiry_after(
+            settings["ticket.lifetime_days"] if lifetime_days is None else lifetime_days)
     ticket = Ticket(
         number=number, platform=platform, user_id=user.id if user else None,
         attempts=settings["ticket.attempts"] if attempts is None else attempts,
@@ -526,3 +527,145 @@ def require_platform(dbsession, name):
     if platform is None:
         raise NotFound(f"platform {name} does not exist")
     return platform
+
+
+# --- commands: what the API and the staff pages both do ------------------------------------
+#
+# The API's services and the pages parse what they are sent (the schemas of
+# ``tickets.schemas``), call one of these, and render or serialise the answer. A command
+# takes the request where the tree's ACL must decide about a node it looks up itself (the
+# platform a ticket goes to, a legal hold); the rest of it is the rules above.
+
+def expiry_after(days, now=None):
+    """When a token given ``days`` of lifetime expires. Counted from now, for a new ticket
+    and for an edit alike: staff extend a ticket for a late customer."""
+    return (now or utcnow()) + dt.timedelta(days=days)
+
+
+def _platform_node(request, platform):
+    from collector.resources import PlatformContainer, PlatformNode, Root
+
+    return PlatformNode(request, platform, PlatformContainer(request, "platforms",
+                                                             Root(request)))
+
+
+def editable_platform(request, name):
+    """The platform named ``name`` if the caller may put tickets in it (its ACL decides):
+    404 when it does not exist or the caller may not see it, else 403 when they may not."""
+    from collector.errors import require
+    from collector.security import Permission
+
+    platform = require_platform(request.dbsession, name)
+    require(request, Permission.EDIT, _platform_node(request, platform),
+            f"you may not add tickets to platform {name}",
+            missing=f"platform {name} does not exist")
+    return platform
+
+
+def _require_hold_right(request, node):
+    """Legal holds are the admins' (the tree's ACL: only they have ``admin`` there)."""
+    from collector.security import Permission
+
+    if not request.has_permission(Permission.ADMIN, node):
+        raise Forbidden("only an admin may place or lift a legal hold")
+
+
+def open_ticket(request, platform, number, attempts=None, note="", expires_at=None,
+                lifetime_days=None, resolved=False, legal_hold=None):
+    """A new ticket of the caller's in the platform named ``platform``; resolved and under
+    legal hold from the start when asked (the hold: admins only)."""
+    target = editable_platform(request, platform)
+    if legal_hold:
+        _require_hold_right(request, _platform_node(request, target))
+    dbsession = request.dbsession
+    ticket = create_ticket(dbsession, request.registry.settings, request.identity.user,
+                           target, number, attempts=attempts, note=note,
+                           expires_at=expires_at, lifetime_days=lifetime_days)
+    if resolved:
+        update_ticket(dbsession, ticket, request.storage, resolved=True)
+    if legal_hold:
+        set_legal_hold(dbsession, ticket, True)
+    return ticket
+
+
+def change_ticket(request, ticket, **fields):
+    """Change the given fields of a ticket (None: unchanged). ``platform`` is a name the
+    caller must be allowed to move it to, ``lifetime_days`` a new expiry from now, and a
+    changed ``legal_hold`` needs an admin."""
+    hold = fields.pop("legal_hold", None)
+    if hold is not None and hold != ticket.legal_hold:
+        hold_ticket(request, ticket, hold)
+    if fields.get("platform") is not None:
+        fields["platform"] = editable_platform(request, fields["platform"])
+    lifetime = fields.pop("lifetime_days", None)
+    if lifetime:
+        fields["expires_at"] = expiry_after(lifetime)
+    fields = {key: value for key, value in fields.items() if value is not None}
+    return update_ticket(request.dbsession, ticket, request.storage, **fields)
+
+
+def resolve_ticket(request, ticket, resolved=True):
+    """Resolve (or reopen) a ticket: its token accepts no more uploads, and what it left
+    unfinished goes."""
+    return update_ticket(request.dbsession, ticket, request.storage, resolved=resolved)
+
+
+def hold_ticket(request, ticket, hold, reason=""):
+    """Place or lift the legal hold, as an admin (403 for anybody else). Returns whether it
+    changed."""
+    from collector.resources import ticket_node
+
+    _require_hold_right(request, ticket_node(request, ticket))
+    return set_legal_hold(request.dbsession, ticket, hold, reason)
+
+
+# --- platform members ------------------------------------------------------------------------
+
+def members_of(dbsession, platform):
+    """The users who are members of ``platform``, by username."""
+    from collector.accounts import services as accounts
+
+    return accounts.users_with_ids(dbsession, [m.user_id for m in platform.members])
+
+
+def member_ids(dbsession, names):
+    """The ids of the users named ``names``; 400 naming those that do not exist."""
+    from collector.accounts import services as accounts
+
+    if not all(isinstance(name, str) for name in names):
+        raise BadRequest("members must be a list of usernames")
+    found = accounts.user_ids_by_name(dbsession, names)
+    missing = sorted(set(names) - set(found))
+    if missing:
+        raise BadRequest(f"members: unknown user(s) {', '.join(missing)}")
+    return list(found.values())
+
+
+def new_platform(dbsession, name, pretty_name, restricted=False, members=(),
+                 retention_resolved_days=None, retention_max_days=None):
+    """A platform with its members given by username."""
+    return create_platform(dbsession, name, pretty_name, restricted,
+                           member_ids(dbsession, members), retention_resolved_days,
+                           retention_max_days)
+
+
+def change_platform(dbsession, platform, **fields):
+    """Change the given fields; ``members`` (usernames), when given, replaces the list."""
+    if "members" in fields:
+        fields["members"] = member_ids(dbsession, fields["members"])
+    return update_platform(dbsession, platform, **fields)
+
+
+def change_membership(dbsession, platform, username, add):
+    """Add the user named ``username`` to the platform's members, or remove them; returns
+    the user."""
+    from collector.accounts import services as accounts
+
+    user = accounts.get_user_by_name(dbsession, username) if username else None
+    if user is None:
+        raise BadRequest(f"there is no user named {username!r}" if username
+                         else "give the username of the member")
+    ids = {m.user_id for m in platform.members}
+    update_platform(dbsession, platform, members=sorted(ids | {user.id} if add
+                                                        else ids - {user.id}))
+    return user

@@ -406,3 +406,24 @@ def delivery_json(row):
 def webhook_json(row):
     return {"id": row.id, "platform": row.platform.name, "url": row.url, "secret": row.secret,
             "active": row.active, "time_create": _iso(row.time_create)}
+
+
+# --- commands: what the API and the admin page both do -------------------------------------
+
+def add_webhook(dbsession, platform, url, secret="", active=True):
+    """A webhook for the platform named ``platform`` (404 when there is none)."""
+    from collector.tickets.services import require_platform
+
+    return create_webhook(dbsession, require_platform(dbsession, platform), url, secret,
+                          active)
+
+
+def change_webhook(dbsession, hook, **fields):
+    """Change the given fields; ``platform`` is a platform's name."""
+    from collector.tickets.services import require_platform
+
+    if "platform" in fields:
+        fields["platform_id"] = require_platform(dbsession, fields.pop("platform")).id
+    hook = update_webhook(dbsession, hook, **fields)
+    dbsession.refresh(hook)
+    return hook

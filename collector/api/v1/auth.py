@@ -1,21 +1,18 @@
 """/api/v1/auth/… — bearer tokens from password + TOTP; personal API tokens."""
 
-import colander
 from cornice import Service
 
 from collector.accounts import services
-from collector.accounts.models import ApiToken
-from collector.api.v1 import (
-    Integer,
-    error_handler,
-    iso,
-    json_body,
-    no_content,
-    validate,
+from collector.accounts.schemas import (
+    Credentials,
+    PersonalTokenSchema,
+    RefreshSchema,
+    TokenSchema,
 )
-from collector.db import as_integer
-from collector.errors import NotFound, Unauthorized, json_error
+from collector.api.v1 import error_handler, iso, json_body, no_content
+from collector.errors import Unauthorized, json_error
 from collector.security import Permission
+from collector.validation import validate
 
 token = Service(name="auth_token", pyramid_route="api.auth.token",
                 description="Password + TOTP → access and refresh tokens",
@@ -32,26 +29,6 @@ personal = Service(name="auth_personal", pyramid_route="api.auth.personal",
                    description="One personal API token", error_handler=error_handler)
 
 INVALID = "Token is invalid or expired"
-
-
-class Credentials(colander.MappingSchema):
-    username = colander.SchemaNode(colander.String(), validator=colander.Length(1, 150))
-    password = colander.SchemaNode(colander.String(), validator=colander.Length(1, 1024))
-    otp = colander.SchemaNode(colander.String(), validator=colander.Length(1, 16))
-
-
-class RefreshSchema(colander.MappingSchema):
-    refresh = colander.SchemaNode(colander.String(), validator=colander.Length(1, 200))
-
-
-class TokenSchema(colander.MappingSchema):
-    token = colander.SchemaNode(colander.String(), validator=colander.Length(1, 200))
-
-
-class PersonalSchema(colander.MappingSchema):
-    name = colander.SchemaNode(colander.String(), validator=colander.Length(1, 100))
-    lifetime_days = colander.SchemaNode(Integer(), validator=colander.Range(1, 3650),
-                                        missing=None)
 
 
 @token.post()
@@ -110,7 +87,7 @@ def list_personal(request):
 
 @tokens.post(permission=Permission.EDIT)
 def create_personal(request):
-    data = validate(PersonalSchema(), json_body(request))
+    data = validate(PersonalTokenSchema(), json_body(request))
     identity = request.identity
     row, secret = services.create_personal_token(request.dbsession, identity.user,
                                                  data["name"], identity.mfa,
@@ -121,16 +98,7 @@ def create_personal(request):
 
 @personal.delete(permission=Permission.EDIT)
 def delete_personal(request):
-    row = request.dbsession.get(ApiToken, _int(request.matchdict["id"]))
-    if row is None or row.user_id != request.identity.user.id or row.kind != "personal" \
-            or row.revoked_at is not None:
-        raise NotFound("no such token")
+    row = services.get_personal_token(request.dbsession, request.identity.user,
+                                      request.matchdict["id"])
     services.revoke(request.dbsession, row)
     return no_content(request)
-
-
-def _int(value):
-    number = as_integer(value)
-    if number is None:
-        raise NotFound("no such token")
-    return number

@@ -2,13 +2,14 @@
 revoke one, revoke them all. The routes traverse to the tree's UserNode, the context of the
 /admin/users/{id}/ page, so the same Admin ACL (admin with two-factor) decides."""
 
-import colander
 from cornice import Service
 
 from collector.accounts import services
-from collector.api.v1 import Boolean, error_handler, json_body, no_content, validate
+from collector.accounts.schemas import RevokeAllSchema
+from collector.api.v1 import error_handler, json_body, no_content
 from collector.api.v1.auth import serialise as serialise_token
 from collector.security import Permission
+from collector.validation import validate
 
 user_tokens = Service(name="user_tokens", pyramid_route="api.user.tokens",
                       description="A user's live API tokens (admin only)",
@@ -19,10 +20,6 @@ revoke_all = Service(name="user_tokens_revoke", pyramid_route="api.user.tokens.r
 user_token = Service(name="user_token", pyramid_route="api.user.token",
                      description="One API token of a user (admin only)",
                      error_handler=error_handler)
-
-
-class RevokeAllSchema(colander.MappingSchema):
-    keep_personal_tokens = colander.SchemaNode(Boolean(), missing=False)
 
 
 def serialise(row):
