@@ -9,6 +9,7 @@ without it too.
 import datetime as dt
 import urllib.parse
 
+from cornice.validators import colander_body_validator
 from pyramid.events import NewRequest
 
 from collector.db import INTEGER_MAX, as_integer
@@ -144,12 +145,36 @@ def error_handler(request):
 
 
 def json_body(request):
+    """The JSON body, whatever the Content-Type (scripts written for the original API send
+    JSON as a form's type); an empty body is ``{}``."""
     if not request.body:
         return {}
     try:
         return request.json_body
     except ValueError:
         raise BadRequest("request body is not valid JSON") from None
+
+
+def _json_cstruct(request):
+    """What cornice's colander validator reads: the JSON object sent."""
+    body = json_body(request)
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return {"body": body}
+
+
+def body_validator(request, **kwargs):
+    """cornice ``validators=``: the method's colander ``schema=`` applied to the JSON body;
+    its fields land in ``request.validated``, its refusals in ``request.errors``, which
+    ``error_handler`` answers (400, ``detail`` and ``errors``)."""
+    kwargs.pop("deserializer", None)
+    colander_body_validator(request, deserializer=_json_cstruct, **kwargs)
+
+
+def json_schema(schema):
+    """The arguments of a cornice method whose JSON body ``schema`` validates (and the
+    OpenAPI document describes: api/v1/openapi_schema.py)."""
+    return {"schema": schema, "validators": (body_validator,)}
 
 
 def paginate(request):

@@ -5,7 +5,7 @@ from cornice import Service
 from collector.api.v1 import (
     error_handler,
     iso,
-    json_body,
+    json_schema,
     no_content,
     paginate,
     paginated,
@@ -18,7 +18,7 @@ from collector.errors import Forbidden
 from collector.resources import ticket_node
 from collector.security import Permission
 from collector.tickets import services as tickets
-from collector.validation import int_list, parse_time, validate
+from collector.validation import int_list, parse_time
 
 archives = Service(name="archives", pyramid_route="api.archives",
                    description="Archives; POST uploads one with an Upload-Token",
@@ -85,11 +85,10 @@ def get_archive(request):
     return serialise(request, request.context.archive)
 
 
-@archive.patch(permission=Permission.EDIT)
+@archive.patch(permission=Permission.EDIT, **json_schema(ArchivePatchSchema()))
 def patch_archive(request):
-    data = validate(ArchivePatchSchema(), json_body(request))
     return serialise(request, services.change_archive(request, request.context.archive,
-                                                      **data))
+                                                      **request.validated))
 
 
 @archive.delete(permission=Permission.DELETE)

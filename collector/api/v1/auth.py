@@ -9,10 +9,9 @@ from collector.accounts.schemas import (
     RefreshSchema,
     TokenSchema,
 )
-from collector.api.v1 import error_handler, iso, json_body, no_content
+from collector.api.v1 import error_handler, iso, json_schema, no_content
 from collector.errors import Unauthorized, json_error
 from collector.security import Permission
-from collector.validation import validate
 
 token = Service(name="auth_token", pyramid_route="api.auth.token",
                 description="Password + TOTP → access and refresh tokens",
@@ -31,9 +30,9 @@ personal = Service(name="auth_personal", pyramid_route="api.auth.personal",
 INVALID = "Token is invalid or expired"
 
 
-@token.post()
+@token.post(**json_schema(Credentials()))
 def obtain(request):
-    data = validate(Credentials(), json_body(request))
+    data = request.validated
     # remote_addr, not client_addr: webob's client_addr believes any X-Forwarded-For, which
     # would let a client pick its own address and dodge the throttle. waitress rewrites
     # REMOTE_ADDR from a trusted proxy's header only.
@@ -45,9 +44,9 @@ def obtain(request):
     return services.mint_pair(request.dbsession, request.registry.settings, user)
 
 
-@refresh.post()
+@refresh.post(**json_schema(RefreshSchema()))
 def rotate(request):
-    data = validate(RefreshSchema(), json_body(request))
+    data = request.validated
     return services.refresh_pair(request.dbsession, request.registry.settings, data["refresh"])
 
 
@@ -59,16 +58,16 @@ def _valid(request, secret):
     return found
 
 
-@verify.post()
+@verify.post(**json_schema(TokenSchema()))
 def check(request):
-    found = _valid(request, validate(TokenSchema(), json_body(request))["token"])
+    found = _valid(request, request.validated["token"])
     return {"valid": True, "kind": found.kind, "user": found.user.username,
             "expires_at": iso(found.expires_at)}
 
 
-@revoke.post()
+@revoke.post(**json_schema(TokenSchema()))
 def revoke_token(request):
-    found = _valid(request, validate(TokenSchema(), json_body(request))["token"])
+    found = _valid(request, request.validated["token"])
     services.revoke(request.dbsession, found)
     return no_content(request)
 
@@ -85,9 +84,9 @@ def list_personal(request):
             services.list_personal_tokens(request.dbsession, request.identity.user)]
 
 
-@tokens.post(permission=Permission.EDIT)
+@tokens.post(permission=Permission.EDIT, **json_schema(PersonalTokenSchema()))
 def create_personal(request):
-    data = validate(PersonalTokenSchema(), json_body(request))
+    data = request.validated
     identity = request.identity
     row, secret = services.create_personal_token(request.dbsession, identity.user,
                                                  data["name"], identity.mfa,

@@ -2,11 +2,18 @@
 
 from cornice import Service
 
-from collector.api.v1 import error_handler, json_body, no_content, paginate, paginated
+from collector.api.v1 import (
+    error_handler,
+    json_body,
+    json_schema,
+    no_content,
+    paginate,
+    paginated,
+)
 from collector.security import Permission
 from collector.tickets import services
 from collector.tickets.schemas import RETENTION, PlatformSchema
-from collector.validation import partial, validate
+from collector.validation import partial
 
 platforms = Service(name="platforms", pyramid_route="api.platforms",
                     description="Platforms (the vendor's products)", error_handler=error_handler)
@@ -31,10 +38,9 @@ def list_platforms(request):
     return paginated(request, rows, total, limit, offset, serialise)
 
 
-@platforms.post(permission=Permission.ADMIN)
+@platforms.post(permission=Permission.ADMIN, **json_schema(PlatformSchema()))
 def create_platform(request):
-    row = services.new_platform(request.dbsession,
-                                **validate(PlatformSchema(), json_body(request)))
+    row = services.new_platform(request.dbsession, **request.validated)
     request.response.status_int = 201
     return serialise(request, row)
 
@@ -44,23 +50,14 @@ def get_platform(request):
     return serialise(request, request.context.platform)
 
 
-def _change(request, schema):
-    body = json_body(request)
-    data = validate(schema, body)
+@platform.put(permission=Permission.ADMIN, **json_schema(PlatformSchema()))
+@platform.patch(permission=Permission.ADMIN, **json_schema(partial(PlatformSchema())))
+def change_platform(request):
+    data, body = dict(request.validated), json_body(request)
     # PATCH with null: back to the server's setting (colander drops a null as missing).
     data.update({name: None for name in RETENTION if name in body and body[name] is None})
     return serialise(request, services.change_platform(request.dbsession,
                                                        request.context.platform, **data))
-
-
-@platform.put(permission=Permission.ADMIN)
-def put_platform(request):
-    return _change(request, PlatformSchema())
-
-
-@platform.patch(permission=Permission.ADMIN)
-def patch_platform(request):
-    return _change(request, partial(PlatformSchema()))
 
 
 @platform.delete(permission=Permission.ADMIN)

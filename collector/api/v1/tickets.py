@@ -7,7 +7,7 @@ from cornice import Service
 from collector.api.v1 import (
     error_handler,
     iso,
-    json_body,
+    json_schema,
     no_content,
     paginate,
     paginated,
@@ -15,7 +15,7 @@ from collector.api.v1 import (
 from collector.security import Permission
 from collector.tickets import services
 from collector.tickets.schemas import TicketSchema
-from collector.validation import int_list, parse_bool, parse_time, partial, validate
+from collector.validation import int_list, parse_bool, parse_time, partial
 
 tickets = Service(name="tickets", pyramid_route="api.tickets",
                   description="Tickets, one per help-desk case", error_handler=error_handler)
@@ -75,9 +75,9 @@ def list_tickets(request):
     return paginated(request, rows, total, limit, offset, serialise_row)
 
 
-@tickets.post(permission=Permission.VIEW)
+@tickets.post(permission=Permission.VIEW, **json_schema(TicketSchema()))
 def create_ticket(request):
-    row = services.open_ticket(request, **validate(TicketSchema(), json_body(request)))
+    row = services.open_ticket(request, **request.validated)
     request.response.status_int = 201
     return serialise(request, row)
 
@@ -87,19 +87,11 @@ def get_ticket(request):
     return serialise(request, request.context.ticket)
 
 
-def _change(request, schema):
-    data = validate(schema, json_body(request))
-    return serialise(request, services.change_ticket(request, request.context.ticket, **data))
-
-
-@ticket.put(permission=Permission.EDIT)
-def put_ticket(request):
-    return _change(request, TicketSchema())
-
-
-@ticket.patch(permission=Permission.EDIT)
-def patch_ticket(request):
-    return _change(request, partial(TicketSchema()))
+@ticket.put(permission=Permission.EDIT, **json_schema(TicketSchema()))
+@ticket.patch(permission=Permission.EDIT, **json_schema(partial(TicketSchema())))
+def change_ticket(request):
+    return serialise(request, services.change_ticket(request, request.context.ticket,
+                                                     **request.validated))
 
 
 @ticket.delete(permission=Permission.DELETE)

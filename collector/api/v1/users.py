@@ -6,10 +6,9 @@ from cornice import Service
 
 from collector.accounts import services
 from collector.accounts.schemas import RevokeAllSchema
-from collector.api.v1 import error_handler, json_body, no_content
+from collector.api.v1 import error_handler, json_schema, no_content
 from collector.api.v1.auth import serialise as serialise_token
 from collector.security import Permission
-from collector.validation import validate
 
 user_tokens = Service(name="user_tokens", pyramid_route="api.user.tokens",
                       description="A user's live API tokens (admin only)",
@@ -34,9 +33,9 @@ def list_tokens(request):
             services.list_user_tokens(request.dbsession, request.context.user)]
 
 
-@revoke_all.post(permission=Permission.ADMIN)
+@revoke_all.post(permission=Permission.ADMIN, **json_schema(RevokeAllSchema()))
 def revoke_tokens(request):
-    data = validate(RevokeAllSchema(), json_body(request))
+    data = request.validated
     count = services.revoke_user_tokens(request.dbsession, request.context.user,
                                         keep_personal=data["keep_personal_tokens"],
                                         cause="admin")

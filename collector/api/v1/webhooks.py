@@ -3,9 +3,9 @@ Admin → WebhookContainer context, the same ACL as the /admin/webhooks page).""
 
 from cornice import Service
 
-from collector.api.v1 import error_handler, json_body, no_content, paginate, paginated
+from collector.api.v1 import error_handler, json_schema, no_content, paginate, paginated
 from collector.security import Permission
-from collector.validation import partial, validate
+from collector.validation import partial
 from collector.webhooks import services
 from collector.webhooks.schemas import WebhookSchema, delivery_filters
 
@@ -31,10 +31,9 @@ def list_webhooks(request):
     return [serialise(request, row) for row in rows]
 
 
-@webhooks.post(permission=Permission.ADMIN)
+@webhooks.post(permission=Permission.ADMIN, **json_schema(WebhookSchema()))
 def create_webhook(request):
-    row = services.add_webhook(request.dbsession,
-                               **validate(WebhookSchema(), json_body(request)))
+    row = services.add_webhook(request.dbsession, **request.validated)
     request.response.status_int = 201
     return serialise(request, row)
 
@@ -44,11 +43,11 @@ def get_webhook(request):
     return serialise(request, request.context.webhook)
 
 
-@webhook.patch(permission=Permission.ADMIN)
+@webhook.patch(permission=Permission.ADMIN, **json_schema(partial(WebhookSchema())))
 def patch_webhook(request):
-    data = validate(partial(WebhookSchema()), json_body(request))
     return serialise(request, services.change_webhook(request.dbsession,
-                                                      request.context.webhook, **data))
+                                                      request.context.webhook,
+                                                      **request.validated))
 
 
 @webhook.delete(permission=Permission.ADMIN)
