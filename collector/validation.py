@@ -20,32 +20,95 @@ from collector.numbers import parse_int
 INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 
 
-def Boolean():
+def _shown(value):
+    return f'"{str(value)[:40]}"'
+
+
+class StringType(colander.String):
+    """colander's String, strict about JSON: a value that is not text is refused, where
+    colander took ``0``, ``false``, ``[]`` or ``{}`` for a field left out."""
+
+    def deserialize(self, node, cstruct):
+        if cstruct is not None and cstruct is not colander.null and \
+                not isinstance(cstruct, str):
+            raise colander.Invalid(node, f"{_shown(cstruct)} is not a string")
+        return super().deserialize(node, cstruct)
+
+
+def String(allow_empty=False):
+    """Text; ``null`` or ``""`` is a field left out (``""`` is kept with ``allow_empty``)."""
+    return StringType(allow_empty=allow_empty)
+
+
+class BooleanType(colander.Boolean):
     """A strict boolean: ``"no"`` is an error, not ``True`` (colander's default). JSON
     ``true``/``false``, ``1``/``0``, and the strings ``"true"``/``"false"``/``"1"``/``"0"``
     in any case (forms send ``"1"`` and ``"0"``)."""
-    return colander.Boolean(true_choices=("true", "1"), false_choices=("false", "0"))
+
+    def __init__(self):
+        super().__init__(true_choices=("true", "1"), false_choices=("false", "0"))
+
+    def deserialize(self, node, cstruct):
+        # 1.0 is the JSON number 1 (JSON Schema says so too).
+        if isinstance(cstruct, float) and cstruct in (0.0, 1.0):
+            cstruct = int(cstruct)
+        return super().deserialize(node, cstruct)
 
 
-class _Integer(colander.SchemaType):
+def Boolean():
+    return BooleanType()
+
+
+class IntegerType(colander.SchemaType):
     """A JSON integer, or a string of ASCII digits (form fields): never a boolean, a
-    float, or the other digits Python's ``int()`` reads (collector.numbers)."""
+    fraction, or the other digits Python's ``int()`` reads (collector.numbers)."""
 
     def serialize(self, node, appstruct):
         return colander.null if appstruct in (None, colander.null) else str(appstruct)
 
     def deserialize(self, node, cstruct):
-        if cstruct in (colander.null, None, ""):
+        if cstruct is colander.null or cstruct is None or cstruct == "":
             return colander.null
+        # 42.0 is the JSON number 42 (JSON Schema says so too).
+        if isinstance(cstruct, float) and cstruct.is_integer():
+            cstruct = int(cstruct)
         number = parse_int(cstruct, INT64_MIN, INT64_MAX)
         if number is None:
-            raise colander.Invalid(node, f'"{str(cstruct)[:40]}" is not a number')
+            raise colander.Invalid(node, f"{_shown(cstruct)} is not a number")
         return number
 
 
 def Integer():
-    """A strict integer (see ``_Integer``); ranges are the schemas' validators."""
-    return _Integer()
+    """A strict integer (see ``IntegerType``); ranges are the schemas' validators."""
+    return IntegerType()
+
+
+class DateTimeType(colander.DateTime):
+    """An ISO 8601 date or date and time (UTC when it names no zone); ``null`` or ``""``
+    is a field left out, any other value that is not text is refused."""
+
+    def deserialize(self, node, cstruct):
+        if cstruct is not None and cstruct is not colander.null and \
+                not isinstance(cstruct, str):
+            raise colander.Invalid(node, "Invalid date")
+        return super().deserialize(node, cstruct)
+
+
+def DateTime():
+    return DateTimeType()
+
+
+class ListType(colander.List):
+    """A JSON array (colander also took an object, for its keys)."""
+
+    def deserialize(self, node, cstruct):
+        if cstruct is not colander.null and not isinstance(cstruct, list):
+            raise colander.Invalid(node, f"{_shown(cstruct)} is not a list")
+        return super().deserialize(node, cstruct)
+
+
+def List():
+    return ListType()
 
 
 def partial(schema):

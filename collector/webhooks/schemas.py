@@ -5,17 +5,21 @@ import colander
 
 from collector.db import as_integer
 from collector.errors import BadRequest
-from collector.validation import Boolean
+from collector.validation import Boolean, String
 
 STATES = ("pending", "delivered", "failed")
 
 
 class WebhookSchema(colander.MappingSchema):
-    platform = colander.SchemaNode(colander.String(), validator=colander.Length(1, 20))
-    url = colander.SchemaNode(colander.String(), validator=colander.Length(1, 2000))
+    platform = colander.SchemaNode(
+        String(), validator=colander.Length(1, 20),
+        description="Platform name: its tickets' events are sent")
+    url = colander.SchemaNode(String(), validator=colander.Length(1, 2000),
+                              description="http:// or https://")
     # Empty: the server makes one (services.check_secret).
-    secret = colander.SchemaNode(colander.String(allow_empty=True),
-                                 validator=colander.Length(0, 200), missing="")
+    secret = colander.SchemaNode(
+        String(allow_empty=True), validator=colander.Length(0, 200), missing="",
+        description="16–200 characters; empty: the server makes one")
     active = colander.SchemaNode(Boolean(), missing=True)
 
 
