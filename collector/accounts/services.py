@@ -707,12 +707,13 @@ def note_token_use(token, now=None):
         token.last_used_at = now
 
 
-def get_personal_token(dbsession, user, token_id):
+def find_personal_token(dbsession, token_id):
+    """The live personal token ``token_id`` of whichever user, or None; who may use it is
+    the tree's decision (``resources.PersonalTokenNode``)."""
     number = as_integer(token_id, minimum=1)
     token = dbsession.get(ApiToken, number) if number is not None else None
-    if token is None or token.user_id != user.id or token.kind != "personal" \
-            or token.revoked_at is not None:
-        raise NotFound("no such token")
+    if token is None or token.kind != "personal" or token.revoked_at is not None:
+        return None
     return token
 
 
@@ -738,3 +739,21 @@ def users_with_ids(dbsession, ids):
         return []
     return dbsession.scalars(select(User).where(User.id.in_(ids))
                              .order_by(User.username)).all()
+
+
+# --- personal tokens, as their owner sees them ----------------------------------------------
+
+def own_personal_token(request, token_id):
+    """The caller's live personal token ``token_id``. The token's node in the tree decides
+    (its ACL grants its owner alone); another user's token, a revoked or a missing one
+    answer alike: 404 ``no such token``."""
+    from collector.errors import require
+    from collector.security import Permission
+
+    missing = "no such token"
+    try:
+        node = request.root["tokens"][token_id]
+    except KeyError:
+        raise NotFound(missing) from None
+    require(request, Permission.EDIT, node, missing, missing)
+    return node.token

@@ -394,8 +394,7 @@ def create_token(request):
              permission=Permission.EDIT, renderer="accounts/account.jinja2")
 def revoke_token(request):
     try:
-        token = services.get_personal_token(request.dbsession, request.identity.user,
-                                            request.POST.get("token_id"))
+        token = services.own_personal_token(request, request.POST.get("token_id"))
     except DomainError as exc:
         return _account_page(request, errors={"tokens": _status(request, exc)})
     services.revoke(request.dbsession, token)

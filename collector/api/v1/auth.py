@@ -97,7 +97,6 @@ def create_personal(request):
 
 @personal.delete(permission=Permission.EDIT)
 def delete_personal(request):
-    row = services.get_personal_token(request.dbsession, request.identity.user,
-                                      request.matchdict["id"])
+    row = services.own_personal_token(request, request.matchdict["id"])
     services.revoke(request.dbsession, row)
     return no_content(request)
