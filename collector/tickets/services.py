@@ -542,7 +542,8 @@ def expiry_after(days, now=None):
     return (now or utcnow()) + dt.timedelta(days=days)
 
 
-def _platform_node(request, platform):
+def platform_node(request, platform):
+    """The platform's node in the tree (its ACL), as traversal would find it."""
     from collector.resources import PlatformContainer, PlatformNode, Root
 
     return PlatformNode(request, platform, PlatformContainer(request, "platforms",
@@ -556,7 +557,7 @@ def editable_platform(request, name):
     from collector.security import Permission
 
     platform = require_platform(request.dbsession, name)
-    require(request, Permission.EDIT, _platform_node(request, platform),
+    require(request, Permission.EDIT, platform_node(request, platform),
             f"you may not add tickets to platform {name}",
             missing=f"platform {name} does not exist")
     return platform
@@ -576,7 +577,7 @@ def open_ticket(request, platform, number, attempts=None, note="", expires_at=No
     legal hold from the start when asked (the hold: admins only)."""
     target = editable_platform(request, platform)
     if legal_hold:
-        _require_hold_right(request, _platform_node(request, target))
+        _require_hold_right(request, platform_node(request, target))
     dbsession = request.dbsession
     ticket = create_ticket(dbsession, request.registry.settings, request.identity.user,
                            target, number, attempts=attempts, note=note,

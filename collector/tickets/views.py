@@ -72,11 +72,6 @@ def _ticket_url(request, platform_name, number):
                                 str(number), "")
 
 
-def _platform_node(request, platform):
-    return PlatformNode(request, platform, PlatformContainer(request, "platforms",
-                                                             request.root))
-
-
 def _visible_platforms(request):
     rows, _ = services.list_platforms(request.dbsession, request.identity.user, 1000, 0)
     return rows
@@ -341,7 +336,8 @@ def create_platform(request):
                                     data["restricted"])
     except DomainError as exc:
         return _failed(request, exc, page)
-    target = request.resource_url(_platform_node(request, row), "edit" if row.restricted else "")
+    target = request.resource_url(services.platform_node(request, row),
+                                  "edit" if row.restricted else "")
     return _redirect(request, target, f"Platform {row.name} created.")
 
 
