@@ -214,9 +214,9 @@ def cmd_audit_export(args, settings):
     """The audit events of a time range, oldest first, one JSON object a line on stdout."""
     import json
 
-    from collector.api.v1 import parse_time
     from collector.audit import services
     from collector.errors import DomainError
+    from collector.validation import parse_time
 
     try:
         filters = {"since": parse_time(args.since, "--since")}

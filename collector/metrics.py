@@ -41,8 +41,9 @@ from pyramid.tweens import INGRESS
 from sqlalchemy import bindparam, func, select
 
 from collector.archives.models import TusUpload
-from collector.models import Archive  # with every other model: relationships resolve
+from collector.archives.storage import alerts
 from collector.db import utcnow
+from collector.models import Archive  # with every other model: relationships resolve
 from collector.webhooks.models import WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ class StateCollector:
     def __init__(self, engine, backend, settings):
         self.engine = engine
         self.backend = backend
+        self.settings = settings
         self.reserve = settings["storage.reserve"]
         self._lock = threading.Lock()
         self._cached = (float("-inf"), None)
@@ -153,6 +155,11 @@ class StateCollector:
              usage["total"]),
             ("collector_storage_reserve_bytes", "Free space always kept (STORAGE_RESERVE); "
              "uploads are refused (507) below it", self.reserve),
+            ("collector_storage_low_threshold_bytes", "Free space below which storage is "
+             "low (STORAGE_ALERT_FREE); 0: never", alerts.low_threshold(
+                 self.settings, usage["total"])),
+            ("collector_storage_low", "1 while storage is low (the rule of /check/storage, "
+             "the gauge and the storage.low alert)", int(alerts.is_low(usage, self.settings))),
         ]
         try:
             with self.engine.connect() as connection:

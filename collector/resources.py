@@ -11,7 +11,8 @@
      ├─ ArchiveContainer          /archives/{id}      → the same Archive, parented by its Ticket
      ├─ Uploads                   /uploads/           tus resumable uploads (API only)
      │   └─ UploadNode            /uploads/{id}       upload: only the ticket that created it
-     ├─ TokenContainer            /tokens/            a user's own personal API tokens
+     ├─ TokenContainer            /tokens/            personal API tokens
+     │   └─ PersonalTokenNode     /tokens/{id}        view, edit: only the token's owner
      ├─ Account                   /account/           the signed-in user's own settings
      └─ Admin                     /admin/             admin only
          ├─ UserContainer         /admin/users/
@@ -41,7 +42,8 @@ def hidden_from(request, context):
     """Whether ``context`` is a platform, ticket, archive or upload that the caller may not
     even view: it then answers exactly as one that does not exist (404), so nobody can
     learn which restricted tickets, archives or platforms exist by asking for them."""
-    if not any(isinstance(node, (PlatformNode, UploadNode)) for node in _lineage(context)):
+    if not any(isinstance(node, (PlatformNode, UploadNode, PersonalTokenNode))
+               for node in _lineage(context)):
         return False
     return not request.has_permission(P.VIEW, context)
 
@@ -179,9 +181,13 @@ class ArchiveNode(Node):
 
 def ticket_node(request, ticket):
     """The Ticket context with its canonical lineage (Root → platforms → platform)."""
-    platforms = PlatformContainer(request, "platforms", Root(request))
-    platform = PlatformNode(request, ticket.platform, platforms)
+    platform = platform_node(request, ticket.platform)
     return TicketNode(request, ticket, _PlatformTickets(request, "tickets", platform))
+
+
+def platform_node(request, platform):
+    """The Platform context with its canonical lineage (Root → platforms)."""
+    return PlatformNode(request, platform, PlatformContainer(request, "platforms", Root(request)))
 
 
 def archive_node(request, archive):
@@ -234,9 +240,32 @@ class UploadNode(Node):
 
 
 class TokenContainer(Node):
-    """A signed-in user's own personal API tokens; the service only ever shows one's own."""
+    """Personal API tokens: staff list and make their own here (the list shows only the
+    caller's); each token below is its owner's alone."""
 
     __acl__ = [(Allow, "group:staff", (P.VIEW, P.EDIT))]
+
+    def __getitem__(self, token_id):
+        from collector.accounts import services
+
+        token = services.find_personal_token(self.dbsession, token_id)
+        if token is None:
+            raise KeyError(token_id)
+        return PersonalTokenNode(self.request, token, self)
+
+
+class PersonalTokenNode(Node):
+    """One live personal API token: its owner may see and revoke it, nobody else — not
+    even an admin (who revokes any user's tokens through that user's node); to anybody
+    else it answers as a token that does not exist (``hidden_from``)."""
+
+    def __init__(self, request, token, parent):
+        super().__init__(request, str(token.id), parent)
+        self.token = token
+
+    @property
+    def __acl__(self):
+        return [(Allow, f"user:{self.token.user_id}", (P.VIEW, P.EDIT)), DENY_ALL]
 
 
 class Account(Node):

@@ -76,6 +76,23 @@ def as_percent(value):
     return number
 
 
+class Share(float):
+    """A share of a whole, in per cent: ``STORAGE_ALERT_FREE=10%``."""
+
+    def __repr__(self):
+        return f"{float(self):g}%"
+
+
+def as_free_space(value):
+    """Bytes, as ``as_size`` reads them (``2GiB``), or a share of the total (``10%``)."""
+    if isinstance(value, (int, Share)):
+        return value
+    text = str(value).strip()
+    if text.endswith("%"):
+        return Share(as_percent(text[:-1]))
+    return as_size(text)
+
+
 def as_tz(value):
     zoneinfo.ZoneInfo(str(value))
     return str(value)
@@ -165,8 +182,9 @@ ENV_OVERRIDES = [
     ("upload.unfinished_max_bytes", "UPLOAD_UNFINISHED_MAX_BYTES", as_size,
      "bytes one ticket's unfinished resumable uploads may declare, or hold when deferred, "
      "together (413 above; default: UPLOAD_MAX_SIZE)"),
+    # The older name of the low-space rule: STORAGE_WARN_PERCENT=90 is STORAGE_ALERT_FREE=10%.
     ("storage.warn_percent", "STORAGE_WARN_PERCENT", as_percent,
-     "disk use (%) above which staff pages show the gauge in a warning colour"),
+     "alias: disk use (%) at which storage is low; sets STORAGE_ALERT_FREE to the rest"),
     ("session.secure", "SESSION_COOKIE_SECURE", as_secure,
      "`auto` (Secure when served over https), `true` or `false`"),
     ("hsts.max_age", "HSTS_MAX_AGE", int,
@@ -188,8 +206,9 @@ ENV_OVERRIDES = [
      "seconds one search runs at most"),
     ("inspect.search_concurrency", "INSPECT_SEARCH_CONCURRENCY", int,
      "searches running at once per process; one more is answered 503"),
-    ("storage.alert_free", "STORAGE_ALERT_FREE", as_size,
-     "free space below which admins are alerted (banner, audit, storage.low); 0: off"),
+    ("storage.alert_free", "STORAGE_ALERT_FREE", as_free_space,
+     "free space (a size, or a share of the total: 10%) below which storage is low: "
+     "/check/storage, the gauge, the banner, the storage.low alert, /metrics; 0: off"),
     ("retention.resolved_days", "RETENTION_RESOLVED_DAYS", int,
      "days after its ticket was resolved that `collector purge` deletes an archive; 0: never"),
     ("retention.max_days", "RETENTION_MAX_DAYS", int,
@@ -253,7 +272,7 @@ DEFAULTS = {
     "storage.download_expiry": 300,
     "upload.tus_expiry_days": 7,
     "upload.unfinished_max": 16,
-    "storage.warn_percent": 90.0,
+    "storage.warn_percent": None,
     "session.secure": "auto",
     "hsts.max_age": 365 * 24 * 3600,
     "ticket.attempts": 5,
@@ -267,7 +286,7 @@ DEFAULTS = {
     "inspect.search_max_bytes": 8 * 1024**3,
     "inspect.search_timeout": 20.0,
     "inspect.search_concurrency": 2,
-    "storage.alert_free": 0,
+    "storage.alert_free": "10%",
     "retention.resolved_days": 0,
     "retention.max_days": 0,
     "webhooks.worker": True,
@@ -303,6 +322,7 @@ _COERCERS = {key: coercer for key, _, coercer, _ in ENV_OVERRIDES}
 def load(settings, environ=None):
     """Return the typed, validated settings: ini values, then environment overrides."""
     environ = os.environ if environ is None else environ
+    low_alias = _low_space_alias(settings, environ)
     result = dict(settings)
     for key, value in DEFAULTS.items():
         result.setdefault(key, value)
@@ -314,6 +334,8 @@ def load(settings, environ=None):
             result[key] = coercer(source)
         except (ValueError, zoneinfo.ZoneInfoNotFoundError) as exc:
             raise SettingsError(f"{variable}: {exc}") from None
+    if low_alias:
+        result["storage.alert_free"] = Share(100.0 - result["storage.warn_percent"])
     data_dir = Path(result["data_dir"]).expanduser()
     if "here" in result and not data_dir.is_absolute():
         data_dir = Path(result["here"]) / data_dir
@@ -355,6 +377,18 @@ def load(settings, environ=None):
                             "served, e.g. ALLOWED_HOSTS=logs.example.com (empty or `*` is "
                             "refused)")
     return result
+
+
+def _low_space_alias(settings, environ):
+    """Whether STORAGE_WARN_PERCENT decides the low-space rule: when it is given at a level
+    above STORAGE_ALERT_FREE (the environment over the ini over the default); at the same
+    level STORAGE_ALERT_FREE, the rule's own name, wins."""
+
+    def level(key, variable):
+        return 2 if variable in environ else 1 if settings.get(key) is not None else 0
+
+    return level("storage.warn_percent", "STORAGE_WARN_PERCENT") > \
+        level("storage.alert_free", "STORAGE_ALERT_FREE")
 
 
 def waitress_options(settings):

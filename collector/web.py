@@ -122,19 +122,26 @@ def staff_user(request):
     return identity.user if identity is not None else None
 
 
+# The gauge's colour for each level of the low-space rule (archives/storage/alerts.py).
+GAUGE_COLOURS = {"full": "danger", "low": "warning", "ok": "ok"}
+
+
 def storage_gauge(request):
-    """Disk usage for the staff layout's gauge (``warn`` above STORAGE_WARN_PERCENT) and
-    its low-space banner (below STORAGE_ALERT_FREE)."""
+    """Disk usage for the staff layout's gauge, coloured by the low-space rule, and its
+    banner while storage is low."""
+    settings = request.registry.settings
     usage = request.storage.backend.usage()
     total = usage["total"] or 1
     percent = round(100.0 * usage["used"] / total, 1)
-    reserve = request.registry.settings["storage.reserve"]
-    warn = request.registry.settings["storage.warn_percent"]
-    level = "danger" if usage["free"] <= reserve else ("warning" if percent >= warn else "ok")
+    threshold = alerts.low_threshold(settings, usage["total"])
     # The banner: from the free space read here anyway (the alert's audit event and webhook
-    # come from the worker, once per crossing: archives/storage/alerts.py).
-    low = alerts.is_low(usage["free"], request.registry.settings)
-    return {**usage, "percent": percent, "level": level, "low": low, "reserve": reserve}
+    # come from the worker, once per crossing).
+    return {**usage, "percent": percent,
+            "level": GAUGE_COLOURS[alerts.level(usage, settings)],
+            "low": alerts.is_low(usage, settings), "reserve": settings["storage.reserve"],
+            "threshold": threshold,
+            # Where the meter turns amber: the share in use once the threshold is reached.
+            "low_percent": round(100.0 - 100.0 * threshold / total, 1) if threshold else 100}
 
 
 def is_api(request):

@@ -707,12 +707,13 @@ def note_token_use(token, now=None):
         token.last_used_at = now
 
 
-def get_personal_token(dbsession, user, token_id):
+def find_personal_token(dbsession, token_id):
+    """The live personal token ``token_id`` of whichever user, or None; who may use it is
+    the tree's decision (``resources.PersonalTokenNode``)."""
     number = as_integer(token_id, minimum=1)
     token = dbsession.get(ApiToken, number) if number is not None else None
-    if token is None or token.user_id != user.id or token.kind != "personal" \
-            or token.revoked_at is not None:
-        raise NotFound("no such token")
+    if token is None or token.kind != "personal" or token.revoked_at is not None:
+        return None
     return token
 
 
@@ -720,3 +721,22 @@ def list_personal_tokens(dbsession, user):
     return dbsession.scalars(select(ApiToken).where(
         ApiToken.user_id == user.id, ApiToken.kind == "personal",
         ApiToken.revoked_at.is_(None)).order_by(ApiToken.id)).all()
+
+
+# --- users by name and by id, for the platforms' members -----------------------------------
+
+def user_ids_by_name(dbsession, names):
+    """``{username: id}`` of the users among ``names`` that exist."""
+    if not names:
+        return {}
+    return dict(dbsession.execute(
+        select(User.username, User.id).where(User.username.in_(names))).all())
+
+
+def users_with_ids(dbsession, ids):
+    """The users with these ids, by username."""
+    if not ids:
+        return []
+    return dbsession.scalars(select(User).where(User.id.in_(ids))
+                             .order_by(User.username)).all()
+

@@ -15,13 +15,18 @@ from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
 from pyramid.security import forget, remember
 from pyramid.view import view_config
 
-from collector.accounts import services
+from collector.accounts import commands, services
+from collector.accounts.schemas import (
+    TOKEN_LIFETIME_MAX_DAYS,
+    TOKEN_NAME_MAX,
+    PersonalTokenSchema,
+)
 from collector.audit.services import record
 from collector.db import utcnow
 from collector.errors import DomainError, TooManyRequests
 from collector.resources import Account, Admin, Root, UserContainer, UserNode
 from collector.security import Permission
-from collector.numbers import parse_natural
+from collector.validation import ValidationFailed, validate
 
 PENDING_USER = "pending_user_id"
 PENDING_SINCE = "pending_since"
@@ -352,20 +357,32 @@ def regenerate_recovery_codes(request):
     return render_recovery_codes(request, codes, "/account/")
 
 
+# The token form's one message per field; the limits are the schema's, as for the API.
+TOKEN_FORM_ERRORS = {
+    "name": f"a token needs a name of 1 to {TOKEN_NAME_MAX} characters",
+    "lifetime_days": f"the lifetime is a number of days from 1 to {TOKEN_LIFETIME_MAX_DAYS}",
+}
+
+
+def _personal_token(form):
+    """The token form checked by the API's schema, refused in the page's own words."""
+    try:
+        return validate(PersonalTokenSchema(), form, "form")
+    except ValidationFailed as exc:
+        raise DomainError(TOKEN_FORM_ERRORS[exc.errors[0]["name"]]) from None
+
+
 @view_config(context=Account, name="tokens", request_method="POST",
              permission=Permission.EDIT, renderer="accounts/account.jinja2")
 def create_token(request):
     identity = request.identity
-    name = request.POST.get("name", "").strip()
-    days = request.POST.get("lifetime_days", "").strip()
+    form = {"name": request.POST.get("name", "").strip(),
+            "lifetime_days": request.POST.get("lifetime_days", "").strip()}
     try:
-        if not name or len(name) > 100:
-            raise DomainError("a token needs a name of 1 to 100 characters")
-        lifetime = parse_natural(days, maximum=3650) if days else None
-        if days and not lifetime:
-            raise DomainError("the lifetime is a number of days from 1 to 3650")
+        data = _personal_token(form)
         row, secret = services.create_personal_token(
-            request.dbsession, identity.user, name, identity.mfa, lifetime)
+            request.dbsession, identity.user, data["name"], identity.mfa,
+            data["lifetime_days"])
     except DomainError as exc:
         return _account_page(request, errors={"token": _status(request, exc)})
     _private(request)
@@ -377,8 +394,7 @@ def create_token(request):
              permission=Permission.EDIT, renderer="accounts/account.jinja2")
 def revoke_token(request):
     try:
-        token = services.get_personal_token(request.dbsession, request.identity.user,
-                                            request.POST.get("token_id"))
+        token = commands.own_personal_token(request, request.POST.get("token_id"))
     except DomainError as exc:
         return _account_page(request, errors={"tokens": _status(request, exc)})
     services.revoke(request.dbsession, token)

@@ -153,3 +153,5 @@ def delete_archive(dbsession, storage, archive):
     dbsession.flush()
 
 
+
+

@@ -4,12 +4,12 @@ import urllib.parse
 
 from pyramid.view import view_config
 
-from collector.api.v1.audit import filters_from
 from collector.audit import services
+from collector.audit.schemas import filters_from
 from collector.errors import DomainError
+from collector.numbers import parse_natural
 from collector.resources import Admin
 from collector.security import Permission
-from collector.numbers import parse_natural
 
 PAGE_SIZE = 100
 # Offered as suggestions in the filter form; any action (or a prefix ending in ".") works.

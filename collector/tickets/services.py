@@ -26,12 +26,14 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from collector.accounts import services as accounts
 from collector.accounts import throttle
 from collector.accounts.models import User
 from collector.archives.models import Archive
 from collector.audit.services import record, token_hint
 from collector.db import as_integer, utcnow
 from collector.errors import (
+    BadRequest,
     Conflict,
     Forbidden,
     Locked,
@@ -454,8 +456,8 @@ def create_ticket(dbsession, settings, user, platform, number, attempts=None, no
     if get_ticket(dbsession, number) is not None:
         raise Conflict(number_in_use(number))
     if expires_at is None:
-        days = settings["ticket.lifetime_days"] if lifetime_days is None else lifetime_days
-        expires_at = utcnow() + dt.timedelta(days=days)
+        expires_at = expiry_after(
+            settings["ticket.lifetime_days"] if lifetime_days is None else lifetime_days)
     ticket = Ticket(
         number=number, platform=platform, user_id=user.id if user else None,
         attempts=settings["ticket.attempts"] if attempts is None else attempts,
@@ -467,17 +469,12 @@ def create_ticket(dbsession, settings, user, platform, number, attempts=None, no
     return ticket
 
 
-def update_ticket(dbsession, ticket, storage=None, **fields):
-    """Change a ticket's fields. Resolving it removes its unfinished uploads, their files
-    after the commit: every request passes its ``storage`` (None only where no upload
-    can exist: seeding a ticket in a test)."""
+def update_ticket(dbsession, ticket, **fields):
+    """Change a ticket's fields. (A request that resolves a ticket also removes what its
+    token left unfinished: ``tickets.commands``, which knows the uploads.)"""
     number = fields.get("number")
     if number is not None and number != ticket.number and get_ticket(dbsession, number):
         raise Conflict(number_in_use(number))
-    if fields.get("resolved") and not ticket.resolved and storage is not None:
-        # Before the ticket's own UPDATE: a chunk being written holds its upload's row
-        # and then asks for the ticket's, so the rows are taken in that order here too.
-        _remove_unfinished_uploads(dbsession, storage, ticket, "ticket resolved")
     changed = sorted(key for key, value in fields.items() if getattr(ticket, key) != value)
     was_resolved = ticket.resolved
     for key, value in fields.items():
@@ -526,10 +523,9 @@ def set_legal_hold(dbsession, ticket, hold, reason=""):
 
 
 def delete_ticket(dbsession, storage, ticket):
-    """Delete the ticket, its archives and its unfinished uploads; their files go after
-    the commit."""
+    """Delete the ticket and its archives; their files go after the commit. (Its
+    unfinished uploads go first: ``tickets.commands.delete_ticket``.)"""
     check_not_held(ticket)
-    _remove_unfinished_uploads(dbsession, storage, ticket, "ticket deleted", give_back=False)
     keys = dbsession.scalars(select(Archive.storage_key).where(Archive.ticket_id == ticket.id))
     for key in keys:
         storage.delete_after_commit(key)
@@ -539,16 +535,62 @@ def delete_ticket(dbsession, storage, ticket):
     dbsession.flush()
 
 
-def _remove_unfinished_uploads(dbsession, storage, ticket, reason, give_back=True):
-    """What the ticket's token left unfinished (tus uploads, partial ones included):
-    their rows now, their bytes once the transaction has committed."""
-    from collector.archives.uploads import tus
-
-    tus.remove_unfinished(dbsession, storage, ticket, reason, give_back=give_back)
-
-
 def require_platform(dbsession, name):
     platform = get_platform(dbsession, name)
     if platform is None:
         raise NotFound(f"platform {name} does not exist")
     return platform
+
+
+# --- rules the commands share (tickets.commands) ----------------------------------------
+
+def expiry_after(days, now=None):
+    """When a token given ``days`` of lifetime expires. Counted from now, for a new ticket
+    and for an edit alike: staff extend a ticket for a late customer."""
+    return (now or utcnow()) + dt.timedelta(days=days)
+
+
+# --- platform members ------------------------------------------------------------------------
+
+def members_of(dbsession, platform):
+    """The users who are members of ``platform``, by username."""
+    return accounts.users_with_ids(dbsession, [m.user_id for m in platform.members])
+
+
+def member_ids(dbsession, names):
+    """The ids of the users named ``names``; 400 naming those that do not exist."""
+    if not all(isinstance(name, str) for name in names):
+        raise BadRequest("members must be a list of usernames")
+    found = accounts.user_ids_by_name(dbsession, names)
+    missing = sorted(set(names) - set(found))
+    if missing:
+        raise BadRequest(f"members: unknown user(s) {', '.join(missing)}")
+    return list(found.values())
+
+
+def new_platform(dbsession, name, pretty_name, restricted=False, members=(),
+                 retention_resolved_days=None, retention_max_days=None):
+    """A platform with its members given by username."""
+    return create_platform(dbsession, name, pretty_name, restricted,
+                           member_ids(dbsession, members), retention_resolved_days,
+                           retention_max_days)
+
+
+def change_platform(dbsession, platform, **fields):
+    """Change the given fields; ``members`` (usernames), when given, replaces the list."""
+    if "members" in fields:
+        fields["members"] = member_ids(dbsession, fields["members"])
+    return update_platform(dbsession, platform, **fields)
+
+
+def change_membership(dbsession, platform, username, add):
+    """Add the user named ``username`` to the platform's members, or remove them; returns
+    the user."""
+    user = accounts.get_user_by_name(dbsession, username) if username else None
+    if user is None:
+        raise BadRequest(f"there is no user named {username!r}" if username
+                         else "give the username of the member")
+    ids = {m.user_id for m in platform.members}
+    update_platform(dbsession, platform, members=sorted(ids | {user.id} if add
+                                                        else ids - {user.id}))
+    return user

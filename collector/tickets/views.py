@@ -1,30 +1,24 @@
 """Staff pages for tickets and platforms: lists, the ticket page, its forms, platform admin.
 
 Views hang on the resource tree by ``context=`` and ``name=``, so the ACL that guards the
-API guards the pages. The rules are ``tickets.services``'; a form is checked by the API's
-own colander schema, so what one accepts the other accepts. A refused form is shown again
+API guards the pages. The rules are ``tickets.services``' commands, which the API calls too;
+a form is checked by the same colander schema as an API body (``tickets.schemas``), so what
+one accepts the other accepts. A refused form is shown again
 with its message and a 4xx status, and its transaction is doomed: pyramid_tm commits a
 returned response, and nothing half-done may be committed with it.
 """
 
-import datetime as dt
 import urllib.parse
 from pathlib import Path
 
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.response import Response
 from pyramid.view import view_config
-from sqlalchemy import select
 
-from collector.accounts import services as accounts
-from collector.accounts.models import User
-from collector.api.v1 import validate
-from collector.api.v1.platforms import RETENTION, PlatformSchema
-from collector.api.v1.tickets import TicketSchema
 from collector.archives import services as archives
 from collector.audit import services as audit
 from collector.db import utcnow
-from collector.errors import BadRequest, DomainError, Forbidden, NotFound
+from collector.errors import DomainError, Forbidden, NotFound
 from collector.numbers import parse_natural
 from collector.resources import (
     PlatformContainer,
@@ -32,11 +26,13 @@ from collector.resources import (
     Root,
     TicketContainer,
     TicketNode,
-    require,
+    platform_node,
     ticket_node,
 )
 from collector.security import Permission
-from collector.tickets import services
+from collector.tickets import commands, services
+from collector.tickets.schemas import RETENTION, PlatformSchema, TicketSchema
+from collector.validation import validate
 
 PAGE_SIZE = 25
 MAX_PAGE = 100_000
@@ -76,20 +72,6 @@ TICKET_STATES = {None: ("open", "accepting uploads", "success"),
 def _ticket_url(request, platform_name, number):
     return request.resource_url(request.root, "platforms", platform_name, "tickets",
                                 str(number), "")
-
-
-def _platform_node(request, platform):
-    return PlatformNode(request, platform, PlatformContainer(request, "platforms",
-                                                             request.root))
-
-
-def _editable_platform(request, name):
-    """The platform by name, if the caller may put tickets in it (its ACL decides)."""
-    platform = services.require_platform(request.dbsession, name)
-    require(request, Permission.EDIT, _platform_node(request, platform),
-            f"you may not add tickets to platform {name}",
-            missing=f"platform {name} does not exist")
-    return platform
 
 
 def _visible_platforms(request):
@@ -205,11 +187,7 @@ def create_ticket(request):
     page = _ticket_form(request, form=form)
     try:
         data = validate(TicketSchema(), form, "form")
-        platform = _editable_platform(request, data.pop("platform"))
-        row = services.create_ticket(
-            request.dbsession, request.registry.settings, request.identity.user, platform,
-            data["number"], attempts=data["attempts"], note=data["note"],
-            lifetime_days=data["lifetime_days"])
+        row = commands.open_ticket(request, **{name: data[name] for name in TICKET_FIELDS})
     except DomainError as exc:
         return _failed(request, exc, page)
     return _redirect(request, request.resource_url(ticket_node(request, row)),
@@ -229,14 +207,7 @@ def edit_ticket(request):
     page = _ticket_form(request, ticket, form)
     try:
         data = validate(TicketSchema(), form, "form")
-        fields = {"number": data["number"], "note": data["note"],
-                  "platform": _editable_platform(request, data["platform"])}
-        if data["attempts"] is not None:
-            fields["attempts"] = data["attempts"]
-        if data["lifetime_days"]:
-            # As in the API: an edit's lifetime counts from now (a late customer).
-            fields["expires_at"] = utcnow() + dt.timedelta(days=data["lifetime_days"])
-        services.update_ticket(request.dbsession, ticket, **fields)
+        commands.change_ticket(request, ticket, **{name: data[name] for name in TICKET_FIELDS})
     except DomainError as exc:
         return _failed(request, exc, page)
     return _redirect(request, request.resource_url(ticket_node(request, ticket)),
@@ -276,8 +247,7 @@ def ticket_page(request):
 def resolve_ticket(request):
     ticket = request.context.ticket
     # A checkbox: sent as "1" when on, absent when off.
-    services.update_ticket(request.dbsession, ticket, request.storage,
-                           resolved=request.POST.get("resolved") == "1")
+    commands.resolve_ticket(request, ticket, resolved=request.POST.get("resolved") == "1")
     message = (f"Ticket {ticket.number} resolved: its token accepts no more uploads."
                if ticket.resolved else f"Ticket {ticket.number} reopened.")
     return _redirect(request, request.resource_url(request.context), message)
@@ -288,8 +258,7 @@ def resolve_ticket(request):
 def legal_hold(request):
     ticket = request.context.ticket
     hold = request.POST.get("hold") == "1"
-    services.set_legal_hold(request.dbsession, ticket, hold,
-                            request.POST.get("reason", "").strip())
+    commands.hold_ticket(request, ticket, hold, request.POST.get("reason", "").strip())
     message = (f"Ticket {ticket.number} is under legal hold: no retention rule and no "
                "deletion touches its archives." if hold
                else f"Legal hold of ticket {ticket.number} lifted.")
@@ -321,7 +290,7 @@ def delete_ticket(request):
     ticket = request.context.ticket
     platform_url = request.resource_url(request.context.__parent__.__parent__)
     number = ticket.number
-    services.delete_ticket(request.dbsession, request.storage, ticket)
+    commands.delete_ticket(request, ticket)
     return _redirect(request, platform_url, f"Ticket {number} and its archives deleted.")
 
 
@@ -365,11 +334,12 @@ def create_platform(request):
             "restricted": "1" if form["restricted"] else "0"}
     try:
         data = validate(PlatformSchema(), data, "form")
-        row = services.create_platform(request.dbsession, data["name"], data["pretty_name"],
-                                       data["restricted"])
+        row = services.new_platform(request.dbsession, data["name"], data["pretty_name"],
+                                    data["restricted"])
     except DomainError as exc:
         return _failed(request, exc, page)
-    target = request.resource_url(_platform_node(request, row), "edit" if row.restricted else "")
+    target = request.resource_url(platform_node(request, row),
+                                  "edit" if row.restricted else "")
     return _redirect(request, target, f"Platform {row.name} created.")
 
 
@@ -379,10 +349,8 @@ def _blank(value):
 
 def _platform_page(request, form=None):
     platform = request.context.platform
-    ids = [m.user_id for m in platform.members]
-    members = request.dbsession.scalars(
-        select(User).where(User.id.in_(ids)).order_by(User.username)).all() if ids else []
-    return {"nav": "platforms", "platform": platform, "members": members,
+    return {"nav": "platforms", "platform": platform,
+            "members": services.members_of(request.dbsession, platform),
             "form": form or {"pretty_name": platform.pretty_name,
                              "restricted": platform.restricted,
                              "retention_resolved_days": _blank(
@@ -416,7 +384,7 @@ def edit_platform(request):
             "name": platform.name, "pretty_name": form["pretty_name"],
             "restricted": "1" if form["restricted"] else "0",
             **{name: form[name] for name in RETENTION if form[name]}}, "form")
-        services.update_platform(request.dbsession, platform, pretty_name=data["pretty_name"],
+        services.change_platform(request.dbsession, platform, pretty_name=data["pretty_name"],
                                  restricted=data["restricted"],
                                  **{name: data[name] for name in RETENTION})
     except DomainError as exc:
@@ -430,13 +398,7 @@ def _member_change(request, add):
     page = _platform_page(request)
     username = request.POST.get("username", "").strip()
     try:
-        user = accounts.get_user_by_name(request.dbsession, username) if username else None
-        if user is None:
-            raise BadRequest(f"there is no user named {username!r}" if username
-                             else "give the username of the member")
-        ids = {m.user_id for m in platform.members}
-        ids = ids | {user.id} if add else ids - {user.id}
-        services.update_platform(request.dbsession, platform, members=sorted(ids))
+        user = services.change_membership(request.dbsession, platform, username, add)
     except DomainError as exc:
         return _failed(request, exc, page)
     message = (f"{user.username} is now a member of {platform.name}." if add

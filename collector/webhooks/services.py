@@ -27,6 +27,7 @@ from collector.audit.services import record
 from collector.db import as_integer, utcnow
 from collector.errors import BadRequest, Conflict, NotFound
 from collector.tickets.models import Platform, Ticket
+from collector.tickets.services import require_platform
 from collector.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -398,3 +399,20 @@ def delivery_json(row):
 def webhook_json(row):
     return {"id": row.id, "platform": row.platform.name, "url": row.url, "secret": row.secret,
             "active": row.active, "time_create": _iso(row.time_create)}
+
+
+# --- commands: what the API and the admin page both do -------------------------------------
+
+def add_webhook(dbsession, platform, url, secret="", active=True):
+    """A webhook for the platform named ``platform`` (404 when there is none)."""
+    return create_webhook(dbsession, require_platform(dbsession, platform), url, secret,
+                          active)
+
+
+def change_webhook(dbsession, hook, **fields):
+    """Change the given fields; ``platform`` is a platform's name."""
+    if "platform" in fields:
+        fields["platform_id"] = require_platform(dbsession, fields.pop("platform")).id
+    hook = update_webhook(dbsession, hook, **fields)
+    dbsession.refresh(hook)
+    return hook

@@ -1,18 +1,20 @@
 """/admin/webhooks/: the admin's page of webhooks and of every delivery and its attempts.
 
-The rules are ``webhooks.services``', the filters the API's; a refused form is shown again
-with its message (400) and commits nothing.
+The rules are ``webhooks.services``' commands and the form is read by the API's schema
+(``webhooks.schemas``), as are the filters; a refused form is shown again with its
+message (400) and commits nothing.
 """
 
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.view import view_config
 
-from collector.api.v1.webhooks import delivery_filters
 from collector.errors import DomainError
 from collector.resources import WebhookContainer, WebhookNode
 from collector.security import Permission
 from collector.tickets import services as tickets
+from collector.validation import validate
 from collector.webhooks import services
+from collector.webhooks.schemas import WebhookSchema, delivery_filters
 
 PAGE_SIZE = 50
 
@@ -43,13 +45,13 @@ def webhooks_page(request):
 def create_webhook(request):
     form = {name: request.POST.get(name, "").strip() for name in ("platform", "url", "secret")}
     try:
-        platform = tickets.require_platform(request.dbsession, form["platform"])
-        services.create_webhook(request.dbsession, platform, form["url"], form["secret"])
+        hook = services.add_webhook(request.dbsession,
+                                    **validate(WebhookSchema(), form, "form"))
     except DomainError as exc:
         request.tm.doom()
         request.response.status_int = exc.status
         return _page(request, form, exc.detail)
-    request.session.flash(f"Webhook for {platform.name} added.", "success")
+    request.session.flash(f"Webhook for {hook.platform.name} added.", "success")
     return HTTPSeeOther(request.resource_url(request.context))
 
 

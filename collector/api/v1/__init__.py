@@ -9,11 +9,10 @@ without it too.
 import datetime as dt
 import urllib.parse
 
-import colander
+from cornice.validators import colander_body_validator
 from pyramid.events import NewRequest
 
-from collector.db import INTEGER_MAX, INTEGER_MIN, as_integer
-from collector.numbers import parse_int
+from collector.db import INTEGER_MAX, as_integer
 from collector.errors import BadRequest
 from collector.resources import root_factory
 
@@ -132,32 +131,6 @@ def refuse_nul(event):
 
 # --- shared helpers of the v1 services ----------------------------------------------------
 
-def Boolean():
-    """A strict JSON boolean: ``"no"`` is an error, not ``True`` (colander's default)."""
-    return colander.Boolean(true_choices=("true", "1"), false_choices=("false", "0"))
-
-
-class _Integer(colander.SchemaType):
-    """A JSON integer, or a string of ASCII digits (form fields): never a boolean, a
-    float, or the other digits Python's ``int()`` reads (collector.numbers)."""
-
-    def serialize(self, node, appstruct):
-        return colander.null if appstruct in (None, colander.null) else str(appstruct)
-
-    def deserialize(self, node, cstruct):
-        if cstruct in (colander.null, None, ""):
-            return colander.null
-        number = parse_int(cstruct, -(2 ** 63), 2 ** 63 - 1)
-        if number is None:
-            raise colander.Invalid(node, f'"{str(cstruct)[:40]}" is not a number')
-        return number
-
-
-def Integer():
-    """A strict integer (see ``_Integer``); ranges are the schemas' validators."""
-    return _Integer()
-
-
 def error_handler(request):
     """Cornice's own errors (405, 406, 415 …) in the shape of ours: ``detail``, ``errors``."""
     errors = list(request.errors)
@@ -171,40 +144,37 @@ def error_handler(request):
     return response
 
 
-def validate(schema, data, location="body"):
-    """Deserialise ``data`` with a colander schema; 400 with cornice-shaped errors."""
-    if not isinstance(data, dict):
-        raise BadRequest(f"{location} must be a JSON object")
-    try:
-        return schema.deserialize(data)
-    except colander.Invalid as exc:
-        errors = [{"location": location, "name": name, "description": message}
-                  for name, message in exc.asdict().items()]
-        name, message = next(iter(exc.asdict().items()))
-        raise ValidationFailed(f"{name}: {message}", errors) from None
-
-
-def partial(schema):
-    """A copy of ``schema`` where every field is optional (PATCH)."""
-    schema = schema.clone()
-    for node in schema.children:
-        node.missing = colander.drop
-    return schema
-
-
-class ValidationFailed(BadRequest):
-    def __init__(self, detail, errors):
-        super().__init__(detail)
-        self.errors = errors
-
-
 def json_body(request):
+    """The JSON body, whatever the Content-Type (scripts written for the original API send
+    JSON as a form's type); an empty body is ``{}``."""
     if not request.body:
         return {}
     try:
         return request.json_body
     except ValueError:
         raise BadRequest("request body is not valid JSON") from None
+
+
+def _json_cstruct(request):
+    """What cornice's colander validator reads: the JSON object sent."""
+    body = json_body(request)
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return {"body": body}
+
+
+def body_validator(request, **kwargs):
+    """cornice ``validators=``: the method's colander ``schema=`` applied to the JSON body;
+    its fields land in ``request.validated``, its refusals in ``request.errors``, which
+    ``error_handler`` answers (400, ``detail`` and ``errors``)."""
+    kwargs.pop("deserializer", None)
+    colander_body_validator(request, deserializer=_json_cstruct, **kwargs)
+
+
+def json_schema(schema):
+    """The arguments of a cornice method whose JSON body ``schema`` validates (and the
+    OpenAPI document describes: api/v1/openapi_schema.py)."""
+    return {"schema": schema, "validators": (body_validator,)}
 
 
 def paginate(request):
@@ -255,28 +225,3 @@ def iso(value):
     if value.tzinfo is not dt.timezone.utc:
         value = value.astimezone(dt.timezone.utc)
     return value.isoformat()[:-6] + "Z"
-
-
-def int_list(value, name):
-    numbers = [as_integer(part) for part in str(value).split(",") if part.strip()]
-    if None in numbers:
-        raise BadRequest(f"{name} must be a comma-separated list of integers "
-                         f"{INTEGER_MIN}..{INTEGER_MAX}")
-    return numbers
-
-
-def parse_bool(value, name):
-    text = str(value).strip().lower()
-    if text in {"1", "true", "yes"}:
-        return True
-    if text in {"0", "false", "no"}:
-        return False
-    raise BadRequest(f"{name} must be true or false")
-
-
-def parse_time(value, name):
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+"))
-    except ValueError:
-        raise BadRequest(f"{name} must be an ISO 8601 date or time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)

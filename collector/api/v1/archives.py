@@ -1,27 +1,24 @@
 """/api/v1/archives/ — list, and upload with ``Upload-Token``; one archive; its download."""
 
-import colander
 from cornice import Service
 
 from collector.api.v1 import (
-    Integer,
     error_handler,
-    int_list,
     iso,
-    json_body,
+    json_schema,
     no_content,
     paginate,
     paginated,
-    parse_time,
-    validate,
 )
-from collector.archives import services
+from collector.archives import commands, services
 from collector.archives.download import archive_response
+from collector.archives.schemas import ArchivePatchSchema
 from collector.archives.uploads import upload_from_request
-from collector.errors import Forbidden, NotFound
-from collector.resources import require, ticket_node
+from collector.errors import Forbidden
+from collector.resources import ticket_node
 from collector.security import Permission
 from collector.tickets import services as tickets
+from collector.validation import int_list, parse_time
 
 archives = Service(name="archives", pyramid_route="api.archives",
                    description="Archives; POST uploads one with an Upload-Token",
@@ -31,12 +28,6 @@ archive = Service(name="archive", pyramid_route="api.archive", description="One 
 download = Service(name="archive_download", pyramid_route="api.archive.download",
                    description="The archive's bytes (Range supported)",
                    error_handler=error_handler)
-
-
-class ArchivePatchSchema(colander.MappingSchema):
-    name = colander.SchemaNode(colander.String(), validator=colander.Length(1, 255),
-                               missing=colander.drop)
-    ticket = colander.SchemaNode(Integer(), missing=colander.drop)
 
 
 def serialise(request, row):
@@ -94,25 +85,10 @@ def get_archive(request):
     return serialise(request, request.context.archive)
 
 
-@archive.patch(permission=Permission.EDIT)
+@archive.patch(permission=Permission.EDIT, **json_schema(ArchivePatchSchema()))
 def patch_archive(request):
-    data = validate(ArchivePatchSchema(), json_body(request))
-    row = request.context.archive
-    if "name" in data:
-        row.name = services.sanitise_name(data["name"])
-    if "ticket" in data:
-        target = tickets.get_ticket(request.dbsession, data["ticket"])
-        missing = f"ticket {data['ticket']} does not exist"
-        if target is None:
-            raise NotFound(missing)
-        require(request, Permission.EDIT, ticket_node(request, target),
-                f"you may not move archives to ticket {target.number}", missing)
-        if target.id != row.ticket_id:
-            # Moved away, an archive would escape its ticket's legal hold.
-            tickets.check_not_held(row.ticket)
-        row.ticket_id, row.ticket = target.id, target
-    request.dbsession.flush()
-    return serialise(request, row)
+    return serialise(request, commands.change_archive(request, request.context.archive,
+                                                      **request.validated))
 
 
 @archive.delete(permission=Permission.DELETE)

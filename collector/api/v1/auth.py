@@ -1,20 +1,16 @@
 """/api/v1/auth/… — bearer tokens from password + TOTP; personal API tokens."""
 
-import colander
 from cornice import Service
 
-from collector.accounts import services
-from collector.accounts.models import ApiToken
-from collector.api.v1 import (
-    Integer,
-    error_handler,
-    iso,
-    json_body,
-    no_content,
-    validate,
+from collector.accounts import commands, services
+from collector.accounts.schemas import (
+    Credentials,
+    PersonalTokenSchema,
+    RefreshSchema,
+    TokenSchema,
 )
-from collector.db import as_integer
-from collector.errors import NotFound, Unauthorized, json_error
+from collector.api.v1 import error_handler, iso, json_schema, no_content
+from collector.errors import Unauthorized, json_error
 from collector.security import Permission
 
 token = Service(name="auth_token", pyramid_route="api.auth.token",
@@ -34,29 +30,9 @@ personal = Service(name="auth_personal", pyramid_route="api.auth.personal",
 INVALID = "Token is invalid or expired"
 
 
-class Credentials(colander.MappingSchema):
-    username = colander.SchemaNode(colander.String(), validator=colander.Length(1, 150))
-    password = colander.SchemaNode(colander.String(), validator=colander.Length(1, 1024))
-    otp = colander.SchemaNode(colander.String(), validator=colander.Length(1, 16))
-
-
-class RefreshSchema(colander.MappingSchema):
-    refresh = colander.SchemaNode(colander.String(), validator=colander.Length(1, 200))
-
-
-class TokenSchema(colander.MappingSchema):
-    token = colander.SchemaNode(colander.String(), validator=colander.Length(1, 200))
-
-
-class PersonalSchema(colander.MappingSchema):
-    name = colander.SchemaNode(colander.String(), validator=colander.Length(1, 100))
-    lifetime_days = colander.SchemaNode(Integer(), validator=colander.Range(1, 3650),
-                                        missing=None)
-
-
-@token.post()
+@token.post(**json_schema(Credentials()))
 def obtain(request):
-    data = validate(Credentials(), json_body(request))
+    data = request.validated
     # remote_addr, not client_addr: webob's client_addr believes any X-Forwarded-For, which
     # would let a client pick its own address and dodge the throttle. waitress rewrites
     # REMOTE_ADDR from a trusted proxy's header only.
@@ -68,9 +44,9 @@ def obtain(request):
     return services.mint_pair(request.dbsession, request.registry.settings, user)
 
 
-@refresh.post()
+@refresh.post(**json_schema(RefreshSchema()))
 def rotate(request):
-    data = validate(RefreshSchema(), json_body(request))
+    data = request.validated
     return services.refresh_pair(request.dbsession, request.registry.settings, data["refresh"])
 
 
@@ -82,16 +58,16 @@ def _valid(request, secret):
     return found
 
 
-@verify.post()
+@verify.post(**json_schema(TokenSchema()))
 def check(request):
-    found = _valid(request, validate(TokenSchema(), json_body(request))["token"])
+    found = _valid(request, request.validated["token"])
     return {"valid": True, "kind": found.kind, "user": found.user.username,
             "expires_at": iso(found.expires_at)}
 
 
-@revoke.post()
+@revoke.post(**json_schema(TokenSchema()))
 def revoke_token(request):
-    found = _valid(request, validate(TokenSchema(), json_body(request))["token"])
+    found = _valid(request, request.validated["token"])
     services.revoke(request.dbsession, found)
     return no_content(request)
 
@@ -108,9 +84,9 @@ def list_personal(request):
             services.list_personal_tokens(request.dbsession, request.identity.user)]
 
 
-@tokens.post(permission=Permission.EDIT)
+@tokens.post(permission=Permission.EDIT, **json_schema(PersonalTokenSchema()))
 def create_personal(request):
-    data = validate(PersonalSchema(), json_body(request))
+    data = request.validated
     identity = request.identity
     row, secret = services.create_personal_token(request.dbsession, identity.user,
                                                  data["name"], identity.mfa,
@@ -121,16 +97,6 @@ def create_personal(request):
 
 @personal.delete(permission=Permission.EDIT)
 def delete_personal(request):
-    row = request.dbsession.get(ApiToken, _int(request.matchdict["id"]))
-    if row is None or row.user_id != request.identity.user.id or row.kind != "personal" \
-            or row.revoked_at is not None:
-        raise NotFound("no such token")
+    row = commands.own_personal_token(request, request.matchdict["id"])
     services.revoke(request.dbsession, row)
     return no_content(request)
-
-
-def _int(value):
-    number = as_integer(value)
-    if number is None:
-        raise NotFound("no such token")
-    return number

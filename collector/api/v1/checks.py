@@ -4,6 +4,7 @@ from cornice import Service
 from sqlalchemy import text
 
 from collector.api.v1 import error_handler, iso
+from collector.archives.storage import alerts
 from collector.errors import NotFound
 from collector.security import Permission
 from collector.tickets import services as tickets
@@ -14,10 +15,6 @@ storage = Service(name="check_storage", pyramid_route="api.check.storage",
                   description="Disk usage of the archive storage", error_handler=error_handler)
 token = Service(name="check_token", pyramid_route="api.check.token",
                 description="State of an upload token", error_handler=error_handler)
-
-# Above this share of the disk in use, storage reports "low".
-LOW_PERCENT = 90.0
-
 
 def _database_ok(request):
     # A pooled connection of its own: no session, no transaction to join (health is
@@ -48,12 +45,12 @@ def get_health(request):
 
 
 def storage_state(request):
+    settings = request.registry.settings
     usage = request.storage.backend.usage()
-    reserve = request.registry.settings["storage.reserve"]
     used_percent = round(100.0 * usage["used"] / usage["total"], 2) if usage["total"] else 0.0
-    status = "full" if usage["free"] <= reserve else (
-        "low" if used_percent >= LOW_PERCENT else "ok")
-    return {**usage, "used_percent": used_percent, "reserve": reserve, "status": status}
+    # "low" and "full": the one low-space rule (STORAGE_ALERT_FREE, STORAGE_RESERVE).
+    return {**usage, "used_percent": used_percent, "reserve": settings["storage.reserve"],
+            "status": alerts.level(usage, settings)}
 
 
 @storage.get(permission=Permission.VIEW)

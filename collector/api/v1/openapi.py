@@ -1,10 +1,13 @@
 """/api/v1/openapi.json — the OpenAPI 3.1 document of every v1 endpoint.
 
-Written by hand next to the services rather than generated from them: a generator would
-document whatever the code happens to do, while this is the contract the code is held to.
-``tests/functional/test_openapi.py`` checks that every cornice service and method appears
-here, that nothing appears here that no service serves, and that real answers match the
-schemas. The request schemas mirror the colander schemas of the service modules.
+The JSON request bodies are generated from the colander schemas the services validate
+with (``openapi_schema.request_body``; ``REQUEST_BODIES`` below), so the document says
+exactly what the API accepts; ``tests/functional/test_openapi_requests.py`` sends each
+schema's generated cases to the API and to the document and requires the same answer.
+The rest is written by hand: the answers (the services' serialisers), the parameters and
+headers (tus above all), the error statuses and the words. ``tests/functional/
+test_openapi.py`` checks that every cornice service and method appears here, that nothing
+appears here that no service serves, and that real answers match the schemas.
 """
 
 import copy
@@ -13,10 +16,21 @@ import functools
 from cornice import Service
 from pyramid.security import NO_PERMISSION_REQUIRED
 
+from collector.accounts.schemas import (
+    Credentials,
+    PersonalTokenSchema,
+    RefreshSchema,
+    RevokeAllSchema,
+    TokenSchema,
+)
 from collector.api.v1 import DEFAULT_LIMIT, MAX_LIMIT, PREFIX, ROUTES, error_handler
+from collector.api.v1.openapi_schema import request_body
+from collector.archives.schemas import ArchivePatchSchema
 from collector.db import INTEGER_MAX, INTEGER_MIN
-from collector.tickets.models import NUMBER_MAX, NUMBER_MIN
+from collector.tickets.schemas import PlatformSchema, TicketSchema
 from collector.tickets.services import PLATFORM_NAME
+from collector.validation import partial
+from collector.webhooks.schemas import WebhookSchema
 
 openapi = Service(name="openapi", pyramid_route="api.openapi",
                   description="The OpenAPI 3.1 document of API v1", error_handler=error_handler)
@@ -42,11 +56,6 @@ def obj(properties, required=(), **extra):
 def returned(properties, **extra):
     """A response object: every field is always present."""
     return obj(properties, properties, **extra)
-
-
-def partial(schema):
-    """PATCH bodies: the same fields, none required (``colander.drop`` in the modules)."""
-    return {**schema, "required": [], "minProperties": 1}
 
 
 def json_content(schema):
@@ -150,17 +159,6 @@ SCHEMAS = {
                                "Days after upload its archives are kept; null: the "
                                "server's RETENTION_MAX_DAYS, 0: forever"},
     }),
-    "PlatformInput": obj({
-        "name": {**STRING, "pattern": PLATFORM_NAME.pattern},
-        "pretty_name": {**STRING, "minLength": 1, "maxLength": 100},
-        "restricted": {**BOOLEAN, "default": False},
-        "members": {"type": "array", "items": STRING, "default": [],
-                    "description": "Usernames of the members (restricted platforms)"},
-        "retention_resolved_days": {"type": ["integer", "null"], "minimum": 0,
-                                    "maximum": 36500, "default": None},
-        "retention_max_days": {"type": ["integer", "null"], "minimum": 0, "maximum": 36500,
-                               "default": None},
-    }, ["name", "pretty_name"]),
     "Ticket": returned({
         "id": INTEGER,
         "number": {**INTEGER, "description": "The help-desk case number"},
@@ -178,19 +176,6 @@ SCHEMAS = {
         "resolved_at": {**TIME_OR_NULL, "description": "When it was resolved (retention "
                         "counts from it)"},
     }),
-    "TicketInput": obj({
-        "number": {**INTEGER, "minimum": NUMBER_MIN, "maximum": NUMBER_MAX},
-        "platform": {**STRING, "minLength": 1, "maxLength": 20},
-        "attempts": {"type": ["integer", "null"], "minimum": 0, "maximum": 1000,
-                     "description": "Default: the server's ticket.attempts"},
-        "resolved": {**BOOLEAN, "default": False},
-        "note": {**STRING, "maxLength": 10000, "default": ""},
-        "expires_at": TIME_OR_NULL,
-        "lifetime_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 3650,
-                          "description": "Token lifetime from now (when no expires_at)"},
-        "legal_hold": {**BOOLEAN, "description": "Admins only (403 otherwise); left out: "
-                       "unchanged"},
-    }, ["number", "platform"]),
     "Archive": returned({
         "id": INTEGER,
         "file": {**STRING, "format": "uri", "description": "Download URL"},
@@ -201,18 +186,6 @@ SCHEMAS = {
         "md5": {**STRING, "pattern": "^[0-9a-f]{32}$"},
         "sha256": {**STRING, "pattern": "^[0-9a-f]{64}$"},
     }),
-    "ArchivePatch": obj({
-        "name": {**STRING, "minLength": 1, "maxLength": 255},
-        "ticket": {**INTEGER, "description": "Move to the ticket with this number"},
-    }, minProperties=1),
-    "Credentials": obj({
-        "username": {**STRING, "minLength": 1, "maxLength": 150},
-        "password": {**STRING, "minLength": 1, "maxLength": 1024},
-        "otp": {**STRING, "minLength": 1, "maxLength": 16, "description": "TOTP code"},
-    }, ["username", "password", "otp"]),
-    "RefreshInput": obj({"refresh": {**STRING, "minLength": 1, "maxLength": 200}},
-                        ["refresh"]),
-    "TokenInput": obj({"token": {**STRING, "minLength": 1, "maxLength": 200}}, ["token"]),
     "TokenPair": returned({
         "access": {**STRING, "description": "Bearer token for the Authorization header"},
         "refresh": {**STRING, "description": "Exchange it at /auth/token/refresh/"},
@@ -240,10 +213,6 @@ SCHEMAS = {
                          "description": "Last authenticated request (to the minute)"},
         "mfa": {**BOOLEAN, "description": "Minted after two-factor"},
     }),
-    "RevokeTokensInput": obj({
-        "keep_personal_tokens": {**BOOLEAN, "default": False,
-                                 "description": "Revoke only access and refresh tokens"},
-    }),
     "RevokedTokens": returned({
         "revoked": {**INTEGER, "minimum": 0, "description": "Tokens revoked now"},
         "keep_personal_tokens": BOOLEAN,
@@ -267,11 +236,6 @@ SCHEMAS = {
     }),
     "NewPersonalToken": {"allOf": [ref("PersonalToken"), returned({
         "token": {**STRING, "description": "The secret; shown this once only"}})]},
-    "PersonalTokenInput": obj({
-        "name": {**STRING, "minLength": 1, "maxLength": 100},
-        "lifetime_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 3650,
-                          "description": "Omit for a token that does not expire"},
-    }, ["name"]),
     "TokenState": returned({
         "token": STRING,
         "ticket": {**INTEGER, "description": "The number of the ticket the token uploads to"},
@@ -297,6 +261,23 @@ SCHEMAS = {
     }),
 }
 
+# Request bodies: generated from the colander schemas the services validate with
+# (cornice's ``schema=``), so the document says what the API accepts.
+REQUEST_BODIES = {
+    "PlatformInput": PlatformSchema(), "TicketInput": TicketSchema(),
+    "ArchivePatch": ArchivePatchSchema(), "Credentials": Credentials(),
+    "RefreshInput": RefreshSchema(), "TokenInput": TokenSchema(),
+    "PersonalTokenInput": PersonalTokenSchema(), "RevokeTokensInput": RevokeAllSchema(),
+    "WebhookInput": WebhookSchema(),
+}
+SCHEMAS.update({name: request_body(schema) for name, schema in REQUEST_BODIES.items()})
+
+
+def patch_body(schema):
+    """A PATCH body: the schema with every field optional, as its service validates it."""
+    return json_body(request_body(partial(schema)))
+
+
 WEBHOOK_EVENTS = {"enum": ["archive.uploaded", "upload.failed", "ticket.resolved",
                            "storage.low"]}
 SCHEMAS.update({
@@ -308,14 +289,6 @@ SCHEMAS.update({
         "active": BOOLEAN,
         "time_create": TIME,
     }),
-    "WebhookInput": obj({
-        "platform": {**STRING, "minLength": 1, "maxLength": 20},
-        "url": {**STRING, "format": "uri", "maxLength": 2000,
-                "description": "http:// or https://"},
-        "secret": {**STRING, "maxLength": 200, "default": "",
-                   "description": "16–200 characters; empty: the server makes one"},
-        "active": {**BOOLEAN, "default": True},
-    }, ["platform", "url"]),
     "WebhookDelivery": returned({
         "id": INTEGER,
         "webhook": {**INTEGER, "description": "Webhook id"},
@@ -707,7 +680,7 @@ OPERATIONS = {
         "put": _one("replace", "Platform", "Platform", WRITE,
                     body=json_body(ref("PlatformInput")), description="Admins only."),
         "patch": _one("update", "Platform", "Platform", WRITE,
-                      body=json_body(partial(SCHEMAS["PlatformInput"])),
+                      body=patch_body(PlatformSchema()),
                       description="Admins only."),
         "delete": _delete("Platform", (401, 403, 404, 409),
                           "Admins only; refused (409) while it has tickets."),
@@ -730,7 +703,7 @@ OPERATIONS = {
                     description="Fields left out take their defaults (`resolved` false, "
                                 "`note` empty). `lifetime_days` counts from now."),
         "patch": _one("update", "Ticket", "Ticket", WRITE,
-                      body=json_body(partial(SCHEMAS["TicketInput"])),
+                      body=patch_body(TicketSchema()),
                       description="`lifetime_days` counts from now: it extends the token."),
         "delete": _delete("Ticket", (401, 403, 404, 423),
                           description="Its archives and their files go with it; 423 while "
@@ -864,7 +837,7 @@ OPERATIONS = {
     "api.webhook": {
         "get": _one("get", "Webhook", "Webhook"),
         "patch": _one("update", "Webhook", "Webhook", WRITE,
-                      body=json_body(partial(SCHEMAS["WebhookInput"])),
+                      body=patch_body(WebhookSchema()),
                       description="Admins only."),
         "delete": _delete("Webhook", description="Its deliveries go with it."),
     },

@@ -1,32 +1,21 @@
 """/api/v1/tickets/ — list (filters) and create; /api/v1/tickets/{number}/ — one ticket."""
 
-import datetime as dt
 import functools
 
-import colander
 from cornice import Service
 
 from collector.api.v1 import (
-    Boolean,
-    Integer,
     error_handler,
-    int_list,
     iso,
-    json_body,
+    json_schema,
     no_content,
     paginate,
     paginated,
-    parse_bool,
-    parse_time,
-    partial,
-    validate,
 )
-from collector.db import utcnow
-from collector.errors import Forbidden
-from collector.resources import PlatformContainer, PlatformNode, require
 from collector.security import Permission
-from collector.tickets import services
-from collector.tickets.models import NUMBER_MAX, NUMBER_MIN
+from collector.tickets import commands, services
+from collector.tickets.schemas import TicketSchema
+from collector.validation import int_list, parse_bool, parse_time, partial
 
 tickets = Service(name="tickets", pyramid_route="api.tickets",
                   description="Tickets, one per help-desk case", error_handler=error_handler)
@@ -35,21 +24,6 @@ ticket = Service(name="ticket", pyramid_route="api.ticket",
 ticket_token = Service(name="ticket_token", pyramid_route="api.ticket.token",
                        description="Rotate a ticket's upload token",
                        error_handler=error_handler)
-
-
-class TicketSchema(colander.MappingSchema):
-    number = colander.SchemaNode(Integer(), validator=colander.Range(NUMBER_MIN, NUMBER_MAX))
-    platform = colander.SchemaNode(colander.String(), validator=colander.Length(1, 20))
-    attempts = colander.SchemaNode(Integer(), validator=colander.Range(0, 1000),
-                                   missing=None)
-    resolved = colander.SchemaNode(Boolean(), missing=False)
-    note = colander.SchemaNode(colander.String(allow_empty=True),
-                               validator=colander.Length(0, 10000), missing="")
-    expires_at = colander.SchemaNode(colander.DateTime(), missing=None)
-    lifetime_days = colander.SchemaNode(Integer(), validator=colander.Range(1, 3650),
-                                        missing=None)
-    # Admin only; left out: unchanged.
-    legal_hold = colander.SchemaNode(Boolean(), missing=None)
 
 
 def _as_json(get, platform, user):
@@ -93,15 +67,6 @@ def _filters(request):
     return filters
 
 
-def _editable_platform(request, name):
-    """The platform, if the caller may create or move tickets into it (its ACL decides)."""
-    row = services.require_platform(request.dbsession, name)
-    node = PlatformNode(request, row, PlatformContainer(request, "platforms", request.root))
-    require(request, Permission.EDIT, node, f"you may not add tickets to platform {name}",
-            missing=f"platform {name} does not exist")
-    return row
-
-
 @tickets.get(permission=Permission.VIEW)
 def list_tickets(request):
     limit, offset = paginate(request)
@@ -110,20 +75,9 @@ def list_tickets(request):
     return paginated(request, rows, total, limit, offset, serialise_row)
 
 
-@tickets.post(permission=Permission.VIEW)
+@tickets.post(permission=Permission.VIEW, **json_schema(TicketSchema()))
 def create_ticket(request):
-    data = validate(TicketSchema(), json_body(request))
-    platform = _editable_platform(request, data.pop("platform"))
-    resolved = data.pop("resolved")
-    hold = data.pop("legal_hold")
-    if hold:
-        _require_admin(request, request.context)
-    row = services.create_ticket(request.dbsession, request.registry.settings,
-                                 request.identity.user, platform, **data)
-    if resolved:
-        services.update_ticket(request.dbsession, row, request.storage, resolved=True)
-    if hold:
-        services.set_legal_hold(request.dbsession, row, True)
+    row = commands.open_ticket(request, **request.validated)
     request.response.status_int = 201
     return serialise(request, row)
 
@@ -133,43 +87,16 @@ def get_ticket(request):
     return serialise(request, request.context.ticket)
 
 
-def _require_admin(request, context):
-    """Legal holds are the admins' (the tree's ACL: only they have ``admin`` there)."""
-    if not request.has_permission(Permission.ADMIN, context):
-        raise Forbidden("only an admin may place or lift a legal hold")
-
-
-def _change(request, schema):
-    data = validate(schema, json_body(request))
-    row = request.context.ticket
-    hold = data.pop("legal_hold", None)
-    if hold is not None and hold != row.legal_hold:
-        _require_admin(request, request.context)
-        services.set_legal_hold(request.dbsession, row, hold)
-    if "platform" in data:
-        data["platform"] = _editable_platform(request, data["platform"])
-    lifetime = data.pop("lifetime_days", None)
-    if lifetime:
-        # An edit's lifetime counts from now: staff extend a ticket for a late customer.
-        data["expires_at"] = utcnow() + dt.timedelta(days=lifetime)
-    data = {k: v for k, v in data.items() if v is not None}
-    return serialise(request, services.update_ticket(request.dbsession, row, request.storage,
-                                                     **data))
-
-
-@ticket.put(permission=Permission.EDIT)
-def put_ticket(request):
-    return _change(request, TicketSchema())
-
-
-@ticket.patch(permission=Permission.EDIT)
-def patch_ticket(request):
-    return _change(request, partial(TicketSchema()))
+@ticket.put(permission=Permission.EDIT, **json_schema(TicketSchema()))
+@ticket.patch(permission=Permission.EDIT, **json_schema(partial(TicketSchema())))
+def change_ticket(request):
+    return serialise(request, commands.change_ticket(request, request.context.ticket,
+                                                     **request.validated))
 
 
 @ticket.delete(permission=Permission.DELETE)
 def delete_ticket(request):
-    services.delete_ticket(request.dbsession, request.storage, request.context.ticket)
+    commands.delete_ticket(request, request.context.ticket)
     return no_content(request)
 
 

@@ -2,11 +2,11 @@
 revoke one, revoke them all. The routes traverse to the tree's UserNode, the context of the
 /admin/users/{id}/ page, so the same Admin ACL (admin with two-factor) decides."""
 
-import colander
 from cornice import Service
 
 from collector.accounts import services
-from collector.api.v1 import Boolean, error_handler, json_body, no_content, validate
+from collector.accounts.schemas import RevokeAllSchema
+from collector.api.v1 import error_handler, json_schema, no_content
 from collector.api.v1.auth import serialise as serialise_token
 from collector.security import Permission
 
@@ -21,10 +21,6 @@ user_token = Service(name="user_token", pyramid_route="api.user.token",
                      error_handler=error_handler)
 
 
-class RevokeAllSchema(colander.MappingSchema):
-    keep_personal_tokens = colander.SchemaNode(Boolean(), missing=False)
-
-
 def serialise(row):
     """What an admin may know of a token: a personal token's fields and its kind, never
     its secret or its hash."""
@@ -37,9 +33,9 @@ def list_tokens(request):
             services.list_user_tokens(request.dbsession, request.context.user)]
 
 
-@revoke_all.post(permission=Permission.ADMIN)
+@revoke_all.post(permission=Permission.ADMIN, **json_schema(RevokeAllSchema()))
 def revoke_tokens(request):
-    data = validate(RevokeAllSchema(), json_body(request))
+    data = request.validated
     count = services.revoke_user_tokens(request.dbsession, request.context.user,
                                         keep_personal=data["keep_personal_tokens"],
                                         cause="admin")

@@ -1,24 +1,13 @@
 """/api/v1/webhooks/ — help-desk webhooks and their deliveries; admin only (the tree's
 Admin → WebhookContainer context, the same ACL as the /admin/webhooks page)."""
 
-import colander
 from cornice import Service
 
-from collector.api.v1 import (
-    Boolean,
-    error_handler,
-    json_body,
-    no_content,
-    paginate,
-    paginated,
-    partial,
-    validate,
-)
-from collector.db import as_integer
-from collector.errors import BadRequest
+from collector.api.v1 import error_handler, json_schema, no_content, paginate, paginated
 from collector.security import Permission
-from collector.tickets import services as tickets
+from collector.validation import partial
 from collector.webhooks import services
+from collector.webhooks.schemas import WebhookSchema, delivery_filters
 
 webhooks = Service(name="webhooks", pyramid_route="api.webhooks",
                    description="Help-desk webhooks (admin only)", error_handler=error_handler)
@@ -31,16 +20,6 @@ redeliver = Service(name="webhook_redeliver", pyramid_route="api.webhook.redeliv
                     description="Send a delivered or failed event again (admin only)",
                     error_handler=error_handler)
 
-STATES = ("pending", "delivered", "failed")
-
-
-class WebhookSchema(colander.MappingSchema):
-    platform = colander.SchemaNode(colander.String(), validator=colander.Length(1, 20))
-    url = colander.SchemaNode(colander.String(), validator=colander.Length(1, 2000))
-    secret = colander.SchemaNode(colander.String(allow_empty=True),
-                                 validator=colander.Length(0, 200), missing="")
-    active = colander.SchemaNode(Boolean(), missing=True)
-
 
 def serialise(request, row):
     return services.webhook_json(row)
@@ -52,12 +31,9 @@ def list_webhooks(request):
     return [serialise(request, row) for row in rows]
 
 
-@webhooks.post(permission=Permission.ADMIN)
+@webhooks.post(permission=Permission.ADMIN, **json_schema(WebhookSchema()))
 def create_webhook(request):
-    data = validate(WebhookSchema(), json_body(request))
-    platform = tickets.require_platform(request.dbsession, data["platform"])
-    row = services.create_webhook(request.dbsession, platform, data["url"], data["secret"],
-                                  data["active"])
+    row = services.add_webhook(request.dbsession, **request.validated)
     request.response.status_int = 201
     return serialise(request, row)
 
@@ -67,40 +43,17 @@ def get_webhook(request):
     return serialise(request, request.context.webhook)
 
 
-@webhook.patch(permission=Permission.ADMIN)
+@webhook.patch(permission=Permission.ADMIN, **json_schema(partial(WebhookSchema())))
 def patch_webhook(request):
-    data = validate(partial(WebhookSchema()), json_body(request))
-    if "platform" in data:
-        data["platform_id"] = tickets.require_platform(request.dbsession,
-                                                       data.pop("platform")).id
-    row = services.update_webhook(request.dbsession, request.context.webhook, **data)
-    request.dbsession.refresh(row)
-    return serialise(request, row)
+    return serialise(request, services.change_webhook(request.dbsession,
+                                                      request.context.webhook,
+                                                      **request.validated))
 
 
 @webhook.delete(permission=Permission.ADMIN)
 def delete_webhook(request):
     services.delete_webhook(request.dbsession, request.context.webhook)
     return no_content(request)
-
-
-def delivery_filters(params):
-    """Filters from a query string; shared with the admin page."""
-    filters = {}
-    hook = (params.get("webhook") or "").strip()
-    if hook:
-        filters["webhook"] = as_integer(hook, minimum=0)
-        if filters["webhook"] is None:
-            raise BadRequest("webhook must be a webhook id")
-    state = (params.get("state") or "").strip()
-    if state:
-        if state not in STATES:
-            raise BadRequest(f"state must be one of {', '.join(STATES)}")
-        filters["state"] = state
-    event = (params.get("event") or "").strip()
-    if event:
-        filters["event"] = event[:40]
-    return filters
 
 
 @deliveries.get(permission=Permission.ADMIN)
