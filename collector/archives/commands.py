@@ -1,7 +1,7 @@
 """Archive commands: what a caller asks of an archive where the tree's ACL decides about
 another node (the ticket an archive moves to). The rules are in ``archives.services``."""
 
-from collector.archives.names import sanitise_name
+from collector.archives.filenames import sanitise_name
 from collector.errors import NotFound
 from collector.resources import require, ticket_node
 from collector.security import Permission

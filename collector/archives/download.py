@@ -1,6 +1,6 @@
 """An archive's bytes as a response: one implementation for the API and the pages.
 
-``Content-Disposition`` carries the name as RFC 6266 ``filename*`` (see archives/names.py);
+``Content-Disposition`` carries the name as RFC 6266 ``filename*`` (``content_disposition`` below);
 ``Range``, ``If-Range`` and the validators are answered by webob's conditional response.
 With ``STORAGE_DOWNLOAD=redirect`` (S3 only) a GET is instead answered ``302`` to a
 short-lived presigned URL that sends the same name; ``Range`` and validators are then
@@ -8,13 +8,20 @@ between the client and the object store. Either way the caller got here through 
 ``download`` permission, and the download is audited.
 """
 
+import re
+import unicodedata
+import urllib.parse
+
 from pyramid.response import FileIter, Response
 
-from collector.archives.names import content_disposition
+from collector.archives.filenames import DEFAULT_NAME, sanitise_name
 from collector.audit.services import record
 from collector.errors import NotFound, RangeNotSatisfiable
 
 BLOCK = 256 * 1024
+# The ASCII fallback of Content-Disposition: letters, digits and a few harmless marks —
+# no quote, backslash, ``;``, ``%`` or control character can reach the header.
+_FALLBACK_UNSAFE = re.compile(r"[^A-Za-z0-9 ._()+,=@~!#$&'\[\]{}^-]")
 
 
 class RangedFileIter(FileIter):
@@ -117,3 +124,20 @@ def _audit(request, row, redirect=False):
     if redirect:
         detail["redirect"] = True
     record(request, "archive.download", ticket=row.ticket, archive=row, detail=detail)
+
+
+def ascii_fallback(name):
+    """The plain ``filename="…"`` for clients that ignore ``filename*``: accents dropped,
+    every other character outside a small safe set replaced by ``_``."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    plain = _FALLBACK_UNSAFE.sub("_", plain).strip(" .")
+    return plain or DEFAULT_NAME
+
+
+def content_disposition(name, default="download"):
+    """RFC 6266 ``attachment`` with an ASCII fallback and the exact (sanitised) name as
+    RFC 8187 ``filename*``; safe for any input, a member name from an archive included."""
+    name = sanitise_name(name, default)
+    return (f'attachment; filename="{ascii_fallback(name)}"; '
+            f"filename*=UTF-8''{urllib.parse.quote(name, safe='')}")

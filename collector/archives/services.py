@@ -3,7 +3,7 @@
 from sqlalchemy import func, select
 
 from collector.archives.models import Archive
-from collector.archives.names import sanitise_name
+from collector.archives.filenames import sanitise_name
 from collector.archives.storage import StorageUnavailable, TooLarge
 from collector.audit.services import record
 from collector.db import as_integer

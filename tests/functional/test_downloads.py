@@ -213,7 +213,7 @@ def test_redirect_to_a_presigned_url(testapp, staff, uploaded, redirecting, s3_s
                                      dbsession):
     from urllib.parse import parse_qs, urlsplit
 
-    from collector.archives.names import content_disposition
+    from collector.archives.download import content_disposition
     from collector.audit.models import AuditEvent
 
     archive, body = uploaded

@@ -10,7 +10,7 @@ import posixpath
 
 from pyramid.response import Response
 
-from collector.archives.names import content_disposition
+from collector.archives.download import content_disposition
 from collector.archives.inspect import formats, services
 from collector.audit.services import record
 from collector.errors import RangeNotSatisfiable, Unprocessable

@@ -17,7 +17,7 @@ import zipfile
 
 import indexed_gzip
 
-from collector.archives import names
+from collector.archives import filenames
 from collector.archives.inspect import formats
 from collector.archives.inspect.formats import Budget, InspectError
 
@@ -60,13 +60,13 @@ class IndexResult:
 
 class _Paths:
     """Display paths: normalised (no ``..``, no leading ``/``, no control or invisible
-    characters: ``names.member_parts``), short enough, unique."""
+    characters: ``filenames.member_parts``), short enough, unique."""
 
     def __init__(self):
         self.taken = set()
 
     def __call__(self, name):
-        path = "/".join(names.member_parts(name)) or "unnamed"
+        path = "/".join(filenames.member_parts(name)) or "unnamed"
         while len(path.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
             path = path[:-10]
         candidate, n = path, 1
@@ -166,14 +166,14 @@ def _tar(path, compression, result, budget, limits, gzip_index_path, progress):
                         continue
                     # Not UTF-8 is common (latin-1 names): kept readable, never lost.
                     member = Member(len(result.members), paths(info.name),
-                                    names.stored_text(info.name),
+                                    filenames.stored_text(info.name),
                                     info.size if info.isreg() else 0, _mtime(info.mtime),
                                     info.offset_data)
                     if info.isreg():
                         head = tar.extractfile(info).read(COMPRESSED_HEAD)
                         member.kind, member.compression = kind_of(head, info.size)
                     else:
-                        member.kind, member.target = "link", names.stored_text(info.linkname)
+                        member.kind, member.target = "link", filenames.stored_text(info.linkname)
                     _add(result, limits, member, progress)
             finally:
                 if seekable is not None and gzip_index_path is not None:

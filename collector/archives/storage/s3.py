@@ -39,7 +39,7 @@ from zope.interface import implementer
 
 from collector.archives.storage import streams
 from collector.archives.storage.interfaces import IArchiveStorage, IDirectDownloads, IStaged
-from collector.archives.storage.local import LocalFiles
+from collector.archives.storage.staging import LocalFiles
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import concurrent.futures
 import hashlib
 import os
 
-from collector.archives.storage import kernel
+from collector.archives.storage import linux_io
 
 CHUNK = 1024 * 1024
 
@@ -68,7 +68,7 @@ def write_stream(staged, chunks, max_size):
         for chunk in hashed(staged, chunks, max_size):
             write_all(out, chunk)
             if staged.size - flushed >= WRITEBACK_EVERY:
-                kernel.start_writeback(fd, flushed, staged.size - flushed)
+                linux_io.start_writeback(fd, flushed, staged.size - flushed)
                 flushed = staged.size
         os.fsync(fd)
     return staged

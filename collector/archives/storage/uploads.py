@@ -18,9 +18,9 @@ from pathlib import Path
 
 from zope.interface import implementer
 
-from collector.archives.storage import kernel
+from collector.archives.storage import linux_io
 from collector.archives.storage.interfaces import IUploadStore, UploadBusy
-from collector.archives.storage.local import fsync_dir
+from collector.archives.storage.staging import fsync_dir
 from collector.archives.storage.streams import WRITEBACK_EVERY, write_all
 
 # Reading an upload back (hashing it after a restart, joining partial uploads).
@@ -102,7 +102,7 @@ class LocalUploadStore:
                     # The disk starts on the chunk while it still arrives, so the fsync
                     # below finds little left to write (as the storage manager does).
                     if written - flushed >= WRITEBACK_EVERY:
-                        kernel.start_writeback(fd, offset + flushed, written - flushed)
+                        linux_io.start_writeback(fd, offset + flushed, written - flushed)
                         flushed = written
                 # The offset is reported only for bytes that are on the disk.
                 os.fsync(fd)

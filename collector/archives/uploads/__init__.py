@@ -10,7 +10,7 @@ import os
 import shutil
 
 from collector.archives import services
-from collector.archives.storage import LocalArchiveStorage, kernel
+from collector.archives.storage import LocalArchiveStorage, linux_io
 from collector.archives.uploads.multipart import FilePart, MultipartError, boundary_of
 from collector.errors import BadRequest
 
@@ -18,7 +18,7 @@ READ = 1024 * 1024
 
 
 class SpoolReader:
-    """Reads waitress's body spool and frees what has been read (see storage.kernel).
+    """Reads waitress's body spool and frees what has been read (see storage.linux_io).
 
     Safe because an upload is never retried (db.retry_attempts): nothing reads the body
     twice. The bytes copied but not yet freed are at most one step: what a copy needs on
@@ -33,9 +33,9 @@ class SpoolReader:
 
     def __init__(self, stream, room=0):
         self.stream = stream
-        self.fd = kernel.fd_of(stream)
+        self.fd = linux_io.fd_of(stream)
         self.position = self.freed = 0
-        self.step = (self.FREE_EVERY_ROOMY if room >= self.FREE_EVERY_ROOMY + kernel.PAGE
+        self.step = (self.FREE_EVERY_ROOMY if room >= self.FREE_EVERY_ROOMY + linux_io.PAGE
                      else self.FREE_EVERY)
 
     @classmethod
@@ -51,7 +51,7 @@ class SpoolReader:
         self.position += len(data)
         if self.fd is not None and self.position - self.freed >= self.step:
             end = self.position - self.position % 4096
-            kernel.punch_hole(self.fd, self.freed, end - self.freed)
+            linux_io.punch_hole(self.fd, self.freed, end - self.freed)
             self.freed = end
         return data
 
@@ -75,16 +75,16 @@ def spool_credit(request):
     if length <= SpoolReader.FREE_EVERY or not isinstance(storage.backend,
                                                           LocalArchiveStorage):
         return 0
-    fd = kernel.fd_of(request.body_file_raw)
+    fd = linux_io.fd_of(request.body_file_raw)
     if fd is None:
         return 0
     spool = os.fstat(fd)
     if spool.st_dev != os.stat(storage.backend.archives).st_dev \
-            or not kernel.can_punch_holes(storage.backend.staging):
+            or not linux_io.can_punch_holes(storage.backend.staging):
         return 0
     # What the spool really takes (a sparse or short file takes less than its body).
     taken = min(length, spool.st_blocks * 512)
-    return max(0, taken - SpoolReader.FREE_EVERY - kernel.PAGE)
+    return max(0, taken - SpoolReader.FREE_EVERY - linux_io.PAGE)
 
 
 def raw_chunks(stream, length):

@@ -7,7 +7,7 @@ import datetime as dt
 import email.utils
 import hashlib
 
-from collector.archives import names
+from collector.archives import filenames
 from collector.errors import BadRequest, DomainError
 from collector.numbers import parse_natural
 
@@ -66,11 +66,11 @@ def parse_metadata(header):
 
 def file_name(metadata):
     """The upload's name, sanitised now: it is shown (audit log) before it is an archive."""
-    return names.sanitise_name(metadata.get("filename") or metadata.get("name"))
+    return filenames.sanitise_name(metadata.get("filename") or metadata.get("name"))
 
 
 def file_type(metadata):
-    return names.clean_label(metadata.get("filetype") or metadata.get("type"))
+    return filenames.clean_label(metadata.get("filetype") or metadata.get("type"))
 
 
 def parse_checksum(header):

@@ -9,7 +9,6 @@ like another (``evil\\u202egol.exe`` shows as ``evilexe.log``), compatibility fo
 
 import re
 import unicodedata
-import urllib.parse
 
 # What a downloaded file can be called on every common file system, in UTF-8 bytes.
 MAX_NAME_BYTES = 255
@@ -21,9 +20,6 @@ DEFAULT_NAME = "archive"
 _RESERVED = re.compile(r"[/\\:*?\"<>|\u2215\u2044\u29f8\u29f9\u2216]")
 _SPACES = re.compile(r"\s+")
 _SUFFIX = re.compile(r"(\.[A-Za-z0-9]{1,10}){1,3}$")
-# The ASCII fallback of Content-Disposition: letters, digits and a few harmless marks —
-# no quote, backslash, ``;``, ``%`` or control character can reach the header.
-_FALLBACK_UNSAFE = re.compile(r"[^A-Za-z0-9 ._()+,=@~!#$&'\[\]{}^-]")
 
 
 def _visible(name):
@@ -92,20 +88,3 @@ def clean_label(value, limit=255):
     characters only, trimmed."""
     value = _visible(value if isinstance(value, str) else "")
     return _SPACES.sub(" ", value).strip()[:limit]
-
-
-def ascii_fallback(name):
-    """The plain ``filename="…"`` for clients that ignore ``filename*``: accents dropped,
-    every other character outside a small safe set replaced by ``_``."""
-    decomposed = unicodedata.normalize("NFKD", name)
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    plain = _FALLBACK_UNSAFE.sub("_", plain).strip(" .")
-    return plain or DEFAULT_NAME
-
-
-def content_disposition(name, default="download"):
-    """RFC 6266 ``attachment`` with an ASCII fallback and the exact (sanitised) name as
-    RFC 8187 ``filename*``; safe for any input, a member name from an archive included."""
-    name = sanitise_name(name, default)
-    return (f'attachment; filename="{ascii_fallback(name)}"; '
-            f"filename*=UTF-8''{urllib.parse.quote(name, safe='')}")
