@@ -169,7 +169,8 @@ def generate(path, size, files, seed):
         try:
             with tarfile.open(fileobj=zipper.stdin, mode="w|", format=tarfile.GNU_FORMAT) \
                     as tar:
-                for index, (name, member_size) in enumerate(zip(_paths(rng, files), sizes)):
+                pairs = zip(_paths(rng, files), sizes, strict=True)
+                for index, (name, member_size) in enumerate(pairs):
                     data = _content(rng, pool, member_size)
                     if index in planted:
                         data = _plant(data, 0.05 if index == files - 1 else rng.random())

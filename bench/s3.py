@@ -43,8 +43,8 @@ import boto3.s3.transfer  # noqa: E402
 from s3server import ENVIRON, S3Server  # noqa: E402
 from upload_download import (  # noqa: E402
     MB,
-    MiB,
     Harness,
+    MiB,
     curl,
     curl_download,
     handle_signals,

@@ -50,9 +50,30 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
 from upload_download import (  # noqa: E402 (after the path insert)
-    MB, REPO, TARGET_RSS_MB, TARGET_UPLOAD, Harness, MiB, RssSampler, curl, dd_reference,
-    disk_sectors_written, free_port, handle_signals, human, log, make_random_file, median_run,
-    parse_size, proc_cpu, proc_status, reset_hwm, settle, sha256_of, stop_process)
+    MB,
+    REPO,
+    TARGET_RSS_MB,
+    TARGET_UPLOAD,
+    Harness,
+    MiB,
+    RssSampler,
+    curl,
+    dd_reference,
+    disk_sectors_written,
+    free_port,
+    handle_signals,
+    human,
+    log,
+    make_random_file,
+    median_run,
+    parse_size,
+    proc_cpu,
+    proc_status,
+    reset_hwm,
+    settle,
+    sha256_of,
+    stop_process,
+)
 
 # The Node reference, pinned: the official tus server and its disk store.
 NPM_PACKAGES = ("@tus/server@2.4.5", "@tus/file-store@2.1.1")
@@ -593,7 +614,8 @@ def print_report(results, db, node):
     if len(results) > 1:
         hwms = [r["hwm"] / MB for r in results]
         spread = max(hwms) - min(hwms)
-        listing = ", ".join(f"{human(r['size'])}: {h:.0f} MB" for r, h in zip(results, hwms))
+        listing = ", ".join(f"{human(r['size'])}: {h:.0f} MB"
+                            for r, h in zip(results, hwms, strict=True))
         print(f"our peak RSS across sizes: {listing} — spread {spread:.0f} MB (target: "
               f"independent of size, spread < {TARGET_RSS_SPREAD_MB} MB: "
               f"{verdict(spread < TARGET_RSS_SPREAD_MB)})")

@@ -656,7 +656,8 @@ def print_report(results, db):
     if len(results) > 1:
         hwms = [r["hwm_run"] / MB for r in results]
         growth = max(hwms) - min(hwms)
-        listing = ", ".join(f"{human(r['size'])}: {h:.0f} MB" for r, h in zip(results, hwms))
+        listing = ", ".join(f"{human(r['size'])}: {h:.0f} MB"
+                            for r, h in zip(results, hwms, strict=True))
         print(f"peak RSS during transfers across sizes: {listing}"
               f" — spread {growth:.0f} MB (target: independent of size, spread < 10 MB: "
               f"{verdict(growth < 10)})")

@@ -12,9 +12,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from collector import logs
+from collector import logs, webhooks
 from collector import settings as settings_module
-from collector import webhooks
 from collector.db import make_engine
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
@@ -41,9 +40,8 @@ def _engine(settings):
 
 def migrate(engine):
     """Alembic upgrade to head; running it again does nothing."""
-    from alembic.config import Config
-
     from alembic import command
+    from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(ALEMBIC_DIR))

@@ -5,10 +5,10 @@ import datetime as dt
 import pyramid_tm
 from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
 from transaction._transaction import Status as ZopeStatus  # as zope.sqlalchemy does
 from zope.sqlalchemy import mark_changed
 from zope.sqlalchemy.datamanager import STATUS_ACTIVE, join_transaction
-from sqlalchemy.types import TypeDecorator
 
 from collector.numbers import parse_int
 
@@ -26,7 +26,7 @@ class Base(DeclarativeBase):
 
 
 def utcnow():
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 # Ids, numbers and counts are INTEGER columns: 32 bits on PostgreSQL, which raises
@@ -51,14 +51,14 @@ class UTCDateTime(TypeDecorator):
         if value is not None:
             if value.tzinfo is None:
                 raise ValueError("naive datetime")
-            value = value.astimezone(dt.timezone.utc)
+            value = value.astimezone(dt.UTC)
             if dialect.name == "sqlite":
                 value = value.replace(tzinfo=None)
         return value
 
     def process_result_value(self, value, dialect):
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
         return value
 
 

@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 
 
 TITLES = {400: "Bad request", 401: "Sign-in required", 403: "Forbidden", 404: "Not found",
-          405: "Method not allowed", 409: "Conflict", 413: "Too large", 422: "Cannot be read", 423: "Locked",
-          429: "Too many attempts", 500: "Internal error", 503: "Service unavailable",
-          507: "Storage full"}
+          405: "Method not allowed", 409: "Conflict", 413: "Too large", 422: "Cannot be read",
+          423: "Locked", 429: "Too many attempts", 500: "Internal error",
+          503: "Service unavailable", 507: "Storage full"}
 
 
 def page_error(request, status, detail, headers=None):

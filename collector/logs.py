@@ -49,7 +49,7 @@ def _times(wall):
     second = int(wall)
     cached = getattr(_clock, "cached", None)
     if cached is None or cached[0] != second:
-        when = dt.datetime.fromtimestamp(second, dt.timezone.utc)
+        when = dt.datetime.fromtimestamp(second, dt.UTC)
         cached = _clock.cached = (second, when.strftime("%d/%b/%Y:%H:%M:%S +0000"),
                                   when.isoformat()[:-6])
     return cached[1], f"{cached[2]}.{int(wall * 1000) % 1000:03d}+00:00"
@@ -164,7 +164,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record):
         entry = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc)
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC)
             .isoformat(timespec="milliseconds"),
             "level": record.levelname, "logger": record.name, "thread": record.threadName,
             "message": record.getMessage(),

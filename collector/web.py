@@ -101,7 +101,7 @@ def localtime(context, value, fmt="%Y-%m-%d %H:%M"):
 
 
 def isotime(value):
-    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z") if value else ""
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value else ""
 
 
 @pass_context

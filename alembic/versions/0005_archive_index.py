@@ -3,11 +3,10 @@
 Revision ID: 0005
 Revises: 0004
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import collector.db
-
 
 revision = "0005"
 down_revision = "0004"

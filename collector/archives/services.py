@@ -2,13 +2,12 @@
 
 from sqlalchemy import func, select
 
-from collector.archives.models import Archive
 from collector.archives.filenames import sanitise_name
+from collector.archives.models import Archive
 from collector.archives.storage import StorageUnavailable, TooLarge
 from collector.audit.services import record
 from collector.db import as_integer
-from collector.errors import (
-    BadRequest, InsufficientStorage, PayloadTooLarge, ServiceUnavailable)
+from collector.errors import BadRequest, InsufficientStorage, PayloadTooLarge, ServiceUnavailable
 from collector.tickets import services as tickets
 from collector.tickets.models import Ticket
 

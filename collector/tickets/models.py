@@ -3,8 +3,7 @@
 import datetime as dt
 import hashlib
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
-from sqlalchemy import event
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from collector.db import Base, UTCDateTime, utcnow

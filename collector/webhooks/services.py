@@ -49,7 +49,7 @@ CLAIM_MARGIN = 60
 
 
 def _iso(value):
-    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 # --- writing events ----------------------------------------------------------------------

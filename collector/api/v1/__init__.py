@@ -222,6 +222,6 @@ def iso(value):
     """ISO 8601 in UTC with a ``Z``; values read from the database are UTC already."""
     if not value:
         return None
-    if value.tzinfo is not dt.timezone.utc:
-        value = value.astimezone(dt.timezone.utc)
+    if value.tzinfo is not dt.UTC:
+        value = value.astimezone(dt.UTC)
     return value.isoformat()[:-6] + "Z"

@@ -74,5 +74,6 @@ def search_archive(request):
 def search_ticket(request):
     params = services.search_params(request.GET)
     ticket = request.context.ticket
-    return services.search_ticket(request, ticket, archives.archives_of_ticket(request.dbsession, ticket),
+    return services.search_ticket(request, ticket,
+                                  archives.archives_of_ticket(request.dbsession, ticket),
                                   params)

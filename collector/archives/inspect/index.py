@@ -98,7 +98,7 @@ def _mtime(seconds):
     if seconds is None:
         return None
     try:
-        return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+        return dt.datetime.fromtimestamp(seconds, dt.UTC)
     except (OverflowError, OSError, ValueError):
         return None
 
@@ -208,7 +208,7 @@ def _zip(path, result, limits, progress):
             if info.is_dir():
                 continue
             try:
-                mtime = dt.datetime(*info.date_time, tzinfo=dt.timezone.utc)
+                mtime = dt.datetime(*info.date_time, tzinfo=dt.UTC)
             except ValueError:
                 mtime = None
             member = Member(len(result.members), paths(info.filename), info.filename,

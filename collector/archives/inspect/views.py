@@ -24,10 +24,10 @@ from collector.archives import services as archives
 from collector.archives.inspect import reader, services, store
 from collector.archives.inspect.download import member_response
 from collector.errors import BadRequest, NotFound, ServiceUnavailable, Unprocessable
+from collector.numbers import parse_natural
 from collector.resources import ArchiveNode, TicketNode
 from collector.security import Permission
 from collector.web import filesize
-from collector.numbers import parse_natural
 
 # Lines shown above the one a link jumps to (a search hit is seen with what led to it).
 LINES_ABOVE = 10

@@ -19,12 +19,17 @@ import logging
 from sqlalchemy.engine import make_url
 
 from collector.archives.storage import linux_io  # noqa: F401  (re-exported)
-from collector.archives.storage.interfaces import (  # noqa: F401
-    IArchiveStorage, IStaged, IUploadStore, UploadBusy)
+from collector.archives.storage.interfaces import IArchiveStorage, IStaged, IUploadStore, UploadBusy  # noqa: F401
 from collector.archives.storage.local import LocalArchiveStorage  # noqa: F401
 from collector.archives.storage.staging import LocalFiles, StagedFile  # noqa: F401
 from collector.archives.storage.streams import (  # noqa: F401
-    CHUNK, WRITEBACK_EVERY, StorageUnavailable, TooLarge, write_all, write_stream)
+    CHUNK,
+    WRITEBACK_EVERY,
+    StorageUnavailable,
+    TooLarge,
+    write_all,
+    write_stream,
+)
 from collector.archives.storage.uploads import LocalUploadStore, UploadStores
 from collector.settings import SettingsError
 

@@ -17,13 +17,29 @@ What ``collector purge`` removes (expired uploads, orphan bytes) is decided in
 ``archives.maintenance``.
 """
 
-from collector.archives.uploads.tus.access import (  # noqa: F401
-    get_upload, is_expired, lock_upload)
+from collector.archives.uploads.tus.access import get_upload, is_expired, lock_upload  # noqa: F401
 from collector.archives.uploads.tus.chunks import CheckedBody, append  # noqa: F401
 from collector.archives.uploads.tus.hashes import HASHES, Hashes  # noqa: F401
 from collector.archives.uploads.tus.headers import (  # noqa: F401
-    CHECKSUMS, CONTENT_TYPE, EXTENSIONS, VERSION, ChecksumMismatch, Gone, PreconditionFailed,
-    UnsupportedMediaType, http_date, parse_checksum, parse_length, parse_metadata)
+    CHECKSUMS,
+    CONTENT_TYPE,
+    EXTENSIONS,
+    VERSION,
+    ChecksumMismatch,
+    Gone,
+    PreconditionFailed,
+    UnsupportedMediaType,
+    http_date,
+    parse_checksum,
+    parse_length,
+    parse_metadata,
+)
 from collector.archives.uploads.tus.lifecycle import (  # noqa: F401
-    HOLDING, create_final, create_partial, create_upload, held_by, remove_unfinished,
-    terminate)
+    HOLDING,
+    create_final,
+    create_partial,
+    create_upload,
+    held_by,
+    remove_unfinished,
+    terminate,
+)

@@ -22,7 +22,13 @@ from collector.archives.uploads.tus.headers import CHECKSUMS, ChecksumMismatch, 
 from collector.archives.uploads.tus.lifecycle import check_room, lock_ticket
 from collector.db import utcnow
 from collector.errors import (
-    BadRequest, Conflict, Forbidden, InsufficientStorage, PayloadTooLarge, ServiceUnavailable)
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InsufficientStorage,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 

@@ -89,4 +89,4 @@ def parse_checksum(header):
 
 
 def http_date(value):
-    return email.utils.format_datetime(value.astimezone(dt.timezone.utc), usegmt=True)
+    return email.utils.format_datetime(value.astimezone(dt.UTC), usegmt=True)

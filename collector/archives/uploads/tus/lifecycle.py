@@ -21,7 +21,12 @@ from sqlalchemy import delete, false, func, select, update
 from collector.archives import services as archives
 from collector.archives.models import TusUpload
 from collector.archives.uploads.tus.access import (
-    expiry, get_upload, is_expired, lock_upload, store_of)
+    expiry,
+    get_upload,
+    is_expired,
+    lock_upload,
+    store_of,
+)
 from collector.archives.uploads.tus.hashes import HASHES, forget_after_commit
 from collector.archives.uploads.tus.headers import Gone, file_name, file_type, parse_metadata
 from collector.audit.services import record
