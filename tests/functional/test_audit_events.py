@@ -269,6 +269,7 @@ def test_expired_tus_upload_is_recorded_as_client_gone(testapp, app, ticket, dbs
     assert (gone.outcome, gone.reason, gone.ticket_number) == ("failed", "client_gone", 77)
 
 
+@pytest.mark.commits  # the member index is built by a thread of the app's own
 def test_looking_inside_an_archive_is_recorded(testapp, ticket, staff, admin, dbsession):
     import sample_archives as samples
     from collector.archives.inspect import store

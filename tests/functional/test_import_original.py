@@ -79,9 +79,12 @@ data_dir = {data_dir}
 db_url = {db_url}
 """
 
-pytestmark = pytest.mark.skipif(not (FIXTURE / "db.sqlite3").is_file(),
-                                reason=f"the original-install fixture is not at {FIXTURE} "
-                                "(set ORIGINAL_INSTALL)")
+# Commits: the command line opens the database itself. On SQLite as well as PostgreSQL:
+# the importer reads an SQLite database and writes through either engine.
+pytestmark = [pytest.mark.skipif(not (FIXTURE / "db.sqlite3").is_file(),
+                                 reason=f"the original-install fixture is not at {FIXTURE} "
+                                 "(set ORIGINAL_INSTALL)"),
+              pytest.mark.commits, pytest.mark.sqlite]
 
 
 def _utc(text):

@@ -13,6 +13,9 @@ from collector.archives.inspect import store
 from collector.archives.inspect.models import ArchiveIndex, ArchiveMember
 from collector.errors import ServiceUnavailable
 
+# Commits: the member index is built by a thread of the app's own.
+pytestmark = pytest.mark.commits
+
 FORMATS = {
     "logs.tar": samples.tar(),
     "logs.tar.gz": samples.tar(compression="gz"),

@@ -14,6 +14,9 @@ import webtest
 import sample_archives as samples
 from collector.archives.inspect import services, store
 
+# Commits: the member index is built by a thread of the app's own.
+pytestmark = pytest.mark.commits
+
 ENV = {"HTTP_HOST": "localhost", "REMOTE_ADDR": "127.0.0.1"}
 FORMATS = {
     "logs.tar": samples.tar(),

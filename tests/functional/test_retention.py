@@ -178,6 +178,7 @@ retention.max_days = 30
 
 
 @on_both_storages
+@pytest.mark.commits  # the command line opens the database itself
 def test_purge_command_applies_retention(tmp_path, settings, testapp, engine, factory,
                                          capsys, dbsession, stored):
     ini = tmp_path / "test.ini"

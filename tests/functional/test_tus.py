@@ -346,6 +346,7 @@ def test_concatenation_needs_finished_parts(client):
     client.create(status=400, **{"Upload-Concat": "final;" + res.headers["Location"]})
 
 
+@pytest.mark.commits  # the command line opens the database itself
 def test_expired_upload_answers_410_and_purge_removes_it(client, dbsession, ticket, data_dir,
                                                          settings, tmp_path):
     path = _path(client.create(10).headers["Location"])
@@ -374,6 +375,7 @@ def test_expired_upload_answers_410_and_purge_removes_it(client, dbsession, tick
 
 
 @pytest.mark.parametrize("storage_kind", ["s3"])
+@pytest.mark.commits  # the command line opens the database itself
 def test_purge_removes_expired_s3_uploads_and_orphan_segments(
         client, dbsession, ticket, data_dir, settings, tmp_path, app, s3_server, capsys):
     """An expired upload's segments go with its row (its attempt comes back); segments no
@@ -414,6 +416,7 @@ def test_purge_removes_expired_s3_uploads_and_orphan_segments(
     assert client.patch(kept, 3, b"0123456", status=200).json["size"] == 10
 
 
+@pytest.mark.commits  # the command line opens the database itself
 def test_purge_removes_uploads_still_empty_after_stale_hours(client, dbsession, ticket,
                                                              data_dir, settings, tmp_path,
                                                              capsys):
@@ -469,6 +472,7 @@ def test_concurrent_patch_is_refused_while_locked(client, dbsession, app, data_d
 
 
 @pytest.mark.parametrize("storage_kind", ["s3"])
+@pytest.mark.commits  # the other instance holds its lock in a transaction of its own
 def test_s3_upload_locked_by_another_instance_is_409(client, dbsession, engine, data_dir):
     """On S3 another instance has no partial file to flock: on PostgreSQL the row lock
     (``FOR UPDATE NOWAIT``) refuses the second writer; on SQLite (one machine) the flock
@@ -520,6 +524,7 @@ def test_a_lost_last_answer_is_asked_again(client, dbsession, testapp, staff):
 
 @pytest.mark.parametrize("storage_kind", ["s3"])
 @pytest.mark.parametrize("failing", ["put_object", "upload_part_copy"])
+@pytest.mark.commits  # a transaction of its own commits while the request's rolls back
 def test_a_store_failure_at_the_last_chunk_keeps_the_upload_resumable(
         client, dbsession, app, data_dir, stored, monkeypatch, failing):
     """The last chunk's segment cannot be stored, or the archive cannot be assembled from
@@ -565,6 +570,7 @@ def _open_under(root):
     return sorted(found)
 
 
+@pytest.mark.commits  # a transaction of its own commits while the request's rolls back
 def test_failed_and_refused_requests_close_the_lock_descriptor(client, testapp, data_dir,
                                                                monkeypatch):
     """A PATCH or DELETE opens the partial file to lock it; whatever the answer, that

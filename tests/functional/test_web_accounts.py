@@ -327,6 +327,7 @@ def test_setup_code_is_claimed_once(data_dir):
     assert not [p for p in data_dir.iterdir() if p.name.startswith("setup-code")]
 
 
+@pytest.mark.commits  # the command line opens the database itself
 def test_serve_prints_a_working_setup_code(app, capsys, data_dir, factory):
     settings = app.registry.settings
     _first_run_hint(settings, "development.ini", "127.0.0.1:6543")

@@ -188,6 +188,7 @@ def test_a_disabled_webhooks_deliveries_wait_until_it_is_enabled(
     assert len(help_desk.received) == 1
 
 
+@pytest.mark.commits  # the workers are threads
 def test_two_workers_never_deliver_one_event_twice(testapp, app, engine, factory, admin,
                                                    receiver, dbsession):
     help_desk = receiver()
@@ -365,6 +366,7 @@ def test_webhooks_are_admin_only(testapp, app, staff, admin, factory, web_login,
     testapp.get(f"/api/v1/webhooks/{made['id']}/", headers=admin.headers, status=404)
 
 
+@pytest.mark.commits  # the worker is a thread
 def test_worker_thread_of_the_app_delivers_and_counts_in_metrics(settings, engine, factory,
                                                                  receiver, dbsession):
     token = "metrics-token-0123456789abcdef"
