@@ -185,6 +185,8 @@ def test_simple_upload_download_and_delete(testapp, ticket, admin, dbsession):
         archive_id, hashlib.sha256(body).hexdigest())
 
 
+@pytest.mark.sqlite  # SQLite's write lock: the event is written after the rollback
+@pytest.mark.commits
 def test_refused_upload_survives_the_rollback(testapp, app, ticket, dbsession, data_dir):
     app.registry.settings["upload.max_size"] = 1000
     testapp.post("/api/v1/archives/", b"x" * 5000,

@@ -67,6 +67,7 @@ def test_once_per_crossing_with_hysteresis(app, engine, disk, dbsession):
 
 
 @pytest.mark.commits  # the processes are threads with transactions of their own
+@pytest.mark.sqlite  # concurrent claims, per engine
 def test_several_processes_alert_once(app, engine, disk, dbsession):
     disk["free"] = 1
     results, barrier = [], threading.Barrier(4)

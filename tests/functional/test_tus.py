@@ -128,6 +128,7 @@ def test_restart_in_the_middle_still_hashes_right(client, dbsession):
 
 
 @pytest.mark.parametrize("storage_kind", ["s3"])
+@pytest.mark.sqlite  # locking differs: flock and SQLite's single writer, FOR UPDATE [NOWAIT] on PostgreSQL
 def test_s3_chunks_become_segments_and_the_archive_is_copied_from_them(
         client, dbsession, app, data_dir, stored, s3_server, monkeypatch):
     """On S3 an upload's bytes are segment objects (no local file): chunks smaller than a
@@ -473,6 +474,7 @@ def test_concurrent_patch_is_refused_while_locked(client, dbsession, app, data_d
 
 @pytest.mark.parametrize("storage_kind", ["s3"])
 @pytest.mark.commits  # the other instance holds its lock in a transaction of its own
+@pytest.mark.sqlite  # locking differs: flock and SQLite's single writer, FOR UPDATE [NOWAIT] on PostgreSQL
 def test_s3_upload_locked_by_another_instance_is_409(client, dbsession, engine, data_dir):
     """On S3 another instance has no partial file to flock: on PostgreSQL the row lock
     (``FOR UPDATE NOWAIT``) refuses the second writer; on SQLite (one machine) the flock
@@ -571,6 +573,7 @@ def _open_under(root):
 
 
 @pytest.mark.commits  # a transaction of its own commits while the request's rolls back
+@pytest.mark.sqlite  # locking differs: flock and SQLite's single writer, FOR UPDATE [NOWAIT] on PostgreSQL
 def test_failed_and_refused_requests_close_the_lock_descriptor(client, testapp, data_dir,
                                                                monkeypatch):
     """A PATCH or DELETE opens the partial file to lock it; whatever the answer, that

@@ -426,6 +426,7 @@ def test_an_aborted_resolution_or_deletion_removes_nothing(
 
 
 @pytest.mark.commits  # a second request runs in a thread
+@pytest.mark.sqlite  # locking differs: flock and SQLite's single writer, FOR UPDATE [NOWAIT] on PostgreSQL
 def test_a_chunk_whose_upload_is_removed_meanwhile_never_becomes_an_archive(
         testapp, ticket, engine, dbsession, data_dir, monkeypatch):
     """The ticket is resolved (its unfinished uploads removed) while a chunk is being

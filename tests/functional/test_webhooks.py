@@ -189,6 +189,7 @@ def test_a_disabled_webhooks_deliveries_wait_until_it_is_enabled(
 
 
 @pytest.mark.commits  # the workers are threads
+@pytest.mark.sqlite  # FOR UPDATE SKIP LOCKED on PostgreSQL, one writer on SQLite
 def test_two_workers_never_deliver_one_event_twice(testapp, app, engine, factory, admin,
                                                    receiver, dbsession):
     help_desk = receiver()
