@@ -22,7 +22,7 @@ import pyotp
 import pytest
 import webtest
 from cornice.service import get_services
-from databases import Database
+from databases import Database, ThrowawayPostgres
 from pyramid.interfaces import IExceptionResponse
 from sqlalchemy.orm import Session
 
@@ -39,11 +39,45 @@ def _postgres_url():
     return as_db_url(url)
 
 
+def pytest_configure(config):
+    """Without TEST_DB_URL: a throwaway PostgreSQL server when the local binaries allow it
+    (started here, in the main process, before the xdist workers that inherit the URL)."""
+    config._throwaway_postgres = None
+    if os.environ.get("TEST_DB_URL") or hasattr(config, "workerinput"):
+        return
+    server = ThrowawayPostgres()
+    url = server.start()
+    if url is None:
+        config._no_postgres_reason = server.missing
+        return
+    config._throwaway_postgres = server
+    os.environ["TEST_DB_URL"] = url
+
+
+def pytest_unconfigure(config):
+    server = getattr(config, "_throwaway_postgres", None)
+    if server is not None:
+        server.stop()
+        os.environ.pop("TEST_DB_URL", None)
+
+
 def pytest_report_header(config):
     if _postgres_url() is None:
-        return ("database: TEST_DB_URL is not set: the functional suite runs on SQLite only "
-                "(set TEST_DB_URL=postgresql://… to run it on PostgreSQL, as CI does)")
+        reason = getattr(config, "_no_postgres_reason", "")
+        return ("database: TEST_DB_URL is not set and no PostgreSQL could be started "
+                f"({reason}): THE FUNCTIONAL SUITE RUNS ON SQLITE ONLY (set "
+                "TEST_DB_URL=postgresql://… to run it on PostgreSQL, as CI does)")
+    if getattr(config, "_throwaway_postgres", None) is not None:
+        return ("database: a throwaway PostgreSQL server (TEST_DB_URL was not set); tests "
+                "marked sqlite on SQLite too")
     return "database: PostgreSQL (TEST_DB_URL); tests marked sqlite on SQLite too"
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if _postgres_url() is None and not hasattr(config, "workerinput"):
+        terminalreporter.write_line(
+            "NOTE: the functional suite ran on SQLite only (no TEST_DB_URL, no local "
+            "PostgreSQL); CI runs it on PostgreSQL.", yellow=True, bold=True)
 
 
 def _backends(definition):

@@ -259,3 +259,70 @@ BEGIN
   END LOOP;
 END $$
 """
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL server of the tests' own, from the local binaries (``initdb``,
+    ``pg_ctl``), in a temporary directory and on a Unix socket only; ``stop`` removes it.
+
+    ``start()`` returns None, with the reason in ``self.missing``, when it cannot run: no
+    binaries, or running as root (PostgreSQL refuses to).
+    """
+
+    def __init__(self):
+        self.directory = None
+        self.missing = None
+
+    @staticmethod
+    def _binaries():
+        import glob
+        import shutil
+
+        found = shutil.which("initdb"), shutil.which("pg_ctl")
+        if all(found):
+            return found
+        for bin_dir in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+            candidates = f"{bin_dir}/initdb", f"{bin_dir}/pg_ctl"
+            if all(os.access(path, os.X_OK) for path in candidates):
+                return candidates
+        return None
+
+    def start(self):
+        import subprocess
+        import tempfile
+
+        binaries = self._binaries()
+        if binaries is None:
+            self.missing = "no PostgreSQL binaries (initdb, pg_ctl) found"
+            return None
+        if os.geteuid() == 0:
+            self.missing = "PostgreSQL does not run as root"
+            return None
+        initdb, pg_ctl = binaries
+        self.directory = tempfile.mkdtemp(prefix="collector-pg-")
+        data, log = f"{self.directory}/data", f"{self.directory}/log"
+        self._pg_ctl = pg_ctl
+        subprocess.run([initdb, "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                        "--no-sync"], check=True, capture_output=True)
+        # Durability is not what these tests measure of PostgreSQL.
+        options = (f"-k {self.directory} -c listen_addresses='' -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off")
+        subprocess.run([pg_ctl, "-D", data, "-l", log, "-o", options, "-w", "start"],
+                       check=True, capture_output=True)
+        import psycopg
+
+        with psycopg.connect(f"host={self.directory} user=postgres dbname=postgres",
+                             autocommit=True) as conn:
+            conn.execute("CREATE DATABASE collector_test")
+        return f"postgresql://postgres@/collector_test?host={self.directory}"
+
+    def stop(self):
+        import shutil
+        import subprocess
+
+        if self.directory is None:
+            return
+        subprocess.run([self._pg_ctl, "-D", f"{self.directory}/data", "-m", "immediate",
+                        "stop"], check=False, capture_output=True)
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self.directory = None

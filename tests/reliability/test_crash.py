@@ -68,7 +68,16 @@ from serverproc import (  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-SEED = int(os.environ.get("CRASH_SEED") or secrets.randbelow(2**32))
+
+
+def _new_seed():
+    # Under pytest-xdist every worker must collect the same runs: the seed then comes from
+    # the id of the test run, which its workers share (random per run all the same).
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    return int(run_id[:8], 16) if run_id else secrets.randbelow(2**32)
+
+
+SEED = int(os.environ.get("CRASH_SEED") or _new_seed())
 RUNS = int(os.environ.get("CRASH_RUNS") or 20)
 
 POINTS = [
