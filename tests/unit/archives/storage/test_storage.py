@@ -1,13 +1,14 @@
 """The storage manager joins the transaction: publish on commit, nothing on abort — the
-shared contract (storage_contract.py) on the local disk and on S3 (moto's server), and
+shared contract (../storage_contract.py) on the local disk and on S3 (moto's server), and
 what is particular to each backend."""
 
 import os
 
 import pytest
-from storage_contract import ArchiveStorageContract
 
 from collector.archives.storage import LocalArchiveStorage
+
+from ..storage_contract import ArchiveStorageContract
 
 
 class TestLocalArchiveStorage(ArchiveStorageContract):
