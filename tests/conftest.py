@@ -128,6 +128,10 @@ def engine(request, db_backend, _databases):
     database = _databases(db_backend)
     if _commits(request):
         yield database.engine
+        # An index builder still running would write into the next test's tables.
+        from collector.archives.inspect import store
+
+        store.wait_for_builders()
         database.empty()
     else:
         roll_back = database.rolled_back()
