@@ -22,8 +22,12 @@ run: $(STAMP)
 	$(BIN)/collector -c $(CONFIG) migrate
 	$(BIN)/collector -c $(CONFIG) serve
 
+# One pytest-xdist worker per core (TEST_WORKERS=0: all in this process); each worker has
+# a database of its own (tests/databases.py).
+TEST_WORKERS ?= auto
+
 test: $(STAMP)
-	$(BIN)/python -m pytest --cov --cov-report=term --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --cov --cov-report=term --durations=15 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/upload_download.py

@@ -1,30 +1,144 @@
-"""Shared fixtures: every app-level test runs on SQLite and on PostgreSQL.
+"""Shared fixtures: one app per session and backend, one rolled-back transaction per test.
 
-PostgreSQL runs when ``TEST_DB_URL`` is set (``.ci/run`` sets it) and is reported as
-skipped, with the reason, when it is not. The schema is built once per backend by the
-real alembic migrations; each test gets a fresh data dir and empty tables afterwards.
-Tests commit for real (uploads, the storage manager and live servers need real commits),
-so cleaning up is a TRUNCATE / DELETE rather than a rolled-back outer transaction.
+The functional suite runs on PostgreSQL (``TEST_DB_URL``; ``.ci/run`` sets it). Tests marked
+``sqlite`` run on SQLite as well: they cover what differs between the engines (locking, WAL,
+migrations, concurrency, the importer, dialect-specific SQL). Without ``TEST_DB_URL`` the
+whole functional suite runs on SQLite instead, and the session header says so.
+
+The schema is built once per backend by the real alembic migrations (tests/databases.py).
+By default a test runs inside one outer transaction that is rolled back at its end: every
+transaction the app, the throttles, the audit log or the factory begins is a savepoint in
+it. Tests marked ``commits`` (and every test that uses ``live_server``) commit for real and
+the tables are emptied after them. The app is built once per backend and settings, not per
+test; its data dir is emptied and its settings restored after each test.
 """
 
 import os
 import re
+import shutil
 import threading
 
 import pyotp
 import pytest
 import webtest
 from cornice.service import get_services
+from databases import Database, ThrowawayPostgres
 from pyramid.interfaces import IExceptionResponse
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from collector import main
 from collector import resources as _r
-from collector.cli import migrate
-from collector.db import Base, make_engine
 
-BACKENDS = ["sqlite", "postgresql"]
+
+def _postgres_url():
+    url = os.environ.get("TEST_DB_URL", "")
+    if not url:
+        return None
+    from collector.settings import as_db_url
+
+    return as_db_url(url)
+
+
+def pytest_configure(config):
+    """Without TEST_DB_URL: a throwaway PostgreSQL server when the local binaries allow it
+    (started here, in the main process, before the xdist workers that inherit the URL)."""
+    config._throwaway_postgres = None
+    if os.environ.get("TEST_DB_URL") or hasattr(config, "workerinput"):
+        return
+    server = ThrowawayPostgres()
+    url = server.start()
+    if url is None:
+        config._no_postgres_reason = server.missing
+        return
+    config._throwaway_postgres = server
+    os.environ["TEST_DB_URL"] = url
+
+
+def pytest_unconfigure(config):
+    server = getattr(config, "_throwaway_postgres", None)
+    if server is not None:
+        server.stop()
+        os.environ.pop("TEST_DB_URL", None)
+
+
+def pytest_report_header(config):
+    if _postgres_url() is None:
+        reason = getattr(config, "_no_postgres_reason", "")
+        return ("database: TEST_DB_URL is not set and no PostgreSQL could be started "
+                f"({reason}): THE FUNCTIONAL SUITE RUNS ON SQLITE ONLY (set "
+                "TEST_DB_URL=postgresql://… to run it on PostgreSQL, as CI does)")
+    if getattr(config, "_throwaway_postgres", None) is not None:
+        return ("database: a throwaway PostgreSQL server (TEST_DB_URL was not set); tests "
+                "marked sqlite on SQLite too")
+    return "database: PostgreSQL (TEST_DB_URL); tests marked sqlite on SQLite too"
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if _postgres_url() is None and not hasattr(config, "workerinput"):
+        terminalreporter.write_line(
+            "NOTE: the functional suite ran on SQLite only (no TEST_DB_URL, no local "
+            "PostgreSQL); CI runs it on PostgreSQL.", yellow=True, bold=True)
+
+
+def _backends(definition):
+    if _postgres_url() is None:
+        return ["sqlite"]
+    if definition.get_closest_marker("sqlite") is not None:
+        return ["sqlite", "postgresql"]
+    return ["postgresql"]
+
+
+def pytest_generate_tests(metafunc):
+    if "db_backend" in metafunc.fixturenames:
+        metafunc.parametrize("db_backend", _backends(metafunc.definition), indirect=True)
+
+
+@pytest.fixture
+def db_backend(request):
+    """"sqlite" or "postgresql": see ``pytest_generate_tests``."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def _databases(tmp_path_factory):
+    """{backend: Database}, each made (and migrated) when a test first needs it."""
+    made = {}
+
+    def get(backend):
+        if backend not in made:
+            if backend == "sqlite":
+                made[backend] = Database.sqlite(tmp_path_factory.mktemp("db"))
+            else:
+                made[backend] = Database.postgresql(_postgres_url())
+        return made[backend]
+
+    yield get
+    for database in made.values():
+        database.close()
+
+
+def _commits(request):
+    return (request.node.get_closest_marker("commits") is not None
+            or "live_server" in request.fixturenames)
+
+
+@pytest.fixture
+def engine(request, db_backend, _databases):
+    """The test's engine: the rolled-back one, or the real one for ``commits`` tests."""
+    database = _databases(db_backend)
+    if _commits(request):
+        yield database.engine
+        # An index builder still running would write into the next test's tables.
+        from collector.archives.inspect import store
+
+        store.wait_for_builders()
+        database.empty()
+    else:
+        roll_back = database.rolled_back()
+        try:
+            yield database.rollback_engine
+        finally:
+            roll_back()
 
 
 @pytest.fixture(scope="session")
@@ -63,46 +177,28 @@ def _fast_password_hashing():
     services._hasher = production
 
 
-def _postgres_url():
-    url = os.environ.get("TEST_DB_URL", "")
-    if not url:
-        pytest.skip("PostgreSQL tests need TEST_DB_URL (e.g. postgresql://postgres@127.0.0.1/"
-                    "collector_test); .ci/run sets it")
-    from collector.settings import as_db_url
-
-    return as_db_url(url)
-
-
-@pytest.fixture(scope="session", params=BACKENDS)
-def engine(request, tmp_path_factory):
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("db") / "test.sqlite3"
-        engine = make_engine(f"sqlite:///{path}")
-    else:
-        engine = make_engine(_postgres_url(), pool_size=20, max_overflow=20)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
-def _empty_tables(engine):
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                conn.execute(text(f"DELETE FROM {table}"))
+@pytest.fixture(scope="session")
+def _data_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
 
 
 @pytest.fixture
-def data_dir(tmp_path):
-    path = tmp_path / "data"
-    path.mkdir()
-    return path
+def data_dir(_data_root):
+    """The app's DATA_DIR, the same for every test of the session (the app is), emptied
+    after each test."""
+    path = _data_root / "data"
+    path.mkdir(exist_ok=True)
+    yield path
+    _empty_dir(path)
+
+
+def _empty_dir(path):
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            child.chmod(0o700)  # a test may have made it read-only
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 @pytest.fixture
@@ -123,11 +219,43 @@ def settings(engine, data_dir, storage_kind, request):
     }
 
 
+def _settings_key(settings):
+    return tuple(sorted((name, value if isinstance(value, (str, int, float, bool)) else id(value))
+                        for name, value in settings.items()))
+
+
+@pytest.fixture(scope="session")
+def _apps():
+    """{settings key: (app, its settings, its storage's state)}: ``main()`` takes ~0.2 s."""
+    return {}
+
+
 @pytest.fixture
-def app(settings, engine):
-    application = main({}, **settings)
+def app(settings, _apps, data_dir):
+    """The app for these settings, built once per session. What a test may change in it —
+    settings, the storage backend's attributes (a quota, the cached "writable") — is put
+    back afterwards. Built per test: on S3 (each test has a bucket prefix of its own) and
+    with metrics on (its counters would carry over from test to test)."""
+    if "storage.url" in settings or settings.get("metrics.token"):
+        yield main({}, **settings)
+        return
+    key = _settings_key(settings)
+    if key not in _apps:
+        application = main({}, **settings)
+        registry = _registry_of(application)
+        _apps[key] = (application, dict(registry.settings),
+                      dict(vars(registry["archive_storage"])))
+    application, built_settings, built_storage = _apps[key]
+    # The data dir was emptied after the last test: what main() made in it, again.
+    for name in ("tmp", "uploads", "index", "archives"):
+        (data_dir / name).mkdir(exist_ok=True)
     yield application
-    _empty_tables(engine)
+    registry = _registry_of(application)
+    registry.settings.clear()
+    registry.settings.update(built_settings)
+    storage = vars(registry["archive_storage"])
+    storage.clear()
+    storage.update(built_storage)
 
 
 @pytest.fixture

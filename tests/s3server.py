@@ -50,7 +50,7 @@ class S3Server:
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"moto server did not start (log: {log_path})")
+                    raise RuntimeError(f"moto server did not start (log: {log_path})") from None
                 time.sleep(0.1)
         self.client().create_bucket(Bucket=self.bucket)
 

@@ -10,9 +10,9 @@ One browser per session (starting Chromium costs about a second), a fresh contex
 (its own cookies, storage and routes), both closed in the fixtures' teardown so no browser
 process outlives the tests. The live server is ``tests/conftest.py``'s ``live_server``.
 
-Browser tests run on SQLite only: running them on PostgreSQL too doubled their time (measured
-10.6 s → 21.6 s) without covering anything new. The pages call the same API, and the
-functional tests, live-server uploads included, already run on both databases.
+Browser tests run on one database, as the functional suite does (PostgreSQL in CI): running
+them on both doubled their time (measured 10.6 s → 21.6 s) without covering anything new.
+They commit for real (the live server answers from threads of its own).
 
 ``SCREENSHOTS_DIR=dir`` makes the ``screenshot`` fixture save PNGs there (off by default).
 """
@@ -61,18 +61,6 @@ def browser():
     yield chromium
     chromium.close()
     playwright.stop()
-
-
-@pytest.fixture(scope="session")
-def engine(tmp_path_factory):
-    """SQLite only in this directory (see above); replaces the two-backend ``engine``."""
-    from collector.cli import migrate
-    from collector.db import make_engine
-
-    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('browser-db') / 'test.sqlite3'}")
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

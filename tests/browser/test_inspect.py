@@ -7,7 +7,6 @@ here.
 """
 
 import pytest
-
 import sample_archives as samples
 
 pytestmark = pytest.mark.slow

@@ -345,7 +345,7 @@ class World:
 
 
 def _past():
-    return dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+    return dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
 
 
 def _archive_page(w, name=""):
@@ -665,6 +665,7 @@ def test_the_table_covers_every_endpoint(app_endpoints, app_cornice_endpoints,
 
 
 @pytest.mark.parametrize("principal", PRINCIPALS)
+@pytest.mark.commits  # the member index is built by a thread of the app's own
 def test_matrix(app, testapp, factory, dbsession, web_login, app_endpoints, principal):
     world = World(factory, testapp, dbsession)
     client = browser(app, world, principal, web_login)

@@ -185,6 +185,8 @@ def test_simple_upload_download_and_delete(testapp, ticket, admin, dbsession):
         archive_id, hashlib.sha256(body).hexdigest())
 
 
+@pytest.mark.sqlite  # SQLite's write lock: the event is written after the rollback
+@pytest.mark.commits
 def test_refused_upload_survives_the_rollback(testapp, app, ticket, dbsession, data_dir):
     app.registry.settings["upload.max_size"] = 1000
     testapp.post("/api/v1/archives/", b"x" * 5000,
@@ -211,7 +213,7 @@ def test_refusal_reasons(testapp, app, factory, ticket, dbsession):
     resolved = factory.ticket(factory.platform("vm8"), 78, attempts=3)
     resolved.resolved = True
     expired = factory.ticket(factory.session.get(type(resolved.platform), resolved.platform_id),
-                             79, expires_at=dt.datetime.now(dt.timezone.utc)
+                             79, expires_at=dt.datetime.now(dt.UTC)
                              - dt.timedelta(days=1))
     empty = factory.ticket(resolved.platform, 80, attempts=0)
     factory.session.commit()
@@ -262,7 +264,7 @@ def test_expired_tus_upload_is_recorded_as_client_gone(testapp, app, ticket, dbs
 
     tus = {"Tus-Resumable": "1.0.0", "Upload-Token": ticket.token}
     testapp.post("/api/v1/uploads/", headers={**tus, "Upload-Length": "10"}, status=201)
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=400)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=400)
     removed = maintenance.purge_expired_uploads(dbsession, app.registry["upload_stores"],
                                                 now=later)
     assert len(removed) == 1
@@ -270,8 +272,10 @@ def test_expired_tus_upload_is_recorded_as_client_gone(testapp, app, ticket, dbs
     assert (gone.outcome, gone.reason, gone.ticket_number) == ("failed", "client_gone", 77)
 
 
+@pytest.mark.commits  # the member index is built by a thread of the app's own
 def test_looking_inside_an_archive_is_recorded(testapp, ticket, staff, admin, dbsession):
     import sample_archives as samples
+
     from collector.archives.inspect import store
 
     res = testapp.post("/api/v1/archives/", upload_files=[

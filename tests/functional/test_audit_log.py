@@ -16,7 +16,7 @@ allowed_hosts = localhost
 data_dir = {data_dir}
 db_url = {db_url}
 """
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.fixture
@@ -154,6 +154,7 @@ def ini(tmp_path, settings):
     return str(path)
 
 
+@pytest.mark.commits  # the command line opens the database itself
 def test_export_writes_json_lines_of_the_range(ini, capsys, ticket, dbsession, app):
     _set_times(dbsession, "platform.create", dt.datetime(2026, 1, 5, tzinfo=UTC))
     _set_times(dbsession, "ticket.create", dt.datetime(2026, 1, 10, tzinfo=UTC))

@@ -11,6 +11,9 @@ from sqlalchemy import select
 
 from collector.audit.models import AuditEvent
 
+# Commits: the app answers from a waitress server's threads.
+pytestmark = pytest.mark.commits
+
 
 @pytest.fixture
 def serve(app):

@@ -12,6 +12,9 @@ import pytest
 
 from collector.cli import main
 
+# Commits: the command line opens the database itself.
+pytestmark = pytest.mark.commits
+
 INI = """[app:main]
 use = egg:logs-collector
 debug = {debug}

@@ -7,10 +7,14 @@ import json
 import os
 import urllib.parse
 
+import pytest
 from sqlalchemy import select
 
 from collector.archives.models import Archive
 from collector.tickets.models import Ticket
+
+# On SQLite too: one writer at a time there, row locks on PostgreSQL.
+pytestmark = pytest.mark.sqlite
 
 
 def _upload(base, token, body, name):

@@ -191,6 +191,8 @@ def _together(count, call):
 
 
 @pytest.mark.parametrize("parallel", [2, 6])
+@pytest.mark.commits  # the requests run in parallel threads
+@pytest.mark.sqlite  # unique numbers under concurrency, per engine
 def test_parallel_renumbering_onto_one_number_is_one_200_and_409s(app, factory, staff,
                                                                   parallel):
     platform = factory.platform("open")
@@ -203,6 +205,8 @@ def test_parallel_renumbering_onto_one_number_is_one_200_and_409s(app, factory, 
 
 
 @pytest.mark.parametrize("parallel", [2, 6])
+@pytest.mark.commits  # the requests run in parallel threads
+@pytest.mark.sqlite  # unique numbers under concurrency, per engine
 def test_parallel_creations_of_one_number_are_one_201_and_409s(app, factory, staff,
                                                                parallel):
     factory.platform("open")

@@ -273,6 +273,7 @@ def _index(testapp, archive_id, headers):
 
 
 @pytest.mark.parametrize("kind", ["zip", "tar"])
+@pytest.mark.commits  # the member index is built by a thread of the app's own
 def test_member_names_are_listed_and_served_safely(testapp, ticket, staff, web_login,
                                                    dbsession, data_dir, tmp_path, kind):
     data = _zip(MEMBER_NAMES) if kind == "zip" else _tar(MEMBER_NAMES)

@@ -5,13 +5,16 @@ import gzip
 import threading
 
 import pytest
+import sample_archives as samples
 from s3server import on_both_storages
 from sqlalchemy import select, update
 
-import sample_archives as samples
 from collector.archives.inspect import store
 from collector.archives.inspect.models import ArchiveIndex, ArchiveMember
 from collector.errors import ServiceUnavailable
+
+# Commits: the member index is built by a thread of the app's own.
+pytestmark = pytest.mark.commits
 
 FORMATS = {
     "logs.tar": samples.tar(),
@@ -363,7 +366,7 @@ def test_half_built_index_is_rebuilt(testapp, staff, upload, dbsession):
     import datetime as dt
 
     archive_id = upload("logs.zip", FORMATS["logs.zip"], index=False)
-    stale = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10)
+    stale = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
     # What a crash during the build leaves: a building row, no members.
     dbsession.add(ArchiveIndex(archive_id=archive_id, state="building", claim="dead",
                                format="", error="", members=0, total_size=0,
@@ -377,7 +380,7 @@ def test_half_built_index_is_rebuilt(testapp, staff, upload, dbsession):
     assert dbsession.get(ArchiveIndex, archive_id).state == "ready"
     # A fresh heartbeat means someone is building right now.
     dbsession.execute(update(ArchiveIndex).values(state="building",
-                                                  heartbeat_at=dt.datetime.now(dt.timezone.utc)))
+                                                  heartbeat_at=dt.datetime.now(dt.UTC)))
     dbsession.commit()
     testapp.get(api(archive_id, "members/"), headers=staff.headers, status=503)
 

@@ -9,10 +9,13 @@ import threading
 import urllib.parse
 
 import pytest
+import sample_archives as samples
 import webtest
 
-import sample_archives as samples
 from collector.archives.inspect import services, store
+
+# Commits: the member index is built by a thread of the app's own.
+pytestmark = pytest.mark.commits
 
 ENV = {"HTTP_HOST": "localhost", "REMOTE_ADDR": "127.0.0.1"}
 FORMATS = {
@@ -159,7 +162,8 @@ def test_member_tree_of_every_archive_format(browser, upload, name):
     assert "depth-2" in rows["var/log/syslog"].select_one(".tree-name")["class"]
     syslog = rows["var/log/syslog"]
     assert syslog.select("td")[1]["title"] == f"{len(samples.SYSLOG)} bytes"
-    assert syslog.select_one(".view-member")["href"] == f"http://localhost{url(archive_id, 'view', 'var/log/syslog')}"
+    view = url(archive_id, "view", "var/log/syslog")
+    assert syslog.select_one(".view-member")["href"] == f"http://localhost{view}"
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", syslog.get_text())
     nested = rows["var/log/syslog.2.gz"]
     assert "shown decompressed" in nested.select_one(".member-kind").get_text()

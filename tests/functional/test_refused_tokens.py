@@ -34,7 +34,7 @@ def world(testapp, factory, admin, help_desk):
     testapp.post_json("/api/v1/webhooks/", {"platform": "vm6", "url": help_desk.url,
                                             "secret": SECRET},
                       headers=admin.headers, status=201)
-    yesterday = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+    yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     resolved = factory.ticket(vm6, 11, attempts=3)
     resolved.resolved = True
     factory.session.commit()
@@ -108,7 +108,7 @@ def test_no_refused_token_is_kept_sent_or_logged(testapp, app, engine, world, he
         "Content-Type": "application/offset+octet-stream"}, status=423)
     # Every refusal reached the help desk too.
     assert webhooks.deliver_pending(engine, app.registry.settings,
-                                    now=dt.datetime.now(dt.timezone.utc)
+                                    now=dt.datetime.now(dt.UTC)
                                     + dt.timedelta(minutes=1))
 
     audit, outbox = _everything_kept(dbsession)

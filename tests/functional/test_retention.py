@@ -5,6 +5,7 @@ import datetime as dt
 
 import pytest
 import webtest
+from s3server import on_both_storages
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -14,9 +15,8 @@ from collector.audit.models import AuditEvent
 from collector.cli import main
 from collector.retention import services as retention
 from collector.tickets.models import Ticket
-from s3server import on_both_storages
 
-NOW = dt.datetime(2027, 3, 1, 9, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2027, 3, 1, 9, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
 
 
@@ -178,6 +178,7 @@ retention.max_days = 30
 
 
 @on_both_storages
+@pytest.mark.commits  # the command line opens the database itself
 def test_purge_command_applies_retention(tmp_path, settings, testapp, engine, factory,
                                          capsys, dbsession, stored):
     ini = tmp_path / "test.ini"
@@ -189,7 +190,7 @@ def test_purge_command_applies_retention(tmp_path, settings, testapp, engine, fa
     ticket = factory.ticket(factory.platform("vm6"), 77)
     old = upload(testapp, ticket, b"old" * 10)
     young = upload(testapp, ticket, b"young" * 10)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     backdate(engine, old, now - 31 * DAY)
     main(["-c", str(ini), "purge", "--dry-run"])
     out = capsys.readouterr().out

@@ -20,6 +20,9 @@ import webtest
 
 from collector.archives.inspect import patterns, search, services, store
 
+# Commits: the member index is built by a thread of the app's own.
+pytestmark = pytest.mark.commits
+
 ENV = {"HTTP_HOST": "localhost", "REMOTE_ADDR": "127.0.0.1"}
 MiB = 1024 * 1024
 TICKET = "/platforms/vm6/tickets/5005/"

@@ -6,13 +6,13 @@ import threading
 
 import pytest
 from sqlalchemy import select
+from webhook_receiver import SECRET, Receiver, verify_as_the_readme_says
 
 from collector.archives.storage import LocalArchiveStorage, alerts
 from collector.audit.models import AuditEvent
 from collector.cli import main
 from collector.webhooks.models import WebhookDelivery
 from collector.webhooks.worker import Worker
-from webhook_receiver import SECRET, Receiver, verify_as_the_readme_says
 
 THRESHOLD = 10_000
 
@@ -66,6 +66,8 @@ def test_once_per_crossing_with_hysteresis(app, engine, disk, dbsession):
     assert low.detail == {"free": THRESHOLD - 1, "total": 100_000, "threshold": THRESHOLD}
 
 
+@pytest.mark.commits  # the processes are threads with transactions of their own
+@pytest.mark.sqlite  # concurrent claims, per engine
 def test_several_processes_alert_once(app, engine, disk, dbsession):
     disk["free"] = 1
     results, barrier = [], threading.Barrier(4)
@@ -123,6 +125,7 @@ def test_storage_low_webhook_goes_to_every_receiver_once(app, engine, disk, fact
     assert verify_as_the_readme_says(headers, body, SECRET, timestamp)
 
 
+@pytest.mark.commits  # the command line opens the database itself
 def test_deliver_command_checks_space_and_delivers(tmp_path, settings, app, engine, disk,
                                                    factory, admin, testapp, help_desk,
                                                    capsys, dbsession):

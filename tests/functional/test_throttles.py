@@ -50,6 +50,8 @@ def _failures(dbsession):
 # --- race-free limits --------------------------------------------------------------------
 
 @pytest.mark.parametrize("parallel", [12, 40])
+@pytest.mark.commits  # the requests run in parallel threads
+@pytest.mark.sqlite  # the race-free SQL (INSERT … ON CONFLICT, conditional UPDATE) per engine
 def test_parallel_wrong_passwords_for_one_user_are_judged_at_most_the_limit(
         app, factory, parallel):
     user = factory.user("alice")
@@ -64,6 +66,8 @@ def test_parallel_wrong_passwords_for_one_user_are_judged_at_most_the_limit(
 
 
 @pytest.mark.parametrize("parallel", [30, 60])
+@pytest.mark.commits  # the requests run in parallel threads
+@pytest.mark.sqlite  # the race-free SQL (INSERT … ON CONFLICT, conditional UPDATE) per engine
 def test_parallel_guesses_from_one_address_are_judged_at_most_the_limit(
         app, factory, parallel):
     client = _client(app, "192.0.2.50")
@@ -74,6 +78,8 @@ def test_parallel_guesses_from_one_address_are_judged_at_most_the_limit(
 
 
 @pytest.mark.parametrize("parallel", [16, 48])
+@pytest.mark.commits  # the requests run in parallel threads
+@pytest.mark.sqlite  # the race-free SQL (INSERT … ON CONFLICT, conditional UPDATE) per engine
 def test_parallel_web_password_guesses_are_judged_at_most_the_limit(
         app, factory, parallel):
     factory.user("bob")
@@ -95,6 +101,8 @@ def test_parallel_web_password_guesses_are_judged_at_most_the_limit(
     ("/api/v1/archives/", "post", 403),
     ("/api/v1/uploads/", "post", 403),
 ])
+@pytest.mark.commits  # the requests run in parallel threads
+@pytest.mark.sqlite  # the race-free SQL (INSERT … ON CONFLICT, conditional UPDATE) per engine
 def test_parallel_unknown_upload_tokens_are_judged_at_most_the_limit(
         app, factory, parallel, path, method, refused):
     client = _client(app, "192.0.2.70")
@@ -111,6 +119,8 @@ def test_parallel_unknown_upload_tokens_are_judged_at_most_the_limit(
     assert statuses == sorted([refused] * limit + [429] * (parallel - limit))
 
 
+@pytest.mark.commits  # the requests run in parallel threads
+@pytest.mark.sqlite  # the race-free SQL (INSERT … ON CONFLICT, conditional UPDATE) per engine
 def test_valid_tokens_in_parallel_take_no_slot(app, factory):
     ticket = factory.ticket(factory.platform())
     client = _client(app, "192.0.2.80")
@@ -210,6 +220,8 @@ def test_a_failure_of_any_cause_is_recorded_and_throttled(app, factory, monkeypa
 
 
 @pytest.mark.parametrize("parallel", [2, 8, 16])
+@pytest.mark.commits  # the requests run in parallel threads
+@pytest.mark.sqlite  # the race-free SQL (INSERT … ON CONFLICT, conditional UPDATE) per engine
 def test_a_code_sent_in_parallel_is_accepted_once(app, factory, parallel):
     user = factory.user("alice")
     code = factory.otp(user)

@@ -250,7 +250,7 @@ def test_admin_lists_every_live_token_without_secrets(ctx, dbsession):
     # An expired token is not live; another user's tokens are not this user's.
     personal = next(row for row in rows if row["kind"] == "personal")
     token = dbsession.get(ApiToken, personal["id"])
-    token.expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    token.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     dbsession.commit()
     assert sorted(row["kind"] for row in _listed(ctx).json) == ["access", "refresh"]
     assert all(row["name"] == "test" for row in _listed(ctx, ctx.admin.id).json)

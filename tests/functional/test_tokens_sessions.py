@@ -131,7 +131,7 @@ def test_expired_token_is_refused(testapp, factory, dbsession):
     headers = factory.token(user)
     testapp.get("/api/v1/tickets/", headers=headers, status=200)
     for token in dbsession.query(ApiToken).filter_by(user_id=user.id):
-        token.expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+        token.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     dbsession.commit()
     testapp.get("/api/v1/tickets/", headers=headers, status=401)
 

@@ -128,6 +128,8 @@ def test_restart_in_the_middle_still_hashes_right(client, dbsession):
 
 
 @pytest.mark.parametrize("storage_kind", ["s3"])
+# locking differs: flock and SQLite's single writer, FOR UPDATE [NOWAIT] on PostgreSQL
+@pytest.mark.sqlite
 def test_s3_chunks_become_segments_and_the_archive_is_copied_from_them(
         client, dbsession, app, data_dir, stored, s3_server, monkeypatch):
     """On S3 an upload's bytes are segment objects (no local file): chunks smaller than a
@@ -345,6 +347,7 @@ def test_concatenation_needs_finished_parts(client):
     client.create(status=400, **{"Upload-Concat": "final;" + res.headers["Location"]})
 
 
+@pytest.mark.commits  # the command line opens the database itself
 def test_expired_upload_answers_410_and_purge_removes_it(client, dbsession, ticket, data_dir,
                                                          settings, tmp_path):
     path = _path(client.create(10).headers["Location"])
@@ -352,7 +355,7 @@ def test_expired_upload_answers_410_and_purge_removes_it(client, dbsession, tick
     keep = _path(client.create(10).headers["Location"])
     assert _attempts(dbsession, ticket) == 1
     upload_id = path.rsplit("/", 1)[1]
-    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     dbsession.execute(update(TusUpload).where(TusUpload.id == upload_id)
                       .values(expires_at=past))
     dbsession.commit()
@@ -373,6 +376,7 @@ def test_expired_upload_answers_410_and_purge_removes_it(client, dbsession, tick
 
 
 @pytest.mark.parametrize("storage_kind", ["s3"])
+@pytest.mark.commits  # the command line opens the database itself
 def test_purge_removes_expired_s3_uploads_and_orphan_segments(
         client, dbsession, ticket, data_dir, settings, tmp_path, app, s3_server, capsys):
     """An expired upload's segments go with its row (its attempt comes back); segments no
@@ -390,7 +394,7 @@ def test_purge_removes_expired_s3_uploads_and_orphan_segments(
     s3_server.client().put_object(Bucket=s3_server.bucket, Key=segments.name(orphan_key, 0),
                                   Body=b"left by a crash")
     assert set(segments.keys()) == {expired_key, kept_key, orphan_key}
-    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     dbsession.execute(update(TusUpload).where(TusUpload.storage_key == expired_key)
                       .values(expires_at=past))
     dbsession.commit()
@@ -413,6 +417,7 @@ def test_purge_removes_expired_s3_uploads_and_orphan_segments(
     assert client.patch(kept, 3, b"0123456", status=200).json["size"] == 10
 
 
+@pytest.mark.commits  # the command line opens the database itself
 def test_purge_removes_uploads_still_empty_after_stale_hours(client, dbsession, ticket,
                                                              data_dir, settings, tmp_path,
                                                              capsys):
@@ -426,7 +431,7 @@ def test_purge_removes_uploads_still_empty_after_stale_hours(client, dbsession, 
     partial = _path(client.create(10, **{"Upload-Concat": "partial"}).headers["Location"])
     young = _path(client.create(10).headers["Location"])
     assert _attempts(dbsession, ticket) == 0
-    hours_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=7)
+    hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=7)
     ids = [path.rsplit("/", 1)[1] for path in (empty, started, partial)]
     dbsession.execute(update(TusUpload).where(TusUpload.id.in_(ids))
                       .values(time_update=hours_ago))
@@ -468,6 +473,9 @@ def test_concurrent_patch_is_refused_while_locked(client, dbsession, app, data_d
 
 
 @pytest.mark.parametrize("storage_kind", ["s3"])
+@pytest.mark.commits  # the other instance holds its lock in a transaction of its own
+# locking differs: flock and SQLite's single writer, FOR UPDATE [NOWAIT] on PostgreSQL
+@pytest.mark.sqlite
 def test_s3_upload_locked_by_another_instance_is_409(client, dbsession, engine, data_dir):
     """On S3 another instance has no partial file to flock: on PostgreSQL the row lock
     (``FOR UPDATE NOWAIT``) refuses the second writer; on SQLite (one machine) the flock
@@ -519,6 +527,7 @@ def test_a_lost_last_answer_is_asked_again(client, dbsession, testapp, staff):
 
 @pytest.mark.parametrize("storage_kind", ["s3"])
 @pytest.mark.parametrize("failing", ["put_object", "upload_part_copy"])
+@pytest.mark.commits  # a transaction of its own commits while the request's rolls back
 def test_a_store_failure_at_the_last_chunk_keeps_the_upload_resumable(
         client, dbsession, app, data_dir, stored, monkeypatch, failing):
     """The last chunk's segment cannot be stored, or the archive cannot be assembled from
@@ -564,6 +573,9 @@ def _open_under(root):
     return sorted(found)
 
 
+@pytest.mark.commits  # a transaction of its own commits while the request's rolls back
+# locking differs: flock and SQLite's single writer, FOR UPDATE [NOWAIT] on PostgreSQL
+@pytest.mark.sqlite
 def test_failed_and_refused_requests_close_the_lock_descriptor(client, testapp, data_dir,
                                                                monkeypatch):
     """A PATCH or DELETE opens the partial file to lock it; whatever the answer, that

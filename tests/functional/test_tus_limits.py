@@ -75,6 +75,7 @@ def _upload_files(data_dir):
 
 # --- how many ------------------------------------------------------------------------------
 
+@pytest.mark.commits  # a transaction of its own commits while the request's rolls back
 def test_the_issue_a_ticket_with_one_attempt_holds_at_most_16_unfinished_uploads(
         testapp, factory, dbsession, data_dir):
     """The review's case: a ticket with 1 attempt stored 43 partial uploads. The 17th
@@ -99,6 +100,7 @@ def test_the_issue_a_ticket_with_one_attempt_holds_at_most_16_unfinished_uploads
     assert _attempts(dbsession, ticket) == 1
 
 
+@pytest.mark.commits  # a transaction of its own commits while the request's rolls back
 def test_the_count_counts_plain_and_partial_uploads_until_they_end(testapp, app, ticket,
                                                                     dbsession, data_dir):
     """Plain uploads count until they are archives, partial ones until they are joined;
@@ -129,6 +131,7 @@ def test_the_count_counts_plain_and_partial_uploads_until_they_end(testapp, app,
 
 # --- how many bytes ------------------------------------------------------------------------
 
+@pytest.mark.commits  # a transaction of its own commits while the request's rolls back
 def test_declared_bytes_are_bounded_per_ticket(testapp, app, ticket, dbsession, data_dir):
     """Upload-Length of every unfinished upload of the ticket, partial or plain, counts
     against UPLOAD_UNFINISHED_MAX_BYTES (default: UPLOAD_MAX_SIZE); beyond it 413 with a
@@ -148,6 +151,7 @@ def test_declared_bytes_are_bounded_per_ticket(testapp, app, ticket, dbsession, 
     assert _count(dbsession, TusUpload) == 2
 
 
+@pytest.mark.commits  # a transaction of its own commits while the request's rolls back
 def test_deferred_lengths_are_bounded_by_the_bytes_written(testapp, app, ticket, dbsession,
                                                            data_dir):
     """An upload whose length is deferred counts with the bytes it has received: a chunk
@@ -420,6 +424,9 @@ def test_an_aborted_resolution_or_deletion_removes_nothing(
     patch(testapp, ticket.token, plain[0], 4, b"rest", status=200)
 
 
+@pytest.mark.commits  # a second request runs in a thread
+# locking differs: flock and SQLite's single writer, FOR UPDATE [NOWAIT] on PostgreSQL
+@pytest.mark.sqlite
 def test_a_chunk_whose_upload_is_removed_meanwhile_never_becomes_an_archive(
         testapp, ticket, engine, dbsession, data_dir, monkeypatch):
     """The ticket is resolved (its unfinished uploads removed) while a chunk is being

@@ -182,6 +182,7 @@ def _s3_error(operation):
 
 @pytest.mark.parametrize("storage_kind", ["s3"])
 @pytest.mark.parametrize("failing", ["upload_part", "complete_multipart_upload"])
+@pytest.mark.commits  # a transaction of its own commits while the request's rolls back
 def test_object_store_failures_answer_json_and_leave_nothing(
         testapp, ticket, app, stored, dbsession, monkeypatch, failing):
     """A part the store refuses while streaming, or a failed completion (at the vote,

@@ -327,6 +327,7 @@ def test_setup_code_is_claimed_once(data_dir):
     assert not [p for p in data_dir.iterdir() if p.name.startswith("setup-code")]
 
 
+@pytest.mark.commits  # the command line opens the database itself
 def test_serve_prints_a_working_setup_code(app, capsys, data_dir, factory):
     settings = app.registry.settings
     _first_run_hint(settings, "development.ini", "127.0.0.1:6543")
@@ -459,7 +460,7 @@ def test_note_token_use_resolution(staff, factory):
 
     token = factory.session.scalars(select(ApiToken).where(
         ApiToken.user_id == staff.id)).first()
-    start = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     services.note_token_use(token, start)
     services.note_token_use(token, start + dt.timedelta(seconds=59))
     assert token.last_used_at == start

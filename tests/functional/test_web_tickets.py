@@ -202,7 +202,7 @@ def test_states_are_shown_plainly(people, factory):
     vm6 = factory.platform("vm6")
     factory.ticket(vm6, 11)
     factory.ticket(vm6, 12, attempts=0)
-    factory.ticket(vm6, 13, expires_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1))
+    factory.ticket(vm6, 13, expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
     page = people["staff"].get("/tickets/")
     states = {n: page.html.select_one(f"#ticket-{n} .badge").text for n in (11, 12, 13)}
     assert states == {11: "accepting uploads", 12: "no attempts left", 13: "expired"}
@@ -249,7 +249,7 @@ def test_create_ticket(people, factory, staff, dbsession):
     row = dbsession.scalars(select(Ticket).where(Ticket.number == 31337)).one()
     assert (row.attempts, row.note, row.platform.name, row.user_id) == (
         2, "customer X", "esxi", staff.id)
-    expected = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3)
+    expected = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
     assert abs((row.expires_at - expected).total_seconds()) < 60
     assert page.html.find(id="ticket-token").text == row.token
 
@@ -263,7 +263,7 @@ def test_create_ticket_defaults(people, factory, dbsession, app):
     row = dbsession.scalars(select(Ticket).where(Ticket.number == 5)).one()
     settings = app.registry.settings
     assert row.attempts == settings["ticket.attempts"]
-    expected = dt.datetime.now(dt.timezone.utc) + dt.timedelta(
+    expected = dt.datetime.now(dt.UTC) + dt.timedelta(
         days=settings["ticket.lifetime_days"])
     assert abs((row.expires_at - expected).total_seconds()) < 60
 

@@ -10,11 +10,11 @@ import pytest
 import webtest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
+from webhook_receiver import SECRET, Receiver, verify_as_the_readme_says
 
 from collector import main
 from collector.webhooks import services
 from collector.webhooks.models import WebhookAttempt, WebhookDelivery
-from webhook_receiver import SECRET, Receiver, verify_as_the_readme_says
 
 # The worker's clock in these tests: a minute ahead of the wall clock when the test starts,
 # so that every event the test records (at wall-clock time) is already due at T0.
@@ -24,7 +24,7 @@ T0 = None
 @pytest.fixture(autouse=True)
 def _worker_clock():
     global T0
-    T0 = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(minutes=1)
+    T0 = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(minutes=1)
 
 
 @pytest.fixture
@@ -188,6 +188,8 @@ def test_a_disabled_webhooks_deliveries_wait_until_it_is_enabled(
     assert len(help_desk.received) == 1
 
 
+@pytest.mark.commits  # the workers are threads
+@pytest.mark.sqlite  # FOR UPDATE SKIP LOCKED on PostgreSQL, one writer on SQLite
 def test_two_workers_never_deliver_one_event_twice(testapp, app, engine, factory, admin,
                                                    receiver, dbsession):
     help_desk = receiver()
@@ -365,6 +367,7 @@ def test_webhooks_are_admin_only(testapp, app, staff, admin, factory, web_login,
     testapp.get(f"/api/v1/webhooks/{made['id']}/", headers=admin.headers, status=404)
 
 
+@pytest.mark.commits  # the worker is a thread
 def test_worker_thread_of_the_app_delivers_and_counts_in_metrics(settings, engine, factory,
                                                                  receiver, dbsession):
     token = "metrics-token-0123456789abcdef"

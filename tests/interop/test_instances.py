@@ -30,11 +30,10 @@ from pathlib import Path
 import pyotp
 import pytest
 import requests
+from serverproc import INI, MiB, Server, create, database, free_port, head, patch, tus_headers
 from webhook_receiver import Receiver
 
 import collector.models  # noqa: F401 (every mapper: accounts.services needs them all)
-from serverproc import (INI, MiB, Server, create, database, free_port, head, patch,
-                        tus_headers)
 
 pytestmark = pytest.mark.slow
 

@@ -37,11 +37,6 @@ import time
 import urllib.parse
 
 import pytest
-from sqlalchemy import select
-from tusclient import client as tus_client
-
-import collector.models  # noqa: F401 (every mapper: accounts.services needs them all)
-from collector.archives.models import Archive, TusUpload
 from serverproc import (
     CHUNK_TYPE,
     MiB,
@@ -55,6 +50,11 @@ from serverproc import (
     purge_leaves_no_orphan,
     tus_headers,
 )
+from sqlalchemy import select
+from tusclient import client as tus_client
+
+import collector.models  # noqa: F401 (every mapper: accounts.services needs them all)
+from collector.archives.models import Archive, TusUpload
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,9 @@ import json
 import os
 
 import pytest
+from serverproc import MiB, Server, create, database, head, patch
 
 import collector.models  # noqa: F401 (every mapper)
-from serverproc import MiB, Server, create, database, head, patch
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,8 @@
 Each run picks a kill point and its details (sizes, chunk sizes, how many bytes are in
 when the server dies, multipart or raw body) from a random generator seeded once per
 session. The seed is printed when the runs of a database start, and with every run
-(shown by pytest when the run fails); replay a failure with ``CRASH_SEED=<seed>`` (and ``CRASH_RUNS`` for more or fewer runs, default 20).
+(shown by pytest when the run fails); replay a failure with ``CRASH_SEED=<seed>`` (and
+``CRASH_RUNS`` for more or fewer runs, default 20).
 The first runs cover every kill point once, in a shuffled order; the rest are drawn at
 random. Kill points (serverproc's pause points where the server must be caught at an
 exact moment; the server waits there and is killed):
@@ -50,8 +51,6 @@ from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "interop"))
 
-import collector.models  # noqa: E402,F401 (every mapper: accounts.services needs them all)
-from collector.archives.models import Archive, TusUpload  # noqa: E402
 from serverproc import (  # noqa: E402
     CHUNK_TYPE,
     MiB,
@@ -66,9 +65,21 @@ from serverproc import (  # noqa: E402
     purge_leaves_no_orphan,
 )
 
+import collector.models  # noqa: E402,F401 (every mapper: accounts.services needs them all)
+from collector.archives.models import Archive, TusUpload  # noqa: E402
+
 pytestmark = pytest.mark.slow
 
-SEED = int(os.environ.get("CRASH_SEED") or secrets.randbelow(2**32))
+
+
+def _new_seed():
+    # Under pytest-xdist every worker must collect the same runs: the seed then comes from
+    # the id of the test run, which its workers share (random per run all the same).
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    return int(run_id[:8], 16) if run_id else secrets.randbelow(2**32)
+
+
+SEED = int(os.environ.get("CRASH_SEED") or _new_seed())
 RUNS = int(os.environ.get("CRASH_RUNS") or 20)
 
 POINTS = [

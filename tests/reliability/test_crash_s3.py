@@ -30,9 +30,9 @@ import re
 
 import pytest
 from s3server import ENVIRON
+from serverproc import MiB, Server, announce, database, files_under
 from sqlalchemy import select
 from test_crash import SEED, crash_single, post_single, scenarios
-from serverproc import MiB, Server, announce, database, files_under
 
 from collector.archives.models import Archive
 

@@ -32,10 +32,11 @@ from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "interop"))
 
+from serverproc import MiB, Server, free_port  # noqa: E402
+
 import collector.models  # noqa: E402,F401 (every mapper: accounts.services needs them all)
 from collector.archives.models import Archive  # noqa: E402
 from collector.tickets.models import Ticket  # noqa: E402
-from serverproc import MiB, Server, free_port  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -96,9 +96,9 @@ def test_slow_searches_cannot_starve_the_server(server, searches):
     busy = [answer for answer in answers if answer[0] == 503]
     assert len(ran) + len(busy) == searches, statuses
     assert 1 <= len(ran) <= CONCURRENCY, statuses
-    for status, headers, data, seconds in ran:
+    for _status, _headers, data, _seconds in ran:
         assert json.loads(data)["reason"] == "time"
-    for status, headers, data, seconds in busy:
+    for _status, headers, data, _seconds in busy:
         assert headers["retry-after"] == "5"
         assert "INSPECT_SEARCH_CONCURRENCY" in json.loads(data)["detail"]
         assert seconds < 2

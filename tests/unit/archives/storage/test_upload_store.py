@@ -5,10 +5,15 @@ local file (SQLite); plus what is particular to each, and the choice of store.""
 import os
 
 import pytest
-from upload_store_contract import MAX_SIZE, UploadStoreContract
 
 from collector.archives.storage import (
-    LocalArchiveStorage, LocalUploadStore, make_backend, make_upload_stores)
+    LocalArchiveStorage,
+    LocalUploadStore,
+    make_backend,
+    make_upload_stores,
+)
+
+from .upload_store_contract import MAX_SIZE, UploadStoreContract
 
 SQLITE = "sqlite:////tmp/unused.sqlite3"
 POSTGRESQL = "postgresql+psycopg://unused@127.0.0.1/unused"

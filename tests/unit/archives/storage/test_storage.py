@@ -5,9 +5,10 @@ what is particular to each backend."""
 import os
 
 import pytest
-from storage_contract import ArchiveStorageContract
 
 from collector.archives.storage import LocalArchiveStorage
+
+from .storage_contract import ArchiveStorageContract
 
 
 class TestLocalArchiveStorage(ArchiveStorageContract):

@@ -48,6 +48,8 @@ def test_an_ok_event_commits_with_the_change_or_not_at_all(request_env, dbsessio
             event.detail) == ("test.change", "ok", "192.0.2.7", "curl/8", {"size": 3})
 
 
+@pytest.mark.sqlite  # SQLite's write lock: the event is written after the transaction
+@pytest.mark.commits
 def test_a_refused_event_is_written_after_the_rollback(request_env, dbsession, factory):
     ticket = factory.ticket(factory.platform("vm6"), 42)
     request = request_env
@@ -101,6 +103,8 @@ def test_the_upload_routes_include_every_upload_start_metrics_knows():
 
 
 @pytest.mark.parametrize("end", ["commit", "rollback"])
+@pytest.mark.sqlite  # SQLite's write lock: the event is written after the transaction
+@pytest.mark.commits
 def test_a_console_refusal_waits_for_the_console_transaction(dbsession, factory, end):
     from collector.accounts.models import AuthFailure
 

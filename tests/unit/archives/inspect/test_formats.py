@@ -3,8 +3,8 @@
 import io
 
 import pytest
-
 import sample_archives as samples
+
 from collector.archives.inspect import formats, index, reader
 
 LIMITS = index.Limits(10**10, 200, 10_000)

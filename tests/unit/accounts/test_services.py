@@ -18,6 +18,7 @@ def test_create_user_with_and_without_totp(factory):
     assert not factory.user("web2", totp=False).totp_enrolled
 
 
+@pytest.mark.sqlite  # a conditional UPDATE, judged by each engine
 def test_second_factor_step_is_claimed_atomically(factory, engine):
     user = factory.user()
     totp = pyotp.TOTP(user.totp_secret)
