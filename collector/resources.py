@@ -2,23 +2,28 @@
 
 ::
 
-    Root                          /
-     ├─ PlatformContainer         /platforms/
-     │   └─ Platform              /platforms/{name}/
-     │       └─ Ticket            /platforms/{name}/tickets/{number}/
-     │           └─ Archive       …/archives/{id}/
-     ├─ TicketContainer           /tickets/{number}   → the same Ticket, parented by its Platform
-     ├─ ArchiveContainer          /archives/{id}      → the same Archive, parented by its Ticket
-     ├─ Uploads                   /uploads/           tus resumable uploads (API only)
-     │   └─ UploadNode            /uploads/{id}       upload: only the ticket that created it
-     ├─ TokenContainer            /tokens/            personal API tokens
-     │   └─ PersonalTokenNode     /tokens/{id}        view, edit: only the token's owner
-     ├─ Account                   /account/           the signed-in user's own settings
-     └─ Admin                     /admin/             admin only
-         ├─ UserContainer         /admin/users/
-         │   └─ UserNode          /admin/users/{id}/
-         └─ WebhookContainer      /admin/webhooks/    help-desk webhooks and their deliveries
-             └─ WebhookNode       /admin/webhooks/{id}/
+    Root                              /
+     ├─ PlatformContainer             /platforms/
+     │   └─ PlatformNode              /platforms/{name}/
+     │       └─ PlatformTicketContainer   …/tickets/
+     │           └─ TicketNode        /platforms/{name}/tickets/{number}/
+     │               └─ TicketArchiveContainer   …/archives/
+     │                   └─ ArchiveNode   …/archives/{id}/
+     ├─ TicketContainer               /tickets/{number}   → the same TicketNode, under its platform
+     ├─ ArchiveContainer              /archives/{id}      → the same ArchiveNode, under its ticket
+     ├─ UploadContainer               /uploads/           tus resumable uploads (API only)
+     │   └─ UploadNode                /uploads/{id}       upload: only the ticket that created it
+     ├─ TokenContainer                /tokens/            personal API tokens
+     │   └─ PersonalTokenNode         /tokens/{id}        view, edit: only the token's owner
+     ├─ AccountNode                   /account/           the signed-in user's own settings
+     └─ AdminContainer                /admin/             admin only
+         ├─ UserContainer             /admin/users/
+         │   └─ UserNode              /admin/users/{id}/
+         └─ WebhookContainer          /admin/webhooks/    help-desk webhooks and deliveries
+             └─ WebhookNode           /admin/webhooks/{id}/
+
+A node that looks children up by name is a ``…Container``; one that stands for one thing
+(a row, or the signed-in user's account) is a ``…Node``.
 
 Every ACL is computed from the database at request time; the API routes traverse into
 this same tree, so one ACL decides for the web pages and the API alike.
@@ -66,7 +71,7 @@ def staff_data(context):
     anonymous caller as one that exists does (sign in first), or the answer tells which
     exist."""
     return any(isinstance(node, (PlatformContainer, TicketContainer, ArchiveContainer,
-                                 Admin)) for node in _lineage(context))
+                                 AdminContainer)) for node in _lineage(context))
 
 
 def _lineage(context):
@@ -100,10 +105,10 @@ class Root(Node):
             "platforms": PlatformContainer,
             "tickets": TicketContainer,
             "archives": ArchiveContainer,
-            "uploads": Uploads,
+            "uploads": UploadContainer,
             "tokens": TokenContainer,
-            "account": Account,
-            "admin": Admin,
+            "account": AccountNode,
+            "admin": AdminContainer,
         }
         return children[name](self.request, name, self)
 
@@ -138,10 +143,10 @@ class PlatformNode(Node):
     def __getitem__(self, name):
         if name != "tickets":
             raise KeyError(name)
-        return _PlatformTickets(self.request, name, self)
+        return PlatformTicketContainer(self.request, name, self)
 
 
-class _PlatformTickets(Node):
+class PlatformTicketContainer(Node):
     def __getitem__(self, number):
         ticket = tickets.get_ticket(self.dbsession, number)
         if ticket is None or ticket.platform_id != self.__parent__.platform.id:
@@ -162,10 +167,10 @@ class TicketNode(Node):
     def __getitem__(self, name):
         if name != "archives":
             raise KeyError(name)
-        return _TicketArchives(self.request, name, self)
+        return TicketArchiveContainer(self.request, name, self)
 
 
-class _TicketArchives(Node):
+class TicketArchiveContainer(Node):
     def __getitem__(self, archive_id):
         archive = archives.get_archive(self.dbsession, archive_id)
         if archive is None or archive.ticket_id != self.__parent__.ticket.id:
@@ -182,7 +187,7 @@ class ArchiveNode(Node):
 def ticket_node(request, ticket):
     """The Ticket context with its canonical lineage (Root → platforms → platform)."""
     platform = platform_node(request, ticket.platform)
-    return TicketNode(request, ticket, _PlatformTickets(request, "tickets", platform))
+    return TicketNode(request, ticket, PlatformTicketContainer(request, "tickets", platform))
 
 
 def platform_node(request, platform):
@@ -192,7 +197,7 @@ def platform_node(request, platform):
 
 def archive_node(request, archive):
     ticket = ticket_node(request, archive.ticket)
-    return ArchiveNode(request, archive, _TicketArchives(request, "archives", ticket))
+    return ArchiveNode(request, archive, TicketArchiveContainer(request, "archives", ticket))
 
 
 class TicketContainer(Node):
@@ -215,7 +220,7 @@ class ArchiveContainer(Node):
         return archive_node(self.request, archive)
 
 
-class Uploads(Node):
+class UploadContainer(Node):
     """``/uploads/``: tus uploads. Creating one needs a valid Upload-Token (checked by the
     view, which also reserves the attempt); staff get nothing here beyond the root's grants.
     """
@@ -268,13 +273,13 @@ class PersonalTokenNode(Node):
         return [(Allow, f"user:{self.token.user_id}", (P.VIEW, P.EDIT)), DENY_ALL]
 
 
-class Account(Node):
+class AccountNode(Node):
     """``/account/``: every staff user may see and change their own account."""
 
     __acl__ = [(Allow, "group:staff", (P.VIEW, P.EDIT))]
 
 
-class Admin(Node):
+class AdminContainer(Node):
     """``/admin/``: users and the like; admin only (and admin needs two-factor)."""
 
     __acl__ = [(Allow, "group:admin", ALL_PERMISSIONS), DENY_ALL]
@@ -300,7 +305,7 @@ class UserNode(Node):
 
 
 class WebhookContainer(Node):
-    """``/admin/webhooks/``: every platform's webhooks; only the Admin ACL above applies."""
+    """``/admin/webhooks/``: every platform's webhooks; only the AdminContainer's ACL applies."""
 
     def __getitem__(self, webhook_id):
         hook = webhooks.get_webhook(self.dbsession, webhook_id)

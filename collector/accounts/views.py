@@ -24,7 +24,7 @@ from collector.accounts.schemas import (
 from collector.audit.services import record
 from collector.db import utcnow
 from collector.errors import DomainError, TooManyRequests
-from collector.resources import Account, Admin, Root, UserContainer, UserNode
+from collector.resources import AccountNode, AdminContainer, Root, UserContainer, UserNode
 from collector.security import Permission
 from collector.validation import ValidationFailed, validate
 
@@ -319,13 +319,13 @@ def _account_page(request, **extra):
             "errors": {}, "new_token": None, **extra}
 
 
-@view_config(context=Account, name="", request_method="GET", permission=Permission.VIEW,
+@view_config(context=AccountNode, name="", request_method="GET", permission=Permission.VIEW,
              renderer="accounts/account.jinja2")
 def account(request):
     return _account_page(request)
 
 
-@view_config(context=Account, name="password", request_method="POST",
+@view_config(context=AccountNode, name="password", request_method="POST",
              permission=Permission.EDIT, renderer="accounts/account.jinja2")
 def change_password(request):
     post = request.POST
@@ -350,7 +350,7 @@ def change_password(request):
     return response
 
 
-@view_config(context=Account, name="recovery-codes", request_method="POST",
+@view_config(context=AccountNode, name="recovery-codes", request_method="POST",
              permission=Permission.EDIT)
 def regenerate_recovery_codes(request):
     codes = services.generate_recovery_codes(request.dbsession, request.identity.user)
@@ -372,7 +372,7 @@ def _personal_token(form):
         raise DomainError(TOKEN_FORM_ERRORS[exc.errors[0]["name"]]) from None
 
 
-@view_config(context=Account, name="tokens", request_method="POST",
+@view_config(context=AccountNode, name="tokens", request_method="POST",
              permission=Permission.EDIT, renderer="accounts/account.jinja2")
 def create_token(request):
     identity = request.identity
@@ -390,7 +390,7 @@ def create_token(request):
     return _account_page(request, new_token={"row": row, "secret": secret})
 
 
-@view_config(context=Account, name="revoke-token", request_method="POST",
+@view_config(context=AccountNode, name="revoke-token", request_method="POST",
              permission=Permission.EDIT, renderer="accounts/account.jinja2")
 def revoke_token(request):
     try:
@@ -404,7 +404,7 @@ def revoke_token(request):
 
 # --- administration of users -------------------------------------------------------------
 
-@view_config(context=Admin, name="", request_method="GET", permission=Permission.ADMIN)
+@view_config(context=AdminContainer, name="", request_method="GET", permission=Permission.ADMIN)
 def admin_home(request):
     return _redirect(request, "/admin/users/")
 

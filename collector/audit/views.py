@@ -8,7 +8,7 @@ from collector.audit import services
 from collector.audit.schemas import filters_from
 from collector.errors import DomainError
 from collector.numbers import parse_natural
-from collector.resources import Admin
+from collector.resources import AdminContainer
 from collector.security import Permission
 
 PAGE_SIZE = 100
@@ -18,8 +18,8 @@ ACTIONS = ("signin.", "2fa.", "token.", "user.", "platform.", "ticket.", "upload
            "webhook.", "storage.", "import.")
 
 
-@view_config(context=Admin, name="audit", request_method="GET", permission=Permission.ADMIN,
-             renderer="audit/admin_audit.jinja2")
+@view_config(context=AdminContainer, name="audit", request_method="GET",
+             permission=Permission.ADMIN, renderer="audit/admin_audit.jinja2")
 def audit_page(request):
     params = request.GET
     form = {name: params.get(name, "") for name in ("actor", "ticket", "action", "since",
