@@ -89,7 +89,7 @@ def _purgeable(now, empty_before):
     return condition
 
 
-def purge_expired_uploads(session, uploads, now=None, dry_run=False, empty_before=None):
+def purge_expired_uploads(dbsession, uploads, now=None, dry_run=False, empty_before=None):
     """Remove expired uploads (rows, then bytes), giving back their attempts; commits per
     upload. Returns the removed uploads (``Purged``, ``reason`` "expired" or "empty").
     An upload being written to is left alone.
@@ -105,7 +105,7 @@ def purge_expired_uploads(session, uploads, now=None, dry_run=False, empty_befor
     now = now or utcnow()
     removed = []
     condition = _purgeable(now, empty_before)
-    for upload in session.scalars(select(TusUpload).where(condition)).all():
+    for upload in dbsession.scalars(select(TusUpload).where(condition)).all():
         store = uploads.of(upload.segment_size)
         purged = Purged(upload.id, upload.storage_key,
                         "expired" if upload.expires_at <= now else "empty",
@@ -117,18 +117,18 @@ def purge_expired_uploads(session, uploads, now=None, dry_run=False, empty_befor
             continue
         try:
             row_locked = store is not None and store.shared
-            if row_locked and session.scalar(
+            if row_locked and dbsession.scalar(
                     select(TusUpload.id).where(TusUpload.id == upload.id)
                     .with_for_update(skip_locked=True)) is None:
                 # Another instance is writing a chunk to it now (or it is gone).
-                session.rollback()
+                dbsession.rollback()
                 continue
             if dry_run:
                 if row_locked:
-                    session.rollback()
+                    dbsession.rollback()
                 removed.append(purged)
                 continue
-            if _remove_expired(session, upload, condition):
+            if _remove_expired(dbsession, upload, condition):
                 if store is not None:
                     store.remove(upload.storage_key)
                 HASHES.forget(upload.id)
@@ -139,29 +139,29 @@ def purge_expired_uploads(session, uploads, now=None, dry_run=False, empty_befor
     return removed
 
 
-def _remove_expired(session, upload, condition):
+def _remove_expired(dbsession, upload, condition):
     """The row (re-checked in the DELETE: a chunk may have arrived since the SELECT) and
     the attempt it held, committed; the failed upload audited."""
-    deleted = session.execute(
+    deleted = dbsession.execute(
         delete(TusUpload).where(TusUpload.id == upload.id, condition)
         .execution_options(synchronize_session=False)).rowcount
     if deleted == 1 and upload.holds_attempt and upload.finished_at is None:
-        tickets.give_back_attempt(session, upload.ticket_id)
-    session.commit()
+        tickets.give_back_attempt(dbsession, upload.ticket_id)
+    dbsession.commit()
     if deleted == 1 and upload.finished_at is None:
         # The client never came back: the upload failed, recorded apart.
-        record(session, "upload.failed", outcome="failed", reason="client_gone",
-               ticket=session.get(tickets.Ticket, upload.ticket_id),
+        record(dbsession, "upload.failed", outcome="failed", reason="client_gone",
+               ticket=dbsession.get(tickets.Ticket, upload.ticket_id),
                detail={"upload": upload.id, "size": upload.length,
                        "received": upload.offset})
     return deleted == 1
 
 
-def orphan_uploads(session, uploads, older_than):
+def orphan_uploads(dbsession, uploads, older_than):
     """``(store, key)`` of upload bytes that no upload needs and nobody wrote to for
     ``older_than`` seconds: no row names them (a crash between bytes and row, or a
     creation that never committed), or their upload is an archive already (a crash
     between the commit and the removal of its bytes)."""
-    known = set(session.scalars(select(TusUpload.storage_key).where(HOLDING)))
+    known = set(dbsession.scalars(select(TusUpload.storage_key).where(HOLDING)))
     return [(store, key) for store in uploads.all
             for key in sorted(set(store.keys(older_than)) - known)]

@@ -173,12 +173,12 @@ def ticket_history(dbsession, ticket, limit=200):
                              .limit(limit)).all()
 
 
-def iter_events(session, filters, batch=1000):
+def iter_events(dbsession, filters, batch=1000):
     """Every matching event, oldest first, read in batches (the export)."""
     last_id = 0
     where = conditions(filters)
     while True:
-        rows = session.scalars(select(AuditEvent).where(*where, AuditEvent.id > last_id)
+        rows = dbsession.scalars(select(AuditEvent).where(*where, AuditEvent.id > last_id)
                                .order_by(AuditEvent.id).limit(batch)).all()
         if not rows:
             return

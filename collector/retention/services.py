@@ -41,10 +41,10 @@ def rules_of(platform, settings):
             _pick(platform.retention_max_days, settings["retention.max_days"]))
 
 
-def due_archives(session, settings, now):
+def due_archives(dbsession, settings, now):
     """Every archive a rule deletes at ``now``, oldest first; held tickets are skipped."""
     found = []
-    for platform in session.scalars(select(Platform).order_by(Platform.id)):
+    for platform in dbsession.scalars(select(Platform).order_by(Platform.id)):
         resolved_days, max_days = rules_of(platform, settings)
         clauses = []
         if resolved_days:
@@ -54,7 +54,7 @@ def due_archives(session, settings, now):
             clauses.append(Archive.time_create <= now - dt.timedelta(days=max_days))
         if not clauses:
             continue
-        rows = session.execute(
+        rows = dbsession.execute(
             select(Archive, Ticket).join(Ticket, Ticket.id == Archive.ticket_id)
             .where(Ticket.platform_id == platform.id, Ticket.legal_hold == false(),
                    or_(*clauses)).order_by(Archive.time_create, Archive.id)).all()
@@ -73,23 +73,23 @@ def describe(due):
             f"({due.archive.name}, {due.archive.size} bytes): {why}")
 
 
-def apply(session, storage, settings, now, dry_run=False):
+def apply(dbsession, storage, settings, now, dry_run=False):
     """Delete what is due (or only list it); returns the list of ``Due``.
 
-    ``session`` is a plain session (``expire_on_commit=False``: the returned rows are
+    ``dbsession`` is a plain dbsession (``expire_on_commit=False``: the returned rows are
     read after the commit) with no transaction open; ``storage`` a
     ``LocalArchiveStorage`` whose files are removed after the commit.
     """
-    with session.begin():
-        due = due_archives(session, settings, now)
+    with dbsession.begin():
+        due = due_archives(dbsession, settings, now)
         if dry_run or not due:
             return due
         for item in due:
-            record(session, "archive.delete", ticket=item.ticket, archive=item.archive,
+            record(dbsession, "archive.delete", ticket=item.ticket, archive=item.archive,
                    reason="retention",
                    detail={"rule": item.rule, "days": item.days, "size": item.archive.size,
                            "sha256": item.archive.sha256, "name": item.archive.name})
-            session.delete(item.archive)
+            dbsession.delete(item.archive)
         keys = [item.archive.storage_key for item in due]
     for key in keys:
         storage.delete(key)
