@@ -1,5 +1,10 @@
 """The ``collector`` console command: migrate, create-user, create-token, serve, purge,
-deliver, audit export, import-original."""
+deliver, audit export, import-original.
+
+Each command imports what it needs when it runs (alembic for ``migrate``, the app for
+``serve``, the importer for ``import-original``), so that one command does not pay for
+the others; no import here is inside a function to avoid a cycle (there is none: see
+docs/architecture.md, "Layers")."""
 
 import argparse
 import contextlib

@@ -251,9 +251,7 @@ class TokenContainer(Node):
     __acl__ = [(Allow, "group:staff", (P.VIEW, P.EDIT))]
 
     def __getitem__(self, token_id):
-        from collector.accounts import services
-
-        token = services.find_personal_token(self.dbsession, token_id)
+        token = accounts.find_personal_token(self.dbsession, token_id)
         if token is None:
             raise KeyError(token_id)
         return PersonalTokenNode(self.request, token, self)
