@@ -99,6 +99,18 @@ def upload_token_identity(request):
     return Identity("upload-token", ticket=ticket)
 
 
+def _continuing_ticket(request):
+    """The ticket of an Upload-Token that may no longer start an upload (its attempts are
+    spent) but may still continue one it started: an upload holds the attempt it reserved.
+    The holder is nobody for the pages (no identity); for the tree's ACL it is still
+    ``ticket:{id}``, so the upload's own node decides. Asked once per request."""
+    if "_collector_continuing" not in request.__dict__:
+        token = request.headers.get("Upload-Token")
+        request.__dict__["_collector_continuing"] = tickets.ticket_for_valid_token(
+            request.dbsession, token, need_attempt=False) if token else None
+    return request.__dict__["_collector_continuing"]
+
+
 class SecurityPolicy:
     def __init__(self):
         self.acl = ACLHelper()
@@ -133,6 +145,10 @@ class SecurityPolicy:
         if identity is not None:
             principals.append(Authenticated)
             principals.extend(identity.principals)
+        if identity is None or identity.ticket is None:
+            continuing = _continuing_ticket(request)
+            if continuing is not None:
+                principals.append(f"ticket:{continuing.id}")
         return principals
 
     def permits(self, request, context, permission):

@@ -207,9 +207,11 @@ def check_upload_token(dbsession, token, need_attempt=True, address=None):
     return ticket
 
 
-def ticket_for_valid_token(dbsession, token):
+def ticket_for_valid_token(dbsession, token, need_attempt=True):
+    """The ticket the token may upload to now, or None. ``need_attempt=False``: the
+    ticket whose upload in progress it may continue (that upload holds its attempt)."""
     ticket = find_ticket_by_token(dbsession, token)
-    if ticket is None or token_refusal(ticket):
+    if ticket is None or token_refusal(ticket, need_attempt=need_attempt):
         return None
     return ticket
 

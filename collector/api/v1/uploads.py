@@ -8,7 +8,6 @@ the chunk that completes the upload is 200 with ``Upload-Archive-Id`` and a JSON
 """
 
 from cornice import Service
-from pyramid.authorization import ACLHelper, Authenticated, Everyone
 from pyramid.events import NewRequest, NewResponse, subscriber
 from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import view_config
@@ -73,12 +72,9 @@ def _upload_of(request, allow_expired=False):
     node = request.context
     if not isinstance(node, UploadNode):  # pragma: no cover - traversal answers 404 first
         raise NotFound("no such upload")
-    # The upload already holds its attempt, so the token may have none left; the tree's
-    # ACL still decides, with the principal the token stands for.
-    identity = request.identity
-    principals = {Everyone, Authenticated, f"ticket:{ticket.id}",
-                  *(identity.principals if identity is not None else ())}
-    if not ACLHelper().permits(node, principals, Permission.UPLOAD):
+    # The upload already holds its attempt, so the token may have none left: the policy
+    # still grants its ticket's principal, and the upload's own ACL decides.
+    if not request.has_permission(Permission.UPLOAD, node):
         raise NotFound("no such upload")
     if not allow_expired and tus.is_expired(node.upload):
         raise tus.Gone("this upload has expired; start a new one")
