@@ -4,7 +4,7 @@ Each run picks a kill point and its details (sizes, chunk sizes, how many bytes 
 when the server dies, multipart or raw body) from a random generator seeded once per
 session. The seed is printed when the runs of a database start, and with every run
 (shown by pytest when the run fails); replay a failure with ``CRASH_SEED=<seed>`` (and
-``CRASH_RUNS`` for more or fewer runs, default 20).
+``CRASH_RUNS`` for more or fewer runs; by default one per kill point).
 The first runs cover every kill point once, in a shuffled order; the rest are drawn at
 random. Kill points (serverproc's pause points where the server must be caught at an
 exact moment; the server waits there and is killed):
@@ -80,8 +80,6 @@ def _new_seed():
 
 
 SEED = int(os.environ.get("CRASH_SEED") or _new_seed())
-RUNS = int(os.environ.get("CRASH_RUNS") or 20)
-
 POINTS = [
     ("single", "receiving"), ("single", "stage"), ("single", "precommit"),
     ("single", "vote"), ("single", "committed"),
@@ -97,6 +95,9 @@ POINTS = [
 LEAVES_ORPHAN = {("single", "stage"), ("single", "precommit"), ("single", "vote"),
                  ("tus", "create"), ("tus", "created"), ("tus", "precommit"),
                  ("tus", "vote"), ("tus", "committed")}
+# One run per kill point by default (each with its own random sizes, attempts and bytes
+# in; the seed changes every session, so successive runs differ): CRASH_RUNS for a soak.
+RUNS = int(os.environ.get("CRASH_RUNS") or len(POINTS))
 
 
 def scenarios(seed, runs, points=POINTS, sizes=(2 * MiB, 6 * MiB)):

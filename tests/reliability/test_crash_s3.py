@@ -20,7 +20,7 @@ request stays on the local disk (``DATA_DIR/tmp`` is empty).
 
 tus uploads are left out here: their mapping onto S3 multipart uploads is being rebuilt
 (issue 9), and their crash runs on S3 come with it. ``CRASH_SEED`` replays a failure as in
-test_crash.py; ``CRASH_S3_RUNS`` (default 8) sets the number of runs per database.
+test_crash.py; ``CRASH_S3_RUNS`` (default: one per kill point, 5) sets the number of runs per database.
 """
 
 import hashlib
@@ -38,9 +38,10 @@ from collector.archives.models import Archive
 
 pytestmark = pytest.mark.slow
 
-RUNS = int(os.environ.get("CRASH_S3_RUNS") or 8)
 POINTS = [("single", "receiving"), ("single", "stage"), ("single", "precommit"),
           ("single", "vote"), ("single", "committed")]
+# One run per kill point by default; CRASH_S3_RUNS for a soak.
+RUNS = int(os.environ.get("CRASH_S3_RUNS") or len(POINTS))
 # Up to 20 MiB: bodies above a part (8 MiB) have parts sent when the server dies.
 RUN_LIST = scenarios(SEED ^ 0x53335333, RUNS, POINTS, sizes=(2 * MiB, 20 * MiB))
 LEAVES_UPLOAD = {"stage", "precommit"}
