@@ -18,9 +18,9 @@ holds exactly the rows' objects and no multipart upload; the ticket's attempts a
 first count minus its archives; the server logged no traceback. Nothing of a single
 request stays on the local disk (``DATA_DIR/tmp`` is empty).
 
-tus uploads are left out here: their mapping onto S3 multipart uploads is being rebuilt
-(issue 9), and their crash runs on S3 come with it. ``CRASH_SEED`` replays a failure as in
-test_crash.py; ``CRASH_S3_RUNS`` (default: one per kill point, 5) sets the number of runs per database.
+tus uploads on S3 (segment objects) have their own crash test:
+tests/interop/test_tus_crash_s3.py. ``CRASH_SEED`` replays a failure as in test_crash.py;
+``CRASH_S3_RUNS`` (default: one per kill point, 5) sets the number of runs per database.
 """
 
 import hashlib
