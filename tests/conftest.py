@@ -16,6 +16,7 @@ test; its data dir is emptied and its settings restored after each test.
 import os
 import re
 import shutil
+import sys
 import threading
 
 import pyotp
@@ -422,7 +423,16 @@ def live_server(app):
                 channel.close()
         server.trigger.close()
 
-    server.trigger.pull_trigger(close_all)
+    try:
+        server.trigger.pull_trigger(close_all)
+    except OSError as exc:
+        # The trigger's descriptor is already gone (seen once in 1,600 tests under
+        # xdist: EBADF): nothing can wake the loop to close its channels. What the test
+        # checked stands; the daemon thread is left with its sockets and ends with the
+        # worker.
+        print(f"live_server: could not wake the server loop to stop it: {exc}",
+              file=sys.stderr)
+        return
     thread.join(timeout=10)
     assert not thread.is_alive(), "the test server did not stop"
 
