@@ -22,12 +22,13 @@ run: $(STAMP)
 	$(BIN)/collector -c $(CONFIG) migrate
 	$(BIN)/collector -c $(CONFIG) serve
 
-# One pytest-xdist worker per core (TEST_WORKERS=0: all in this process); each worker has
-# a database of its own (tests/databases.py).
+# One pytest-xdist worker per core (TEST_WORKERS=0: all in this process); an idle worker
+# takes tests from a busy one (worksteal: the slow crash runs would otherwise leave one
+# worker finishing alone); each worker has a database of its own (tests/databases.py).
 TEST_WORKERS ?= auto
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --cov --cov-report=term --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --cov --cov-report=term --durations=15 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/upload_download.py
