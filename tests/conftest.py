@@ -202,11 +202,20 @@ def _empty_dir(path):
             child.unlink()
 
 
+@pytest.fixture(scope="session")
+def _s3_storage(s3_server):
+    """The S3 settings of the session's app on S3: one prefix of the bucket for all its
+    tests (the app is built once), emptied after each (``settings``)."""
+    return s3_server.settings()
+
+
 @pytest.fixture
 def settings(engine, data_dir, storage_kind, request):
     storage = {}
     if storage_kind == "s3":
-        storage = request.getfixturevalue("s3_server").settings()
+        storage = request.getfixturevalue("_s3_storage")
+        request.addfinalizer(lambda: request.getfixturevalue("s3_server").empty(
+            storage["storage.url"].split("/", 3)[3] + "/"))
     return {**storage,
         "debug": "true",
         "secret_key": "test-secret-key-0123456789",
@@ -234,10 +243,10 @@ def _apps():
 @pytest.fixture
 def app(settings, _apps, data_dir):
     """The app for these settings, built once per session. What a test may change in it —
-    settings, the storage backend's attributes (a quota, the cached "writable") — is put
-    back afterwards. Built per test: on S3 (each test has a bucket prefix of its own) and
-    with metrics on (its counters would carry over from test to test)."""
-    if "storage.url" in settings or settings.get("metrics.token"):
+    settings, the storage backend's attributes (a quota, the cached "writable" and
+    usage) — is put back afterwards. Built per test with metrics on (its counters would
+    carry over from test to test)."""
+    if settings.get("metrics.token"):
         yield main({}, **settings)
         return
     key = _settings_key(settings)

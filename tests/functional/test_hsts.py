@@ -4,17 +4,12 @@ lie. The scheme is what waitress tells the app: https directly, or ``X-Forwarded
 from ``WAITRESS_TRUSTED_PROXY`` only (a real ``collector serve`` below)."""
 
 import http.client
-import sys
-from pathlib import Path
 
 import pytest
 import webtest
+from serverproc import Server
 
 from collector import main
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interop"))
-
-from serverproc import Server  # noqa: E402
 
 HSTS = "max-age=31536000; includeSubDomains"
 

@@ -51,11 +51,12 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
 from pathlib import Path
+
+from forkserver import ForkServer
 
 MiB = 1024 * 1024
 HERE = Path(__file__).resolve()
@@ -159,7 +160,6 @@ class Server:
         self.port = None
         self.proc = None
         self.token = None
-        self._log = None
         # Environment variables of every start (settings overrides such as STORAGE_RESERVE).
         self.extra_env = {}
 
@@ -205,12 +205,20 @@ class Server:
         return env
 
     def collector(self, *args):
-        """The real console command on this server's ini, data dir and database."""
-        result = subprocess.run([sys.executable, "-m", "collector.cli", "-c", str(self.ini),
-                                 *args], env=self.env(), capture_output=True, text=True,
-                                timeout=120, check=False)
-        assert result.returncode == 0, f"collector {' '.join(args)}:\n{result.stderr}"
-        return result.stdout
+        """The real console command on this server's ini, data dir and database (a process
+        forked from the fork server, see forkserver.py)."""
+        out, err = (self.dir / f"command-{secrets.token_hex(4)}.{name}"
+                    for name in ("out", "err"))
+        try:
+            code = ForkServer.get().spawn(["-c", str(self.ini), *args], self.env(), out,
+                                          err).wait(120)
+            stdout, stderr = (path.read_text(errors="replace") if path.exists() else ""
+                              for path in (out, err))
+        finally:
+            out.unlink(missing_ok=True)
+            err.unlink(missing_ok=True)
+        assert code == 0, f"collector {' '.join(args)}:\n{stderr}"
+        return stdout
 
     # --- the process
 
@@ -226,11 +234,8 @@ class Server:
                           "COLLECTOR_PAUSE_AFTER": str(pause_after),
                           "COLLECTOR_PAUSE_FROM": str(pause_from),
                           "COLLECTOR_PAUSE_RESUME": "1" if resumable else ""})
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed when the process ends)
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE), "-c", str(self.ini), "serve"],
-            env=self.env(**extra), stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = ForkServer.get().spawn(["-c", str(self.ini), "serve"],
+                                           self.env(**extra), self.log_path)
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
@@ -245,7 +250,7 @@ class Server:
             if time.monotonic() > deadline:
                 self.kill()
                 raise RuntimeError(f"server did not come up:\n{self.log()[-3000:]}")
-            time.sleep(0.05)
+            time.sleep(0.01)
 
     @property
     def pid(self):
@@ -273,9 +278,6 @@ class Server:
 
     def _reap(self):
         self.proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
     def wait_paused(self, timeout=30):
         """Wait until the server has reached its pause point; returns what it wrote."""
@@ -620,9 +622,14 @@ def _die_with_the_test():
         os._exit(1)
 
 
-if __name__ == "__main__":
+def child_main(argv=None):
+    """The collector command (``argv``), with the pause point the environment names."""
     _die_with_the_test()
     _install_pause_point(os.environ.get("COLLECTOR_PAUSE_AT"))
     from collector.cli import main
 
-    main()
+    return main(argv)
+
+
+if __name__ == "__main__":
+    child_main()

@@ -20,16 +20,11 @@ SQLite only: nothing here touches the database beyond the health check.
 
 import socket
 import statistics
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "interop"))
-
-from serverproc import Server  # noqa: E402
+from serverproc import Server
 
 pytestmark = pytest.mark.slow
 

@@ -42,16 +42,10 @@ import os
 import random
 import secrets
 import socket
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from sqlalchemy import select
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "interop"))
-
-from serverproc import (  # noqa: E402
+from serverproc import (
     CHUNK_TYPE,
     MiB,
     Server,
@@ -64,9 +58,10 @@ from serverproc import (  # noqa: E402
     patch,
     purge_leaves_no_orphan,
 )
+from sqlalchemy import select
 
-import collector.models  # noqa: E402,F401 (every mapper: accounts.services needs them all)
-from collector.archives.models import Archive, TusUpload  # noqa: E402
+import collector.models  # noqa: F401 (every mapper: accounts.services needs them all)
+from collector.archives.models import Archive, TusUpload
 
 pytestmark = pytest.mark.slow
 

@@ -21,22 +21,18 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from serverproc import MiB, Server, free_port
 from sqlalchemy import select
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "interop"))
-
-from serverproc import MiB, Server, free_port  # noqa: E402
-
-import collector.models  # noqa: E402,F401 (every mapper: accounts.services needs them all)
-from collector.archives.models import Archive  # noqa: E402
-from collector.tickets.models import Ticket  # noqa: E402
+import collector.models  # noqa: F401 (every mapper: accounts.services needs them all)
+from collector.archives.models import Archive
+from collector.tickets.models import Ticket
 
 pytestmark = pytest.mark.slow
 

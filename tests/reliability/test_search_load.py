@@ -8,17 +8,12 @@ waited for a free one (38 s with 16 of them in the review). Now at most
 """
 
 import json
-import sys
 import threading
 import time
 import urllib.parse
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "interop"))
-
-from serverproc import Server, database  # noqa: E402
+from serverproc import Server, database
 
 pytestmark = pytest.mark.slow
 

@@ -21,22 +21,17 @@ import hashlib
 import json
 import os
 import socket
-import sys
 import threading
 import time
 import urllib.parse
-from pathlib import Path
 
 import pytest
+from serverproc import MiB, Server, database
 from sqlalchemy import select
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "interop"))
-
-from serverproc import MiB, Server, database  # noqa: E402
-
-import collector.models  # noqa: E402,F401 (every mapper: accounts.services needs them all)
-from collector.archives.models import Archive, TusUpload  # noqa: E402
-from collector.tickets.models import Ticket  # noqa: E402
+import collector.models  # noqa: F401 (every mapper: accounts.services needs them all)
+from collector.archives.models import Archive, TusUpload
+from collector.tickets.models import Ticket
 
 pytestmark = pytest.mark.slow
 
