@@ -104,15 +104,15 @@ def cmd_create_user(args, settings):
 
 
 def cmd_create_token(args, settings):
-    from collector.accounts import services
+    from collector.accounts import services, tokens
 
     with _session(settings) as session, session.begin():
         user = services.get_user_by_name(session, args.user)
         if user is None:
             raise SystemExit(f"error: no user {args.user}")
         # Made by the operator at the server's console: trusted like a TOTP check.
-        _, secret = services.create_personal_token(session, user, args.name, mfa=True,
-                                                   lifetime_days=args.days)
+        _, secret = tokens.create_personal_token(session, user, args.name, mfa=True,
+                                                 lifetime_days=args.days)
     print(secret)
 
 

@@ -32,6 +32,7 @@ this same tree, so one ACL decides for the web pages and the API alike.
 from pyramid.authorization import ALL_PERMISSIONS, DENY_ALL, Allow
 
 from collector.accounts import services as accounts
+from collector.accounts import tokens
 from collector.archives import services as archives
 from collector.archives.uploads import tus
 from collector.db import as_integer
@@ -251,7 +252,7 @@ class TokenContainer(Node):
     __acl__ = [(Allow, "group:staff", (P.VIEW, P.EDIT))]
 
     def __getitem__(self, token_id):
-        token = accounts.find_personal_token(self.dbsession, token_id)
+        token = tokens.find_personal_token(self.dbsession, token_id)
         if token is None:
             raise KeyError(token_id)
         return PersonalTokenNode(self.request, token, self)

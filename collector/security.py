@@ -15,6 +15,7 @@ from pyramid.security import Denied
 from pyramid.session import SignedCookieSessionFactory
 
 from collector.accounts import services as accounts
+from collector.accounts import tokens
 from collector.errors import json_error
 from collector.tickets import services as tickets
 
@@ -65,11 +66,11 @@ def bearer_identity(request):
     scheme, _, secret = header.partition(" ")
     if scheme.lower() not in {"bearer", "token"} or not secret.strip():
         return None
-    token = accounts.find_valid_token(request.dbsession, secret.strip(),
+    token = tokens.find_valid_token(request.dbsession, secret.strip(),
                                       kinds={"access", "personal"})
     if token is None or not token.user.is_active:
         return None
-    accounts.note_token_use(token)
+    tokens.note_token_use(token)
     return Identity("bearer", user=token.user, token=token, mfa=token.mfa)
 
 

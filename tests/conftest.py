@@ -329,9 +329,9 @@ class Factory:
         return totp.at(time.time() + step_offset * totp.interval)
 
     def token(self, user, mfa=True):
-        from collector.accounts import services
+        from collector.accounts import tokens
 
-        _, secret = services.create_personal_token(self.session, user, "test", mfa=mfa)
+        _, secret = tokens.create_personal_token(self.session, user, "test", mfa=mfa)
         self.session.commit()
         return {"Authorization": f"Bearer {secret}"}
 

@@ -15,7 +15,7 @@ from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
 from pyramid.security import forget, remember
 from pyramid.view import view_config
 
-from collector.accounts import commands, services
+from collector.accounts import commands, services, tokens
 from collector.accounts.schemas import (
     TOKEN_LIFETIME_MAX_DAYS,
     TOKEN_NAME_MAX,
@@ -315,7 +315,7 @@ def _account_page(request, **extra):
     dbsession = request.dbsession
     return {"nav": "account", "user": user,
             "recovery_left": services.count_recovery_codes(dbsession, user),
-            "tokens": services.list_personal_tokens(dbsession, user),
+            "tokens": tokens.list_personal_tokens(dbsession, user),
             "errors": {}, "new_token": None, **extra}
 
 
@@ -380,7 +380,7 @@ def create_token(request):
             "lifetime_days": request.POST.get("lifetime_days", "").strip()}
     try:
         data = _personal_token(form)
-        row, secret = services.create_personal_token(
+        row, secret = tokens.create_personal_token(
             request.dbsession, identity.user, data["name"], identity.mfa,
             data["lifetime_days"])
     except DomainError as exc:
@@ -397,7 +397,7 @@ def revoke_token(request):
         token = commands.own_personal_token(request, request.POST.get("token_id"))
     except DomainError as exc:
         return _account_page(request, errors={"tokens": _status(request, exc)})
-    services.revoke(request.dbsession, token)
+    tokens.revoke(request.dbsession, token)
     request.session.flash(f"Token {token.name} is revoked.", "success")
     return _redirect(request, "/account/")
 
@@ -454,7 +454,7 @@ def _user_page(request, error=None):
     # Not "user": the layout's own "user" (who is signed in) would shadow it.
     return {"nav": "admin", "target": user, "is_self": user.id == request.identity.user.id,
             "recovery_left": services.count_recovery_codes(dbsession, user),
-            "tokens": services.list_user_tokens(dbsession, user), "error": error}
+            "tokens": tokens.list_user_tokens(dbsession, user), "error": error}
 
 
 @view_config(context=UserNode, name="", request_method="GET", permission=Permission.ADMIN,
@@ -519,8 +519,8 @@ def reset_password(request):
              permission=Permission.ADMIN, renderer="accounts/admin_user.jinja2")
 def revoke_user_token(request):
     def revoke(user):
-        token = services.get_user_token(request.dbsession, user, request.POST.get("token_id"))
-        services.revoke(request.dbsession, token, actor=request.identity.user)
+        token = tokens.get_user_token(request.dbsession, user, request.POST.get("token_id"))
+        tokens.revoke(request.dbsession, token, actor=request.identity.user)
 
     return _user_action(request, revoke, "A token of {user} is revoked.")
 
@@ -529,6 +529,6 @@ def revoke_user_token(request):
              permission=Permission.ADMIN, renderer="accounts/admin_user.jinja2")
 def revoke_user_tokens(request):
     keep = _keep_personal_tokens(request)
-    return _user_action(request, lambda user: services.revoke_user_tokens(
+    return _user_action(request, lambda user: tokens.revoke_user_tokens(
         request.dbsession, user, keep_personal=keep, cause="admin"),
         "{user}:", revokes=True)

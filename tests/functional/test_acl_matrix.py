@@ -318,18 +318,18 @@ class World:
         return delivery.id
 
     def personal_token(self):
-        from collector.accounts import services
+        from collector.accounts import tokens
 
-        row, _ = services.create_personal_token(self.db, self.member, "victim", mfa=True)
+        row, _ = tokens.create_personal_token(self.db, self.member, "victim", mfa=True)
         self.db.commit()
         return row.id
 
     def victim_token(self):
         """A user of their own with a personal token: (user id, token id)."""
-        from collector.accounts import services
+        from collector.accounts import tokens
 
         victim = self.factory.user(f"victim{self._next()}")
-        row, _ = services.create_personal_token(self.db, victim, "victim", mfa=True)
+        row, _ = tokens.create_personal_token(self.db, victim, "victim", mfa=True)
         self.db.commit()
         return victim.id, row.id
 

@@ -8,7 +8,7 @@ import pytest
 import webtest
 from sqlalchemy import func, select
 
-from collector.accounts import services, views
+from collector.accounts import services, tokens, views
 from collector.accounts.models import ApiToken, AuthFailure, RecoveryCode, User
 from collector.cli import _first_run_hint
 
@@ -461,10 +461,10 @@ def test_note_token_use_resolution(staff, factory):
     token = factory.session.scalars(select(ApiToken).where(
         ApiToken.user_id == staff.id)).first()
     start = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
-    services.note_token_use(token, start)
-    services.note_token_use(token, start + dt.timedelta(seconds=59))
+    tokens.note_token_use(token, start)
+    tokens.note_token_use(token, start + dt.timedelta(seconds=59))
     assert token.last_used_at == start
-    services.note_token_use(token, start + dt.timedelta(seconds=60))
+    tokens.note_token_use(token, start + dt.timedelta(seconds=60))
     assert token.last_used_at == start + dt.timedelta(seconds=60)
 
 

@@ -171,7 +171,7 @@ class Server:
         from sqlalchemy.orm import Session
 
         import collector.models  # noqa: F401 (every mapper, for the ORM session)
-        from collector.accounts import services
+        from collector.accounts import services, tokens
         from collector.cli import migrate
         from collector.db import make_engine
         from collector.settings import as_db_url
@@ -184,8 +184,8 @@ class Server:
             with Session(engine) as session, session.begin():
                 user = services.create_user(session, "admin", secrets.token_urlsafe(16),
                                             is_admin=True)
-                _, self.token = services.create_personal_token(session, user, "tests",
-                                                               mfa=True)
+                _, self.token = tokens.create_personal_token(session, user, "tests",
+                                                             mfa=True)
         finally:
             engine.dispose()
         return self

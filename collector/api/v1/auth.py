@@ -3,6 +3,7 @@
 from cornice import Service
 
 from collector.accounts import commands, services
+from collector.accounts import tokens as bearer
 from collector.accounts.schemas import (
     Credentials,
     PersonalTokenSchema,
@@ -41,17 +42,17 @@ def obtain(request):
     if user is None:
         # Answer without raising so the recorded failure commits and the throttle counts it.
         return json_error(request, 401, "wrong username, password or one-time code")
-    return services.mint_pair(request.dbsession, request.registry.settings, user)
+    return bearer.mint_pair(request.dbsession, request.registry.settings, user)
 
 
 @refresh.post(**json_schema(RefreshSchema()))
 def rotate(request):
     data = request.validated
-    return services.refresh_pair(request.dbsession, request.registry.settings, data["refresh"])
+    return bearer.refresh_pair(request.dbsession, request.registry.settings, data["refresh"])
 
 
 def _valid(request, secret):
-    found = services.find_valid_token(request.dbsession, secret,
+    found = bearer.find_valid_token(request.dbsession, secret,
                                       kinds={"access", "refresh", "personal"})
     if found is None or not found.user.is_active:
         raise Unauthorized(INVALID)
@@ -68,7 +69,7 @@ def check(request):
 @revoke.post(**json_schema(TokenSchema()))
 def revoke_token(request):
     found = _valid(request, request.validated["token"])
-    services.revoke(request.dbsession, found)
+    bearer.revoke(request.dbsession, found)
     return no_content(request)
 
 
@@ -81,14 +82,14 @@ def serialise(row):
 @tokens.get(permission=Permission.VIEW)
 def list_personal(request):
     return [serialise(row) for row in
-            services.list_personal_tokens(request.dbsession, request.identity.user)]
+            bearer.list_personal_tokens(request.dbsession, request.identity.user)]
 
 
 @tokens.post(permission=Permission.EDIT, **json_schema(PersonalTokenSchema()))
 def create_personal(request):
     data = request.validated
     identity = request.identity
-    row, secret = services.create_personal_token(request.dbsession, identity.user,
+    row, secret = bearer.create_personal_token(request.dbsession, identity.user,
                                                  data["name"], identity.mfa,
                                                  data["lifetime_days"])
     request.response.status_int = 201
@@ -98,5 +99,5 @@ def create_personal(request):
 @personal.delete(permission=Permission.EDIT)
 def delete_personal(request):
     row = commands.own_personal_token(request, request.matchdict["id"])
-    services.revoke(request.dbsession, row)
+    bearer.revoke(request.dbsession, row)
     return no_content(request)

@@ -4,7 +4,7 @@ revoke one, revoke them all. The routes traverse to the tree's UserNode, the con
 
 from cornice import Service
 
-from collector.accounts import services
+from collector.accounts import tokens
 from collector.accounts.schemas import RevokeAllSchema
 from collector.api.v1 import error_handler, json_schema, no_content
 from collector.api.v1.auth import serialise as serialise_token
@@ -30,13 +30,13 @@ def serialise(row):
 @user_tokens.get(permission=Permission.ADMIN)
 def list_tokens(request):
     return [serialise(row) for row in
-            services.list_user_tokens(request.dbsession, request.context.user)]
+            tokens.list_user_tokens(request.dbsession, request.context.user)]
 
 
 @revoke_all.post(permission=Permission.ADMIN, **json_schema(RevokeAllSchema()))
 def revoke_tokens(request):
     data = request.validated
-    count = services.revoke_user_tokens(request.dbsession, request.context.user,
+    count = tokens.revoke_user_tokens(request.dbsession, request.context.user,
                                         keep_personal=data["keep_personal_tokens"],
                                         cause="admin")
     return {"revoked": count, "keep_personal_tokens": data["keep_personal_tokens"]}
@@ -44,7 +44,7 @@ def revoke_tokens(request):
 
 @user_token.delete(permission=Permission.ADMIN)
 def revoke_token(request):
-    token = services.get_user_token(request.dbsession, request.context.user,
+    token = tokens.get_user_token(request.dbsession, request.context.user,
                                     request.matchdict["token_id"])
-    services.revoke(request.dbsession, token, actor=request.identity.user)
+    tokens.revoke(request.dbsession, token, actor=request.identity.user)
     return no_content(request)
