@@ -24,7 +24,7 @@ def try_it_out(operation):
     return status.text_content().strip()
 
 
-def test_explorer_lists_the_operations_and_tries_them(page, staff):
+def test_explorer_lists_the_operations_and_tries_them(page, staff, factory, screenshot):
     console_errors = []
     # The site has no favicon: the browser's request for one is no error of this page.
     page.on("console", lambda message: message.type == "error"
@@ -38,6 +38,7 @@ def test_explorer_lists_the_operations_and_tries_them(page, staff):
     tickets.wait_for()
     assert "/api/v1/tickets/" in tickets.text_content()
     assert page.locator(".opblock").count() > 40
+    screenshot(page, "api-docs", full_page=False)
     # "Try it out" on the health check: the answer comes back into the page.
     health = page.locator("#operations-default-getHealth")
     assert try_it_out(health) == "200"
@@ -55,6 +56,19 @@ def test_explorer_lists_the_operations_and_tries_them(page, staff):
     dialog.locator("button.close-modal").click()
     assert try_it_out(tickets) == "200"
     assert "Authorization: Bearer" in tickets.locator(".curl-command").text_content()
+
+    # An upload with the ticket's Upload-Token, as a customer's script would send it.
+    ticket = factory.ticket(factory.platform("vm6"), 4711, attempts=1)
+    upload = page.locator("#operations-default-uploadArchive")
+    upload.locator(".opblock-summary").click()
+    upload.locator("button.try-out__btn").click()
+    upload.locator("tr[data-param-name='Upload-Token'] input").fill(ticket.token)
+    upload.locator("input[type=file]").set_input_files(
+        {"name": "logs.txt", "mimeType": "text/plain", "buffer": b"a log line\n"})
+    upload.locator("button.execute").click()
+    status = upload.locator(".live-responses-table tbody .response-col_status").first
+    status.wait_for()
+    assert status.text_content().strip() == "201"
 
     assert page.evaluate("window.__violations") == []
     assert console_errors == []
