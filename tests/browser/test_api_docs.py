@@ -31,7 +31,10 @@ def test_explorer_lists_the_operations_and_tries_them(page, staff, factory, scre
             and not message.location["url"].endswith("/favicon.ico")
             and console_errors.append(f"{message.text} {message.location['url']}"))
     page.add_init_script(WATCH_CSP)
-    page.goto("/api/v1/docs")
+    # A link that names another document or configuration (as a phishing mail would) is
+    # ignored: the page shows this origin's document and fetches nothing else.
+    page.goto("/api/v1/docs?url=https://evil.example/api.json"
+              "&configUrl=https://evil.example/config.json")
 
     # The document is rendered: a known operation of the ticket list is there.
     tickets = page.locator("#operations-default-listTickets")
