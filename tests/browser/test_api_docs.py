@@ -14,10 +14,13 @@ document.addEventListener('securitypolicyviolation', (event) => {
 """
 
 
-def try_it_out(operation):
-    """Try it out, Execute, and the answer's status as the page shows it."""
+def try_it_out(operation, fill=None):
+    """Try it out, ``fill(operation)`` its fields, Execute: the answer's status as the page
+    shows it."""
     operation.locator(".opblock-summary").click()
     operation.locator("button.try-out__btn").click()
+    if fill is not None:
+        fill(operation)
     operation.locator("button.execute").click()
     status = operation.locator(".live-responses-table tbody .response-col_status").first
     status.wait_for()
@@ -62,16 +65,13 @@ def test_explorer_lists_the_operations_and_tries_them(page, staff, factory, scre
 
     # An upload with the ticket's Upload-Token, as a customer's script would send it.
     ticket = factory.ticket(factory.platform("vm6"), 4711, attempts=1)
-    upload = page.locator("#operations-default-uploadArchive")
-    upload.locator(".opblock-summary").click()
-    upload.locator("button.try-out__btn").click()
-    upload.locator("tr[data-param-name='Upload-Token'] input").fill(ticket.token)
-    upload.locator("input[type=file]").set_input_files(
-        {"name": "logs.txt", "mimeType": "text/plain", "buffer": b"a log line\n"})
-    upload.locator("button.execute").click()
-    status = upload.locator(".live-responses-table tbody .response-col_status").first
-    status.wait_for()
-    assert status.text_content().strip() == "201"
+
+    def token_and_file(upload):
+        upload.locator("tr[data-param-name='Upload-Token'] input").fill(ticket.token)
+        upload.locator("input[type=file]").set_input_files(
+            {"name": "logs.txt", "mimeType": "text/plain", "buffer": b"a log line\n"})
+
+    assert try_it_out(page.locator("#operations-default-uploadArchive"), token_and_file) == "201"
 
     assert page.evaluate("window.__violations") == []
     assert console_errors == []

@@ -22,6 +22,8 @@ def test_anyone_may_open_the_explorer(testapp, docs):
     assert 'data-openapi-url="http://localhost/api/v1/openapi.json"' in docs.text
     assert testapp.get(DOCS + "/", status=200).text == docs.text
     assert testapp.head(DOCS, status=200).body == b""
+    # It only shows: under /api/, anything else is refused in JSON, as everywhere in the API.
+    assert testapp.post(DOCS, status=404).json == {"detail": "Not found."}
 
 
 def test_the_explorer_keeps_the_sites_policy(testapp, docs, staff):
