@@ -172,6 +172,9 @@ def includeme(config):
 
     config.add_static_view("static/bootstrap", xstatic.pkg.bootstrap.BASE_DIR,
                            cache_max_age=86400)
+    # /api/v1/docs, the API explorer: its Swagger UI assets live under /static/ too, so
+    # their route comes before the app's own static view.
+    config.include("collector.apidocs")
     config.add_static_view("static", "collector:static", cache_max_age=3600)
     config.add_request_method(staff_user, reify=True)
     config.add_request_method(storage_gauge, reify=True)

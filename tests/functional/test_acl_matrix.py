@@ -123,6 +123,11 @@ EXPECTED = {
     # --- static files ---
     ("GET", "/static/*subpath"):                     "200 200 200 200 200 200 200 200 200 200 200",
     ("GET", "/static/bootstrap/*subpath"):           "200 200 200 200 200 200 200 200 200 200 200",
+    # Swagger UI for the API explorer (its version in the path: collector/apidocs.py)
+    ("GET", "/static/swagger-ui-5.31.0/*subpath"):
+        "200 200 200 200 200 200 200 200 200 200 200",
+    ("HEAD", "/static/swagger-ui-5.31.0/*subpath"):
+        "200 200 200 200 200 200 200 200 200 200 200",
     # --- API v1 ---
     ("GET", "/api/v1/"):                             "200 200 200 200 200 200 200 200 200 200 200",
     ("HEAD", "/api/v1/"):                            "200 200 200 200 200 200 200 200 200 200 200",
@@ -162,6 +167,9 @@ EXPECTED = {
     ("HEAD", "/api/v1/check/storage/"):              "401 403 401 401 401 401 200 200 200 200 200",
     ("GET", "/api/v1/check/token/{token}/"):         "200 200 200 200 200 200 200 200 200 200 200",
     ("HEAD", "/api/v1/check/token/{token}/"):        "200 200 200 200 200 200 200 200 200 200 200",
+    # The API explorer, a page as public as the document it shows
+    ("GET", "/api/v1/docs/"):                        "200 200 200 200 200 200 200 200 200 200 200",
+    ("HEAD", "/api/v1/docs/"):                       "200 200 200 200 200 200 200 200 200 200 200",
     ("GET", "/api/v1/openapi.json"):                 "200 200 200 200 200 200 200 200 200 200 200",
     ("HEAD", "/api/v1/openapi.json"):                "200 200 200 200 200 200 200 200 200 200 200",
     ("GET", "/api/v1/platforms/"):                   "401 403 401 401 401 401 200 200 200 200 200",
@@ -456,9 +464,12 @@ REQUESTS = {
     ("GET", "/static/*subpath"): lambda w: Req("/static/app.css"),
     ("GET", "/static/bootstrap/*subpath"): lambda w: Req(
         "/static/bootstrap/css/bootstrap.min.css"),
+    ("GET", "/static/swagger-ui-5.31.0/*subpath"): lambda w: Req(
+        "/static/swagger-ui-5.31.0/swagger-ui.css"),
     # --- API ---
     ("GET", "/api/v1/"): lambda w: Req("/api/v1/"),
     ("GET", "/api/v1/openapi.json"): lambda w: Req("/api/v1/openapi.json"),
+    ("GET", "/api/v1/docs/"): lambda w: Req("/api/v1/docs"),
     ("GET", "/api/v1/check/health/"): lambda w: Req("/api/v1/check/health/"),
     ("GET", "/api/v1/check/storage/"): lambda w: Req("/api/v1/check/storage/"),
     ("GET", "/api/v1/check/token/{token}/"): lambda w: Req(f"/api/v1/check/token/{w.b.token}"),

@@ -60,7 +60,9 @@ def test_token_state(testapp, factory, dbsession):
 
 
 def test_index_and_unknown_paths(testapp):
-    assert testapp.get("/api/v1/").json["openapi"].endswith("/api/v1/openapi.json")
+    index = testapp.get("/api/v1/").json
+    assert index["openapi"].endswith("/api/v1/openapi.json")
+    assert index["docs"] == "http://localhost/api/v1/docs"
     page = testapp.get("/nothing/here", status=404)
     assert page.content_type == "text/html" and "There is no page at this address" in page
     assert testapp.get("/api/v1/nothing", status=404).json["detail"]

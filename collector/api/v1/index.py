@@ -14,5 +14,7 @@ def get_index(request):
         "service": "logs-collector",
         "api": request.route_url("api.openapi").rsplit("/", 1)[0] + "/",
         "openapi": request.route_url("api.openapi"),
+        # The explorer is a page (collector/apidocs.py), known here by its route's name only.
+        "docs": request.route_url("apidocs", slash=""),
         "health": request.route_url("api.check.health", slash="/"),
     }

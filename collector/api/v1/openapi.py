@@ -247,6 +247,7 @@ SCHEMAS = {
     }),
     "Index": returned({
         "service": STRING, "api": STRING, "openapi": STRING, "health": STRING,
+        "docs": {**STRING, "description": "The API explorer (Swagger UI over this document)"},
     }),
     "Health": returned({
         "status": {"enum": ["ok", "error"]},
