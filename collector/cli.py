@@ -302,6 +302,7 @@ def _revisions():
 
 def cmd_restore(args, settings):
     """A backup into an empty database and an empty data dir."""
+    from collector.archives.storage import make_backend
     from collector.backup import services
     from collector.backup.database import BackupError
 
@@ -313,7 +314,8 @@ def cmd_restore(args, settings):
             engine.dispose()
 
     try:
-        report = services.restore(settings, args.src, _revisions(), migrate_url)
+        backend = make_backend(settings) if settings["storage.url"] else None
+        report = services.restore(settings, args.src, _revisions(), migrate_url, backend)
     except BackupError as exc:
         raise SystemExit(f"error: {exc}") from None
     _print_report(report)

@@ -311,10 +311,11 @@ def _has_files(directory):
                                       for p in directory.rglob("*"))
 
 
-def restore(settings, src, revisions, migrate):
+def restore(settings, src, revisions, migrate, backend=None):
     """Restore the backup ``src`` into the empty database and empty data dir of
     ``settings``. ``revisions``: the schema revisions this version knows, oldest first;
-    ``migrate(db_url)`` brings a database to the newest. Everything is checked before
+    ``migrate(db_url)`` brings a database to the newest; ``backend``: the S3 backend
+    (None on the local disk) whose objects the restored rows must find. Everything is checked before
     anything is written: a refusal changes nothing."""
     src = Path(src)
     manifest = load_manifest(src)
@@ -363,9 +364,8 @@ def restore(settings, src, revisions, migrate):
     if revision != revisions[-1]:
         migrate(db_url)
         report.notes.append(f"schema migrated from {revision} to {revisions[-1]}")
-    if not on_s3:
-        # What the restored rows name is there: the same check as ``collector verify``.
-        report.problems += verify(settings, None).problems
+    # What the restored rows name is there: the same check as ``collector verify``.
+    report.problems += verify(settings, backend).problems
     report.summary = (f"restored {len([e for e in entries if e['state'] != 'deleted'])} "
                       f"archive(s) ({total} bytes of files) and the {engine} database at "
                       f"revision {database.current_revision(db_url)} from {src}")

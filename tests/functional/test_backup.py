@@ -29,14 +29,19 @@ db_url = {db_url}
 """
 
 
-def _ini(path, data_dir, db_url):
-    path.write_text(INI.format(data_dir=data_dir, db_url=db_url.replace("%", "%%")))
+STORAGE_KEYS = ("storage.url", "storage.endpoint_url", "storage.region", "storage.quota")
+
+
+def _ini(path, data_dir, db_url, settings=None):
+    storage = "".join(f"{key} = {settings[key]}\n" for key in STORAGE_KEYS
+                      if settings and key in settings)
+    path.write_text(INI.format(data_dir=data_dir, db_url=db_url.replace("%", "%%")) + storage)
     return str(path)
 
 
 @pytest.fixture
 def ini(tmp_path, settings):
-    return _ini(tmp_path / "live.ini", settings["data_dir"], settings["db_url"])
+    return _ini(tmp_path / "live.ini", settings["data_dir"], settings["db_url"], settings)
 
 
 @pytest.fixture
@@ -353,3 +358,27 @@ def test_pg_dump_missing_is_one_clear_line(ini, capsys, tmp_path, monkeypatch, d
     assert not dest.exists()
 
 
+
+
+@pytest.mark.parametrize("storage_kind", ["s3"])
+def test_s3_archives_are_listed_verified_and_found_again(
+        ini, capsys, testapp, ticket, tmp_path, db_backend, settings, s3_server, stored):
+    """On S3 the bucket keeps the bytes (and its versioning their history): the backup
+    lists them; verify reads each object's size (and with --hashes its bytes)."""
+    made = [_upload(testapp, ticket, f"{n}\n".encode() * 100, f"{n}.log") for n in range(2)]
+    dest = tmp_path / "backup"
+    status, out = _run(capsys, "-c", ini, "backup", str(dest))
+    assert status == 0 and "only listed in the manifest" in out[0]
+    manifest = _manifest(dest)
+    assert manifest["storage"]["kind"] == "s3" and not (dest / "archives").exists()
+    assert {entry["state"] for entry in manifest["archives"]} == {"listed"}
+    assert _run(capsys, "-c", ini, "verify", "--hashes")[0] == 0
+    with database(db_backend, tmp_path / "restored-db") as db_url:
+        ini2 = _ini(tmp_path / "restored.ini", tmp_path / "restored", db_url, settings)
+        assert _run(capsys, "-c", ini2, "restore", str(dest))[0] == 0
+        [gone, _] = stored.keys()
+        stored.backend.delete(gone)
+        status, out = _run(capsys, "-c", ini2, "verify")
+        assert status == 1 and out[0].startswith("problem: archive ") and \
+            out[0].endswith(f"({gone}): missing {stored.backend.location(gone)}")
+        assert len(made) == 2
