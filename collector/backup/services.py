@@ -18,6 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
+from collector.archives.storage.staging import fsync_dir
 from collector.backup import database
 from collector.backup.database import BackupError
 
@@ -135,6 +136,9 @@ def _backup(settings, dest):
             entry["state"] = "listed"
     else:
         _copy_archives(settings, dest, entries, report)
+        for directory in {archive_path(dest, e["key"]).parent for e in entries
+                          if e["state"] in ("linked", "copied")}:
+            fsync_dir(directory)
     db_file = dest / snapshot.file
     manifest = {
         "format": FORMAT, "format_version": 1, "app_version": app_version(),
@@ -360,7 +364,10 @@ def restore(settings, src, revisions, migrate, backend=None):
                 _link_or_copy(archive_path(src, entry["key"]),
                               archive_path(data_dir, entry["key"]))
                 total += entry["size"]
-        os.sync()
+        # Each file was fsynced; the directory entries that name them, once each.
+        for directory in {archive_path(data_dir, e["key"]).parent for e in entries
+                          if e["state"] in ("linked", "copied")}:
+            fsync_dir(directory)
     if revision != revisions[-1]:
         migrate(db_url)
         report.notes.append(f"schema migrated from {revision} to {revisions[-1]}")
