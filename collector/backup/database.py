@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from sqlalchemy import bindparam, inspect, text
+from sqlalchemy import bindparam, exc, inspect, text
 from sqlalchemy.engine import make_url
 
 from collector.db import make_engine
@@ -65,6 +65,21 @@ def _run(command, env, what):
         raise BackupError(f"{what} failed: {lines[-1] if lines else result.returncode}")
 
 
+@contextlib.contextmanager
+def _connect(db_url, begin=False):
+    """A connection of an engine of its own (disposed after); a database that cannot be
+    reached is a ``BackupError``, said in one line."""
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() if begin else engine.connect() as connection:
+            yield connection
+    except exc.OperationalError as error:
+        message = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise BackupError(f"cannot use the database: {message}") from None
+    finally:
+        engine.dispose()
+
+
 class Snapshot:
     """What a database copy holds: the archive rows ``(id, key, size, sha256)`` and the
     schema revision, and the copy's file name in the backup directory."""
@@ -91,6 +106,8 @@ def _copy_sqlite(db_url, dest):
         try:
             # pages=-1 (the default): every page in one step, one consistent read.
             source.backup(copy)
+            # One self-contained file (the source's WAL mode came with its pages).
+            copy.execute("PRAGMA journal_mode=DELETE")
             rows = [tuple(row) for row in copy.execute(_ROWS)]
             revision = copy.execute(_REVISION).fetchone()[0]
         finally:
@@ -103,20 +120,16 @@ def _copy_sqlite(db_url, dest):
 def _copy_postgresql(db_url, dest):
     pg_dump = _tool("pg_dump")
     url, env = _libpq(db_url)
-    engine = make_engine(db_url)
-    try:
-        with engine.connect() as connection:
-            connection = connection.execution_options(isolation_level="REPEATABLE READ")
-            with connection.begin():
-                snapshot = connection.scalar(text("SELECT pg_export_snapshot()"))
-                rows = [tuple(row) for row in connection.execute(text(_ROWS))]
-                revision = connection.scalar(text(_REVISION))
-                # The snapshot lives as long as this transaction: pg_dump runs inside it.
-                _run([pg_dump, "--format=custom", "--no-owner", "--no-privileges",
-                      f"--snapshot={snapshot}", f"--file={dest / PGDUMP_FILE}",
-                      f"--dbname={url}"], env, "pg_dump")
-    finally:
-        engine.dispose()
+    with _connect(db_url) as connection:
+        connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            snapshot = connection.scalar(text("SELECT pg_export_snapshot()"))
+            rows = [tuple(row) for row in connection.execute(text(_ROWS))]
+            revision = connection.scalar(text(_REVISION))
+            # The snapshot lives as long as this transaction: pg_dump runs inside it.
+            _run([pg_dump, "--format=custom", "--no-owner", "--no-privileges",
+                  f"--snapshot={snapshot}", f"--file={dest / PGDUMP_FILE}",
+                  f"--dbname={url}"], env, "pg_dump")
     return Snapshot(PGDUMP_FILE, rows, revision)
 
 
@@ -125,12 +138,15 @@ def read_copy(path, engine):
     (SQLite only; a dump is read once restored)."""
     if engine != "sqlite":
         return None
-    copy = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        return Snapshot(path.name, [tuple(row) for row in copy.execute(_ROWS)],
-                        copy.execute(_REVISION).fetchone()[0])
-    finally:
-        copy.close()
+        copy = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return Snapshot(path.name, [tuple(row) for row in copy.execute(_ROWS)],
+                            copy.execute(_REVISION).fetchone()[0])
+        finally:
+            copy.close()
+    except sqlite3.Error as error:
+        raise BackupError(f"{path}: not a readable database copy ({error})") from None
 
 
 def is_empty(db_url):
@@ -140,12 +156,8 @@ def is_empty(db_url):
         path = sqlite_path(db_url)
         if not path.exists() or path.stat().st_size == 0:
             return True
-    engine = make_engine(db_url)
-    try:
-        with engine.connect() as connection:
-            return not inspect(connection).get_table_names()
-    finally:
-        engine.dispose()
+    with _connect(db_url) as connection:
+        return not inspect(connection).get_table_names()
 
 
 def check_tools(engine):
@@ -173,12 +185,8 @@ def restore_database(file, engine, db_url):
 
 
 def current_revision(db_url):
-    engine = make_engine(db_url)
-    try:
-        with engine.connect() as connection:
-            return connection.scalar(text(_REVISION))
-    finally:
-        engine.dispose()
+    with _connect(db_url) as connection:
+        return connection.scalar(text(_REVISION))
 
 
 def live_keys(db_url, keys):
@@ -187,24 +195,16 @@ def live_keys(db_url, keys):
     statement = statement.bindparams(bindparam("keys", expanding=True))
     keys = list(keys)
     found = set()
-    engine = make_engine(db_url)
-    try:
-        with engine.connect() as connection:
-            for start in range(0, len(keys), 500):
-                found.update(connection.scalars(statement, {"keys": keys[start:start + 500]}))
-    finally:
-        engine.dispose()
+    with _connect(db_url) as connection:
+        for start in range(0, len(keys), 500):
+            found.update(connection.scalars(statement, {"keys": keys[start:start + 500]}))
     return found
 
 
 def archive_rows(db_url):
     """``(id, key, size, sha256)`` of every archive row of the live database."""
-    engine = make_engine(db_url)
-    try:
-        with engine.connect() as connection:
-            return [tuple(row) for row in connection.execute(text(_ROWS))]
-    finally:
-        engine.dispose()
+    with _connect(db_url) as connection:
+        return [tuple(row) for row in connection.execute(text(_ROWS))]
 
 
 def delete_archive_rows(db_url, keys):
@@ -212,9 +212,5 @@ def delete_archive_rows(db_url, keys):
     it): the restored database then names no missing file."""
     statement = text("DELETE FROM archives WHERE storage_key IN :keys")
     statement = statement.bindparams(bindparam("keys", expanding=True))
-    engine = make_engine(db_url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(statement, {"keys": list(keys)})
-    finally:
-        engine.dispose()
+    with _connect(db_url, begin=True) as connection:
+        connection.execute(statement, {"keys": list(keys)})

@@ -117,9 +117,11 @@ def backup(settings, dest):
         _make_dest(dest)
         try:
             return _backup(settings, dest)
-        except BaseException:
+        except BaseException as error:
             # Nothing half-made is left to be taken for a backup (DEST was empty).
             shutil.rmtree(dest, ignore_errors=True)
+            if isinstance(error, OSError):
+                raise BackupError(f"backup failed, {dest} removed: {error}") from None
             raise
 
 
@@ -284,7 +286,11 @@ def verify_backup(src, hashes=False):
                         hashes=True)
     entries = manifest["archives"]
     if db_ok:
-        snapshot = database.read_copy(src / db["file"], db["engine"])
+        try:
+            snapshot = database.read_copy(src / db["file"], db["engine"])
+        except BackupError as error:
+            report.problems.append(str(error))
+            snapshot = None
         if snapshot is not None:
             rows = {key: (size, sha256) for _, key, size, sha256 in snapshot.rows}
             listed = {e["key"]: (e["size"], e["sha256"]) for e in entries}
@@ -319,8 +325,8 @@ def restore(settings, src, revisions, migrate, backend=None):
     """Restore the backup ``src`` into the empty database and empty data dir of
     ``settings``. ``revisions``: the schema revisions this version knows, oldest first;
     ``migrate(db_url)`` brings a database to the newest; ``backend``: the S3 backend
-    (None on the local disk) whose objects the restored rows must find. Everything is checked before
-    anything is written: a refusal changes nothing."""
+    (None on the local disk) whose objects the restored rows must find. Everything is
+    checked before anything is written: a refusal changes nothing."""
     src = Path(src)
     manifest = load_manifest(src)
     db_url, data_dir = settings["db_url"], Path(settings["data_dir"])
@@ -349,6 +355,18 @@ def restore(settings, src, revisions, migrate, backend=None):
     if mismatches:
         raise BackupError("the backup does not match its manifest (nothing was changed):\n"
                           + "\n".join(mismatches))
+    try:
+        return _restore(settings, src, manifest, revisions, migrate, backend)
+    except OSError as error:
+        raise BackupError(f"restore failed: {error}; empty the database and DATA_DIR, then "
+                          "run it again (the backup is unchanged)") from None
+
+
+def _restore(settings, src, manifest, revisions, migrate, backend):
+    db_url, data_dir = settings["db_url"], Path(settings["data_dir"])
+    engine, db, revision = (database.engine_name(db_url), manifest["database"],
+                            manifest["schema_revision"])
+    on_s3 = bool(settings.get("storage.url"))
     report = Report()
     with _private_files():
         database.restore_database(src / db["file"], engine, db_url)

@@ -382,3 +382,22 @@ def test_s3_archives_are_listed_verified_and_found_again(
         assert status == 1 and out[0].startswith("problem: archive ") and \
             out[0].endswith(f"({gone}): missing {stored.backend.location(gone)}")
         assert len(made) == 2
+
+
+def test_an_unreachable_database_is_one_line_and_leaves_nothing(capsys, tmp_path, db_backend,
+                                                                settings):
+    if db_backend == "sqlite":
+        db_url, expected = f"sqlite:///{tmp_path / 'none.sqlite3'}", "error: no database at"
+    else:
+        from sqlalchemy.engine import make_url
+
+        db_url = make_url(settings["db_url"]).set(database="no_such_database_here")
+        db_url = db_url.render_as_string(hide_password=False)
+        expected = "error: cannot use the database: "
+    ini = _ini(tmp_path / "gone.ini", tmp_path / "data", db_url)
+    status, out = _run(capsys, "-c", ini, "backup", str(tmp_path / "backup"))
+    assert status == 1 and out[-1].startswith(expected) and len(out) == 1
+    assert not (tmp_path / "backup").exists()
+    if db_backend == "postgresql":
+        status, out = _run(capsys, "-c", ini, "verify")
+        assert status == 1 and out[-1].startswith(expected)
