@@ -267,35 +267,41 @@ def test_verify_finds_truncated_missing_and_altered_files(ini, capsys, testapp, 
         f"({altered})" in out
 
 
-@pytest.mark.parametrize("tamper", ["size", "sha256", "database", "revision"])
+TAMPERED = {  # what is changed in the manifest: what restore and verify say
+    "size": (lambda m: m["archives"][0].update(size=m["archives"][0]["size"] + 1),
+             "bytes, expected"),
+    "sha256": (lambda m: m["archives"][0].update(sha256="0" * 64), "sha256 differs"),
+    "database": (lambda m: m["database"].update(sha256="0" * 64),
+                 "database copy: sha256 differs"),
+    "revision": (lambda m: m.update(schema_revision="9999"),
+                 "schema revision 9999 is unknown"),
+}
+
+
 def test_restore_refuses_a_tampered_backup_and_changes_nothing(
-        ini, capsys, testapp, ticket, tmp_path, db_backend, tamper):
+        ini, capsys, testapp, ticket, tmp_path, db_backend):
     _upload(testapp, ticket, b"one\n" * 100)
     dest = tmp_path / "backup"
     assert _run(capsys, "-c", ini, "backup", str(dest))[0] == 0
-    manifest = _manifest(dest)
-    if tamper == "size":
-        manifest["archives"][0]["size"] += 1
-    elif tamper == "sha256":
-        manifest["archives"][0]["sha256"] = "0" * 64
-    elif tamper == "database":
-        manifest["database"]["sha256"] = "0" * 64
-    else:
-        manifest["schema_revision"] = "9999"
-    (dest / "manifest.json").write_text(json.dumps(manifest))
-    if tamper != "revision":
-        assert _run(capsys, "-c", ini, "verify", "--backup", str(dest), "--hashes")[0] == 1
+    original = (dest / "manifest.json").read_text()
     with database(db_backend, tmp_path / "restored-db") as db_url:
         restored = tmp_path / "restored"
         ini2 = _ini(tmp_path / "restored.ini", restored, db_url)
-        status, out = _run(capsys, "-c", ini2, "restore", str(dest))
-        assert status == 1
-        expected = {"size": "bytes, expected", "sha256": "sha256 differs",
-                    "database": "database copy: sha256 differs",
-                    "revision": "schema revision 9999 is unknown"}[tamper]
-        assert expected in "\n".join(out)
-        assert not restored.exists() or not [p for p in restored.rglob("*") if p.is_file()]
-        assert backup_services.database.is_empty(db_url)
+        for tamper, (change, expected) in TAMPERED.items():
+            manifest = json.loads(original)
+            change(manifest)
+            (dest / "manifest.json").write_text(json.dumps(manifest))
+            if tamper != "revision":
+                status, out = _run(capsys, "-c", ini, "verify", "--backup", str(dest),
+                                   "--hashes")
+                assert status == 1 and expected in "\n".join(out), tamper
+            status, out = _run(capsys, "-c", ini2, "restore", str(dest))
+            assert status == 1 and expected in "\n".join(out), tamper
+            assert not restored.exists() or not [p for p in restored.rglob("*")
+                                                 if p.is_file()]
+            assert backup_services.database.is_empty(db_url)
+        (dest / "manifest.json").write_text(original)
+        assert _run(capsys, "-c", ini2, "restore", str(dest))[0] == 0
 
 
 def test_restore_refuses_a_database_or_data_dir_in_use(ini, capsys, testapp, ticket,
@@ -346,9 +352,11 @@ def test_restore_migrates_an_older_backup_forward(capsys, tmp_path):
     assert out[-1].endswith(f"at revision {revisions[-1]} from {tmp_path / 'backup'}")
 
 
-def test_pg_dump_missing_is_one_clear_line(ini, capsys, tmp_path, monkeypatch, db_backend):
+def test_pg_dump_or_pg_restore_missing_is_one_clear_line(ini, capsys, tmp_path, monkeypatch,
+                                                         db_backend):
     if db_backend != "postgresql":
-        pytest.skip("pg_dump is PostgreSQL's")
+        pytest.skip("pg_dump and pg_restore are PostgreSQL's")
+    path = os.environ["PATH"]
     monkeypatch.setenv("PATH", "")
     dest = tmp_path / "backup"
     status, out = _run(capsys, "-c", ini, "backup", str(dest))
@@ -356,6 +364,14 @@ def test_pg_dump_missing_is_one_clear_line(ini, capsys, tmp_path, monkeypatch, d
     assert out == ["error: pg_dump not found on PATH: install the PostgreSQL client programs "
                    "(the same major version as the server, or newer)"]
     assert not dest.exists()
+    monkeypatch.setenv("PATH", path)
+    assert _run(capsys, "-c", ini, "backup", str(dest))[0] == 0
+    monkeypatch.setenv("PATH", "")
+    with database(db_backend, tmp_path / "restored-db") as db_url:
+        ini2 = _ini(tmp_path / "restored.ini", tmp_path / "restored", db_url)
+        status, out = _run(capsys, "-c", ini2, "restore", str(dest))
+        assert status == 1 and out[-1].startswith("error: pg_restore not found on PATH")
+        assert backup_services.database.is_empty(db_url)
 
 
 
