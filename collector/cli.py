@@ -1,5 +1,5 @@
 """The ``collector`` console command: migrate, create-user, create-token, serve, purge,
-deliver, audit export, import-original.
+deliver, audit export, import-original, backup, verify, restore.
 
 Each command imports what it needs when it runs (alembic for ``migrate``, the app for
 ``serve``, the importer for ``import-original``), so that one command does not pay for
@@ -251,6 +251,76 @@ def cmd_import_original(args, settings):
         raise SystemExit(summary.exit_code)
 
 
+def _print_report(report):
+    """A backup command's report: notes, then one problem a line, then the summary;
+    exit status 1 when there is a problem."""
+    for note in report.notes:
+        print(note)
+    for problem in report.problems:
+        print(f"problem: {problem}")
+    print(report.summary)
+    if report.problems:
+        raise SystemExit(1)
+
+
+def cmd_backup(args, settings):
+    """A consistent copy of the database and archives into a new directory."""
+    from collector.backup import services
+    from collector.backup.database import BackupError
+
+    try:
+        report = services.backup(settings, args.dest)
+    except BackupError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    _print_report(report)
+
+
+def cmd_verify(args, settings):
+    """Check every archive row against its file (or a backup against its manifest)."""
+    from collector.archives.storage import make_backend
+    from collector.backup import services
+    from collector.backup.database import BackupError
+
+    try:
+        if args.backup:
+            report = services.verify_backup(args.backup, hashes=args.hashes)
+        else:
+            backend = make_backend(settings) if settings["storage.url"] else None
+            report = services.verify(settings, backend, hashes=args.hashes)
+    except BackupError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    _print_report(report)
+
+
+def _revisions():
+    """The schema revisions this version knows, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(ALEMBIC_DIR))
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+def cmd_restore(args, settings):
+    """A backup into an empty database and an empty data dir."""
+    from collector.archives.storage import make_backend
+    from collector.backup import services
+    from collector.backup.database import BackupError
+
+    def migrate_url(db_url):
+        engine = make_engine(db_url)
+        try:
+            migrate(engine)
+        finally:
+            engine.dispose()
+
+    try:
+        backend = make_backend(settings) if settings["storage.url"] else None
+        report = services.restore(settings, args.src, _revisions(), migrate_url, backend)
+    except BackupError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    _print_report(report)
+
+
 def parser():
     main = argparse.ArgumentParser(prog="collector", description="Logs Collector")
     main.add_argument("-c", "--config", default=os.environ.get("COLLECTOR_CONFIG",
@@ -310,13 +380,34 @@ def parser():
     imp.add_argument("--lifetime-days", type=int, default=None, metavar="DAYS",
                      help="token lifetime of the imported tickets, from now (default: "
                      "TICKET_LIFETIME_DAYS)")
+    back = commands.add_parser(
+        "backup", help="write a consistent backup into a new directory",
+        description="Copy the database (SQLite: online backup; PostgreSQL: pg_dump) and "
+        "then the archives its rows name (hard links on the same filesystem; S3: listed "
+        "only) into DEST, with manifest.json. DEST must not exist or be empty. The "
+        "backup holds password hashes and TOTP secrets: files 0600, directories 0700.")
+    back.add_argument("dest", metavar="DEST")
+    check = commands.add_parser(
+        "verify", help="check that every archive row has its file (or check a backup)",
+        description="Exit status 1 and one line per problem when a file is missing or "
+        "its size (with --hashes: its sha256) differs from the row's.")
+    check.add_argument("--hashes", action="store_true", help="also compare every sha256")
+    check.add_argument("--backup", metavar="DIR",
+                       help="check this backup directory against its manifest instead")
+    rest = commands.add_parser(
+        "restore", help="restore a backup into an empty database and data dir",
+        description="Checks the backup against its manifest, refuses a database or "
+        "DATA_DIR that is not empty, then restores (pg_restore on PostgreSQL), copies "
+        "the archives and migrates an older schema forward.")
+    rest.add_argument("src", metavar="SRC")
     return main
 
 
 COMMANDS = {"migrate": cmd_migrate, "create-user": cmd_create_user,
             "create-token": cmd_create_token, "serve": cmd_serve, "purge": cmd_purge,
             "audit": cmd_audit_export, "deliver": cmd_deliver,
-            "import-original": cmd_import_original}
+            "import-original": cmd_import_original, "backup": cmd_backup,
+            "verify": cmd_verify, "restore": cmd_restore}
 
 
 def main(argv=None):
