@@ -8,7 +8,8 @@ CONFIG ?= development.ini
 EXTRAS ?=
 # What running needs, then what testing adds: `make test` after `make run` installs only the
 # test tools (Playwright, moto, schemathesis ...), and `make run` never installs them.
-RUN_STAMP  := $(VENV)/.installed-run
+# (one stamp per set of extras: `make run EXTRAS=s3` after a plain `make run` adds boto3)
+RUN_STAMP  := $(VENV)/.installed-run$(if $(EXTRAS),-$(EXTRAS))
 TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test install install-test dist bench clean
