@@ -4,21 +4,24 @@
 #       -e ALLOWED_HOSTS=logs.example.com --init logs-collector
 # See README "Container" for what was verified without a Docker engine, and how.
 
-# --- build: a virtualenv with the pinned dependencies and the app ------------------------
+# --- build: the wheel, then a virtualenv with it and the pinned dependencies -------------
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-# The app finds alembic/ and scripts/uploader.sh beside its package, so it stays a source
-# tree (installed editable) at the same path in both stages.
-WORKDIR /app
+WORKDIR /src
 # --build-constraint (below) needs pip 25.3; the base image's pip is older.
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install --upgrade 'pip>=25.3'
-COPY pyproject.toml constraints.txt build-constraints.txt README.md ./
+COPY pyproject.toml MANIFEST.in constraints.txt build-constraints.txt README.md LICENSE ./
 COPY collector ./collector
+# The release's wheel (what `make dist` builds): the package with its templates, static
+# files, migrations and uploader.sh, so the runtime stage needs no source tree.
+RUN /opt/venv/bin/pip wheel --no-deps --build-constraint build-constraints.txt \
+        --wheel-dir /wheels .
 # Optional extras: `docker build --build-arg EXTRAS=s3 …` adds boto3 for archives in an
 # S3-compatible object store (STORAGE_URL=s3://…; about 35 MB more). Empty: local disk only.
 ARG EXTRAS=""
-RUN /opt/venv/bin/pip install -c constraints.txt --build-constraint build-constraints.txt \
-        -e ".${EXTRAS:+[$EXTRAS]}" \
+RUN wheel="$(ls /wheels/logs_collector-*.whl)" \
+    && /opt/venv/bin/pip install -c constraints.txt --build-constraint build-constraints.txt \
+        "${wheel}${EXTRAS:+[$EXTRAS]}" \
     # What only building needed: pip itself, tests shipped inside packages, byte code
     # (written again at first import, in the image's own layer it would only add size).
     && /opt/venv/bin/pip uninstall -y pip \
@@ -38,13 +41,11 @@ ENV VIRTUAL_ENV=/opt/venv \
     WAITRESS_LISTEN=0.0.0.0:6543
 RUN useradd --uid 1000 --user-group --home-dir /data --no-create-home --shell /usr/sbin/nologin collector \
     && mkdir /data && chown collector:collector /data
+# The virtualenv alone holds the app (installed from its wheel); of the source tree only
+# the configuration.
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY production.ini ./
-COPY alembic ./alembic
-COPY collector ./collector
-# Served to customers at /uploader.sh from the source tree.
-COPY scripts/uploader.sh ./scripts/uploader.sh
 USER 1000:1000
 VOLUME /data
 # Keep 6543 inside the container (map another port outside): the health check asks it.

@@ -21,7 +21,9 @@ from collector import logs, webhooks
 from collector import settings as settings_module
 from collector.db import make_engine
 
-ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+# Shipped inside the package (wheel and source tree alike); alembic.ini at the top of the
+# source tree points there too.
+ALEMBIC_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def _settings(config_uri):
@@ -321,11 +323,22 @@ def cmd_restore(args, settings):
     _print_report(report)
 
 
+def _version():
+    """The installed distribution's version (a wheel, or the editable source tree)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("logs-collector")
+    except metadata.PackageNotFoundError:  # pragma: no cover - imported from a bare tree
+        return "unknown (not installed)"
+
+
 def parser():
     main = argparse.ArgumentParser(prog="collector", description="Logs Collector")
     main.add_argument("-c", "--config", default=os.environ.get("COLLECTOR_CONFIG",
                                                                "development.ini"),
                       help="ini file (default: $COLLECTOR_CONFIG or development.ini)")
+    main.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = main.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="apply database migrations (idempotent)")
     user = commands.add_parser("create-user", help="create a user and enrol TOTP")

@@ -36,8 +36,9 @@ from collector.validation import validate
 
 PAGE_SIZE = 25
 MAX_PAGE = 100_000
-# The customer's console client, served from the source tree next to the package.
-UPLOADER = Path(__file__).resolve().parents[2] / "scripts" / "uploader.sh"
+# The customer's console client, shipped inside the package (scripts/uploader.sh at the top
+# of the source tree is a link to it).
+UPLOADER = Path(__file__).resolve().parents[1] / "scripts" / "uploader.sh"
 TICKET_FIELDS = ("number", "platform", "attempts", "lifetime_days", "note")
 
 

@@ -166,3 +166,12 @@ def test_serve_prints_first_run_hint_and_answers(tmp_path):
     assert "create-user admin --admin" in output
     assert f"serving on http://127.0.0.1:{port}" in output
     assert (tmp_path / "var" / "db.sqlite3").is_file()
+
+
+def test_version_is_the_installed_distributions(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"collector {metadata.version('logs-collector')}\n"

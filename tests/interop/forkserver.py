@@ -140,7 +140,7 @@ def _preload():
     import collector
 
     for module in pkgutil.walk_packages(collector.__path__, "collector."):
-        if module.name.startswith("collector.importer.") or ".alembic" in module.name:
+        if module.name.startswith("collector.importer.") or ".migrations" in module.name:
             continue
         importlib.import_module(module.name)
     import serverproc  # noqa: F401

@@ -17,16 +17,34 @@ def _runtime_stage():
     return DOCKERFILE.split("\nFROM ")[-1]
 
 
-def test_the_runtime_image_has_what_the_app_reads_from_its_source_tree():
-    copied = set(re.findall(r"^COPY (?!--from)(\S+)", _runtime_stage(), re.MULTILINE))
-    # alembic/ (collector migrate), scripts/uploader.sh (served at /uploader.sh), the ini.
-    assert {"production.ini", "alembic", "collector", "scripts/uploader.sh"} <= copied
+def _build_stage():
+    return DOCKERFILE.split("\nFROM ")[1]
+
+
+def _copied(stage):
+    """The source paths a stage's plain ``COPY`` lines take from the build context."""
+    paths = set()
+    for line in re.findall(r"^COPY (?!--from)(.+)$", stage, re.MULTILINE):
+        paths |= set(line.split()[:-1])
+    return paths
+
+
+def test_the_runtime_image_is_the_wheel_in_a_venv_and_the_ini():
+    """The build stage makes the wheel and installs it (not an editable source tree); the
+    runtime stage copies that venv and, of the source tree, only the configuration."""
+    build = _build_stage()
+    assert re.search(r"pip wheel --no-deps .*\n?.*--wheel-dir /wheels \.", build)
+    assert "logs_collector-*.whl" in build and " -e " not in build
+    assert _copied(_runtime_stage()) == {"production.ini"}
+    assert "COPY --from=build /opt/venv /opt/venv" in _runtime_stage()
+    # What the wheel is built from: the package (its data listed in pyproject.toml) and the
+    # files pyproject.toml names (readme, licence), with the pins.
+    assert {"pyproject.toml", "MANIFEST.in", "README.md", "LICENSE", "constraints.txt",
+            "build-constraints.txt", "collector"} <= _copied(build)
     ignored = [line for line in (ROOT / ".dockerignore").read_text().splitlines()
                if line and not line.startswith("#")]
-    for path in copied | {"pyproject.toml", "constraints.txt", "build-constraints.txt",
-                          "README.md"}:
+    for path in _copied(build) | _copied(_runtime_stage()):
         assert not any(fnmatch.fnmatch(path, pattern) for pattern in ignored), path
-    for path in copied:
         assert (ROOT / path).exists(), path
 
 
