@@ -23,6 +23,7 @@ A request body, an answer being sent and a request the app is working on keep wa
 ``channel_timeout`` (seconds of silence), which slow links uploading large bodies need.
 """
 
+import errno
 import logging
 import time
 
@@ -144,6 +145,22 @@ class GuardedServer(TcpWSGIServer):
                 channel.will_close = True
 
 
+class ListenError(Exception):
+    """The server cannot listen where ``waitress.listen`` says: one line for the operator."""
+
+
+# What each refusal of bind() means for whoever runs the server.
+BIND_HINTS = {
+    errno.EADDRINUSE: "another process listens there",
+    errno.EACCES: "ports below 1024 need root or CAP_NET_BIND_SERVICE",
+    errno.EADDRNOTAVAIL: "no such address on this machine",
+}
+
+
+def _listen_error(listen, reason):
+    return ListenError(f"WAITRESS_LISTEN: cannot listen on {listen}: {reason}")
+
+
 def split_options(options):
     """(waitress's options, this module's)."""
     waitress_options = {k: v for k, v in options.items() if k not in GUARD_OPTIONS}
@@ -157,7 +174,13 @@ def create(app, options, spool_dir, reserve):
     waitress_options, guard = split_options(options)
     # waitress looks for timed-out connections every 30 s by default: far too seldom for
     # timeouts of a few seconds.
-    adj = Adjustments(**{"cleanup_interval": CHECK_INTERVAL, **waitress_options})
+    try:
+        adj = Adjustments(**{"cleanup_interval": CHECK_INTERVAL, **waitress_options})
+    except ValueError as exc:
+        # waitress's words when getaddrinfo() cannot resolve a listen address.
+        if "host/port" not in str(exc):
+            raise
+        raise _listen_error(options["listen"], "unknown host name or address") from None
     channel = type("GuardedChannel", (HeadTimingMixin,
                                       spool.space_checking_channel(spool_dir, reserve)), {})
     dispatcher = ThreadedTaskDispatcher()
@@ -165,8 +188,14 @@ def create(app, options, spool_dir, reserve):
     socket_map = {}
     servers = []
     for sockinfo in adj.listen:
-        server = GuardedServer(app, socket_map, dispatcher=dispatcher, adj=adj,
-                               sockinfo=sockinfo, **guard)
+        try:
+            server = GuardedServer(app, socket_map, dispatcher=dispatcher, adj=adj,
+                                   sockinfo=sockinfo, **guard)
+        except OSError as exc:
+            if exc.errno not in BIND_HINTS:
+                raise
+            reason = f"{exc.strerror} ({BIND_HINTS[exc.errno]})"
+            raise _listen_error(options["listen"], reason) from None
         server.channel_class = channel
         servers.append(server)
     if len(servers) == 1:

@@ -91,7 +91,7 @@ _SAMPLES = {str: "from-the-environment-42", int: "7777", float: "12.5", s.as_siz
             s.as_networks: "10.0.0.0/8", s.as_log_format: "json", s.as_log_level: "ERROR",
             s.as_access_log_format: "{status} {path}",
             s.as_storage_url: "s3://a-bucket/logs", s.as_download_mode: "redirect",
-            s.as_expiry: "60", s.as_free_space: "3MiB"}
+            s.as_expiry: "60", s.as_free_space: "3MiB", s.as_listen: "127.0.0.1:7777"}
 # Variables that only load together with another one.
 _NEEDS = {"STORAGE_URL": {"STORAGE_QUOTA": "1GiB"},
           "DEBUG": {"ALLOWED_HOSTS": "logs.example.com"},
