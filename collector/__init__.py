@@ -15,7 +15,14 @@ from collector.resources import root_factory  # noqa: E402
 
 
 def main(global_config, **settings):
-    settings = settings_module.load({"here": global_config.get("here", "."), **settings})
+    try:
+        settings = settings_module.load({"here": global_config.get("here", "."), **settings})
+    except settings_module.SettingsError as exc:
+        # Built from an ini file (pserve, pshell, a paste loader): one line, as the console
+        # says it, rather than a traceback. Called from code (tests): the exception.
+        if "__file__" in global_config:
+            raise SystemExit(f"error: {exc}") from None
+        raise
     staging = Path(settings["data_dir"]) / "tmp"
     staging.mkdir(parents=True, exist_ok=True)
     # waitress spools every request body to a tempfile before calling the app: keep that

@@ -26,12 +26,15 @@ A request body, an answer being sent and a request the app is working on keep wa
 import errno
 import logging
 import time
+from pathlib import Path
 
 from waitress.adjustments import Adjustments
 from waitress.server import MultiSocketServer, TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
 
+from collector import logs
 from collector.archives.uploads import spool
+from collector.settings import waitress_options
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +187,6 @@ def create(app, options, spool_dir, reserve):
     channel = type("GuardedChannel", (HeadTimingMixin,
                                       spool.space_checking_channel(spool_dir, reserve)), {})
     dispatcher = ThreadedTaskDispatcher()
-    dispatcher.set_thread_count(adj.threads)
     socket_map = {}
     servers = []
     for sockinfo in adj.listen:
@@ -192,12 +194,17 @@ def create(app, options, spool_dir, reserve):
             server = GuardedServer(app, socket_map, dispatcher=dispatcher, adj=adj,
                                    sockinfo=sockinfo, **guard)
         except OSError as exc:
+            # What was opened so far (the sockets, waitress's wake-up pipe) is in the map.
+            for opened in list(socket_map.values()):
+                opened.close()
             if exc.errno not in BIND_HINTS:
                 raise
             reason = f"{exc.strerror} ({BIND_HINTS[exc.errno]})"
             raise _listen_error(options["listen"], reason) from None
         server.channel_class = channel
         servers.append(server)
+    # Worker threads only once every address is bound (none left behind by a refusal).
+    dispatcher.set_thread_count(adj.threads)
     if len(servers) == 1:
         return servers[0]
     return MultiSocketServer(socket_map, adj, [(s.effective_host, s.effective_port)
@@ -210,3 +217,31 @@ def serve(app, options, spool_dir, reserve):
     server = create(app, options, spool_dir, reserve)
     server.print_listen("Serving on http://{}:{}")
     server.run()
+
+
+def paste_server(global_conf, **local_conf):
+    """``pserve``'s server factory (``[server:main] use = call:collector.server:paste_server``):
+    the server ``collector serve`` runs, with the same options — the ``waitress.*`` settings
+    of ``[app:main]`` and the ``WAITRESS_*`` variables over them, as the app read them — so
+    the per-address limit, the short timeouts and the early 507 hold under ``pserve`` too.
+    Options in ``[server:main]`` itself would be a second place for the same settings:
+    refused."""
+    if local_conf:
+        raise SystemExit(f"error: [server:main] {', '.join(sorted(local_conf))}: this server "
+                         "takes no options here; set them in [app:main] as waitress.* (or "
+                         "the WAITRESS_* variables)")
+
+    def run(wsgi_app):
+        settings = getattr(getattr(wsgi_app, "registry", None), "settings", None)
+        if settings is None or "waitress.listen" not in settings:
+            raise SystemExit("error: [server:main]: collector.server runs the Logs Collector "
+                             "app only (egg:logs-collector in [app:main])")
+        # LOG_FORMAT / LOG_LEVEL over the ini's logging, which pserve has set up.
+        logs.configure(settings)
+        try:
+            serve(wsgi_app, waitress_options(settings), Path(settings["data_dir"]) / "tmp",
+                  settings["storage.reserve"])
+        except ListenError as exc:
+            raise SystemExit(f"error: {exc}") from None
+
+    return run
