@@ -92,6 +92,11 @@ def assert_one_line(lines, *words):
     (["deliver"], {"RETENTION_MAX_DAYS": "-3"}, ["RETENTION_MAX_DAYS", "0 or more"]),
     (["migrate"], {"WEBHOOK_INTERVAL": "nan"}, ["WEBHOOK_INTERVAL"]),
     (["migrate"], {"STORAGE_URL": "s3://logs"}, ["STORAGE_QUOTA"]),
+    # The old database of an import: the same rules, the password never shown.
+    (["import-original", "--db", "mysql://u:s3cret@h/x", "--archives", "/"], {},
+     ["--db", "mysql://…"]),
+    (["import-original", "--db", "postgresql://u:s3cret@127.0.0.1:1/x", "--archives", "/"],
+     {}, ["cannot read the old database", "refused"]),
 ], ids=lambda value: value[0] if isinstance(value, list) else None)
 def test_settings_the_database_and_the_disk(ini, args, env, words):
     env = {key: value.format(tmp=ini.parent) for key, value in env.items()}
@@ -253,6 +258,7 @@ def test_pserve_runs_the_collector_server_with_the_environment(ini):
 @pytest.mark.parametrize("extra,env,words", [
     ("", {"TICKET_ATTEMPTS": "-1"}, ["TICKET_ATTEMPTS"]),
     ("", {"WAITRESS_LISTEN": "127.0.0.1:65536"}, ["WAITRESS_LISTEN"]),
+    ("", {"DATA_DIR": "/dev/null/data"}, ["DATA_DIR", "Not a directory"]),
     ("waitress.thread = 2\n", {}, ["waitress.thread:"]),
 ])
 def test_pserve_refuses_bad_settings_in_one_line(tmp_path, extra, env, words):
