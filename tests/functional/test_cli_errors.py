@@ -327,3 +327,22 @@ def test_pshell_gets_the_session_the_models_and_the_storage(ini):
 
         assert connection.scalar(select(func.count()).select_from(Platform)) == 0
     engine.dispose()
+
+
+def test_every_numeric_option_has_a_bounded_type():
+    """A new ``type=int``/``type=float`` option would take negative numbers: each numeric
+    option of every command goes through ``cli._number``."""
+    import argparse
+
+    def actions(parser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from actions(sub)
+            else:
+                yield action
+
+    types = [action.type for action in actions(cli.parser()) if action.type is not None]
+    assert int not in types and float not in types
+    assert len([t for t in types if " (at least" in t.__name__ or "more than" in t.__name__]) \
+        == 4
