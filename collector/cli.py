@@ -205,10 +205,10 @@ def cmd_serve(args, settings):
     _first_run_hint(settings, args.config, options.get("listen"))
     _tune_malloc(settings)
     app = get_app(args.config)
-    print(f"serving on http://{options['listen']}", flush=True)
     # Connections bounded per client address, idle and slow-headed ones closed early; a
     # body that could not even be spooled to DATA_DIR/tmp is refused (507) at its headers.
-    server.serve(app, options, Path(settings["data_dir"]) / "tmp", settings["storage.reserve"])
+    server.serve(app, options, Path(settings["data_dir"]) / "tmp", settings["storage.reserve"],
+                 announce=lambda: print(f"serving on http://{options['listen']}", flush=True))
 
 
 def cmd_purge(args, settings):

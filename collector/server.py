@@ -212,9 +212,12 @@ def create(app, options, spool_dir, reserve):
                              dispatcher, servers[0].log_info)
 
 
-def serve(app, options, spool_dir, reserve):
-    """Run the server until SIGTERM/SIGINT (``waitress.serve``, with the rules above)."""
+def serve(app, options, spool_dir, reserve, announce=None):
+    """Run the server until SIGTERM/SIGINT (``waitress.serve``, with the rules above);
+    ``announce()`` once it listens (not before: the address may be refused)."""
     server = create(app, options, spool_dir, reserve)
+    if announce is not None:
+        announce()
     server.print_listen("Serving on http://{}:{}")
     server.run()
 

@@ -59,9 +59,11 @@ def ini(tmp_path_factory):
 
 
 def collector(ini, *args, **env):
-    """Run ``collector -c INI ARGS`` with these variables: (exit status, stderr lines)."""
-    out = ini.parent / f"out.{time.monotonic_ns()}"
-    err = ini.parent / f"err.{time.monotonic_ns()}"
+    """Run ``collector -c INI ARGS`` with these variables: (exit status, stderr lines);
+    its stdout is left in ``stdout`` beside the ini."""
+    out, err = ini.parent / "stdout", ini.parent / "stderr"
+    out.unlink(missing_ok=True)
+    err.unlink(missing_ok=True)
     child = ForkServer.get().spawn(["-c", str(ini), *args], _clean_env(**env), out, err)
     code = child.wait(timeout=60)
     return code, err.read_text().splitlines()
@@ -128,6 +130,8 @@ def test_the_listen_address_is_busy(ini):
         code, lines = collector(ini, "serve", WAITRESS_LISTEN=f"127.0.0.1:{port}")
     assert code == 1
     assert_one_line(lines, "WAITRESS_LISTEN", f"127.0.0.1:{port}", "Address already in use")
+    # Not "serving on …" first: that is said once the address is ours.
+    assert "serving on" not in (ini.parent / "stdout").read_text()
 
 
 def test_a_low_port_without_the_privilege(monkeypatch, tmp_path):
