@@ -301,6 +301,7 @@ def _number(kind, minimum, unit, above=False):
     ``above``), ASCII digits only for ints."""
     from collector.numbers import parse_int
 
+    unit = unit[:-1] if minimum == 1 else unit  # "1 day", "0 hours"
     wanted = f"{'more than' if above else 'at least'} {minimum} {unit}"
 
     def parse(text):
