@@ -37,6 +37,39 @@ def _one_line(exc):
     return " ".join(str(exc).split())
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (argparse's exit status 2); ``-h`` shows the usage."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} -h)\n")
+
+
+def _number(kind, minimum, unit, above=False):
+    """An argparse type: an int or float of at least ``minimum`` (more than it with
+    ``above``), ASCII digits only for ints."""
+    from collector.numbers import parse_int
+
+    unit = unit[:-1] if minimum == 1 else unit  # "1 day", "0 hours"
+    wanted = f"{'more than' if above else 'at least'} {minimum} {unit}"
+
+    def parse(text):
+        if kind is int:
+            number = parse_int(text, minimum, 10**18)
+        else:
+            try:
+                number = float(text)
+            except ValueError:
+                number = None
+            if number is not None and not (math.isfinite(number) and number >= minimum):
+                number = None
+        if number is None or (above and number <= minimum):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, not {text!r}")
+        return number
+
+    parse.__name__ = f"{kind.__name__} ({wanted})"
+    return parse
+
+
 def _settings(config_uri):
     from pyramid.paster import get_appsettings
 
@@ -287,39 +320,6 @@ def cmd_import_original(args, settings):
         raise SystemExit(130) from None
     if summary.exit_code:
         raise SystemExit(summary.exit_code)
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line (argparse's exit status 2); ``-h`` shows the usage."""
-
-    def error(self, message):
-        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} -h)\n")
-
-
-def _number(kind, minimum, unit, above=False):
-    """An argparse type: an int or float of at least ``minimum`` (more than it with
-    ``above``), ASCII digits only for ints."""
-    from collector.numbers import parse_int
-
-    unit = unit[:-1] if minimum == 1 else unit  # "1 day", "0 hours"
-    wanted = f"{'more than' if above else 'at least'} {minimum} {unit}"
-
-    def parse(text):
-        if kind is int:
-            number = parse_int(text, minimum, 10**18)
-        else:
-            try:
-                number = float(text)
-            except ValueError:
-                number = None
-            if number is not None and not (math.isfinite(number) and number >= minimum):
-                number = None
-        if number is None or (above and number <= minimum):
-            raise argparse.ArgumentTypeError(f"must be {wanted}, not {text!r}")
-        return number
-
-    parse.__name__ = f"{kind.__name__} ({wanted})"
-    return parse
 
 
 def parser():
