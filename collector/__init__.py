@@ -15,9 +15,20 @@ from collector.resources import root_factory  # noqa: E402
 
 
 def main(global_config, **settings):
-    settings = settings_module.load({"here": global_config.get("here", "."), **settings})
-    staging = Path(settings["data_dir"]) / "tmp"
-    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        settings = settings_module.load({"here": global_config.get("here", "."), **settings})
+        staging = Path(settings["data_dir"]) / "tmp"
+        try:
+            staging.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise settings_module.SettingsError(
+                f"DATA_DIR: cannot create {staging}: {exc.strerror}") from None
+    except settings_module.SettingsError as exc:
+        # Built from an ini file (pserve, pshell, a paste loader): one line, as the console
+        # says it, rather than a traceback. Called from code (tests): the exception.
+        if "__file__" in global_config:
+            raise SystemExit(f"error: {exc}") from None
+        raise
     # waitress spools every request body to a tempfile before calling the app: keep that
     # spool on the archives' filesystem (never a small /tmp), see docs/architecture.md.
     tempfile.tempdir = str(staging)

@@ -7,14 +7,18 @@ the others; no import here is inside a function to avoid a cycle (there is none:
 docs/architecture.md, "Layers")."""
 
 import argparse
+import configparser
 import contextlib
 import ctypes
 import getpass
+import importlib.metadata
+import math
 import os
 import sys
 import time
 from pathlib import Path
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
 
 from collector import logs, webhooks
@@ -26,20 +30,87 @@ from collector.db import make_engine
 ALEMBIC_DIR = Path(__file__).resolve().parent / "migrations"
 
 
+class OperatorError(Exception):
+    """Something the operator can fix (a setting, the database, the disk, the network):
+    printed as one line, ``error: …``, exit status 1. Anything else keeps its traceback."""
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split())
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (argparse's exit status 2); ``-h`` shows the usage."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} -h)\n")
+
+
+def _number(kind, minimum, unit, above=False):
+    """An argparse type: an int or float of at least ``minimum`` (more than it with
+    ``above``), ASCII digits only for ints."""
+    from collector.numbers import parse_int
+
+    unit = unit[:-1] if minimum == 1 else unit  # "1 day", "0 hours"
+    wanted = f"{'more than' if above else 'at least'} {minimum} {unit}"
+
+    def parse(text):
+        if kind is int:
+            number = parse_int(text, minimum, 10**18)
+        else:
+            try:
+                number = float(text)
+            except ValueError:
+                number = None
+            if number is not None and not (math.isfinite(number) and number >= minimum):
+                number = None
+        if number is None or (above and number <= minimum):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, not {text!r}")
+        return number
+
+    parse.__name__ = f"{kind.__name__} ({wanted})"
+    return parse
+
+
 def _settings(config_uri):
     from pyramid.paster import get_appsettings
 
-    raw = get_appsettings(config_uri)
+    try:
+        raw = get_appsettings(config_uri)
+    # A file that does not parse, no [app:main], a `use =` naming no installed package.
+    except (configparser.Error, LookupError, importlib.metadata.PackageNotFoundError) as exc:
+        raise OperatorError(f"{config_uri}: {_one_line(exc)}") from None
     return settings_module.load({"here": str(Path(config_uri).resolve().parent), **raw})
+
+
+def _make_dir(path, variable):
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OperatorError(f"{variable}: cannot create {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OperatorError(f"{variable}: {path} is not writable by this user")
+
+
+def _check_data_dir(settings):
+    """DATA_DIR (its tmp/, where staging and the server's body spool go) exists and is
+    writable, or the command stops before it starts."""
+    _make_dir(Path(settings["data_dir"]) / "tmp", "DATA_DIR")
 
 
 @contextlib.contextmanager
 def _engine(settings):
     url = settings["db_url"]
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        directory = Path(url[len("sqlite:///"):]).parent
+        _make_dir(directory, "DATA_DIR" if directory == Path(settings["data_dir"])
+                  else "DB_URL")
     engine = make_engine(url)
     try:
+        # Connect once now: a database that is down, refuses us or does not exist is
+        # reported before the command starts (the connection goes back to the pool).
+        with engine.connect():
+            pass
         yield engine
     finally:
         engine.dispose()
@@ -169,10 +240,10 @@ def cmd_serve(args, settings):
     _first_run_hint(settings, args.config, options.get("listen"))
     _tune_malloc(settings)
     app = get_app(args.config)
-    print(f"serving on http://{options['listen']}", flush=True)
     # Connections bounded per client address, idle and slow-headed ones closed early; a
     # body that could not even be spooled to DATA_DIR/tmp is refused (507) at its headers.
-    server.serve(app, options, Path(settings["data_dir"]) / "tmp", settings["storage.reserve"])
+    server.serve(app, options, Path(settings["data_dir"]) / "tmp", settings["storage.reserve"],
+                 announce=lambda: print(f"serving on http://{options['listen']}", flush=True))
 
 
 def cmd_purge(args, settings):
@@ -334,7 +405,7 @@ def _version():
 
 
 def parser():
-    main = argparse.ArgumentParser(prog="collector", description="Logs Collector")
+    main = _Parser(prog="collector", description="Logs Collector")
     main.add_argument("-c", "--config", default=os.environ.get("COLLECTOR_CONFIG",
                                                                "development.ini"),
                       help="ini file (default: $COLLECTOR_CONFIG or development.ini)")
@@ -350,18 +421,20 @@ def parser():
     token = commands.add_parser("create-token", help="print a new personal API token")
     token.add_argument("user")
     token.add_argument("--name", default="cli")
-    token.add_argument("--days", type=int, default=None, help="lifetime (default: none)")
+    token.add_argument("--days", type=_number(int, 1, "days"), default=None,
+                       help="lifetime (default: none)")
     commands.add_parser("serve", help="run the waitress server")
     purge = commands.add_parser("purge", help="remove orphan and stale files")
     purge.add_argument("--dry-run", action="store_true")
-    purge.add_argument("--stale-hours", type=float, default=6.0,
+    purge.add_argument("--stale-hours", type=_number(float, 0, "hours"), default=6.0,
                        help="staging files, orphan upload files and tus uploads still "
                             "empty this many hours after their creation are stale "
                             "(default 6)")
     deliver = commands.add_parser("deliver", help="send due webhook events (one pass)")
     deliver.add_argument("--loop", action="store_true",
                          help="keep going, a pass every --interval seconds")
-    deliver.add_argument("--interval", type=float, default=None,
+    deliver.add_argument("--interval", type=_number(float, 0, "seconds", above=True),
+                         default=None,
                          help="seconds between passes (default: WEBHOOK_INTERVAL)")
     audit = commands.add_parser("audit", help="the audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
@@ -390,7 +463,8 @@ def parser():
     imp.add_argument("--merge", action="append", default=[], metavar="KIND=HOW",
                      help="resolve conflicts: platforms=existing, users=existing, "
                      "tickets=existing or tickets=offset:N (repeatable)")
-    imp.add_argument("--lifetime-days", type=int, default=None, metavar="DAYS",
+    imp.add_argument("--lifetime-days", type=_number(int, 1, "days"), default=None,
+                     metavar="DAYS",
                      help="token lifetime of the imported tickets, from now (default: "
                      "TICKET_LIFETIME_DAYS)")
     back = commands.add_parser(
@@ -423,17 +497,69 @@ COMMANDS = {"migrate": cmd_migrate, "create-user": cmd_create_user,
             "verify": cmd_verify, "restore": cmd_restore}
 
 
+# Commands that use DATA_DIR whatever the database (the others only through SQLite).
+NEEDS_DATA_DIR = {"serve", "purge", "deliver", "import-original"}
+
+
+def _storage_errors():
+    """S3 failures an operator fixes (credentials, endpoint, bucket, permissions). botocore
+    is loaded only with an s3:// STORAGE_URL; without it none of these can happen."""
+    botocore = sys.modules.get("botocore.exceptions")
+    if botocore is None:
+        return ()
+    return (botocore.NoCredentialsError, botocore.PartialCredentialsError,
+            botocore.EndpointConnectionError, botocore.ConnectTimeoutError,
+            botocore.ClientError)
+
+
+def run(args):
+    """The command, with what the operator can fix turned into ``OperatorError``.
+
+    The line drawn: settings that are refused (``SettingsError``, also those found late,
+    such as boto3 missing for an s3:// URL), a config file that cannot be read, a data
+    directory that cannot be written, the server's address, a database that cannot be
+    reached or used (``OperationalError``: connection refused, wrong password, unknown
+    database, a locked or read-only file — never a programming error such as bad SQL or
+    a constraint), and S3's credential, endpoint and permission errors. Every other
+    exception is a bug and keeps its traceback."""
+    from collector.server import ListenError
+
+    try:
+        settings = _settings(args.config)
+        if args.command in NEEDS_DATA_DIR:
+            _check_data_dir(settings)
+    except settings_module.SettingsError as exc:
+        raise OperatorError(exc) from None
+    # What a command records in the audit log reaches the webhooks, as in the server.
+    webhooks.listen()
+    try:
+        COMMANDS[args.command](args, settings)
+    except (settings_module.SettingsError, ListenError) as exc:
+        raise OperatorError(exc) from None
+    except (sa_exc.OperationalError, sa_exc.ProgrammingError) as exc:
+        # A table missing: a database not migrated (SQLite says so with an
+        # OperationalError, PostgreSQL with SQLSTATE 42P01); other ProgrammingErrors are bugs.
+        missing_table = getattr(exc.orig, "sqlstate", None) == "42P01" or \
+            "no such table" in str(exc.orig)
+        if isinstance(exc, sa_exc.ProgrammingError) and not missing_table:
+            raise
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else _one_line(exc)
+        hint = " (has `collector migrate` run?)" if missing_table else ""
+        raise OperatorError(f"DB_URL: {_safe_url(settings['db_url'])}: {reason}{hint}") \
+            from None
+    except _storage_errors() as exc:
+        raise OperatorError(f"STORAGE_URL: {settings['storage.url']}: "
+                            f"{_one_line(exc)}") from None
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
     if not Path(args.config).is_file():
         raise SystemExit(f"error: config file {args.config} not found")
     try:
-        settings = _settings(args.config)
-    except settings_module.SettingsError as exc:
+        run(args)
+    except OperatorError as exc:
         raise SystemExit(f"error: {exc}") from None
-    # What a command records in the audit log reaches the webhooks, as in the server.
-    webhooks.listen()
-    COMMANDS[args.command](args, settings)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,14 +23,18 @@ A request body, an answer being sent and a request the app is working on keep wa
 ``channel_timeout`` (seconds of silence), which slow links uploading large bodies need.
 """
 
+import errno
 import logging
 import time
+from pathlib import Path
 
 from waitress.adjustments import Adjustments
 from waitress.server import MultiSocketServer, TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
 
+from collector import logs
 from collector.archives.uploads import spool
+from collector.settings import waitress_options
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +148,22 @@ class GuardedServer(TcpWSGIServer):
                 channel.will_close = True
 
 
+class ListenError(Exception):
+    """The server cannot listen where ``waitress.listen`` says: one line for the operator."""
+
+
+# What each refusal of bind() means for whoever runs the server.
+BIND_HINTS = {
+    errno.EADDRINUSE: "another process listens there",
+    errno.EACCES: "ports below 1024 need root or CAP_NET_BIND_SERVICE",
+    errno.EADDRNOTAVAIL: "no such address on this machine",
+}
+
+
+def _listen_error(listen, reason):
+    return ListenError(f"WAITRESS_LISTEN: cannot listen on {listen}: {reason}")
+
+
 def split_options(options):
     """(waitress's options, this module's)."""
     waitress_options = {k: v for k, v in options.items() if k not in GUARD_OPTIONS}
@@ -157,18 +177,34 @@ def create(app, options, spool_dir, reserve):
     waitress_options, guard = split_options(options)
     # waitress looks for timed-out connections every 30 s by default: far too seldom for
     # timeouts of a few seconds.
-    adj = Adjustments(**{"cleanup_interval": CHECK_INTERVAL, **waitress_options})
+    try:
+        adj = Adjustments(**{"cleanup_interval": CHECK_INTERVAL, **waitress_options})
+    except ValueError as exc:
+        # waitress's words when getaddrinfo() cannot resolve a listen address.
+        if "host/port" not in str(exc):
+            raise
+        raise _listen_error(options["listen"], "unknown host name or address") from None
     channel = type("GuardedChannel", (HeadTimingMixin,
                                       spool.space_checking_channel(spool_dir, reserve)), {})
     dispatcher = ThreadedTaskDispatcher()
-    dispatcher.set_thread_count(adj.threads)
     socket_map = {}
     servers = []
     for sockinfo in adj.listen:
-        server = GuardedServer(app, socket_map, dispatcher=dispatcher, adj=adj,
-                               sockinfo=sockinfo, **guard)
+        try:
+            server = GuardedServer(app, socket_map, dispatcher=dispatcher, adj=adj,
+                                   sockinfo=sockinfo, **guard)
+        except OSError as exc:
+            # What was opened so far (the sockets, waitress's wake-up pipe) is in the map.
+            for opened in list(socket_map.values()):
+                opened.close()
+            if exc.errno not in BIND_HINTS:
+                raise
+            reason = f"{exc.strerror} ({BIND_HINTS[exc.errno]})"
+            raise _listen_error(options["listen"], reason) from None
         server.channel_class = channel
         servers.append(server)
+    # Worker threads only once every address is bound (none left behind by a refusal).
+    dispatcher.set_thread_count(adj.threads)
     if len(servers) == 1:
         return servers[0]
     return MultiSocketServer(socket_map, adj, [(s.effective_host, s.effective_port)
@@ -176,8 +212,39 @@ def create(app, options, spool_dir, reserve):
                              dispatcher, servers[0].log_info)
 
 
-def serve(app, options, spool_dir, reserve):
-    """Run the server until SIGTERM/SIGINT (``waitress.serve``, with the rules above)."""
+def serve(app, options, spool_dir, reserve, announce=None):
+    """Run the server until SIGTERM/SIGINT (``waitress.serve``, with the rules above);
+    ``announce()`` once it listens (not before: the address may be refused)."""
     server = create(app, options, spool_dir, reserve)
+    if announce is not None:
+        announce()
     server.print_listen("Serving on http://{}:{}")
     server.run()
+
+
+def paste_server(global_conf, **local_conf):
+    """``pserve``'s server factory (``[server:main] use = call:collector.server:paste_server``):
+    the server ``collector serve`` runs, with the same options — the ``waitress.*`` settings
+    of ``[app:main]`` and the ``WAITRESS_*`` variables over them, as the app read them — so
+    the per-address limit, the short timeouts and the early 507 hold under ``pserve`` too.
+    Options in ``[server:main]`` itself would be a second place for the same settings:
+    refused."""
+    if local_conf:
+        raise SystemExit(f"error: [server:main] {', '.join(sorted(local_conf))}: this server "
+                         "takes no options here; set them in [app:main] as waitress.* (or "
+                         "the WAITRESS_* variables)")
+
+    def run(wsgi_app):
+        settings = getattr(getattr(wsgi_app, "registry", None), "settings", None)
+        if settings is None or "waitress.listen" not in settings:
+            raise SystemExit("error: [server:main]: collector.server runs the Logs Collector "
+                             "app only (egg:logs-collector in [app:main])")
+        # LOG_FORMAT / LOG_LEVEL over the ini's logging, which pserve has set up.
+        logs.configure(settings)
+        try:
+            serve(wsgi_app, waitress_options(settings), Path(settings["data_dir"]) / "tmp",
+                  settings["storage.reserve"])
+        except ListenError as exc:
+            raise SystemExit(f"error: {exc}") from None
+
+    return run

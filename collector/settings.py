@@ -4,7 +4,9 @@ Every override goes through ``ENV_OVERRIDES``, one explicit table of (setting, v
 coercer, meaning). The README's table of variables is checked against it by a test.
 """
 
+import difflib
 import ipaddress
+import math
 import os
 import re
 import zoneinfo
@@ -54,13 +56,40 @@ def as_size(value):
     return number * 1024 ** " kmgt".index(unit or " ")
 
 
+# The engines (and drivers) the code is written and tested for.
+DB_URL_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
+
+
 def as_db_url(value):
-    """Accept the original project's ``psql://`` alias and plain ``postgresql://``."""
+    """Accept the original project's ``psql://`` alias and plain ``postgresql://``; refuse
+    other engines (``mysql://`` …) here rather than with a driver's traceback later."""
     url = str(value).strip()
     for prefix in ("psql://", "postgres://", "postgresql://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
+    scheme, separator, _ = url.partition("://")
+    if url and (not separator or scheme not in DB_URL_SCHEMES):
+        # Only the scheme is shown: the rest of a URL may hold a password.
+        raise ValueError(f"`sqlite:///path`, `postgresql://…` or `psql://…` expected, not "
+                         f"{scheme + '://…' if separator else 'a URL without a scheme'}")
     return url
+
+
+_LISTEN = re.compile(r"(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):([0-9]{1,5})")
+
+
+def as_listen(value):
+    """``host:port`` pairs, space separated (``*:6543``, ``[::1]:6543``); port 0–65535."""
+    text = str(value).strip()
+    pairs = text.split()
+    for pair in pairs:
+        match = _LISTEN.fullmatch(pair)
+        if not match or int(match.group(2)) > 65535:
+            raise ValueError(f"not host:port (a port 0–65535; several space separated): "
+                             f"{pair!r}")
+    if not pairs:
+        raise ValueError("empty: host:port expected")
+    return text
 
 
 def as_secure(value):
@@ -221,7 +250,7 @@ ENV_OVERRIDES = [
     ("webhooks.backoff_max", "WEBHOOK_BACKOFF_MAX", float, "longest wait between retries"),
     ("webhooks.retry_hours", "WEBHOOK_RETRY_HOURS", float,
      "hours after the event that a delivery is retried before it is failed"),
-    ("waitress.listen", "WAITRESS_LISTEN", str, "host:port the server listens on"),
+    ("waitress.listen", "WAITRESS_LISTEN", as_listen, "host:port the server listens on"),
     ("waitress.threads", "WAITRESS_THREADS", int, "worker threads"),
     ("waitress.channel_timeout", "WAITRESS_CHANNEL_TIMEOUT", int,
      "seconds a connection sending a body or receiving an answer may stay silent"),
@@ -318,10 +347,52 @@ DEFAULTS = {
 
 _COERCERS = {key: coercer for key, _, coercer, _ in ENV_OVERRIDES}
 
+# Counts, sizes, ages and durations are never negative; these mean nothing at 0 either
+# (a ticket nobody can upload to, a server without threads …). The idle and header
+# timeouts have their own rule in ``load``.
+AT_LEAST_ONE = {
+    "ticket.attempts", "ticket.lifetime_days", "upload.tus_expiry_days",
+    "auth.access_lifetime", "auth.refresh_lifetime", "inspect.max_ratio",
+    "waitress.threads", "waitress.channel_timeout", "waitress.connection_limit",
+    "waitress.recv_bytes", "waitress.max_request_body_size", "waitress.trusted_proxy_count",
+}
+ABOVE_ZERO = {"webhooks.interval", "webhooks.timeout", "inspect.search_timeout"}
+
+# Keys of the app's ini section that are not ours but are read by what the app includes,
+# by PasteDeploy, or by the tests (an engine handed in).
+FOREIGN_PREFIXES = ("pyramid.", "jinja2.", "tm.", "retry.", "cornice.", "debugtoolbar.")
+FOREIGN_KEYS = {"here", "__file__", "use", "filter-with", "collector.engine"}
+
+
+def _check_known_keys(settings):
+    """A key of the app's section that nothing reads is refused: a typo
+    (``waitress.thread``) would otherwise run silently with the default."""
+    known = set(_COERCERS) | set(DEFAULTS)
+    for key in settings:
+        if key in known or key in FOREIGN_KEYS or key.startswith(FOREIGN_PREFIXES):
+            continue
+        near = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise SettingsError(f"{key}: unknown setting in the app's ini section{hint}; "
+                            "the README's table lists them")
+
+
+def _check_number(key, variable, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if key in ABOVE_ZERO:
+        ok, wanted = value > 0, "more than 0"
+    else:
+        minimum = 1 if key in AT_LEAST_ONE else 0
+        ok, wanted = value >= minimum, f"{minimum} or more"
+    if not ok or not math.isfinite(value):
+        raise SettingsError(f"{variable}: must be {wanted}, not {value!r}")
+
 
 def load(settings, environ=None):
     """Return the typed, validated settings: ini values, then environment overrides."""
     environ = os.environ if environ is None else environ
+    _check_known_keys(settings)
     low_alias = _low_space_alias(settings, environ)
     result = dict(settings)
     for key, value in DEFAULTS.items():
@@ -334,6 +405,7 @@ def load(settings, environ=None):
             result[key] = coercer(source)
         except (ValueError, zoneinfo.ZoneInfoNotFoundError) as exc:
             raise SettingsError(f"{variable}: {exc}") from None
+        _check_number(key, variable, result[key])
     if low_alias:
         result["storage.alert_free"] = Share(100.0 - result["storage.warn_percent"])
     data_dir = Path(result["data_dir"]).expanduser()

@@ -89,12 +89,20 @@ def source_url(value):
     if value.startswith("sqlite:///"):
         value = value[len("sqlite:///"):]
     elif "://" in value:
-        raise SourceError(f"--db: not a SQLite file or PostgreSQL URL: {value}")
+        # The scheme only: the rest of a URL may hold a password.
+        raise SourceError(f"--db: not a SQLite file or PostgreSQL URL: "
+                          f"{value.partition('://')[0]}://…")
     path = Path(value).expanduser().resolve()
     if not path.is_file():
         raise SourceError(f"--db: no SQLite database file at {path}")
     # mode=ro: SQLite opens the file read-only (no journal, no WAL switch, no -shm).
     return f"sqlite:///file:{urllib.parse.quote(str(path))}?mode=ro&uri=true"
+
+
+def _first_line(exc):
+    """The driver's message, first line (psycopg adds a hint on the next): one line."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 def open_source(value):
@@ -131,7 +139,7 @@ def check_tables(engine):
                 missing.append(f"{table.name}: column(s) {', '.join(lacking)}")
     except SQLAlchemyError as exc:
         raise SourceError(f"cannot read the old database: {exc.__class__.__name__}: "
-                          f"{getattr(exc, 'orig', exc)}") from None
+                          f"{_first_line(exc)}") from None
     if missing:
         raise SourceError("this does not look like a logs-collector database (missing "
                           + "; ".join(missing) + ")")
@@ -159,7 +167,7 @@ class Source:
             with self.engine.connect() as connection:
                 return [dict(row._mapping) for row in connection.execute(query)]
         except SQLAlchemyError as exc:
-            raise SourceError(f"cannot read the old database: {getattr(exc, 'orig', exc)}") \
+            raise SourceError(f"cannot read the old database: {_first_line(exc)}") \
                 from None
 
     def users(self):

@@ -91,7 +91,7 @@ _SAMPLES = {str: "from-the-environment-42", int: "7777", float: "12.5", s.as_siz
             s.as_networks: "10.0.0.0/8", s.as_log_format: "json", s.as_log_level: "ERROR",
             s.as_access_log_format: "{status} {path}",
             s.as_storage_url: "s3://a-bucket/logs", s.as_download_mode: "redirect",
-            s.as_expiry: "60", s.as_free_space: "3MiB"}
+            s.as_expiry: "60", s.as_free_space: "3MiB", s.as_listen: "127.0.0.1:7777"}
 # Variables that only load together with another one.
 _NEEDS = {"STORAGE_URL": {"STORAGE_QUOTA": "1GiB"},
           "DEBUG": {"ALLOWED_HOSTS": "logs.example.com"},
@@ -211,3 +211,65 @@ def test_production_ini_as_shipped_refuses_to_start_without_allowed_hosts(tmp_pa
                           env={**env, "ALLOWED_HOSTS": "logs.example.com"},
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+_NUMERIC = [(key, variable) for key, variable, coercer, _ in s.ENV_OVERRIDES
+            if coercer in (int, float)]
+
+
+@pytest.mark.parametrize("key,variable", _NUMERIC, ids=[v for _, v in _NUMERIC])
+def test_no_count_age_or_duration_is_negative(key, variable):
+    """Every number of the table, from the environment and from the ini alike."""
+    with pytest.raises(s.SettingsError, match=f"^{variable}: must be "):
+        s.load({"debug": "true"}, {variable: "-1"})
+    with pytest.raises(s.SettingsError, match=f"^{variable}: must be "):
+        s.load({"debug": "true", key: "-1"}, {})
+    if coercer_of(key) is float:
+        with pytest.raises(s.SettingsError, match=f"^{variable}: "):
+            s.load({"debug": "true"}, {variable: "nan"})
+
+
+def coercer_of(key):
+    return {k: coercer for k, _, coercer, _ in s.ENV_OVERRIDES}[key]
+
+
+def test_zero_where_it_means_nothing():
+    for variable in ("TICKET_ATTEMPTS", "WAITRESS_THREADS", "ACCESS_TOKEN_LIFETIME",
+                     "WEBHOOK_INTERVAL", "WAITRESS_RECV_BYTES"):
+        with pytest.raises(s.SettingsError, match=f"^{variable}: must be"):
+            s.load({"debug": "true"}, {variable: "0"})
+    # 0 is meaningful here: off, never, no limit.
+    loaded = s.load({"debug": "true"}, {"RETENTION_MAX_DAYS": "0", "HSTS_MAX_AGE": "0",
+                                        "INSPECT_SEARCH_CONCURRENCY": "0"})
+    assert loaded["retention.max_days"] == 0
+
+
+def test_unknown_keys_are_refused_and_foreign_ones_allowed():
+    with pytest.raises(s.SettingsError, match=r"^waitress\.thread: unknown setting .*did you "
+                       r"mean waitress\.threads\?"):
+        s.load({"debug": "true", "waitress.thread": "4"}, {})
+    with pytest.raises(s.SettingsError, match=r"^sqlalchemy\.url: unknown setting"):
+        s.load({"debug": "true", "sqlalchemy.url": "sqlite://"}, {})
+    s.load({"debug": "true", "use": "egg:logs-collector", "here": "/srv",
+            "pyramid.includes": "", "pyramid.reload_templates": "true",
+            "jinja2.filters": "", "tm.attempts": "3", "retry.attempts": "3"}, {})
+
+
+@pytest.mark.parametrize("url", ["mysql://u:secret@db/logs", "oracle://db", "db.sqlite3",
+                                 "postgresql+psycopg2://db/logs"])
+def test_db_url_is_sqlite_or_postgresql(url):
+    with pytest.raises(s.SettingsError, match="^DB_URL: ") as refused:
+        s.load({"debug": "true"}, {"DB_URL": url})
+    assert "secret" not in str(refused.value)
+
+
+@pytest.mark.parametrize("listen,ok", [
+    ("127.0.0.1:6543", True), ("*:6543 [::1]:6543", True), ("logs.example.com:0", True),
+    ("nonsense", False), ("127.0.0.1:65536", False), ("127.0.0.1:", False),
+    (":6543", False), ("", False), ("127.0.0.1:-1", False)])
+def test_listen_is_host_port_pairs(listen, ok):
+    if ok:
+        assert s.load({"debug": "true"}, {"WAITRESS_LISTEN": listen})["waitress.listen"]
+    else:
+        with pytest.raises(s.SettingsError, match="^WAITRESS_LISTEN: "):
+            s.load({"debug": "true"}, {"WAITRESS_LISTEN": listen})
