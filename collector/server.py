@@ -271,6 +271,7 @@ class Drain:
         self.app, self.signals, self.grace, self.worker = app, signals, grace, worker
         self.deadline = None
         self.handled = 0  # signals acted on
+        self.cut = False  # the deadline has come: what was in flight is cut
 
     def listeners(self):
         return [obj for obj in list(self.map.values()) if isinstance(obj, BaseWSGIServer)]
@@ -317,10 +318,11 @@ class Drain:
         log.info("draining %d connection(s) with a request in flight (%d idle closed)",
                  sum(1 for c in channels if busy(c)),
                  sum(1 for c in channels if not busy(c)))
-        self.step()
 
     def step(self):
         """Close what is idle; True once nothing is in flight or the deadline is past."""
+        if self.cut:
+            return True
         channels = self.channels()
         in_flight = 0
         for channel in channels:
@@ -335,6 +337,7 @@ class Drain:
         log.warning("deadline reached: cutting %d request(s) in flight (their uploads are "
                     "not stored; a resumable upload resumes from its last saved offset)",
                     in_flight or self.threads_busy())
+        self.cut = True
         self.app.cancelled.set()
         for channel in self.channels():
             channel.handle_close()
@@ -343,9 +346,9 @@ class Drain:
     def finish(self, listeners):
         # Running tasks end (those cut roll back); queued ones are cancelled. With
         # SHUTDOWN_GRACE=0 (stop at once) nothing is waited for: a kill's outcome.
-        abort_wait = min(ABORT_WAIT, self.grace)
-        # (Idle threads take a moment to see the stop; else waitress warns of them.)
-        self.dispatcher.shutdown(cancel_pending=True, timeout=max(abort_wait, 0.1))
+        # (Idle threads take a moment to see the stop: 0.1 s at least.)
+        abort_wait = max(min(ABORT_WAIT, self.grace), 0.1)
+        self.dispatcher.shutdown(cancel_pending=True, timeout=abort_wait)
         stuck = len(self.dispatcher.threads)
         if self.worker is not None:
             left = max(self.deadline - time.monotonic(), abort_wait)
