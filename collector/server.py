@@ -195,6 +195,9 @@ def create(app, options, spool_dir, reserve):
 # Seconds the worker threads get, after the deadline, to roll back what was cut.
 ABORT_WAIT = 1.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Seconds between looks at the drain: nothing wakes the loop when a worker thread goes
+# idle, and waitress's loop sleeps up to a second (an answered request took 1 s to exit).
+DRAIN_POLL = 0.05
 
 
 class Signals:
@@ -298,7 +301,8 @@ class Drain:
                     self.handled = len(self.signals.received)
                 if self.deadline is not None and self.step():
                     break
-                poll(self.adj.asyncore_loop_timeout, self.map)
+                poll(self.adj.asyncore_loop_timeout if self.deadline is None else DRAIN_POLL,
+                     self.map)
         finally:
             self.signals.wake = None
         self.finish(listeners)
