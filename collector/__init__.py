@@ -48,6 +48,8 @@ def main(global_config, **settings):
     config.include("collector.metrics")
     # help-desk webhooks: the worker thread (deliveries, low-space check), unless disabled
     config.include("collector.webhooks")
+    # /livez and /readyz, the orchestrators' probes: public, cheap, any Host
+    config.include("collector.probes")
     # Jinja2 pages, static assets (Bootstrap from XStatic), security headers
     config.include("collector.web")
     # cornice services (the REST API), then the v1 routes that traverse the resource tree

@@ -233,6 +233,8 @@ def cmd_serve(args, settings):
 
     from collector import server
 
+    # SIGTERM/SIGINT from here on drain the server (a signal during startup included).
+    signals = server.Signals().install()
     setup_logging(args.config)
     # LOG_FORMAT=json / LOG_LEVEL over the ini's logging
     logs.configure(settings)
@@ -243,6 +245,7 @@ def cmd_serve(args, settings):
     # Connections bounded per client address, idle and slow-headed ones closed early; a
     # body that could not even be spooled to DATA_DIR/tmp is refused (507) at its headers.
     server.serve(app, options, Path(settings["data_dir"]) / "tmp", settings["storage.reserve"],
+                 grace=settings["shutdown.grace"], signals=signals,
                  announce=lambda: print(f"serving on http://{options['listen']}", flush=True))
 
 

@@ -3,7 +3,7 @@
 import datetime as dt
 
 import pyramid_tm
-from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy import DateTime, MetaData, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 from transaction._transaction import Status as ZopeStatus  # as zope.sqlalchemy does
@@ -83,6 +83,20 @@ def make_engine(url, **kwargs):
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     return create_engine(url, **kwargs)
+
+
+_PING = text("SELECT 1")
+
+
+def reachable(engine):
+    """Whether the database answers ``SELECT 1`` on a pooled connection of its own (no
+    session, no transaction to join): the health check and /readyz."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(_PING)
+        return True
+    except Exception:  # any failure to talk to the database means "down"
+        return False
 
 
 class TmSession(Session):

@@ -211,15 +211,21 @@ def includeme(config):
     config.add_tween("collector.security.allowed_hosts_tween_factory")
 
 
+# The liveness and readiness probes (collector/probes.py): answered whatever the Host, as
+# orchestrators ask by address; their answers hold no link and no data.
+PROBE_PATHS = ("/livez", "/readyz")
+
+
 def allowed_hosts_tween_factory(handler, registry):
-    """Refuse requests whose Host is not in ALLOWED_HOSTS (DNS-rebinding, host poisoning)."""
+    """Refuse requests whose Host is not in ALLOWED_HOSTS (DNS-rebinding, host poisoning);
+    the probes excepted."""
     allowed = {host.lower() for host in registry.settings["allowed_hosts"]}
     if "*" in allowed:
         return handler
 
     def tween(request):
         host = (request.host or "").rsplit(":", 1)[0].strip("[]").lower()
-        if host not in allowed:
+        if host not in allowed and request.path_info not in PROBE_PATHS:
             return json_error(request, 400, f"host {host!r} is not in ALLOWED_HOSTS")
         return handler(request)
 

@@ -21,19 +21,33 @@ them: one client with 210 idle connections made every other client wait (health 
 
 A request body, an answer being sent and a request the app is working on keep waitress's
 ``channel_timeout`` (seconds of silence), which slow links uploading large bodies need.
+
+**Stopping** (SIGTERM or SIGINT, ``Drain``): the listening sockets close at once (new
+connections are refused), idle keep-alive connections are closed, and the requests in
+flight — a body still arriving, the app working, an answer being sent — get up to
+``SHUTDOWN_GRACE`` seconds to end; ``/readyz`` answers 503 meanwhile. At the deadline, or
+at a second signal, what is left is cut as a client that went away would cut it: the
+bodies the app is still reading end early (its transaction aborts, staging is removed),
+the connections close, and the worker threads get ``ABORT_WAIT`` seconds to roll back.
+The webhook worker ends after the delivery it is making. Then the process exits 0.
 """
 
 import errno
 import logging
+import signal
+import threading
 import time
 from pathlib import Path
 
+from waitress import wasyncore
 from waitress.adjustments import Adjustments
-from waitress.server import MultiSocketServer, TcpWSGIServer
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, MultiSocketServer, TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
 
 from collector import logs
 from collector.archives.uploads import spool
+from collector.probes import DRAINING
 from collector.settings import waitress_options
 
 log = logging.getLogger(__name__)
@@ -212,14 +226,201 @@ def create(app, options, spool_dir, reserve):
                              dispatcher, servers[0].log_info)
 
 
-def serve(app, options, spool_dir, reserve, announce=None):
-    """Run the server until SIGTERM/SIGINT (``waitress.serve``, with the rules above);
+# --- stopping ------------------------------------------------------------------------------
+
+# Seconds the worker threads get, after the deadline, to roll back what was cut.
+ABORT_WAIT = 1.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Seconds between looks at the drain: nothing wakes the loop when a worker thread goes
+# idle, and waitress's loop sleeps up to a second (an answered request took 1 s to exit).
+DRAIN_POLL = 0.05
+
+
+class Signals:
+    """SIGTERM and SIGINT, recorded instead of ending the process. Installed before the
+    app is built, so that a signal during startup is kept and the server stops as soon as
+    its loop runs (having served nothing) instead of dying half set up."""
+
+    def __init__(self):
+        self.received = []
+        self.wake = None  # a function that interrupts the server's poll
+
+    def install(self):
+        for number in STOP_SIGNALS:
+            signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number, _frame):
+        self.received.append(signal.Signals(number).name)
+        if self.wake is not None:
+            # The trigger's pipe, written without its lock: safe in a signal handler.
+            self.wake()
+
+
+class CancellableInput:
+    """A request body (``wsgi.input``) that reads as ended once ``cancelled`` is set: the
+    app then fails the request as it does when a client goes away mid-body."""
+
+    def __init__(self, stream, cancelled):
+        self._stream, self._cancelled = stream, cancelled
+
+    def read(self, *args):
+        return b"" if self._cancelled.is_set() else self._stream.read(*args)
+
+    def readline(self, *args):
+        return b"" if self._cancelled.is_set() else self._stream.readline(*args)
+
+    def __iter__(self):
+        return iter(self.readline, b"")
+
+    def __getattr__(self, name):
+        # fileno() among them: the spool reader frees the spool file behind it.
+        return getattr(self._stream, name)
+
+
+class DrainAware:
+    """The app, given the draining flag and bodies that the deadline can cut."""
+
+    def __init__(self, app):
+        self.app = app
+        self.draining = threading.Event()
+        self.cancelled = threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.app, name)  # the Router's registry
+
+    def __call__(self, environ, start_response):
+        environ[DRAINING] = self.draining
+        environ["wsgi.input"] = CancellableInput(environ["wsgi.input"], self.cancelled)
+        return self.app(environ, start_response)
+
+
+def busy(channel):
+    """A connection with a request in flight: its head or body arriving, the app working
+    on it, or its answer still being sent."""
+    return bool(channel.requests) or channel.request is not None \
+        or channel.total_outbufs_len > 0
+
+
+class Drain:
+    """The server's loop (waitress's ``asyncore.loop``), and the stop on a signal."""
+
+    def __init__(self, socket_map, dispatcher, adj, app, signals, grace, worker=None):
+        self.map, self.dispatcher, self.adj = socket_map, dispatcher, adj
+        self.app, self.signals, self.grace, self.worker = app, signals, grace, worker
+        self.deadline = None
+        self.handled = 0  # signals acted on
+        self.cut = False  # the deadline has come: what was in flight is cut
+
+    def listeners(self):
+        return [obj for obj in list(self.map.values()) if isinstance(obj, BaseWSGIServer)]
+
+    def channels(self):
+        return [obj for obj in list(self.map.values()) if isinstance(obj, HTTPChannel)]
+
+    def threads_busy(self):
+        with self.dispatcher.lock:
+            return self.dispatcher.active_count + len(self.dispatcher.queue)
+
+    def run(self):
+        poll = wasyncore.poll2 if self.adj.asyncore_use_poll else wasyncore.poll
+        listeners = self.listeners()
+        self.signals.wake = listeners[0].pull_trigger
+        try:
+            while True:
+                if len(self.signals.received) > self.handled:
+                    if not self.handled:
+                        self.begin()
+                    else:
+                        log.info("%s during the drain: stopping now", self.signals.received[-1])
+                        self.deadline = time.monotonic()
+                    self.handled = len(self.signals.received)
+                if self.deadline is not None and self.step():
+                    break
+                poll(self.adj.asyncore_loop_timeout if self.deadline is None else DRAIN_POLL,
+                     self.map)
+        finally:
+            self.signals.wake = None
+        self.finish(listeners)
+
+    def begin(self):
+        """The first signal: no new connection, idle ones closed, the worker told."""
+        log.info("%s received: stopping (no new connections; requests in flight get up to "
+                 "%g s, SHUTDOWN_GRACE)", self.signals.received[0], self.grace)
+        self.deadline = time.monotonic() + self.grace
+        self.app.draining.set()
+        for listener in self.listeners():
+            # Only the listening socket: the trigger stays, the worker threads pull it.
+            wasyncore.dispatcher.close(listener)
+        if self.worker is not None:
+            self.worker.stop(timeout=0)
+        channels = self.channels()
+        log.info("draining %d connection(s) with a request in flight (%d idle closed)",
+                 sum(1 for c in channels if busy(c)),
+                 sum(1 for c in channels if not busy(c)))
+
+    def step(self):
+        """Close what is idle; True once nothing is in flight or the deadline is past."""
+        if self.cut:
+            return True
+        channels = self.channels()
+        in_flight = 0
+        for channel in channels:
+            if busy(channel):
+                in_flight += 1
+            elif not channel.will_close:
+                channel.will_close = True  # closed by the loop (waitress's handle_write)
+        if not in_flight and not self.threads_busy():
+            return True
+        if time.monotonic() < self.deadline:
+            return False
+        log.warning("deadline reached: cutting %d request(s) in flight (their uploads are "
+                    "not stored; a resumable upload resumes from its last saved offset)",
+                    in_flight or self.threads_busy())
+        self.cut = True
+        self.app.cancelled.set()
+        for channel in self.channels():
+            channel.handle_close()
+        return True
+
+    def finish(self, listeners):
+        # Running tasks end (those cut roll back); queued ones are cancelled. With
+        # SHUTDOWN_GRACE=0 (stop at once) nothing is waited for: a kill's outcome.
+        # (Idle threads take a moment to see the stop: 0.1 s at least.)
+        abort_wait = max(min(ABORT_WAIT, self.grace), 0.1)
+        self.dispatcher.shutdown(cancel_pending=True, timeout=abort_wait)
+        stuck = len(self.dispatcher.threads)
+        if self.worker is not None:
+            left = max(self.deadline - time.monotonic(), abort_wait)
+            if self.worker.stop(timeout=left):
+                log.info("webhook worker stopped")
+            else:
+                log.warning("webhook worker still delivering: its claim expires, and the "
+                            "delivery is retried")
+        for channel in self.channels():
+            channel.handle_close()
+        for listener in listeners:
+            listener.trigger.close()
+        wasyncore.close_all(self.map)
+        if stuck:
+            log.warning("%d worker thread(s) still busy: their requests are not committed",
+                        stuck)
+        log.info("exit")
+
+
+def serve(app, options, spool_dir, reserve, grace=30.0, signals=None, announce=None):
+    """Run the server until SIGTERM/SIGINT, then drain it (``Drain``); the rules above.
     ``announce()`` once it listens (not before: the address may be refused)."""
+    signals = signals or Signals().install()
+    app = DrainAware(app)
     server = create(app, options, spool_dir, reserve)
     if announce is not None:
         announce()
     server.print_listen("Serving on http://{}:{}")
-    server.run()
+    registry = getattr(app, "registry", None)
+    worker = registry.get("worker") if registry is not None else None
+    Drain(server.map if isinstance(server, MultiSocketServer) else server._map,
+          server.task_dispatcher, server.adj, app, signals, grace, worker).run()
 
 
 def paste_server(global_conf, **local_conf):
@@ -243,7 +444,7 @@ def paste_server(global_conf, **local_conf):
         logs.configure(settings)
         try:
             serve(wsgi_app, waitress_options(settings), Path(settings["data_dir"]) / "tmp",
-                  settings["storage.reserve"])
+                  settings["storage.reserve"], grace=settings["shutdown.grace"])
         except ListenError as exc:
             raise SystemExit(f"error: {exc}") from None
 

@@ -273,6 +273,8 @@ ENV_OVERRIDES = [
     ("waitress.backlog", "WAITRESS_BACKLOG", int, "connections the kernel queues for accept"),
     ("waitress.outbuf_high_watermark", "WAITRESS_OUTBUF_HIGH_WATERMARK", as_size,
      "answer bytes buffered per connection before the worker thread waits for the client"),
+    ("shutdown.grace", "SHUTDOWN_GRACE", float,
+     "seconds `collector serve` lets requests in flight finish after SIGTERM or SIGINT"),
     ("metrics.token", "METRICS_TOKEN", str, "bearer token of /metrics; empty: /metrics is off"),
     ("metrics.allow", "METRICS_ALLOW", as_networks,
      "client networks that may read /metrics (empty: any)"),
@@ -337,6 +339,7 @@ DEFAULTS = {
     "waitress.trusted_proxy_count": 1,
     "waitress.backlog": 1024,
     "waitress.outbuf_high_watermark": 16 * 1024**2,
+    "shutdown.grace": 30.0,
     "metrics.token": "",
     "metrics.allow": [],
     "log.format": "text",
@@ -435,6 +438,8 @@ def load(settings, environ=None):
                           ("waitress.header_timeout", "WAITRESS_HEADER_TIMEOUT")):
         if result[key] < 1:
             raise SettingsError(f"{variable}: must be at least 1 second")
+    if result["shutdown.grace"] < 0:
+        raise SettingsError("SHUTDOWN_GRACE: must be 0 (stop at once) or more seconds")
     if result["hsts.max_age"] < 0:
         raise SettingsError("HSTS_MAX_AGE: must be 0 (no header) or more seconds")
     if result["waitress.connection_limit_per_address"] < 0:

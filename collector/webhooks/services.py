@@ -179,6 +179,14 @@ def claim(engine, worker, now, limit, lease):
     return taken
 
 
+def release(engine, worker, ids):
+    """Give back ``worker``'s claims of ``ids`` (not sent): free for any worker now."""
+    table = WebhookDelivery.__table__
+    with engine.begin() as connection:
+        connection.execute(update(table).where(table.c.id.in_(ids), table.c.claimed_by == worker)
+                           .values(claimed_by=None, claimed_until=None))
+
+
 def post(url, body, headers, timeout):
     """POST ``body``; ``(status, error)``: status None when no answer came."""
     parts = urllib.parse.urlsplit(url)
@@ -199,19 +207,25 @@ def post(url, body, headers, timeout):
 
 
 def deliver_pending(engine, settings, now=None, clock=None, metrics=None, limit=20,
-                    worker=None):
+                    worker=None, stopping=None):
     """One pass: claim due deliveries and send each once. Returns ``[(id, outcome)]``,
     outcome ``delivered``, ``retry`` or ``failed``.
 
     ``now`` (a datetime) or ``clock`` (a function giving one) replaces the wall clock, so
-    tests can step through the backoff without sleeping.
+    tests can step through the backoff without sleeping. ``stopping`` (a function): once
+    it says true, the pass ends after the delivery being made and gives back the claims
+    it has not used, so that another worker (or the next start) sends them at once
+    instead of after the lease.
     """
     clock = clock or ((lambda: now) if now is not None else utcnow)
     worker = worker or uuid.uuid4().hex
     timeout = settings["webhooks.timeout"]
     ids = claim(engine, worker, clock(), limit, timeout * 2 + CLAIM_MARGIN)
     outcomes = []
-    for delivery_id in ids:
+    for index, delivery_id in enumerate(ids):
+        if stopping is not None and stopping():
+            release(engine, worker, ids[index:])
+            break
         outcome = _deliver_one(engine, settings, delivery_id, worker, clock, timeout)
         if outcome is not None:
             outcomes.append((delivery_id, outcome))

@@ -34,13 +34,14 @@ class Worker:
             log.exception("worker: the low-space check failed")
         try:
             outcomes = services.deliver_pending(self.engine, self.settings, now=now,
-                                                metrics=self.metrics, worker=self.name)
+                                                metrics=self.metrics, worker=self.name,
+                                                stopping=self._stop.is_set)
         except Exception:
             log.exception("worker: webhook delivery failed")
         return outcomes
 
     def loop(self):
-        while True:
+        while not self._stop.is_set():
             self.run_once()
             if self._stop.wait(self.settings["webhooks.interval"]):
                 return
@@ -51,6 +52,11 @@ class Worker:
         return self
 
     def stop(self, timeout=10):
+        """End the loop after the delivery being made (the pass's other claims are given
+        back); wait up to ``timeout`` seconds (0: do not wait). Whether it has ended."""
         self._stop.set()
-        if self._thread is not None:
+        if self._thread is None:
+            return True
+        if timeout:
             self._thread.join(timeout)
+        return not self._thread.is_alive()

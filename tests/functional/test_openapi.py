@@ -2,6 +2,7 @@
 and method of the app (and nothing else), and that the real answers of the API match."""
 
 import re
+import threading
 
 import jsonschema
 import pytest
@@ -11,6 +12,8 @@ from pyramid.interfaces import IRoutesMapper
 from pyramid.security import NO_PERMISSION_REQUIRED
 
 from collector.api.v1 import PREFIX, ROUTES
+from collector.probes import DRAINING
+from collector.security import PROBE_PATHS
 
 OPERATIONS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 # Values for the template variables of ROUTES' documented paths.
@@ -51,6 +54,11 @@ def served_operations(app):
             methods = (methods,)
         if view["route_name"] in ROUTES and "OPTIONS" in methods:
             served.add((PREFIX + ROUTES[view["route_name"]][0], "options"))
+        # The probes beside the API (collector/probes.py), plain views too.
+        mapper = app.registry.getUtility(IRoutesMapper)
+        route = mapper.get_route(view["route_name"]) if view["route_name"] else None
+        if route is not None and route.pattern in PROBE_PATHS:
+            served.update((route.pattern, method.lower()) for method in methods)
     return served
 
 
@@ -135,9 +143,9 @@ def test_operation_ids_are_unique(document):
 
 # --- the real answers match the documented schemas --------------------------------------------
 
-def conforms(document, method, template, response):
+def conforms(document, method, template, response, prefix=PREFIX):
     """Assert ``response`` is a documented answer of the operation and matches its schema."""
-    op = document["paths"][PREFIX + template][method]
+    op = document["paths"][prefix + template][method]
     status = str(response.status_int)
     assert status in op["responses"], f"{method} {template}: {status} is not documented"
     documented = op["responses"][status]
@@ -164,6 +172,16 @@ def conforms(document, method, template, response):
 def exact_fields(document, name, value):
     """Every field the API sends is documented, and every documented field is sent."""
     assert set(value) == set(document["components"]["schemas"][name]["properties"]), name
+
+
+def test_probe_answers(testapp, document):
+    draining = threading.Event()
+    for path in PROBE_PATHS:
+        conforms(document, "get", path, testapp.get(path), prefix="")
+        conforms(document, "head", path, testapp.head(path), prefix="")
+    draining.set()
+    conforms(document, "get", "/readyz", testapp.get(
+        "/readyz", extra_environ={DRAINING: draining}, status=503), prefix="")
 
 
 def test_platform_and_ticket_answers(testapp, document, admin, staff):

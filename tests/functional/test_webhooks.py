@@ -188,6 +188,29 @@ def test_a_disabled_webhooks_deliveries_wait_until_it_is_enabled(
     assert len(help_desk.received) == 1
 
 
+def test_a_stopping_worker_ends_after_its_delivery_and_gives_back_its_other_claims(
+        testapp, app, engine, ticket, admin, receiver, dbsession):
+    """A server that stops (SIGTERM) lets the delivery being made finish; the rest of the
+    pass's claims are free at once for another worker, not after their lease."""
+    help_desk = receiver()
+    add_webhook(testapp, admin, help_desk.url)
+    for _ in range(3):
+        upload(testapp, ticket)
+    sent = []
+
+    def stopping():  # the signal comes while the first delivery is being made
+        return bool(sent) or bool(sent.append(True))
+
+    settings = app.registry.settings
+    [(first, outcome)] = services.deliver_pending(engine, settings, now=T0,
+                                                  worker="stopping", stopping=stopping)
+    assert outcome == "delivered" and len(help_desk.received) == 1
+    rows = deliveries(dbsession)
+    assert [(r.state, r.claimed_by) for r in rows if r.id != first] == [("pending", None)] * 2
+    # Free now, long before the stopped worker's lease would have ended.
+    assert len(services.claim(engine, "another", T0, 10, 60)) == 2
+
+
 @pytest.mark.commits  # the workers are threads
 @pytest.mark.sqlite  # FOR UPDATE SKIP LOCKED on PostgreSQL, one writer on SQLite
 def test_two_workers_never_deliver_one_event_twice(testapp, app, engine, factory, admin,

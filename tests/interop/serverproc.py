@@ -71,9 +71,12 @@ upload.max_size = 64MiB
 storage.reserve = 0
 waitress.threads = 4
 waitress.channel_timeout = 30
+# Stop at once on SIGTERM (Server.stop), as a kill would: a test paused inside a request
+# must not wait for a drain. tests/reliability/test_shutdown.py sets its own.
+shutdown.grace = 0
 
 [loggers]
-keys = root, waitress
+keys = root, waitress, server
 
 [handlers]
 keys = console
@@ -89,6 +92,11 @@ handlers = console
 level = INFO
 handlers =
 qualname = waitress
+
+[logger_server]
+level = INFO
+handlers =
+qualname = collector.server
 
 [handler_console]
 class = StreamHandler

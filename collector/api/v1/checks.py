@@ -1,10 +1,10 @@
 """/api/v1/check/… — health (anyone), storage (staff), the state of one upload token."""
 
 from cornice import Service
-from sqlalchemy import text
 
 from collector.api.v1 import error_handler, iso
 from collector.archives.storage import alerts
+from collector.db import reachable
 from collector.errors import NotFound
 from collector.security import Permission
 from collector.tickets import services as tickets
@@ -16,23 +16,10 @@ storage = Service(name="check_storage", pyramid_route="api.check.storage",
 token = Service(name="check_token", pyramid_route="api.check.token",
                 description="State of an upload token", error_handler=error_handler)
 
-def _database_ok(request):
-    # A pooled connection of its own: no session, no transaction to join (health is
-    # asked often, by load balancers and monitors).
-    try:
-        with request.registry["db_engine"].connect() as connection:
-            connection.execute(_PING)
-        return True
-    except Exception:  # any failure to talk to the database means "down"
-        return False
-
-
-_PING = text("SELECT 1")
-
-
 @health.get()
 def get_health(request):
-    database = _database_ok(request)
+    # No session, no transaction to join: health is asked often (load balancers, monitors).
+    database = reachable(request.registry["db_engine"])
     writable = request.storage.backend.writable()
     body = {"status": "ok" if database and writable else "error",
             "database": "ok" if database else "unavailable",

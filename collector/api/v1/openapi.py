@@ -254,6 +254,13 @@ SCHEMAS = {
         "database": {"enum": ["ok", "unavailable"]},
         "storage": {"enum": ["ok", "not writable"]},
     }),
+    "Liveness": returned({"status": {"const": "ok"}}),
+    "Readiness": obj({
+        "status": {"enum": ["ok", "error", "draining"]},
+        "database": {"enum": ["ok", "unavailable"]},
+        "storage": {"enum": ["ok", "not writable"]},
+    }, ["status"], description="`draining`: the server is stopping (SIGTERM); only "
+                               "`status` is sent then"),
     "Storage": returned({
         "total": INTEGER, "used": INTEGER, "free": INTEGER,
         "used_percent": {"type": "number", "minimum": 0, "maximum": 100},
@@ -892,6 +899,23 @@ OPERATIONS = {
 }
 
 
+# The orchestrators' probes (collector/probes.py): beside the API, at the top of the site.
+PROBES = {
+    "/livez": {"get": {
+        "operationId": "getLiveness", "summary": "Does the process answer (nothing else asked)",
+        "responses": {"200": answer("Alive", ref("Liveness"))}, "security": PUBLIC}},
+    "/readyz": {"get": {
+        "operationId": "getReadiness",
+        "summary": "Should this server get new work: database and storage reachable, not "
+                   "stopping",
+        "description": "Answers any Host (ALLOWED_HOSTS does not apply). 503 `draining` "
+                       "from the first SIGTERM until the process exits.",
+        "responses": {"200": answer("Ready", ref("Readiness")),
+                      "503": answer("Not ready, or stopping", ref("Readiness"), RETRY_AFTER)},
+        "security": PUBLIC}},
+}
+
+
 def _head(get):
     """HEAD: cornice registers it beside every GET; the same answers without a body."""
     responses = {}
@@ -935,7 +959,9 @@ def document():
                            "`Link`. Every path also answers without its trailing slash.",
         },
         "security": STAFF,
-        "paths": dict(_path_item(route, ops) for route, ops in OPERATIONS.items()),
+        "paths": {**dict(_path_item(route, ops) for route, ops in OPERATIONS.items()),
+                  **{path: {**copy.deepcopy(item), "head": _head(item["get"])}
+                     for path, item in PROBES.items()}},
         "components": {
             "schemas": SCHEMAS,
             "parameters": PARAMETERS,
