@@ -2,7 +2,7 @@
 #   docker build -t logs-collector .
 #   docker run -d -p 6543:6543 -v lc-data:/data -e SECRET_KEY=... \
 #       -e ALLOWED_HOSTS=logs.example.com --init logs-collector
-# See README "Container" for what was verified without a Docker engine, and how.
+# See docs/install.md, "Container", for what was verified without a Docker engine, and how.
 
 # --- build: the wheel, then a virtualenv with it and the pinned dependencies -------------
 FROM python:3.11-slim AS build

@@ -17,7 +17,7 @@ import time
 
 access_logger = logging.getLogger("collector.access")
 
-# field of ACCESS_LOG_FORMAT → what it holds (README lists them).
+# field of ACCESS_LOG_FORMAT → what it holds (docs/operations.md, "Logs", lists them).
 ACCESS_FIELDS = {
     "client": "client address (from X-Forwarded-For only when the proxy is trusted)",
     "time": "when the request arrived, `02/Dec/2026:10:00:00 +0000` (UTC)",

@@ -1,7 +1,7 @@
 """Settings: the ini holds structure and safe defaults, environment variables override.
 
 Every override goes through ``ENV_OVERRIDES``, one explicit table of (setting, variable,
-coercer, meaning). The README's table of variables is checked against it by a test.
+coercer, meaning). The table of variables in docs/configuration.md is checked against it by a test.
 """
 
 import difflib
@@ -180,7 +180,7 @@ def as_log_level(value):
     return text
 
 
-# (setting, environment variable, coercer, meaning) — the README documents each row.
+# (setting, environment variable, coercer, meaning) — docs/configuration.md documents each row.
 ENV_OVERRIDES = [
     ("secret_key", "SECRET_KEY", str, "signs sessions; production refuses the default"),
     ("debug", "DEBUG", as_bool, "development mode; false means production rules"),
@@ -377,7 +377,7 @@ def _check_known_keys(settings):
         near = difflib.get_close_matches(key, sorted(known), n=1)
         hint = f" (did you mean {near[0]}?)" if near else ""
         raise SettingsError(f"{key}: unknown setting in the app's ini section{hint}; "
-                            "the README's table lists them")
+                            "docs/configuration.md lists them")
 
 
 def _check_number(key, variable, value):

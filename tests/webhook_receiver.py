@@ -1,4 +1,4 @@
-"""A help desk for the webhook tests: a real HTTP server on 127.0.0.1, and the README's
+"""A help desk for the webhook tests: a real HTTP server on 127.0.0.1, and docs/operations.md's
 recipe for verifying a signature, written as a receiver would write it."""
 
 import hashlib
@@ -45,7 +45,7 @@ class Receiver:
 
 
 def verify_as_the_readme_says(headers, body, secret, now):
-    """The receiver's side, exactly the README's recipe."""
+    """The receiver's side, exactly the recipe of docs/operations.md."""
     fields = dict(part.split("=", 1) for part in headers["X-Collector-Signature"].split(","))
     timestamp = int(fields["t"])
     expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body,

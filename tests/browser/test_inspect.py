@@ -2,7 +2,7 @@
 (past the page shown while its index is built, which reloads itself), a search, and a hit
 followed into the viewer at its line.
 
-The viewer's screenshot in the README (``docs/screenshots/inspect-viewer.png``) is taken
+The viewer's screenshot in docs/staff-guide.md (``docs/screenshots/inspect-viewer.png``) is taken
 here.
 """
 

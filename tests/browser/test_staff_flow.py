@@ -2,7 +2,8 @@
 a platform and a ticket made through the pages, the customer's upload in a browser of its
 own, then download and deletion of the archive, and signing out.
 
-The screenshots of the README (``docs/screenshots/``) are taken here, at a laptop's size.
+The screenshots of docs/staff-guide.md and the README (``docs/screenshots/``) are taken
+here, at a laptop's size.
 """
 
 import hashlib

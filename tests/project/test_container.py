@@ -1,4 +1,4 @@
-"""Dockerfile and compose files, checked without a Docker engine (README "Container")."""
+"""Dockerfile and compose files, checked without a Docker engine (docs/install.md, "Container")."""
 
 import configparser
 import fnmatch

@@ -1,4 +1,4 @@
-"""Settings: ini defaults, environment overrides, production refusals, README table."""
+"""Settings: ini defaults, env overrides, production refusals, docs/configuration.md's table."""
 
 import re
 from pathlib import Path
@@ -40,9 +40,9 @@ def test_bad_values_name_the_variable(variable, value):
         s.load({"debug": "true"}, {variable: value})
 
 
-def test_readme_documents_exactly_the_variables_of_the_table():
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    section = readme.split("<!-- settings-table -->")[1]
+def test_configuration_doc_documents_exactly_the_variables_of_the_table():
+    doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    section = doc.split("<!-- settings-table -->")[1]
     documented = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", section, re.MULTILINE))
     assert documented == {variable for _, variable, _, _ in s.ENV_OVERRIDES}
 
@@ -98,19 +98,19 @@ _NEEDS = {"STORAGE_URL": {"STORAGE_QUOTA": "1GiB"},
           "STORAGE_DOWNLOAD": {"STORAGE_URL": "s3://a-bucket/logs", "STORAGE_QUOTA": "1GiB"}}
 
 
-def _readme_rows():
-    """(variable, setting, default) of each row of the README's table."""
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    section = readme.split("<!-- settings-table -->")[1]
+def _documented_rows():
+    """(variable, setting, default) of each row of the table of docs/configuration.md."""
+    doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    section = doc.split("<!-- settings-table -->")[1]
     return re.findall(r"^\| `([A-Z0-9_]+)` \| `([a-z0-9_.]+)` \| ([^|]*) \|", section,
                       re.MULTILINE)
 
 
-def test_every_variable_of_the_readme_table_is_honoured():
+def test_every_variable_of_the_documented_table_is_honoured():
     base = {"debug": "true", "secret_key": "a-long-enough-secret-key"}
     default = s.load(base, {})
     coercers = {variable: (key, coercer) for key, variable, coercer, _ in s.ENV_OVERRIDES}
-    rows = _readme_rows()
+    rows = _documented_rows()
     assert len(rows) == len(s.ENV_OVERRIDES)
     for variable, setting, _ in rows:
         key, coercer = coercers[variable]
@@ -145,7 +145,7 @@ def test_waitress_options_carry_every_waitress_setting():
     assert {key.split(".", 1)[1] for key in waitress_keys} <= set(options)
 
 
-def test_the_readme_defaults_are_what_production_ini_gives():
+def test_the_documented_defaults_are_what_production_ini_gives():
     import configparser
 
     parser = configparser.ConfigParser(interpolation=None)
@@ -154,7 +154,7 @@ def test_the_readme_defaults_are_what_production_ini_gives():
                      "allowed_hosts": "logs.example.com"}, {})
     coercers = {variable: coercer for _, variable, coercer, _ in s.ENV_OVERRIDES}
     checked = 0
-    for variable, setting, default in _readme_rows():
+    for variable, setting, default in _documented_rows():
         literal = re.fullmatch(r"`([^`]*)`", default.strip())
         if literal:
             assert coercers[variable](literal.group(1)) == loaded[setting], variable

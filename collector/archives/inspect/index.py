@@ -5,7 +5,7 @@ format, the members found, and an error when the archive is damaged or a limit s
 pass (the members before the damage are still listed). For a ``.tar.gz`` the pass goes
 through ``indexed_gzip``, which records a seek point every ``GZIP_SPACING`` bytes of output;
 those are exported to ``gzip_index_path`` so that any member can later be reached by
-decompressing at most that much (see README, "Looking inside archives").
+decompressing at most that much (see docs/staff-guide.md, "Looking inside archives").
 """
 
 import dataclasses
