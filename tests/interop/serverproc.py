@@ -152,6 +152,18 @@ def database(backend, directory):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
+def running_place(backend, directory):
+    """A set-up ``Server`` (not started) on a database of its own in ``directory``; stopped
+    and its database dropped at the end."""
+    with database(backend, directory / "db") as db_url:
+        server = Server(directory / "server", db_url).setup()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
 # --- the server --------------------------------------------------------------------------
 
 class Server:

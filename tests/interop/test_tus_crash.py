@@ -40,14 +40,13 @@ import pytest
 from serverproc import (
     CHUNK_TYPE,
     MiB,
-    Server,
     assert_rows_have_files,
     create,
-    database,
     files_under,
     head,
     patch,
     purge_leaves_no_orphan,
+    running_place,
     tus_headers,
 )
 from sqlalchemy import select
@@ -63,12 +62,8 @@ SIZE = 4 * MiB + 12345
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def server(request, tmp_path):
-    with database(request.param, tmp_path / "db") as db_url:
-        server = Server(tmp_path / "server", db_url).setup()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with running_place(request.param, tmp_path) as server:
+        yield server
 
 
 @pytest.fixture

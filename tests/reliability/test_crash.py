@@ -48,15 +48,14 @@ import pytest
 from serverproc import (
     CHUNK_TYPE,
     MiB,
-    Server,
     announce,
     assert_rows_have_files,
     create,
-    database,
     files_under,
     head,
     patch,
     purge_leaves_no_orphan,
+    running_place,
 )
 from sqlalchemy import select
 
@@ -133,13 +132,9 @@ def crash_server(request, tmp_path_factory):
     """One server (data dir and database) for all runs of a backend; each run uses a
     ticket of its own and leaves nothing behind (purge), so runs do not see each other."""
     announce(request, f"test_crash ({request.param}): CRASH_SEED={SEED} CRASH_RUNS={RUNS}")
-    directory = tmp_path_factory.mktemp(f"crash-{request.param}")
-    with database(request.param, directory / "db") as db_url:
-        server = Server(directory / "server", db_url).setup()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with running_place(request.param, tmp_path_factory.mktemp(f"crash-{request.param}")) \
+            as server:
+        yield server
 
 
 # --- the client ----------------------------------------------------------------------------

@@ -22,13 +22,12 @@ import pytest
 from serverproc import (
     CHUNK_TYPE,
     MiB,
-    Server,
     create,
-    database,
     files_under,
     head,
     patch,
     purge_leaves_no_orphan,
+    running_place,
 )
 
 pytestmark = pytest.mark.slow
@@ -39,13 +38,8 @@ LOG_LINES = ("SIGTERM received: stopping", "draining 1 connection(s) with a requ
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("shutdown")
-    with database("postgresql", directory / "db") as db_url:
-        server = Server(directory / "server", db_url).setup()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with running_place("postgresql", tmp_path_factory.mktemp("shutdown")) as server:
+        yield server
 
 
 @pytest.fixture
