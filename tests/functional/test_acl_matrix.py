@@ -120,6 +120,11 @@ EXPECTED = {
     ("GET", "/uploader.sh"):                         "200 200 200 200 200 200 200 200 200 200 200",
     ("GET", "/verify"):                              "303 303 303 303 303 303 303 303 303 303 303",
     ("POST", "/verify"):                             "303 303 303 303 303 303 303 303 303 303 303",
+    # --- probes: anyone, any Host (collector/probes.py) ---
+    ("GET", "/livez"):                               "200 200 200 200 200 200 200 200 200 200 200",
+    ("HEAD", "/livez"):                              "200 200 200 200 200 200 200 200 200 200 200",
+    ("GET", "/readyz"):                              "200 200 200 200 200 200 200 200 200 200 200",
+    ("HEAD", "/readyz"):                             "200 200 200 200 200 200 200 200 200 200 200",
     # --- static files ---
     ("GET", "/static/*subpath"):                     "200 200 200 200 200 200 200 200 200 200 200",
     ("GET", "/static/bootstrap/*subpath"):           "200 200 200 200 200 200 200 200 200 200 200",
@@ -461,6 +466,8 @@ REQUESTS = {
         _archive_page(w, "delete"),
     ("POST", "/platforms/{name}/tickets/{number}/archives/{id}/delete"): lambda w: Req(
         w.page(archive=w.fresh_archive()) + "delete", form={}),
+    ("GET", "/livez"): lambda w: Req("/livez"),
+    ("GET", "/readyz"): lambda w: Req("/readyz"),
     ("GET", "/static/*subpath"): lambda w: Req("/static/app.css"),
     ("GET", "/static/bootstrap/*subpath"): lambda w: Req(
         "/static/bootstrap/css/bootstrap.min.css"),
