@@ -214,8 +214,9 @@ def settings(engine, data_dir, storage_kind, request):
     storage = {}
     if storage_kind == "s3":
         storage = request.getfixturevalue("_s3_storage")
-        request.addfinalizer(lambda: request.getfixturevalue("s3_server").empty(
-            storage["storage.url"].split("/", 3)[3] + "/"))
+        s3_server = request.getfixturevalue("s3_server")
+        prefix = storage["storage.url"].split("/", 3)[3] + "/"
+        request.addfinalizer(lambda: s3_server.empty(prefix))
     return {**storage,
         "debug": "true",
         "secret_key": "test-secret-key-0123456789",
