@@ -490,6 +490,11 @@ TUS_STATE = {
 }
 ARCHIVE_ID_HEADER = {"Upload-Archive-Id": {
     "description": "The id of the archive the finished upload became", "schema": INTEGER}}
+RECEIPT_HEADERS = {
+    "Upload-Receipt-Sha256": {"description": "The archive's sha256 (hex)", "schema": STRING},
+    "Upload-Receipt-Md5": {"description": "The archive's md5 (hex)", "schema": STRING},
+    "Upload-Receipt-Size": {"description": "The archive's size in bytes", "schema": INTEGER},
+}
 TUS_ERRORS = {
     "409": answer("`Upload-Offset` differs from the upload's offset, or another request is "
                   "writing to it", ref("Error")),
@@ -545,7 +550,8 @@ TUS_OPERATIONS = {
             "createUpload", "Create a resumable upload (tus creation)",
             {201: answer("Created; `Location` is the upload's URL. No body, unless the body "
                          "sent completed the upload (or it was a final concatenation): "
-                         "then the receipt, as `appendChunk` answers it (JSON)",
+                         "then the receipt as JSON, as `getUploadReceipt` answers it, "
+                         "and its headers, as `appendChunk` gives them",
                          headers={**TUS_STATE, "Location": {"schema": {
                              **STRING, "format": "uri"}}})},
             (400, 401, 403, 413, 423, 429, 507), ("410", "412", "415", "460"),
@@ -576,14 +582,25 @@ TUS_OPERATIONS = {
                          headers={**TUS_STATE, "Cache-Control": {"schema": {
                              "const": "no-store"}}})},
             (400, 401, 403, 404, 423, 429), ("410", "412")),
+        "get": operation(
+            "getUploadReceipt", "The receipt of a finished upload (not a tus method)",
+            {200: answer("The archive the upload became", RECEIPT,
+                         {"Cache-Control": {"schema": {"const": "no-store"}}})},
+            (401, 403, 404, 409, 410, 423, 429), security=UPLOADER,
+            description="For the holder of the ticket's upload token, for as long as the "
+                        "upload is kept: until `collector purge` removes it after its "
+                        "`Upload-Expires`. No `Tus-Resumable` needed. 409 while the "
+                        "upload is unfinished (or a partial one), 410 once it expired or "
+                        "its archive was deleted.",
+            parameters=[ref("Upload-Token", "parameters")]),
         "patch": _tus(
             "appendChunk", "Append a chunk at `Upload-Offset` (tus core)",
-            {204: answer("Stored and fsynced", headers=TUS_STATE),
-             200: answer("The last chunk: the upload is now an archive. An empty PATCH at "
-                         "the end of a finished upload answers the receipt again (410 once "
-                         "the archive is deleted)",
-                         headers={**TUS_STATE, **ARCHIVE_ID_HEADER},
-                         content=json_content(RECEIPT))},
+            {204: answer("Stored and fsynced; no body, the last chunk's answer included. "
+                         "The chunk that completes the upload (and an empty PATCH at the "
+                         "end of a finished upload, for a client whose last answer was "
+                         "lost; 410 once the archive is deleted) adds the receipt's "
+                         "headers; `GET` on the upload gives the whole receipt",
+                         headers={**TUS_STATE, **ARCHIVE_ID_HEADER, **RECEIPT_HEADERS})},
             (400, 401, 403, 404, 413, 423, 429, 507), ("409", "410", "412", "415", "460"),
             description="403 on a final (concatenated) upload. A deferred length is given "
                         "with `Upload-Length` here. A resolved ticket refuses chunks (423).",
