@@ -1,6 +1,7 @@
-"""The staff pages in Chromium at laptop width (1280 × 800), at a small laptop (1024 × 768)
-and on a phone (390 × 844): nothing wider than the window, navigation labels on one line,
-tables as cards on the phone, long names and hashes shortened with a working copy button.
+"""The staff pages in Chromium at laptop width (1280 × 800), at a small laptop (1024 × 768),
+a tablet (820 px) and on a phone (390 × 844): nothing wider than the window and no table
+scrolling inside its box, navigation labels on one line, tables as cards on the phone,
+long names and hashes shortened with a working copy button.
 
 The pages hold what made them break before: an archive with a long name, a member with a
 long path, a few dozen audit events with their user agents.
@@ -16,6 +17,7 @@ pytestmark = pytest.mark.slow
 
 LAPTOP = {"width": 1280, "height": 800}
 SMALL_LAPTOP = {"width": 1024, "height": 768}
+TABLET = {"width": 820, "height": 1180}
 PHONE = {"width": 390, "height": 844}
 LONG_ARCHIVE = ("customer-prod-cluster-node03_2026-12-01_full-diagnostics-bundle-"
                 "with-kernel-crashdump.tar.gz")
@@ -25,6 +27,9 @@ LONG_MEMBER = ("var/log/application-services-long-directory-name/"
 # Whether the page is wider than the window, and its height.
 MEASURE = ("[document.documentElement.scrollWidth, window.innerWidth,"
            " document.documentElement.scrollHeight]")
+# How far each table scrolls inside its own box (the page may not, nor may they).
+TABLE_SCROLL = ("[...document.querySelectorAll('.table-responsive')]"
+                ".map((box) => box.scrollWidth - box.clientWidth)")
 # Each visible navigation label's height against one line of its text.
 WRAPPED_LABELS = """() => [...document.querySelectorAll('nav.navbar .nav-link')]
   .filter((link) => link.offsetParent !== null)
@@ -86,12 +91,13 @@ def measure(page):
 
 
 def test_no_overflow_and_one_line_labels_at_laptop_widths(page, world):
-    for viewport in (LAPTOP, SMALL_LAPTOP):
+    for viewport in (LAPTOP, SMALL_LAPTOP, TABLET):
         page.set_viewport_size(viewport)
         for name, path in pages(world).items():
             page.goto(path)
             fits, _ = measure(page)
             assert fits, f"{name} is wider than {viewport['width']} px"
+            assert not any(page.evaluate(TABLE_SCROLL)), f"{name} at {viewport['width']} px"
             assert page.evaluate(WRAPPED_LABELS) == [], f"{name} at {viewport['width']} px"
             # Tables are tables at this width, not cards.
             for table in page.locator("table.table-cards").all():
