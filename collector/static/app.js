@@ -4,8 +4,8 @@
 
   // Shows the outcome on the button for a moment (its label, then the original again).
   function tell(button, message) {
-    var label = button.getAttribute("data-label") || button.textContent;
-    button.setAttribute("data-label", label);
+    var label = button.getAttribute("data-copy-label") || button.textContent;
+    button.setAttribute("data-copy-label", label);
     button.textContent = message;
     window.setTimeout(function () { button.textContent = label; }, 1500);
   }
