@@ -17,6 +17,7 @@ from pyramid.csrf import get_csrf_token
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.view import view_config
 
+from collector.accounts.services import PASSWORD_MIN_LENGTH
 from collector.archives.storage import alerts
 from collector.resources import Root
 
@@ -111,7 +112,9 @@ def csrf_input(context):
 
 
 FILTERS = {"filesize": filesize, "localtime": localtime, "isotime": isotime}
-GLOBALS = {"csrf_input": csrf_input, "version": VERSION}
+# The password rule's length, so that the forms say and check the number the server does.
+GLOBALS = {"csrf_input": csrf_input, "version": VERSION,
+           "password_min_length": PASSWORD_MIN_LENGTH}
 
 
 # --- request helpers ---------------------------------------------------------------------

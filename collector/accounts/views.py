@@ -25,7 +25,7 @@ from collector.audit.services import record
 from collector.db import utcnow
 from collector.errors import DomainError, TooManyRequests
 from collector.resources import AccountNode, AdminContainer, Root, UserContainer, UserNode
-from collector.security import Permission
+from collector.security import Permission, ended_session
 from collector.validation import ValidationFailed, validate
 
 PENDING_USER = "pending_user_id"
@@ -118,6 +118,17 @@ def _signed_in(request):
     return identity is not None and identity.via == "session" and identity.mfa
 
 
+def _arrival_notice(request):
+    """Why a visitor is on the sign-in page, when it can be told: a page sent them (the
+    redirect of an anonymous request carries ``next``), or their session ended. The same
+    words for every page asked for: a missing ticket answers as an existing one."""
+    ended = ended_session(request)
+    if "next" in request.GET:
+        return ("Your session has ended: sign in again to see that page." if ended
+                else "Sign in to see that page.")
+    return "Your session has ended: please sign in again." if ended else None
+
+
 def _expired(request):
     if _signed_in(request):  # e.g. the back button after signing in
         return _redirect(request, DEFAULT_NEXT)
@@ -137,7 +148,8 @@ def login_form(request):
     if not services.any_user_exists(request.dbsession):
         return _redirect(request, "/setup")
     _private(request)
-    return {"nav": None, "next": next_path, "username": "", "error": None}
+    return {"nav": None, "next": next_path, "username": "", "error": None,
+            "notice": _arrival_notice(request)}
 
 
 @view_config(context=Root, name="login", request_method="POST",
@@ -147,7 +159,7 @@ def login(request):
     username = request.POST.get("username", "").strip()[:150]
     password = request.POST.get("password", "")
     next_path = safe_next(request.POST.get("next"))
-    page = {"nav": None, "next": next_path, "username": username}
+    page = {"nav": None, "next": next_path, "username": username, "notice": None}
     dbsession, address = request.dbsession, _address(request)
     try:
         attempt = services.begin_attempt(dbsession, username, address)
