@@ -118,6 +118,7 @@ EXPECTED = {
     ("POST", "/tickets/new"):                        "403 403 403 403 403 403 303 303 400 303 303",
     ("GET", "/upload"):                              "200 200 200 200 200 200 200 200 200 200 200",
     ("GET", "/uploader.sh"):                         "200 200 200 200 200 200 200 200 200 200 200",
+    ("GET", "/favicon.ico"):                         "200 200 200 200 200 200 200 200 200 200 200",
     ("GET", "/verify"):                              "303 303 303 303 303 303 303 303 303 303 303",
     ("POST", "/verify"):                             "303 303 303 303 303 303 303 303 303 303 303",
     # --- probes: anyone, any Host (collector/probes.py) ---
@@ -381,6 +382,7 @@ REQUESTS = {
     ("POST", "/setup"): lambda w: Req("/setup", form={"setup_code": "x", "username": "x"}),
     ("GET", "/upload"): lambda w: Req("/upload"),
     ("GET", "/uploader.sh"): lambda w: Req("/uploader.sh"),
+    ("GET", "/favicon.ico"): lambda w: Req("/favicon.ico"),
     ("GET", "/account/"): lambda w: Req("/account/"),
     ("POST", "/account/password"): lambda w: Req("/account/password", form={
         "current_password": "wrong", "new_password": "a", "new_password_confirm": "b"}),

@@ -289,7 +289,7 @@ def test_viewer_cuts_long_lines_and_shows_undecodable_bytes(browser, upload):
     assert line_numbers(page) == [1, 2, 3]
     cut = page.html.find(id="L2")
     marker = cut.select_one(".cut-marker")
-    assert marker.get_text() == "[line cut: 2.1 MB in all]"
+    assert marker.get_text() == "[line cut: 2 MiB in all]"
     assert len(cut.select_one(".text").get_text()) == 4096 + len(marker.get_text())
     assert page.html.find(id="L1").select_one(".cut-marker") is None
     # Bytes that are not UTF-8 are shown as their \xNN escapes, never as raw bytes.

@@ -371,7 +371,7 @@ def test_ticket_page_tells_the_customer_how_to_upload(people, ticket, testapp):
     row = html.find(id=f"archive-{archive['id']}")
     assert row.select_one(".sha256").text == archive["sha256"]
     assert row.select_one(".md5").text == archive["md5"]
-    assert "app logs.tgz" in row.text and "2.0 kB" in row.text
+    assert "app logs.tgz" in row.text and "2 KiB" in row.text
     assert html.find(id=f"delete-{archive['id']}")
     assert html.find(id="archives")
     assert 'src="http://localhost/static/tickets.js' in page.text
