@@ -245,7 +245,9 @@ def test_viewer_pages_tail_and_jump(browser, upload):
     page = browser.get(url(archive_id, "view", "var/log/syslog"))
     assert line_numbers(page) == list(range(1, 201))
     assert line_text(page, 1) == "Dec  1 10:01:00 host kernel: line 1 of syslog"
-    assert page.html.find(id="top-range").get_text() == "Lines 1–200 of ?"
+    # The total is not known before the end has been read: no "of ?", only that more follow.
+    assert page.html.find(id="top-range").get_text() == "Lines 1–200, more below"
+    assert page.html.find(id="bottom-range").get_text() == "Lines 1–200, more below"
     assert page.html.find(id="top-prev") is None
     page = page.click(linkid="top-next")
     assert line_numbers(page) == list(range(201, 401))
@@ -269,8 +271,15 @@ def test_viewer_pages_tail_and_jump(browser, upload):
     assert small.html.find(id="top-prev")["href"].endswith("start=801&count=100")
     assert small.html.find(id="top-tail")["href"].endswith("tail=1&count=100")
     assert small.forms["jump-form"]["count"].value == "100"
+    # Read to the end from the start: the total is known without a tail.
+    last = browser.get(url(archive_id, "view", "var/log/syslog", start="801"))
+    assert last.html.find(id="top-range").get_text() == "Lines 801–1000 of 1000"
+    whole = browser.get(url(archive_id, "view", "var/log/syslog", count="1000"))
+    assert whole.html.find(id="top-range").get_text() == "Lines 1–1000 of 1000"
     past = browser.get(url(archive_id, "view", "var/log/syslog", start="5000"))
     assert "no line 5000" in past.html.find(id="no-lines").get_text()
+    assert past.html.find(id="top-range").get_text() == "No lines"
+    assert "?" not in past.html.find(id="top-range").get_text()
 
 
 def test_viewer_shows_a_nested_gz_decompressed(browser, upload):
@@ -313,6 +322,7 @@ def test_viewer_of_an_empty_member_a_missing_one_and_no_path(browser, upload):
                                                 links=False))
     empty = browser.get(url(archive_id, "view", "empty.log"))
     assert "empty" in empty.html.find(id="no-lines").get_text()
+    assert empty.html.find(id="top-range").get_text() == "No lines"
     missing = browser.get(url(archive_id, "view", "no/such.log"), status=404)
     assert "no member" in missing.html.find(id="error-detail").get_text()
     browser.get(url(archive_id, "view", "a.log", count="0"), status=400)
