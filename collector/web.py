@@ -9,6 +9,7 @@ the headers every response carries, and the storage gauge of the staff layout.
 import datetime as dt
 import importlib.metadata
 import importlib.resources
+import re
 import zoneinfo
 
 import xstatic.pkg.bootstrap
@@ -99,6 +100,16 @@ def filesize(value):
     return f"{text.removesuffix('.0')} {unit}"
 
 
+# Where a long address may wrap: after a "/" (not inside "//"), before "." "?" "&" "=" "#".
+URL_BREAKS = re.compile(r"(?<=/)(?!/)|(?=[.?&=#])")
+
+
+def url_breaks(value):
+    """An address with ``<wbr>`` at its natural places, so that a narrow column wraps it
+    between its parts, not letter by letter; the text itself is unchanged."""
+    return Markup("<wbr>").join(part for part in URL_BREAKS.split(str(value)) if part)
+
+
 @pass_context
 def localtime(context, value, fmt="%Y-%m-%d %H:%M"):
     """An aware datetime shown in the configured TZ."""
@@ -118,7 +129,8 @@ def csrf_input(context):
     return Markup('<input type="hidden" name="csrf_token" value="{}">').format(token)
 
 
-FILTERS = {"filesize": filesize, "localtime": localtime, "isotime": isotime}
+FILTERS = {"filesize": filesize, "localtime": localtime, "isotime": isotime,
+           "url_breaks": url_breaks}
 # The password rule's length, so that the forms say and check the number the server does.
 GLOBALS = {"csrf_input": csrf_input, "version": VERSION,
            "password_min_length": PASSWORD_MIN_LENGTH}

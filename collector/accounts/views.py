@@ -8,6 +8,7 @@ transaction, so those answers are rendered with a 4xx status, never raised (pyra
 commits a returned response and aborts a raised one).
 """
 
+import re
 import time
 import urllib.parse
 
@@ -259,16 +260,24 @@ def enrol(request):
     next_path, headers = _sign_in(request, user)
     request.response.headers.extend(headers)
     # Shown here, once, and never stored in clear: no redirect (and no cookie copy).
-    return render_recovery_codes(request, codes, next_path, enrolled=True)
+    return render_recovery_codes(request, codes, next_path, user, enrolled=True)
 
 
-def render_recovery_codes(request, codes, next_path, enrolled=False):
+def recovery_file_name(username):
+    """The name the recovery codes are saved under. A username may hold any character;
+    the name keeps letters, digits, ``.``, ``_`` and ``-`` (the rest become ``_``)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", username).strip(".") or "user"
+    return f"logs-collector-recovery-codes-{safe}.txt"
+
+
+def render_recovery_codes(request, codes, next_path, user, enrolled=False):
     from pyramid.renderers import render_to_response
 
     _private(request)
     return render_to_response("accounts/recovery_codes.jinja2",
                               {"nav": "account", "codes": codes, "next": next_path,
-                               "enrolled": enrolled},
+                               "enrolled": enrolled, "username": user.username,
+                               "file_name": recovery_file_name(user.username)},
                               request=request, response=request.response)
 
 
@@ -365,8 +374,9 @@ def change_password(request):
 @view_config(context=AccountNode, name="recovery-codes", request_method="POST",
              permission=Permission.EDIT)
 def regenerate_recovery_codes(request):
-    codes = services.generate_recovery_codes(request.dbsession, request.identity.user)
-    return render_recovery_codes(request, codes, "/account/")
+    user = request.identity.user
+    codes = services.generate_recovery_codes(request.dbsession, user)
+    return render_recovery_codes(request, codes, "/account/", user)
 
 
 # The token form's one message per field; the limits are the schema's, as for the API.

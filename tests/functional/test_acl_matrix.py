@@ -64,6 +64,7 @@ EXPECTED = {
     ("POST", "/admin/webhooks/redeliver"):           "403 403 403 403 403 403 403 403 403 403 303",
     ("POST", "/admin/webhooks/{id}/delete"):         "403 403 403 403 403 403 403 403 403 403 303",
     ("POST", "/admin/webhooks/{id}/toggle"):         "403 403 403 403 403 403 403 403 403 403 303",
+    ("POST", "/admin/webhooks/{id}/rotate"):         "403 403 403 403 403 403 403 403 403 403 303",
     ("GET", "/enrol"):                               "303 303 303 303 303 303 303 303 303 303 303",
     ("POST", "/enrol"):                              "303 303 303 303 303 303 303 303 303 303 303",
     ("GET", "/login"):                               "200 200 200 200 200 200 200 200 200 303 200",
@@ -418,6 +419,8 @@ REQUESTS = {
         f"/admin/webhooks/{w.webhook()}/delete", form={}),
     ("POST", "/admin/webhooks/{id}/toggle"): lambda w: Req(
         f"/admin/webhooks/{w.webhook()}/toggle", form={}),
+    ("POST", "/admin/webhooks/{id}/rotate"): lambda w: Req(
+        f"/admin/webhooks/{w.webhook()}/rotate", form={}),
     ("GET", "/platforms/"): lambda w: Req("/platforms/"),
     ("POST", "/platforms/"): lambda w: Req("/platforms/", form={
         "name": f"n{w._next()}", "pretty_name": "New"}),

@@ -2,9 +2,10 @@
 rule said and checked where a password is chosen, and why a visitor is on the sign-in page
 (without telling whether the page they asked for exists)."""
 
+import pytest
 import webtest
 
-from collector.accounts import services
+from collector.accounts import services, views
 
 ENV = {"HTTP_HOST": "localhost", "REMOTE_ADDR": "127.0.0.1"}
 RULE = f"At least {services.PASSWORD_MIN_LENGTH} characters."
@@ -127,3 +128,59 @@ def test_a_wrong_password_shows_the_error_not_the_notice(app, staff):
     assert refused.html.find(id="login-notice") is None
     assert refused.html.find(id="login-error") is not None
     assert refused.forms["login-form"]["next"].value == "/tickets/"
+
+
+# --- recovery codes: copy and download in the browser -------------------------------------
+
+def test_recovery_codes_have_copy_and_download_buttons(app, staff, web_login):
+    browser = web_login(_browser(app), staff)
+    shown = browser.get("/account/").forms["recovery-codes-form"].submit(status=200)
+    codes = [code.get_text() for code in shown.html.select("#recovery-codes [data-copy-item]")]
+    assert len(codes) == 10
+    copy, download = shown.html.find(id="recovery-copy"), shown.html.find(id="recovery-download")
+    for button in (copy, download):
+        assert button.name == "button" and button["type"] == "button"
+        assert button["data-status"] == "#recovery-status"
+    assert copy["data-copy-from"] == download["data-download-from"] == "#recovery-codes"
+    assert download["data-download-name"] == "logs-collector-recovery-codes-staff.txt"
+    assert "recovery codes of staff" in download["data-download-heading"]
+    assert shown.html.find(id="recovery-status")["aria-live"] == "polite"
+    assert any(tag.get("src", "").split("?")[0].endswith("/static/copy.js")
+               for tag in shown.html.find_all("script"))
+    script = browser.get("/static/copy.js").text
+    assert "new Blob(" in script and "navigator.clipboard" in script
+
+
+@pytest.mark.parametrize("username, name", [
+    ("staff", "logs-collector-recovery-codes-staff.txt"),
+    ("Jean Dupont", "logs-collector-recovery-codes-Jean_Dupont.txt"),
+    ("../../etc/passwd", "logs-collector-recovery-codes-_.._etc_passwd.txt"),
+    ('a"b<c>', "logs-collector-recovery-codes-a_b_c_.txt"),
+    ("...", "logs-collector-recovery-codes-user.txt"),
+    ("ŝtefan", "logs-collector-recovery-codes-_tefan.txt"),
+])
+def test_the_file_name_keeps_only_safe_characters(username, name):
+    assert views.recovery_file_name(username) == name
+
+
+def test_account_tables_stack_with_a_label_on_every_cell(app, admin, staff, web_login):
+    # ``staff`` has a personal token (its bearer headers): the user page lists it.
+    admins = web_login(_browser(app), admin)
+    for path, table_id in (("/admin/users/", "user-list"),
+                           (f"/admin/users/{staff.id}/", "user-token-list")):
+        table = admins.get(path).html.find(id=table_id)
+        assert "stack-sm" in table["class"], path
+        rows = table.select("tbody tr")
+        assert rows, path
+        for row in rows:
+            labels = [td.get("data-label") for td in row.find_all("td")]
+            # The last cell of a token's row is its Revoke button: no label needed.
+            assert all(labels[:-1] if table_id == "user-token-list" else labels), path
+    form = admins.get("/account/").forms["token-form"]
+    form["name"] = "cli"
+    made = form.submit(status=200)
+    assert made.html.find(id="new-token-copy")["data-copy-from"] == "#new-token-secret"
+    table = made.html.find(id="token-list")
+    assert "stack-sm" in table["class"]
+    assert [td.get("data-label") for td in table.select_one("tbody tr").find_all("td")] == [
+        "Name", "Created", "Expires", "Last used", None]
