@@ -22,7 +22,7 @@ def _no_sideways_scrolling(page):
 
 
 def test_recovery_codes_are_copied_and_downloaded_by_keyboard(page, factory, sign_in,
-                                                              clipboard, tmp_path):
+                                                              clipboard, tmp_path, screenshot):
     user = factory.user("dana")
     sign_in(page, user)
     page.goto("/account/")
@@ -50,10 +50,11 @@ def test_recovery_codes_are_copied_and_downloaded_by_keyboard(page, factory, sig
     assert lines[2:] == codes
     assert "Saved as logs-collector-recovery-codes-dana.txt" in page.text_content(
         "#recovery-status")
+    screenshot(page, "recovery-codes")
 
 
 def test_a_new_webhook_secret_is_copied_and_the_admin_tables_fit_a_phone(
-        page, factory, sign_in, clipboard, dbsession):
+        page, factory, sign_in, clipboard, screenshot):
     admin = factory.user("erin", admin=True)
     factory.platform("vm6")
     sign_in(page, admin)
@@ -66,12 +67,14 @@ def test_a_new_webhook_secret_is_copied_and_the_admin_tables_fit_a_phone(
     page.click("#secret-copy")
     page.locator("#secret-status", has_text="Copied").wait_for()
     assert page.evaluate("navigator.clipboard.readText()") == secret
+    screenshot(page, "webhook-secret-shown")
 
     page.set_viewport_size(PHONE)
     for path in ("/admin/webhooks/", "/admin/users/", f"/admin/users/{admin.id}/",
                  "/account/"):
         page.goto(path)
         assert _no_sideways_scrolling(page), path
+        screenshot(page, "phone" + path.replace("/", "-").rstrip("-"))
     # Stacked: each cell on a line of its own, its label before it.
     page.goto("/admin/webhooks/")
     url_cell = page.locator("#webhook-list td.url")
