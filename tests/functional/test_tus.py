@@ -280,7 +280,7 @@ def test_token_answers_and_other_tickets(client, testapp, factory, dbsession, ti
     other = factory.ticket(factory.platform("other"), 78)
     testapp.head(path, headers={**V, "Upload-Token": other.token}, status=404)
     res = Client(testapp, other.token).patch(path, 0, b"abc", status=404)
-    assert res.json["detail"] == "no such upload"
+    assert res.json["detail"] == "Not found."
     testapp.head("/api/v1/uploads/" + "x" * 32, headers=client.headers(), status=404)
     dbsession.execute(update(Ticket).where(Ticket.id == ticket.id).values(resolved=True))
     dbsession.commit()

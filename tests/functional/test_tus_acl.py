@@ -36,7 +36,7 @@ def test_another_tickets_principal_is_refused(testapp, tickets):
     own, other = tickets
     path = _create(testapp, own.token)
     res = _calls(testapp, path, other.token, 404)
-    assert res.json["detail"] == "no such upload"
+    assert res.json["detail"] == "Not found."
     testapp.delete(path, headers={**V, "Upload-Token": other.token}, status=404)
     testapp.head(path, headers={**V, "Upload-Token": own.token}, status=200)
 

@@ -34,6 +34,8 @@ upload = Service(name="tus_upload", pyramid_route="api.upload",
                  description="tus 1.0.0: one resumable upload", error_handler=error_handler)
 
 _PATH = PREFIX + "/uploads"
+# Another ticket's upload answers exactly as an unknown id does (the not-found view's words).
+NOT_FOUND = "Not found."
 _OVERRIDABLE = {"PATCH", "DELETE", "HEAD"}
 
 
@@ -79,11 +81,11 @@ def _upload_of(request, allow_expired=False, tus_request=True):
                                         address=request.remote_addr or "")
     node = request.context
     if not isinstance(node, UploadNode):  # pragma: no cover - traversal answers 404 first
-        raise NotFound("no such upload")
+        raise NotFound(NOT_FOUND)
     # The upload already holds its attempt, so the token may have none left: the policy
     # still grants its ticket's principal, and the upload's own ACL decides.
     if not request.has_permission(Permission.UPLOAD, node):
-        raise NotFound("no such upload")
+        raise NotFound(NOT_FOUND)
     if not allow_expired and tus.is_expired(node.upload):
         raise tus.Gone("this upload has expired; start a new one")
     return node.upload, ticket
