@@ -123,6 +123,7 @@ def test_an_expired_unfinished_upload_is_gone_but_a_finished_one_keeps_its_recei
     receipt = _get(testapp, finished, own.token).json
     past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     dbsession.execute(update(TusUpload).values(expires_at=past))
+    dbsession.commit()
     assert "expired" in _get(testapp, unfinished, own.token, status=410).json["detail"]
     # Until purge removes it, the finished upload still answers its receipt.
     assert _get(testapp, finished, own.token).json == receipt
