@@ -12,11 +12,11 @@
   var CHECK_URL = form.getAttribute("data-check-url");
   var UPLOAD_URL = form.getAttribute("data-upload-url");
   var MAX_SIZE = Number(form.getAttribute("data-max-size"));
-  var MAX_SIZE_TEXT = form.getAttribute("data-max-size-text");
   // Abort when nothing has moved for this long, including while the server stores a large
   // file after the last byte was sent (the console client's default too).
   var STALL_MS = 600 * 1000;
   var NOT_COMPLETED = "The upload did not complete — check your connection and try again.";
+  var NEW_LINK = " Ask support for a new upload link.";
 
   var tokenInput = document.getElementById("token");
   var tokenStatus = document.getElementById("token-status");
@@ -31,15 +31,22 @@
   var items = [];        // {file, element, state}, in the order they were added
   var current = null;    // {item, cancel} of the upload in progress
   var cancelled = false;
+  // What the last token check found, one of: "empty", "checking", "ready" (a new upload is
+  // possible), "resumable" (only stopped uploads can be finished), "refused", "unchecked"
+  // (no answer: Upload stays possible, as every file is checked again first).
+  var tokenCheck = { kind: "empty", state: null };
+  var checks = 0;        // the number of the latest check: an older answer is ignored
 
   // --- formatting ------------------------------------------------------------------------
 
+  // Binary units, as the staff pages show sizes: the limit 4294967296 is "4 GiB".
   function formatSize(bytes) {
-    var units = ["B", "kB", "MB", "GB", "TB"];
+    var units = ["B", "KiB", "MiB", "GiB", "TiB"];
     var size = bytes;
     var unit = 0;
-    while (Math.abs(size) >= 1000 && unit < units.length - 1) { size /= 1000; unit += 1; }
-    return unit === 0 ? size + " B" : size.toFixed(1) + " " + units[unit];
+    while (Math.abs(size) >= 1024 && unit < units.length - 1) { size /= 1024; unit += 1; }
+    return unit === 0 ? size + " B"
+      : size.toFixed(1).replace(/\.0$/, "") + " " + units[unit];
   }
 
   function formatDuration(seconds) {
@@ -61,53 +68,163 @@
     return (params.get("token") || "").trim();
   }
 
+  // One message at a time: each state replaces the one before.
   function showTokenState(kind, text) {
-    tokenStatus.className = "mt-2 alert alert-" + kind + " py-2 mb-0";
+    tokenStatus.className = text ? "mt-2 alert alert-" + kind + " py-2 mb-0" : "mt-2";
     tokenStatus.textContent = text;
   }
 
-  // Resolves to the token's state ({valid, ticket, attempts, expires_at, detail}) or null.
+  function retryAfterText(seconds) {
+    seconds = Number(seconds);
+    if (!(seconds > 0)) { return "in a few minutes"; }
+    return seconds < 90 ? "in " + plural(Math.ceil(seconds), "second")
+      : "in " + plural(Math.ceil(seconds / 60), "minute");
+  }
+
+  function dateText(iso) {
+    return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  }
+
+  // Why a ticket's token cannot start an upload, for a person (the API's `reason`).
+  function refusalText(state) {
+    if (state.reason === "ticket_resolved") {
+      return "Ticket " + state.ticket + " is closed and takes no more uploads." + NEW_LINK;
+    }
+    if (state.reason === "token_expired") {
+      return "This upload link expired" + (state.expires_at ? " on "
+        + dateText(state.expires_at) : "") + "." + NEW_LINK;
+    }
+    if (state.reason === "no_attempts") {
+      return "This upload link has been used for as many files as it allows." + NEW_LINK;
+    }
+    return "This upload link cannot be used." + NEW_LINK;
+  }
+
+  function stoppedAt(upload) {
+    return upload.size ? Math.floor(100 * upload.received / upload.size) + " %"
+      : formatSize(upload.received);
+  }
+
+  // "An upload of big300.bin stopped at 41 %. Choose the same file to continue."
+  function resumableText(uploads) {
+    if (uploads.length === 1) {
+      return "An upload of " + uploads[0].name + " stopped at " + stoppedAt(uploads[0])
+        + ". Choose the same file to continue.";
+    }
+    var names = uploads.map(function (upload) {
+      return upload.name + " (" + stoppedAt(upload) + ")";
+    });
+    return "Uploads of " + names.slice(0, -1).join(", ") + " and " + names[names.length - 1]
+      + " stopped part-way. Choose the same files to continue.";
+  }
+
+  // The token's state as {kind, text}: what the page shows and allows.
+  function judgeToken(status, body, retryAfter) {
+    var resumable = (body && Array.isArray(body.resumable)) ? body.resumable : [];
+    if (status === 200 && body.valid) {
+      var expiry = body.expires_at ? "valid until " + dateText(body.expires_at)
+        : "does not expire";
+      var text = "Ticket " + body.ticket + ": " + plural(body.attempts, "upload attempt")
+        + " left, " + expiry + ".";
+      return { kind: "ready", alert: "success",
+        text: resumable.length ? text + " " + resumableText(resumable) : text };
+    }
+    if (status === 200 && resumable.length) {
+      // The stopped upload holds the ticket's last attempt: it can still be finished.
+      return { kind: "resumable", alert: "info", text: resumableText(resumable) };
+    }
+    if (status === 200) { return { kind: "refused", alert: "danger", text: refusalText(body) }; }
+    if (status === 404) {
+      return { kind: "refused", alert: "danger", text: "This upload token is not known: "
+        + "check that you copied the whole link." + NEW_LINK };
+    }
+    if (status === 429) {
+      return { kind: "refused", alert: "warning", text: "Too many unknown upload tokens "
+        + "were tried from your network. Try again " + retryAfterText(retryAfter) + "." };
+    }
+    return { kind: "unchecked", alert: "warning", text: "The token could not be checked: "
+      + "the server did not answer. Check your connection, then press Check." };
+  }
+
+  // Resolves to the token's state (the API's answer, with `kind`) or null without one.
   function checkToken() {
-    var token = tokenInput.value.trim();
+    var value = tokenInput.value.trim();
+    var number = checks += 1;
     // The console commands on the page carry the same token.
     document.querySelectorAll(".token-slot").forEach(function (slot) {
-      slot.textContent = token || "TOKEN";
+      slot.textContent = value || "TOKEN";
     });
-    if (!token) {
-      tokenStatus.className = "mt-2";
-      tokenStatus.textContent = "";
+    if (!value) {
+      tokenCheck = { kind: "empty", state: null };
+      showTokenState("", "");
+      judgeItems();
       return Promise.resolve(null);
     }
-    return fetch(CHECK_URL + encodeURIComponent(token), {
+    tokenCheck = { kind: "checking", state: null };
+    showTokenState("secondary", "Checking the token …");
+    updateButtons();
+    return fetch(CHECK_URL + encodeURIComponent(value), {
       cache: "no-store", headers: { "Accept": "application/json" },
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (body) {
-        if (response.status === 404) {
-          return { valid: false, detail: body.detail || "upload token is not valid" };
-        }
-        if (!response.ok) {
-          throw new Error(body.detail || "HTTP " + response.status);
-        }
-        return body;
+        return { judged: judgeToken(response.status, body,
+          response.headers.get("Retry-After")), body: response.status === 200 ? body : null };
       });
-    }).then(function (state) {
-      if (state.valid) {
-        var expiry = state.expires_at
-          ? "valid until " + new Date(state.expires_at).toLocaleString(undefined,
-            { dateStyle: "medium", timeStyle: "short" })
-          : "does not expire";
-        showTokenState("success", "Ticket " + state.ticket + ": "
-          + plural(state.attempts, "upload attempt") + " left, " + expiry + ".");
-      } else {
-        showTokenState("danger", "This token cannot be used: " + state.detail
-          + ". Ask support for a new upload link.");
-      }
-      return state;
-    }, function (error) {
-      showTokenState("warning", "Could not check the token (" + error.message
-        + "). Check your connection and try again.");
-      return null;
+    }, function () {
+      return { judged: judgeToken(0, null), body: null };
+    }).then(function (answer) {
+      if (number !== checks) { return tokenCheck.state; }  // a newer check is under way
+      tokenCheck = { kind: answer.judged.kind, state: answer.body };
+      showTokenState(answer.judged.alert, answer.judged.text);
+      judgeItems();
+      return tokenCheck.state;
     });
+  }
+
+  // Whether this token may send the file now: any file while it can start uploads, or
+  // only the files this browser had started once it can just finish stopped ones.
+  function canSend(item) {
+    if (tokenCheck.kind === "ready" || tokenCheck.kind === "unchecked") { return true; }
+    return tokenCheck.kind === "resumable"
+      && Boolean(loadEntry(item.file, tokenInput.value.trim()));
+  }
+
+  function stoppedUploadOf(file) {
+    var uploads = (tokenCheck.state && tokenCheck.state.resumable) || [];
+    return uploads.find(function (upload) {
+      return upload.name === file.name && upload.size === file.size;
+    });
+  }
+
+  // After each check: a file the token cannot send says why, once the token is known to
+  // allow only finishing stopped uploads; it is ready again when the token allows it.
+  function judgeItems() {
+    items.forEach(function (item) {
+      if (item.state !== "ready" && item.state !== "blocked") { return; }
+      if (tokenCheck.kind !== "resumable" || canSend(item)) {
+        if (item.state === "blocked") { setResult(item, "body", ""); }
+        setState(item, "ready");
+        setProgress(item, 0, readyText(item));
+        return;
+      }
+      setState(item, "blocked");
+      setProgress(item, 0, "Not sent");
+      setResult(item, "danger", stoppedUploadOf(item.file)
+        ? "This browser cannot continue that upload of " + item.file.name + ": it was "
+          + "started in another browser, or this browser's data was cleared. Continue it "
+          + "there, or ask support for a new upload link."
+        : "Not sent: this link can only finish the stopped upload, not start a new one. "
+          + "Choose that file, or ask support for a new upload link to send other files.");
+    });
+    updateButtons();
+  }
+
+  function readyText(item) {
+    var entry = loadEntry(item.file, tokenInput.value.trim());
+    if (!entry) { return "Ready to upload"; }
+    var stopped = stoppedUploadOf(item.file);
+    return stopped ? "Ready to upload: continues the upload stopped at " + stoppedAt(stopped)
+      : "Ready to upload: continues an earlier upload of this file";
   }
 
   // --- the list of files -----------------------------------------------------------------
@@ -158,18 +275,22 @@
       items.push(item);
       list.appendChild(element);
       setState(item, "ready");
-      setProgress(item, 0, loadEntry(file, tokenInput.value.trim())
-        ? "Ready to upload: continues an earlier upload of this file" : "Ready to upload");
+      setProgress(item, 0, readyText(item));
       // Refused here already: a file the server would refuse is not sent at all.
       if (file.size === 0) {
         setState(item, "refused");
         setResult(item, "danger", "This file is empty.");
       } else if (MAX_SIZE && file.size > MAX_SIZE) {
         setState(item, "refused");
-        setResult(item, "danger", "This file is larger than the largest upload accepted ("
-          + MAX_SIZE_TEXT + "). Split it, or ask support for another way.");
+        setResult(item, "danger", tooLargeText());
       }
     });
+    judgeItems();
+  }
+
+  function tooLargeText() {
+    return "This file is larger than the largest upload accepted (" + formatSize(MAX_SIZE)
+      + "). Split it, or ask support for another way.";
   }
 
   function remove(item) {
@@ -182,17 +303,18 @@
     setResult(item, "body", "");
     item.allSent = false;
     setState(item, "ready");
-    setProgress(item, 0, "Ready to upload");
+    setProgress(item, 0, readyText(item));
     if (!current) { start(); }
   }
 
+  // Upload only when a file is ready and the token, as last checked, may send it.
   function updateButtons() {
-    var ready = items.some(function (item) { return item.state === "ready"; });
-    startButton.disabled = Boolean(current) || !ready;
+    var ready = items.some(function (item) { return item.state === "ready" && canSend(item); });
+    startButton.disabled = Boolean(current) || !ready || tokenCheck.kind === "checking";
     cancelButton.hidden = !current;
     // One token for the whole run: it cannot be changed half-way.
     tokenInput.readOnly = Boolean(current);
-    checkButton.disabled = Boolean(current);
+    checkButton.disabled = Boolean(current) || tokenCheck.kind === "checking";
   }
 
   // --- resumable uploads (tus 1.0.0) ----------------------------------------------------
@@ -279,9 +401,10 @@
 
   // Sends one file over tus; the only function that knows the protocol. `on` has
   // progress(sentBytes), resumed(offset), retrying(seconds) and done(outcome), called once,
-  // where outcome is {status, body} for an answer of the server (200 with the receipt when
-  // stored) or {failure: "network" | "timeout" | "cancelled"} when there was none; with
-  // `resumable` when a Retry can continue the upload. Returns a function that cancels.
+  // where outcome is {status, body, retryAfter} for an answer of the server (200 with the
+  // receipt when stored) or {failure: "network" | "timeout" | "cancelled"} when there was
+  // none; with `resumable` when a Retry can continue the upload. Returns a function that
+  // cancels.
   function sendFile(file, token, on) {
     var chunkSize = Number(form.getAttribute("data-chunk-size")) || DEFAULT_CHUNK;
     var delays = (form.getAttribute("data-retry-delays") || DEFAULT_DELAYS).trim()
@@ -296,6 +419,7 @@
     var cancelled = false;
     var lastMove = Date.now();
     var stalled = false;
+    var retryAfter = null;  // the last answer's Retry-After (429, 503)
     var watchdog = window.setInterval(function () {
       if (xhr && Date.now() - lastMove > STALL_MS) { stalled = true; xhr.abort(); }
     }, 5000);
@@ -335,6 +459,7 @@
         if (answered && request.responseText) {
           try { parsed = JSON.parse(request.responseText); } catch (e) { /* a proxy's page */ }
         }
+        retryAfter = answered ? request.getResponseHeader("Retry-After") : null;
         then(answered ? request.status : 0, request, parsed);
       }
       request.onload = function () { settle(true); };
@@ -345,7 +470,8 @@
     }
 
     function answer(status, body) {
-      return status ? { status: status, body: body, resumable: Boolean(url) }
+      return status ? { status: status, body: body, retryAfter: retryAfter,
+        resumable: Boolean(url) }
         : { failure: stalled ? "timeout" : "network", resumable: Boolean(url) };
     }
 
@@ -389,6 +515,20 @@
       });
     }
 
+    // Stored as archive `id`: tus's last answer has no body, so the receipt is asked with
+    // GET on the upload; if that fails, the receipt's headers of `stored` are what is shown.
+    function receipt(stored, id, earlier) {
+      dropEntry(file, token);
+      var fallback = { id: Number(id), name: file.name,
+        size: Number(stored.getResponseHeader("Upload-Receipt-Size")) || file.size,
+        sha256: stored.getResponseHeader("Upload-Receipt-Sha256") || undefined,
+        md5: stored.getResponseHeader("Upload-Receipt-Md5") || undefined };
+      call("GET", url, {}, null, function (status, request, body) {
+        var complete = status === 200 && body && String(body.id) === String(id);
+        finish({ status: 200, earlier: earlier, body: complete ? body : fallback });
+      });
+    }
+
     // HEAD: the server's offset, then go on from there.
     function locate(first) {
       call("HEAD", url, {}, null, function (status, request) {
@@ -398,8 +538,7 @@
           var archive = request.getResponseHeader("Upload-Archive-Id");
           offset = known;
           if (archive) {  // stored already; only the answer to the last chunk was lost
-            dropEntry(file, token);
-            finish({ status: 200, earlier: true, body: { id: Number(archive) } });
+            receipt(request, archive, true);
             return;
           }
           if (first) { on.resumed(offset); }
@@ -428,15 +567,16 @@
         "Upload-Offset": String(offset),
       }, file.slice(offset, end), function (status, request, body) {
         var moved = Number(request.getResponseHeader("Upload-Offset"));
-        if (status === 204 && moved > offset && moved <= file.size) {
+        var archive = status === 204 && request.getResponseHeader("Upload-Archive-Id");
+        if (archive && moved === file.size) {  // the last chunk: the file is an archive
+          offset = moved;
+          on.progress(offset);
+          receipt(request, archive, false);
+        } else if (status === 204 && moved > offset && moved <= file.size) {
           offset = moved;
           failures = 0;
           on.progress(offset);
           patch();
-        } else if (status === 200) {
-          dropEntry(file, token);
-          body.id = body.id || Number(request.getResponseHeader("Upload-Archive-Id"));
-          finish({ status: 200, body: body });
         } else if (status === 460) {
           later(status, body, patch);  // the chunk arrived damaged: the same chunk again
         } else if (status === 404 || status === 410) {
@@ -508,7 +648,7 @@
       : date.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
   }
 
-  // What the customer keeps: the server's answer to the last chunk, shown and copyable.
+  // What the customer keeps: the upload's receipt, shown and copyable.
   function showReceipt(item, body) {
     var rows = [
       ["Ticket", body.ticket],
@@ -591,17 +731,45 @@
       setState(item, "failed");
       setResult(item, "danger", outcome.resumable ? NOT_COMPLETED + " Retry continues where "
         + "it stopped." : NOT_COMPLETED);
-    } else if ((body.detail && outcome.status < 500) || outcome.status === 507) {
-      // 401, 403, 413, 423, 507 …: the server says why, in the words the console client uses.
-      setState(item, "refused");
-      setResult(item, "danger", "The server refused the upload (HTTP " + outcome.status + "): "
-        + (body.detail || "no reason given") + ".");
     } else {
-      setState(item, "failed");
-      setResult(item, "danger", "The server could not store the file (HTTP " + outcome.status
-        + (body.detail ? ": " + body.detail : "") + "). Try again in a few minutes; if it "
-        + "keeps failing, tell support.");
+      var refusal = refusalOf(outcome);
+      setState(item, refusal.again ? "failed" : "refused");
+      setResult(item, "danger", refusal.text);
     }
+  }
+
+  // The server's answer to an upload, in plain words: its `detail` is written for
+  // developers and console users (field names, codes), so it is never shown as such.
+  // `again`: trying later may work, so the item offers Retry.
+  function refusalOf(outcome) {
+    var status = outcome.status;
+    var later = retryAfterText(outcome.retryAfter);
+    var texts = {
+      400: [false, "The server could not accept this file's details. Try again; if it keeps "
+        + "failing, tell support."],
+      401: [false, "The upload token is missing. Enter the token support gave you."],
+      403: [false, "This upload token is not valid: check that you copied the whole link."
+        + NEW_LINK],
+      404: [true, "The server no longer has this upload. Retry starts it again."],
+      409: [true, "This upload clashes with another one of the same link (in another tab "
+        + "or window?), or the link holds too many stopped uploads. Let the other one finish, "
+        + "then press Retry."],
+      410: [true, "This upload expired on the server. Retry starts it again."],
+      413: [false, "The server will not take this file now: the largest accepted is "
+        + formatSize(MAX_SIZE) + ", counting what the stopped uploads of this link hold. "
+        + "Finish them first, or ask support for another way."],
+      423: [false, "Not stored: this upload link can no longer be used (the message above "
+        + "says why)."],
+      429: [true, "Too many requests came from your network. Try again " + later + "."],
+      460: [true, "Parts of the file kept arriving damaged. Check your connection and try "
+        + "again."],
+      507: [true, "The server has no room for this file right now. Try again later; if it "
+        + "keeps failing, tell support."],
+    };
+    var known = texts[status];
+    if (known) { return { again: known[0], text: known[1] }; }
+    return { again: true, text: "The server could not store the file. Try again in a few "
+      + "minutes; if it keeps failing, tell support." };
   }
 
   function finishQueue(recheck) {
@@ -613,26 +781,23 @@
   // The token is checked again before every file: a token used up or closed meanwhile
   // must not cost a long upload only to be refused at its end.
   function next() {
-    var item = items.find(function (candidate) { return candidate.state === "ready"; });
+    var item = items.find(function (candidate) {
+      return candidate.state === "ready" && canSend(candidate);
+    });
     if (!item || cancelled) { finishQueue(true); return; }
     current = { item: item, cancel: function () { /* nothing is sent yet */ } };
     setState(item, "uploading");
-    setProgress(item, 0, "Checking the token …");
-    checkToken().then(function (state) {
-      if (cancelled) {
+    setProgress(item, 0, "Waiting");
+    checkToken().then(function () {
+      if (cancelled || !canSend(item)) {
+        // Cancelled, or the token refused meanwhile: the message above says why, once.
         setState(item, "ready");
-        setProgress(item, 0, "Ready to upload");
-        finishQueue(false);
-      } else if (!state) {
-        showOutcome(item, { failure: "network" });
-        finishQueue(false);
-      } else if (!state.valid && !loadEntry(item.file, tokenInput.value.trim())) {
-        setState(item, "refused");
-        setResult(item, "danger", "Not sent: this token cannot be used: " + state.detail + ".");
+        current = null;
+        judgeItems();
+        if (item.state === "ready" && !cancelled) { setProgress(item, 0, "Not sent"); }
         finishQueue(false);
       } else {
-        // A token without attempts left can still finish an upload it already started;
-        // the server decides.
+        // A token without attempts left can still finish an upload it already started.
         send(item);
       }
     });
@@ -725,6 +890,10 @@
     if (token) { tokenInput.value = token; checkToken(); }
   });
   tokenInput.value = tokenFromFragment() || tokenInput.value;
+  // The limit in the same units as every other size on the page.
+  document.querySelectorAll(".max-size").forEach(function (element) {
+    element.textContent = formatSize(MAX_SIZE);
+  });
   pruneEntries();
   checkToken();
 }());
