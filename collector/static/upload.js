@@ -184,7 +184,8 @@
   // Whether this token may send the file now: any file while it can start uploads, or
   // only the files this browser had started once it can just finish stopped ones.
   function canSend(item) {
-    if (tokenCheck.kind === "ready" || tokenCheck.kind === "unchecked") { return true; }
+    // Without a token Upload stays on, to say that one is needed (start()).
+    if (["ready", "unchecked", "empty"].indexOf(tokenCheck.kind) >= 0) { return true; }
     return tokenCheck.kind === "resumable"
       && Boolean(loadEntry(item.file, tokenInput.value.trim()));
   }
@@ -221,8 +222,12 @@
 
   function readyText(item) {
     var entry = loadEntry(item.file, tokenInput.value.trim());
-    if (!entry) { return "Ready to upload"; }
     var stopped = stoppedUploadOf(item.file);
+    if (!entry) {
+      // Its stopped upload was started elsewhere: this one starts afresh (a new attempt).
+      return stopped ? "Ready to upload: starts afresh, as this browser has no record of the "
+        + "stopped upload" : "Ready to upload";
+    }
     return stopped ? "Ready to upload: continues the upload stopped at " + stoppedAt(stopped)
       : "Ready to upload: continues an earlier upload of this file";
   }
@@ -420,6 +425,7 @@
     var lastMove = Date.now();
     var stalled = false;
     var retryAfter = null;  // the last answer's Retry-After (429, 503)
+    var stored = false;     // the file is an archive: Cancel has nothing left to stop
     var watchdog = window.setInterval(function () {
       if (xhr && Date.now() - lastMove > STALL_MS) { stalled = true; xhr.abort(); }
     }, 5000);
@@ -516,13 +522,14 @@
     }
 
     // Stored as archive `id`: tus's last answer has no body, so the receipt is asked with
-    // GET on the upload; if that fails, the receipt's headers of `stored` are what is shown.
-    function receipt(stored, id, earlier) {
+    // GET on the upload; if that fails, the receipt's headers of `answer` are what is shown.
+    function receipt(answer, id, earlier) {
+      stored = true;
       dropEntry(file, token);
       var fallback = { id: Number(id), name: file.name,
-        size: Number(stored.getResponseHeader("Upload-Receipt-Size")) || file.size,
-        sha256: stored.getResponseHeader("Upload-Receipt-Sha256") || undefined,
-        md5: stored.getResponseHeader("Upload-Receipt-Md5") || undefined };
+        size: Number(answer.getResponseHeader("Upload-Receipt-Size")) || file.size,
+        sha256: answer.getResponseHeader("Upload-Receipt-Sha256") || undefined,
+        md5: answer.getResponseHeader("Upload-Receipt-Md5") || undefined };
       call("GET", url, {}, null, function (status, request, body) {
         var complete = status === 200 && body && String(body.id) === String(id);
         finish({ status: 200, earlier: earlier, body: complete ? body : fallback });
@@ -598,7 +605,7 @@
     }
 
     return function cancel() {
-      if (finished || cancelled) { return; }
+      if (finished || cancelled || stored) { return; }
       cancelled = true;
       window.clearTimeout(timer);
       var request = xhr;

@@ -137,6 +137,24 @@ def test_several_files_dropped_go_one_after_another(page, ticket, dbsession):
     page.locator("#token-status").get_by_text("1 upload attempt left").wait_for()
 
 
+def test_the_receipt_comes_from_the_headers_when_its_get_fails(page, ticket, dbsession):
+    # The last chunk's 204 carries the receipt's headers; GET on the upload gives the whole
+    # receipt. Without the GET the page still shows what the headers said.
+    open_page(page, ticket)
+    page.route(lambda url: UPLOADS in url, lambda route: route.abort("connectionreset")
+               if route.request.method == "GET" else route.continue_())
+    upload = payload("headers-only.log", 5000)
+    page.set_input_files("#files", files=[upload])
+    page.click("#start")
+    item = page.locator(".upload-item[data-state=done]")
+    sha256 = hashlib.sha256(upload["buffer"]).hexdigest()
+    assert item.locator(".receipt-sha-256").text_content() == sha256
+    (archive,) = archives_of(dbsession, ticket)
+    assert item.locator(".receipt-archive-id").text_content() == str(archive.id)
+    assert item.locator(".receipt-size").text_content() == "4.9 KiB (5000 bytes)"
+    assert item.locator(".receipt-file").text_content() == "headers-only.log"
+
+
 def test_dropped_connection_says_so_and_retry_works(page, ticket, dbsession, screenshot):
     open_page(page, ticket)
     page.route("**/api/v1/uploads/", lambda route: route.abort("connectionreset"))
