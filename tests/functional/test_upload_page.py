@@ -19,6 +19,9 @@ def test_page_is_public_and_under_the_csp(testapp):
     assert form["data-chunk-size"] == str(8 * 1024**2)
     assert form["data-check-url"] == "http://localhost/api/v1/check/token/"
     assert form["data-max-size"] == str(64 * 1024**2)
+    # The script writes the limit in the page's own (binary) units, from the byte count.
+    assert page.html.find(id="files-help").find(class_="max-size") is not None
+    assert not form.has_attr("data-max-size-text")
     assert page.html.find("label", attrs={"for": "token"}) is not None
     assert page.html.find("label", attrs={"for": "files"}) is not None
     assert "each file uses one upload attempt" in page.text
