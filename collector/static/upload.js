@@ -121,17 +121,23 @@
   // The token's state as {kind, text}: what the page shows and allows.
   function judgeToken(status, body, retryAfter) {
     var resumable = (body && Array.isArray(body.resumable)) ? body.resumable : [];
+    // The one being continued right now is not offered again.
+    var sending = current && current.item.file;
+    var others = resumable.filter(function (upload) {
+      return !(sending && upload.name === sending.name && upload.size === sending.size);
+    });
     if (status === 200 && body.valid) {
       var expiry = body.expires_at ? "valid until " + dateText(body.expires_at)
         : "does not expire";
       var text = "Ticket " + body.ticket + ": " + plural(body.attempts, "upload attempt")
         + " left, " + expiry + ".";
       return { kind: "ready", alert: "success",
-        text: resumable.length ? text + " " + resumableText(resumable) : text };
+        text: others.length ? text + " " + resumableText(others) : text };
     }
     if (status === 200 && resumable.length) {
       // The stopped upload holds the ticket's last attempt: it can still be finished.
-      return { kind: "resumable", alert: "info", text: resumableText(resumable) };
+      return { kind: "resumable", alert: "info", text: others.length ? resumableText(others)
+        : "Continuing the stopped upload of " + sending.name + "." };
     }
     if (status === 200) { return { kind: "refused", alert: "danger", text: refusalText(body) }; }
     if (status === 404) {

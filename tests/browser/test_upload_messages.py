@@ -223,6 +223,7 @@ def test_phone_layout_in_both_themes(browser, live_server, ticket, screenshot, s
         assert page.evaluate("document.documentElement.dataset.bsTheme") == scheme
         page.set_input_files("#files", files=[payload("a-rather-long-file-name-without-any-"
                                                       "breaks-from-node-17.tar.gz", 1000)])
+        page.locator("details summary").click()  # the console commands, long lines
         screenshot(page, f"upload-phone-{scheme}")
         # Nothing wider than the screen: no sideways scrolling on a phone.
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

@@ -274,8 +274,15 @@ def test_reopened_page_offers_the_stopped_upload_and_resumes_it(context, page, f
     assert item.locator(".upload-progress").text_content() == (
         "Ready to upload: continues the upload stopped at 33 %")
     assert again.locator("#start").is_enabled()
+    again.evaluate("""() => { window.said = [];
+        const status = document.getElementById('token-status');
+        new MutationObserver(() => window.said.push(status.textContent))
+            .observe(status, {childList: true, characterData: true, subtree: true}); }""")
     again.click("#start")
     item.and_(again.locator(FINISHED)).wait_for()
+    # While it ran, the page did not offer it again.
+    assert "Continuing the stopped upload of node1-logs.tar.gz." in again.evaluate(
+        "window.said")
     assert item.get_attribute("data-state") == "done", item.text_content()
     # No creation and the first chunk not sent again: HEAD, then the rest from 1 MiB, then
     # the receipt.
