@@ -551,6 +551,14 @@ _DISCOVERY = {204: answer(
                           "termination, checksum, expiration, concatenation"),
         ("Tus-Checksum-Algorithm", "sha1, md5, sha256"))})}
 
+def _receipt_errors(op):
+    op["responses"].update({
+        "409": answer("The upload is not finished (or is a partial upload)", ref("Error")),
+        "410": answer("The upload expired unfinished, or its archive was deleted",
+                      ref("Error"))})
+    return op
+
+
 TUS_OPERATIONS = {
     "api.uploads": {
         "options": operation(
@@ -597,17 +605,17 @@ TUS_OPERATIONS = {
                          headers={**TUS_STATE, "Cache-Control": {"schema": {
                              "const": "no-store"}}})},
             (400, 401, 403, 404, 423, 429), ("410", "412")),
-        "get": operation(
+        "get": _receipt_errors(operation(
             "getUploadReceipt", "The receipt of a finished upload (not a tus method)",
             {200: answer("The archive the upload became", RECEIPT,
                          {"Cache-Control": {"schema": {"const": "no-store"}}})},
-            (401, 403, 404, 409, 410, 423, 429), security=UPLOADER,
+            (401, 403, 404, 423, 429), security=UPLOADER,
             description="For the holder of the ticket's upload token, for as long as the "
                         "upload is kept: until `collector purge` removes it after its "
                         "`Upload-Expires`. No `Tus-Resumable` needed. 409 while the "
                         "upload is unfinished (or a partial one), 410 once it expired or "
                         "its archive was deleted.",
-            parameters=[ref("Upload-Token", "parameters")]),
+            parameters=[ref("Upload-Token", "parameters")])),
         "patch": _tus(
             "appendChunk", "Append a chunk at `Upload-Offset` (tus core)",
             {204: answer("Stored and fsynced; no body, the last chunk's answer included. "
