@@ -143,6 +143,8 @@ ANSWERS = [
      "arriving damaged. Check your connection and try again.", "failed"),
     ("PATCH", 410, {}, {"detail": "this upload has expired"}, "This upload expired on the "
      "server. Retry starts it again.", "failed"),
+    ("PATCH", 404, {}, {"detail": "no such upload"}, "The server no longer has this upload. "
+     "Retry starts it again.", "failed"),
     ("POST", 507, {}, {"detail": "not enough free space on the server"}, "The server has no "
      "room for this file right now. Try again later; if it keeps failing, tell support.",
      "failed"),

@@ -49,6 +49,10 @@ def test_an_unfinished_upload_is_listed_with_what_the_server_has(testapp, factor
         "name": "big300.bin", "size": 1000, "received": 410}
     expires = dt.datetime.fromisoformat(upload["expires_at"])
     assert dt.datetime.now(dt.UTC) < expires <= dt.datetime.fromisoformat(state["expires_at"])
+    # The list comes last: a client that reads the first "expires_at" (uploader.sh) still
+    # reads the token's.
+    text = testapp.get(f"/api/v1/check/token/{ticket.token}").text
+    assert text.index('"expires_at"') < text.index('"resumable"')
     # The fields of before are untouched: a new upload is still possible.
     assert (state["valid"], state["attempts"], state["reason"]) == (True, 2, None)
     assert state["detail"] == "token is valid" and state["token"] == ticket.token

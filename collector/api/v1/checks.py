@@ -57,8 +57,10 @@ def get_token(request):
         raise NotFound("upload token is not valid")
     refusal = tickets.token_refusal(ticket)
     request.response.cache_control = "no-store"
-    # The fields of the original logs-collector first (its clients read them), then the
-    # uploads this token can still finish, whether or not it may start a new one.
+    # The fields of the original logs-collector first (its clients read them, and
+    # uploader.sh takes the first key of a name, so `resumable`'s own `expires_at` must come
+    # after the token's), then the uploads this token can still finish, whether or not it
+    # may start a new one.
     return {"token": ticket.token, "ticket": ticket.number, "attempts": ticket.attempts,
             "resolved": ticket.resolved,
             "expires_at": iso(ticket.expires_at), "valid": refusal is None,
