@@ -115,6 +115,31 @@ def test_a_check_without_an_answer_says_so_plainly(page, ticket, answer, message
     assert page.locator("#start").is_enabled() is upload_possible
 
 
+def test_a_stopped_upload_started_elsewhere_is_named_beside_the_attempts_left(page, ticket):
+    # Another browser (here: the page's own fetch, before any entry is written) started an
+    # upload of 1000 bytes and sent 250 of them.
+    page.goto("/upload")
+    page.evaluate("""async token => {
+        const headers = {'Tus-Resumable': '1.0.0', 'Upload-Token': token};
+        const created = await fetch('/api/v1/uploads/', {method: 'POST', headers: {...headers,
+            'Upload-Length': '1000', 'Upload-Metadata': 'filename ' + btoa('half.log')}});
+        await fetch(created.headers.get('Location'), {method: 'PATCH', headers: {...headers,
+            'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream'},
+            body: new Uint8Array(250)});
+    }""", ticket.token)
+    page.goto(f"/upload#token={ticket.token}")
+    status = page.locator("#token-status")
+    status.get_by_text("An upload of half.log stopped at 25 %. Choose the same file to "
+                       "continue.").wait_for()
+    assert status.text_content().startswith("Ticket 4711: 19 upload attempts left, valid until")
+    assert "alert-success" in status.get_attribute("class")
+    # This browser has no record of it: the same file starts afresh, and says so.
+    page.set_input_files("#files", files=[payload("half.log", 1000)])
+    assert page.locator(".upload-progress").text_content() == (
+        "Ready to upload: starts afresh, as this browser has no record of the stopped upload")
+    assert page.locator("#start").is_enabled()
+
+
 CORNICE_400 = {"detail": "body.q: Required", "errors": [
     {"location": "body", "name": "q", "description": "Required"}]}
 TOO_LARGE = ("The server will not take this file now: the largest accepted is 64 MiB, "
