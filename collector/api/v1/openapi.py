@@ -977,7 +977,7 @@ def _path_item(route, operations):
         item["parameters"] = [{"name": name, "in": "path", "required": True,
                                "schema": PATH_PARAMETERS[name]} for name in names]
     item.update(copy.deepcopy(operations))
-    if "get" in item:
+    if "get" in item and "head" not in item:  # tus's HEAD is an operation of its own
         item["head"] = _head(item["get"])
     return PREFIX + path, item
 
