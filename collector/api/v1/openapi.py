@@ -244,6 +244,21 @@ SCHEMAS = {
         "reason": {"enum": ["ticket_resolved", "no_attempts", "token_expired", None],
                    "description": "Why not, as a stable code; null when valid"},
         "detail": {**STRING, "description": "Why not, or `token is valid`"},
+        "resumable": {"type": "array", "description": "Uploads of this ticket that can still "
+                      "be finished with this token (tus: resume them), most recently moved "
+                      "first; each holds the attempt it reserved, so they are listed even "
+                      "when `valid` is false for `no_attempts`. Empty once the ticket is "
+                      "resolved or the token expired. Partial (concatenation) uploads are "
+                      "not listed.",
+                      "items": returned({
+                          "name": {**STRING, "description": "The file name it was created "
+                                   "with (Upload-Metadata `filename`)"},
+                          "size": {"type": ["integer", "null"], "description": "Its "
+                                   "Upload-Length; null while the length is deferred"},
+                          "received": {**INTEGER, "description": "Bytes the server has "
+                                       "(its Upload-Offset)"},
+                          "expires_at": {**TIME, "description": "When the server forgets "
+                                         "it unless more bytes arrive"}})},
     }),
     "Index": returned({
         "service": STRING, "api": STRING, "openapi": STRING, "health": STRING,
@@ -962,7 +977,7 @@ def _path_item(route, operations):
         item["parameters"] = [{"name": name, "in": "path", "required": True,
                                "schema": PATH_PARAMETERS[name]} for name in names]
     item.update(copy.deepcopy(operations))
-    if "get" in item:
+    if "get" in item and "head" not in item:  # tus's HEAD is an operation of its own
         item["head"] = _head(item["get"])
     return PREFIX + path, item
 
