@@ -233,7 +233,7 @@ def test_old_tokens_upload_and_keep_their_rules(run, old, testapp, dbsession):
     testapp.patch(created.location, b"tus", headers={
         "Tus-Resumable": "1.0.0", "Upload-Offset": "0",
         "Content-Type": "application/offset+octet-stream",
-        "Upload-Token": TICKETS[2000003][4]}, status=200)
+        "Upload-Token": TICKETS[2000003][4]}, status=204)
     ticket = dbsession.scalars(select(Ticket).where(Ticket.number == 2000003)).one()
     dbsession.refresh(ticket)
     assert ticket.attempts == 1
