@@ -260,6 +260,7 @@ def test_protocol_errors(client, testapp, app):
     path = _path(client.create(10).headers["Location"])
     res = client.patch(path, 3, b"abc", status=409)
     assert res.headers["Tus-Resumable"] == "1.0.0"
+    assert client.head(path).headers["Upload-Offset"] == "0"  # nothing was written
     client.app.patch(path, b"abc", headers={**client.headers(), "Upload-Offset": "0",
                                             "Content-Type": "text/plain"}, status=415)
     missing = testapp.patch(path, b"abc", headers={**CHUNK, "Upload-Offset": "0",

@@ -107,7 +107,8 @@ def test_creation_with_upload_needs_the_chunk_content_type(testapp, tus, dbsessi
 
 def test_a_final_upload_takes_no_upload_length_and_no_patch(testapp, tus, dbsession):
     part = _create(testapp, tus, body=b"abc",
-                   **{"Upload-Length": "3", "Upload-Concat": "partial", **CHUNK})
+                   **{"Upload-Length": "3", "Upload-Concat": "partial", **CHUNK,
+                      "Upload-Metadata": f"filename {base64.b64encode(b'p.log').decode()}"})
     # A partial upload is kept as it is: no archive until a final upload joins it.
     assert dbsession.scalars(select(Archive)).all() == []
     head = testapp.head(_path(part), headers=tus)
@@ -120,6 +121,9 @@ def test_a_final_upload_takes_no_upload_length_and_no_patch(testapp, tus, dbsess
     head = testapp.head(_path(final), headers=tus)
     assert head.headers["Upload-Offset"] == head.headers["Upload-Length"] == "3"
     assert head.headers["Upload-Concat"] == "final;" + part.headers["Location"]
+    # the partial upload's metadata is not the final one's
+    assert "Upload-Metadata" not in head.headers
+    assert dbsession.get(Archive, final.json["id"]).name != "p.log"
 
 
 @pytest.mark.parametrize("actual", ["POST", "GET", "PUT"])
@@ -136,3 +140,6 @@ def test_the_method_override_is_the_method_whatever_the_request_says(testapp, tu
     testapp.request(path, method=actual, headers={
         **tus, "X-HTTP-Method-Override": "DELETE"}, status=204)
     testapp.head(path, headers=tus, status=404)
+    # a method these endpoints lack is that method, not the request's own
+    testapp.request("/api/v1/uploads/", method=actual, headers={
+        **tus, "X-HTTP-Method-Override": "PUT"}, status=405)

@@ -9,6 +9,8 @@ included: it adds the receipt as headers (``Upload-Archive-Id``, ``Upload-Receip
 ``GET /uploads/{id}`` answers the whole receipt as JSON for as long as the upload is kept.
 """
 
+import re
+
 from cornice import Service
 from pyramid.events import NewRequest, NewResponse, subscriber
 from pyramid.security import NO_PERMISSION_REQUIRED
@@ -34,8 +36,9 @@ upload = Service(name="tus_upload", pyramid_route="api.upload",
                  description="tus 1.0.0: one resumable upload", error_handler=error_handler)
 
 _PATH = PREFIX + "/uploads"
-# The methods of these endpoints; an override naming another is not a request they answer.
-_METHODS = {"GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"}
+# A method name is an HTTP token; an override naming a method these endpoints lack is
+# taken as that method too, and answered as such (405).
+_METHOD_NAME = re.compile(r"[A-Z]{1,16}")
 
 
 @subscriber(NewRequest)
@@ -46,7 +49,7 @@ def method_override(event):
     GET turned into a DELETE is no cross-site risk."""
     request = event.request
     override = request.headers.get("X-HTTP-Method-Override", "").strip().upper()
-    if override in _METHODS and request.path_info.startswith(_PATH):
+    if _METHOD_NAME.fullmatch(override) and request.path_info.startswith(_PATH):
         request.method = override
 
 
