@@ -290,7 +290,7 @@ def test_help_and_version(shell):
     done = run(shell, "-h")
     assert done.returncode == 0
     assert done.stdout.startswith("Usage: uploader.sh -f FILE -t TOKEN")
-    for option in ("--file", "--token", "--url", "--dst", "--help", "--version"):
+    for option in ("--file", "--token", "--url", "--dst", "--again", "--help", "--version"):
         assert option in done.stdout
 
     version = run(shell, "--version")
