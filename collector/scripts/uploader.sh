@@ -933,7 +933,7 @@ progress_line() {
 }
 
 # upload_tus : send the file from OFFSET of UPLOAD_URL (created first when empty) until the
-# server answers the last chunk with the receipt.
+# server has the whole file (204 at offset SIZE), then read the receipt (fetch_receipt).
 upload_tus() {
     [ -n "$UPLOAD_URL" ] || tus_create
     RUN_START=$(date +%s)

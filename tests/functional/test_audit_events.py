@@ -247,7 +247,7 @@ def test_tus_started_finished_terminated_and_refused_chunk(testapp, ticket, dbse
     refused = _one(dbsession, "upload.refused")
     assert (refused.reason, refused.ticket_number, refused.detail["upload"]) == (
         "conflict", 77, started.detail["upload"])
-    testapp.patch(url, b"0123456789", headers={**chunk, "Upload-Offset": "0"}, status=200)
+    testapp.patch(url, b"0123456789", headers={**chunk, "Upload-Offset": "0"}, status=204)
     finished = _one(dbsession, "upload.finished")
     assert finished.detail["sha256"] == hashlib.sha256(b"0123456789").hexdigest()
     assert finished.detail["protocol"] == "tus"

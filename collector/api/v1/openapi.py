@@ -585,8 +585,10 @@ TUS_OPERATIONS = {
         "get": operation(
             "getUploadReceipt", "The receipt of a finished upload (not a tus method)",
             {200: answer("The archive the upload became", RECEIPT,
-                         {"Cache-Control": {"schema": {"const": "no-store"}}})},
-            (401, 403, 404, 409, 410, 423, 429), security=UPLOADER,
+                         {"Cache-Control": {"schema": {"const": "no-store"}}}),
+             410: answer("The upload has expired, or its archive was deleted",
+                         ref("Error"))},
+            (401, 403, 404, 409, 423, 429), security=UPLOADER,
             description="For the holder of the ticket's upload token, for as long as the "
                         "upload is kept: until `collector purge` removes it after its "
                         "`Upload-Expires`. No `Tus-Resumable` needed. 409 while the "
@@ -954,7 +956,7 @@ def _path_item(route, operations):
         item["parameters"] = [{"name": name, "in": "path", "required": True,
                                "schema": PATH_PARAMETERS[name]} for name in names]
     item.update(copy.deepcopy(operations))
-    if "get" in item:
+    if "get" in item and "head" not in item:  # tus's HEAD is its own operation
         item["head"] = _head(item["get"])
     return PREFIX + path, item
 
