@@ -335,11 +335,9 @@ run_curl() {
 
 # -q first, so a ~/.curlrc cannot change what this script reads back; -g, so that brackets
 # in a URL are sent as they are. The response headers go to stdout before the body (-D -),
-# so no file is needed for them; only a PATCH drawing a progress bar (curl draws none when
-# its headers go to stdout) writes them to FILE.upload-hdr.PID, read and removed at once.
-HEADERS_TO=-
+# so no file is needed for them.
 curl_command() {
-    curl -q -g --connect-timeout "$CONNECT_TIMEOUT" -D "$HEADERS_TO" \
+    curl -q -g --connect-timeout "$CONNECT_TIMEOUT" -D - \
         -w "$NL%{http_code} %{redirect_url}" "$@"
 }
 
@@ -519,10 +517,10 @@ check_token() {
         "usable until $(json_value expires_at)."
 }
 
-# remove_stale_files : what earlier runs that were killed (kill -9 runs no trap) left
-# beside FILE (FILE.upload-sum.PID, FILE.upload-hdr.PID), once that process is gone.
+# remove_stale_files : the hash outputs (FILE.upload-sum.PID) that earlier runs killed
+# with kill -9 (which runs no trap) left beside FILE, once that process is gone.
 remove_stale_files() {
-    for stale in "$FILE".upload-sum.* "$FILE".upload-hdr.*; do
+    for stale in "$FILE".upload-sum.*; do
         [ -f "$stale" ] || continue
         pid=${stale##*.}
         case $pid in
@@ -554,7 +552,6 @@ cleanup() {
         wait "$HASH_PID" 2>/dev/null
     fi
     [ -z "$HASH_OUT" ] || rm -f "$HASH_OUT"
-    [ "$HEADERS_TO" = - ] || rm -f "$HEADERS_TO"
 }
 
 # refused WHAT : stop with the reason for a 4xx or 5xx answer (or an unexpected one).
@@ -867,10 +864,8 @@ block_size() {
 # them as they come (-T - with an explicit Content-Length instead of chunked encoding), so
 # neither holds a chunk in memory.
 send_chunk() {
-    HEADERS_TO=-
-    if [ -t 2 ] && [ "$1" -gt 0 ] && (: >"$FILE.upload-hdr.$$") 2>/dev/null; then
+    if [ -t 2 ] && [ "$1" -gt 0 ]; then
         progress=--progress-bar
-        HEADERS_TO=$FILE.upload-hdr.$$
     else
         progress=-sS
     fi
@@ -891,19 +886,6 @@ send_chunk() {
     fi
     CURL_RC=$?
     read_curl_output
-    if [ "$HEADERS_TO" != - ]; then
-        headers=$(cat "$HEADERS_TO" 2>/dev/null)
-        rm -f "$HEADERS_TO"
-        HEADERS_TO=-
-        # The last of the blocks (after any "100 Continue") is the final response's.
-        while :; do
-            case $headers in
-                *"$CR$NL$CR$NL"HTTP/*) headers=${headers#*"$CR$NL$CR$NL"} ;;
-                *) break ;;
-            esac
-        done
-        HTTP_HEADERS=$headers
-    fi
 }
 
 human_size() {
