@@ -24,11 +24,24 @@
 #                  Running the same command again, or --resume URL, continues the upload.
 #   upload_simple  POST {base}/api/v1/archives/ as multipart/form-data (field "file") with
 #                  the header "Upload-Token: TOKEN"; for servers without tus
+#   fetch_receipt  the last PATCH is answered 204 (tus 1.0.0) with the archive id and its
+#                  sha256 in Upload-Archive-Id / Upload-Receipt-* headers; GET on the upload
+#                  URL then gives the whole receipt (the headers stand in if it fails)
 #   verify_hash    compares the sha256 the server computed with the local file's
 #                  (computed while the upload runs, so big files are not read twice in a row)
 #
-# Needs only a POSIX sh, curl and standard tools (dd, od, awk, sed, wc, tr, cut, cksum,
-# mktemp), plus sha256sum or shasum (or openssl) for the check. JSON answers are read with
+# After a verified upload FILE.upload keeps its receipt. Run again on the same file (same
+# server, token, size, and first and last 64 KiB), the script prints that receipt and asks
+# before spending another upload attempt; --again uploads without asking; without a
+# terminal to ask on it uploads nothing and exits 0 (the server has the file).
+#
+# No temporary directory is made: curl's headers are read from its output, and the local
+# sha256 runs into FILE.upload-sum.PID beside FILE (removed at the end; one left by a
+# killed run is removed by the next run once its PID is gone). Where nothing can be
+# written beside FILE, the hash is computed after the upload instead.
+#
+# Needs only a POSIX sh, curl and standard tools (dd, od, awk, sed, wc, tr, cut, cksum),
+# plus sha256sum or shasum (or openssl) for the check. JSON answers are read with
 # sed, no jq or python.
 #
 # Environment (optional):
@@ -40,7 +53,8 @@
 #   https_proxy, http_proxy   as usual for curl
 #
 # Exit status:
-#   0 uploaded and verified     1 other failure               2 bad usage or unusable file
+#   0 uploaded and verified, or already uploaded (see above) and not sent again
+#   1 other failure               2 bad usage or unusable file
 #   3 the token was refused     4 the server refused the upload or failed
 #   5 network or TLS failure    6 uploaded, but the checksums differ
 
@@ -49,7 +63,7 @@ set -u
 LC_ALL=C
 export LC_ALL
 
-VERSION=2.1.0
+VERSION=2.2.0
 PROG=${0##*/}
 NL='
 '
@@ -67,15 +81,15 @@ CHUNK_SIZE=64M
 RETRIES=20
 RESUME=
 SINGLE=
-
-# A temporary directory for curl's response headers and the local hash.
-WORK_DIR=
+AGAIN=
+CR=$(printf '\r')
 
 # The tus upload: its URL, the server's offset and the file next to FILE that remembers it.
 UPLOAD_URL=
 OFFSET=0
 STATE_FILE=
 FINGERPRINT=
+TAIL_SUM=
 FAILS=0
 FAILURE=
 RESTARTED=
@@ -85,12 +99,22 @@ RUN_START_OFFSET=0
 # Set by run_curl, read by the steps.
 CURL_RC=0
 HTTP_STATUS=000
+HTTP_HEADERS=
 HTTP_BODY=
 REDIRECT_URL=
+
+# The receipt: from the server's JSON, its headers, or the state file of an earlier run.
+ARCHIVE_ID=
+ARCHIVE_TICKET=
+ARCHIVE_NAME=
+ARCHIVE_SIZE=
+ARCHIVE_TIME=
+REMOTE_SHA256=
 
 # The background hash of the local file.
 HASH_TOOL=
 HASH_PID=
+HASH_OUT=
 
 # --- messages --------------------------------------------------------------------------
 
@@ -110,17 +134,23 @@ Options:
                           dropped connection (default 64M)
   -r, --retries N         retries in a row without progress before giving up (default 20)
       --resume URL        continue the upload at URL (printed when an upload starts)
+      --again             upload the file even if it was already uploaded, without asking
       --single-request    send the whole file in one POST, without resuming
   -h, --help              show this help and exit
   -v, --version           show the version and exit
 
 The token is checked first: nothing is sent when it cannot be used. The upload resumes by
 itself after a dropped connection; if the script is stopped, run the same command again
-and it continues where it was (FILE.upload remembers the upload until it is done). After
-the upload the server's sha256 of the archive is compared with the local file's.
+and it continues where it was (FILE.upload remembers the upload). After the upload the
+server's sha256 of the archive is compared with the local file's.
 
-Exit status: 0 uploaded and verified, 2 bad usage or file, 3 token refused,
-4 upload refused by the server, 5 network or TLS failure, 6 checksums differ, 1 other.
+Run again on a file it already uploaded, it prints the earlier receipt and asks before
+uploading it again (each upload spends one of the token's attempts); --again answers yes.
+Without a terminal to ask on (cron, CI) it uploads nothing and exits 0.
+
+Exit status: 0 uploaded and verified (or already uploaded and not sent again),
+2 bad usage or file, 3 token refused, 4 upload refused by the server,
+5 network or TLS failure, 6 checksums differ, 1 other.
 EOF
 }
 
@@ -159,6 +189,10 @@ parse_args() {
                 ;;
             --single-request)
                 SINGLE=1
+                shift
+                ;;
+            --again)
+                AGAIN=1
                 shift
                 ;;
             -h | --help)
@@ -291,9 +325,8 @@ pick_hash_tool() {
 
 # --- HTTP ------------------------------------------------------------------------------
 
-# run_curl ARGS... : run curl; set CURL_RC, HTTP_STATUS, HTTP_BODY and REDIRECT_URL, and
-# keep the response headers for header_value. send_chunk does the same for a PATCH whose
-# body comes from dd.
+# run_curl ARGS... : run curl; set CURL_RC, HTTP_STATUS, HTTP_HEADERS (for header_value),
+# HTTP_BODY and REDIRECT_URL. send_chunk does the same for a PATCH whose body comes from dd.
 run_curl() {
     CURL_OUT=$(curl_command "$@")
     CURL_RC=$?
@@ -301,16 +334,30 @@ run_curl() {
 }
 
 # -q first, so a ~/.curlrc cannot change what this script reads back; -g, so that brackets
-# in a URL are sent as they are.
+# in a URL are sent as they are. The response headers go to stdout before the body (-D -),
+# so no file is needed for them.
 curl_command() {
-    curl -q -g --connect-timeout "$CONNECT_TIMEOUT" -D "$WORK_DIR/headers" \
+    curl -q -g --connect-timeout "$CONNECT_TIMEOUT" -D - \
         -w "$NL%{http_code} %{redirect_url}" "$@"
 }
 
+# read_curl_output : split curl's output into the headers of the final response (after any
+# "100 Continue"), the body, and the status line written by -w.
 read_curl_output() {
     last=${CURL_OUT##*"$NL"}
-    HTTP_BODY=${CURL_OUT%"$NL"*}
-    [ "$HTTP_BODY" != "$CURL_OUT" ] || HTTP_BODY=
+    rest=${CURL_OUT%"$NL"*}
+    [ "$rest" != "$CURL_OUT" ] || rest=
+    HTTP_HEADERS=
+    end_of_headers="$CR$NL$CR$NL"
+    while :; do
+        case $rest in
+            HTTP/*"$end_of_headers"*) ;;
+            *) break ;;
+        esac
+        HTTP_HEADERS=${rest%%"$end_of_headers"*}
+        rest=${rest#*"$end_of_headers"}
+    done
+    HTTP_BODY=$rest
     HTTP_STATUS=${last%% *}
     REDIRECT_URL=${last#* }
     case $HTTP_STATUS in
@@ -322,8 +369,8 @@ read_curl_output() {
 # header_value NAME : the value of the response header NAME of the last curl call (of the
 # final response when there were several, e.g. after "100 Continue"), empty when absent.
 header_value() {
-    [ -f "$WORK_DIR/headers" ] || return 0
-    tr -d '\r' <"$WORK_DIR/headers" | awk -v name="$1" '
+    [ -n "$HTTP_HEADERS" ] || return 0
+    printf '%s\n' "$HTTP_HEADERS" | tr -d '\r' | awk -v name="$1" '
         BEGIN { name = tolower(name) ":" }
         /^HTTP\// { value = "" }
         tolower(substr($0, 1, length(name))) == name {
@@ -470,18 +517,31 @@ check_token() {
         "usable until $(json_value expires_at)."
 }
 
-make_work_dir() {
-    WORK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/uploader.XXXXXX") ||
-        die 1 "cannot create a temporary directory in ${TMPDIR:-/tmp} (set TMPDIR)"
+# remove_stale_files : the hash outputs (FILE.upload-sum.PID) that earlier runs killed
+# with kill -9 (which runs no trap) left beside FILE, once that process is gone.
+remove_stale_files() {
+    for stale in "$FILE".upload-sum.*; do
+        [ -f "$stale" ] || continue
+        pid=${stale##*.}
+        case $pid in
+            '' | *[!0-9]*) continue ;;
+        esac
+        kill -0 "$pid" 2>/dev/null || rm -f "$stale"
+    done
 }
 
+# start_local_hash : hash the file in the background while it is uploaded, into a file of
+# this run beside FILE; where none can be written, verify_hash reads the file afterwards.
 start_local_hash() {
     [ -n "$HASH_TOOL" ] || return 0
+    out=$FILE.upload-sum.$$
+    (: >"$out") 2>/dev/null || return 0
+    HASH_OUT=$out
     # Read from stdin: with a file name, sha256sum escapes names with backslashes.
     case $HASH_TOOL in
-        sha256sum) sha256sum <"$FILE" >"$WORK_DIR/sum" 2>"$WORK_DIR/err" & ;;
-        shasum) shasum -a 256 <"$FILE" >"$WORK_DIR/sum" 2>"$WORK_DIR/err" & ;;
-        openssl) openssl dgst -sha256 -r <"$FILE" >"$WORK_DIR/sum" 2>"$WORK_DIR/err" & ;;
+        sha256sum) sha256sum <"$FILE" >"$HASH_OUT" 2>/dev/null & ;;
+        shasum) shasum -a 256 <"$FILE" >"$HASH_OUT" 2>/dev/null & ;;
+        openssl) openssl dgst -sha256 -r <"$FILE" >"$HASH_OUT" 2>/dev/null & ;;
     esac
     HASH_PID=$!
 }
@@ -491,7 +551,7 @@ cleanup() {
         kill "$HASH_PID" 2>/dev/null
         wait "$HASH_PID" 2>/dev/null
     fi
-    [ -z "$WORK_DIR" ] || rm -rf "$WORK_DIR"
+    [ -z "$HASH_OUT" ] || rm -f "$HASH_OUT"
 }
 
 # refused WHAT : stop with the reason for a 4xx or 5xx answer (or an unexpected one).
@@ -542,6 +602,7 @@ upload_simple() {
         200 | 201) ;;
         *) refused "" ;;
     esac
+    receipt_from_json
     print_receipt
 }
 
@@ -577,20 +638,94 @@ base64_encode() {
 
 # The state file remembers the upload of FILE to this server with this token; its
 # fingerprint also covers the file's size and first 64 KiB, so a different file of the
-# same name starts a new upload.
+# same name starts a new upload. A finished upload's record (state=done) also keeps the
+# checksum of the file's last 64 KiB block and the receipt: reading two blocks is cheap for
+# a file of any size, where hashing a whole one of tens of GB to recognise it is not.
 state_init() {
     STATE_FILE=$FILE.upload
     token_sum=$(printf '%s' "$TOKEN" | cksum)
     head_sum=$(dd if="$FILE" bs=65536 count=1 2>/dev/null | cksum)
     FINGERPRINT="$BASE $SIZE ${token_sum%% *} ${head_sum%% *}"
+    tail_sum=$(dd if="$FILE" bs=65536 skip=$(((SIZE - 1) / 65536)) count=1 2>/dev/null |
+        cksum)
+    TAIL_SUM=${tail_sum%% *}
 }
 
-# state_url : the upload URL kept for this file, server, token and content, if any.
+# state_field NAME : the value of NAME= in the state file (empty when absent).
+state_field() {
+    sed -n "s/^$1=//p" "$STATE_FILE" | sed -n 1p
+}
+
+# state_url : the unfinished upload URL kept for this file, server, token and content.
 state_url() {
     [ -f "$STATE_FILE" ] && [ -r "$STATE_FILE" ] || return 0
-    kept=$(sed -n 's/^fingerprint=//p' "$STATE_FILE")
-    [ "$kept" = "$FINGERPRINT" ] || return 0
-    sed -n 's/^url=//p' "$STATE_FILE"
+    [ "$(state_field state)" != 'done' ] || return 0
+    [ "$(state_field fingerprint)" = "$FINGERPRINT" ] || return 0
+    state_field url
+}
+
+# already_uploaded : true when the state file records a verified upload of this very file
+# (same server, token, size, first and last block); the receipt is read from it.
+already_uploaded() {
+    [ -f "$STATE_FILE" ] && [ -r "$STATE_FILE" ] || return 1
+    [ "$(state_field state)" = 'done' ] || return 1
+    [ "$(state_field fingerprint)" = "$FINGERPRINT" ] || return 1
+    [ "$(state_field tail)" = "$TAIL_SUM" ] || return 1
+    ARCHIVE_ID=$(state_field archive)
+    ARCHIVE_TICKET=$(state_field ticket)
+    ARCHIVE_NAME=$(state_field name)
+    ARCHIVE_SIZE=$(state_field size)
+    ARCHIVE_TIME=$(state_field time)
+    REMOTE_SHA256=$(state_field sha256)
+    [ -n "$ARCHIVE_ID" ] && [ -n "$REMOTE_SHA256" ]
+}
+
+# confirm_again : the file was uploaded before; upload it again only when --again says so
+# or the user answers yes on the terminal. Without a terminal nothing is sent and the run
+# ends with 0: the server has the file (verified when it was uploaded).
+confirm_again() {
+    info "This file was already uploaded (verified), as archive $ARCHIVE_ID:"
+    print_receipt
+    if [ -n "$AGAIN" ]; then
+        info "--again: uploading it once more."
+        return 0
+    fi
+    if (: </dev/tty) 2>/dev/null && (: >/dev/tty) 2>/dev/null; then
+        printf 'Upload it again? That spends another upload attempt of the token. [y/N] ' \
+            >/dev/tty
+        answer=
+        read -r answer </dev/tty || answer=
+        case $answer in
+            [Yy] | [Yy][Ee][Ss]) return 0 ;;
+        esac
+        info "Not uploaded again."
+        exit 0
+    fi
+    info "Not uploaded again (there is no terminal to ask on). To upload it once more," \
+        "run the same command with --again, or delete $STATE_FILE."
+    exit 0
+}
+
+# state_save_done : after a verified upload, the receipt for a later run of the same file.
+state_save_done() {
+    [ -n "$STATE_FILE" ] || return 0
+    if ! {
+        printf '# uploader.sh: %s was uploaded and verified. Running the same command\n' \
+            "${FILE##*/}"
+        printf '# again asks before uploading it once more; delete this file to forget it.\n'
+        printf 'state=done\n'
+        printf 'url=%s\n' "$UPLOAD_URL"
+        printf 'fingerprint=%s\n' "$FINGERPRINT"
+        printf 'tail=%s\n' "$TAIL_SUM"
+        printf 'archive=%s\n' "$ARCHIVE_ID"
+        printf 'ticket=%s\n' "$ARCHIVE_TICKET"
+        printf 'name=%s\n' "$ARCHIVE_NAME"
+        printf 'size=%s\n' "$ARCHIVE_SIZE"
+        printf 'time=%s\n' "$ARCHIVE_TIME"
+        printf 'sha256=%s\n' "$REMOTE_SHA256"
+    } >"$STATE_FILE" 2>/dev/null; then
+        info "note: cannot write $STATE_FILE; a later run will not know this file was uploaded"
+    fi
 }
 
 state_save() {
@@ -780,7 +915,7 @@ progress_line() {
 }
 
 # upload_tus : send the file from OFFSET of UPLOAD_URL (created first when empty) until the
-# server answers the last chunk with the receipt.
+# server has the whole file (204 at offset SIZE), then read the receipt (fetch_receipt).
 upload_tus() {
     [ -n "$UPLOAD_URL" ] || tus_create
     RUN_START=$(date +%s)
@@ -805,7 +940,9 @@ upload_tus() {
         fi
         case $HTTP_STATUS in
             200)
+                # A server from before tus's 204 rule: the receipt is the body.
                 state_remove
+                receipt_from_json
                 print_receipt
                 return 0 ;;
             204)
@@ -816,6 +953,12 @@ upload_tus() {
                         OFFSET=$new_offset
                         FAILS=0
                         progress_line
+                        if [ "$OFFSET" = "$SIZE" ]; then
+                            fetch_receipt
+                            state_remove
+                            print_receipt
+                            return 0
+                        fi
                         continue ;;
                 esac ;;
             000) ;;
@@ -888,18 +1031,55 @@ resume_candidate() {
     done
 }
 
-print_receipt() {
+# receipt_from_json : the receipt fields from a JSON answer (HTTP_BODY).
+receipt_from_json() {
     ARCHIVE_ID=$(json_value id)
+    ARCHIVE_TICKET=$(json_value ticket)
     ARCHIVE_NAME=$(json_value name)
     ARCHIVE_SIZE=$(json_value size)
+    ARCHIVE_TIME=$(json_value time_create)
     REMOTE_SHA256=$(json_value sha256)
     if [ -z "$ARCHIVE_ID" ] || [ -z "$REMOTE_SHA256" ]; then
         die 1 "the upload answer has no archive id or sha256: $(server_detail)"
     fi
-    printf 'Uploaded archive %s to ticket %s\n' "$ARCHIVE_ID" "$(json_value ticket)"
+}
+
+# fetch_receipt : the 204 to the last chunk has no body (tus 1.0.0) but names the archive
+# in its headers; GET on the upload URL gives the whole receipt. Should that GET fail, the
+# headers are the receipt (the ticket and time are then not known here).
+fetch_receipt() {
+    ARCHIVE_ID=$(header_value Upload-Archive-Id)
+    REMOTE_SHA256=$(header_value Upload-Receipt-Sha256)
+    ARCHIVE_SIZE=$(header_value Upload-Receipt-Size)
+    ARCHIVE_NAME=${FILE##*/}
+    run_curl -sS --max-time 120 -H 'Accept: application/json' -H "Upload-Token: $TOKEN" \
+        "$UPLOAD_URL"
+    if [ "$CURL_RC" -eq 0 ] && [ "$HTTP_STATUS" = 200 ] && [ -n "$(json_value sha256)" ]; then
+        receipt_from_json
+        return 0
+    fi
+    if [ "$CURL_RC" -ne 0 ]; then
+        why=$(curl_reason)
+    else
+        why="HTTP $HTTP_STATUS: $(server_detail)"
+    fi
+    if [ -z "$ARCHIVE_ID" ] || [ -z "$REMOTE_SHA256" ]; then
+        die 1 "the upload is complete, but its receipt could not be read ($why);" \
+            "ask support whether the archive of ${FILE##*/} arrived"
+    fi
+    info "note: the full receipt could not be read ($why); the server's answer to the" \
+        "last chunk names the archive."
+}
+
+print_receipt() {
+    if [ -n "$ARCHIVE_TICKET" ]; then
+        printf 'Uploaded archive %s to ticket %s\n' "$ARCHIVE_ID" "$ARCHIVE_TICKET"
+    else
+        printf 'Uploaded archive %s\n' "$ARCHIVE_ID"
+    fi
     printf '  name:   %s\n' "$ARCHIVE_NAME"
     printf '  size:   %s bytes\n' "$ARCHIVE_SIZE"
-    printf '  time:   %s\n' "$(json_value time_create)"
+    [ -z "$ARCHIVE_TIME" ] || printf '  time:   %s\n' "$ARCHIVE_TIME"
     printf '  sha256: %s (server)\n' "$REMOTE_SHA256"
 }
 
@@ -913,7 +1093,9 @@ verify_hash() {
         wait "$HASH_PID"
         hash_rc=$?
         HASH_PID=
-        sum=$(cat "$WORK_DIR/sum")
+        sum=$(cat "$HASH_OUT")
+        rm -f "$HASH_OUT"
+        HASH_OUT=
     else
         case $HASH_TOOL in
             sha256sum) sum=$(sha256sum <"$FILE") ;;
@@ -953,9 +1135,12 @@ main() {
     trap cleanup EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
-    make_work_dir
+    state_init
+    remove_stale_files
+    if [ -z "$RESUME" ] && already_uploaded; then
+        confirm_again
+    fi
     if [ -z "$SINGLE" ]; then
-        state_init
         resume_candidate
     fi
     # A resumed upload already holds its attempt: the token may have none left.
@@ -974,6 +1159,7 @@ main() {
         upload_tus
     fi
     verify_hash
+    state_save_done
 }
 
 main "$@"

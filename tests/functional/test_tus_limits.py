@@ -117,7 +117,7 @@ def test_the_count_counts_plain_and_partial_uploads_until_they_end(testapp, app,
     testapp.delete(second, headers=_tus(token), status=204)  # termination frees one
     second = create(testapp, token, 3, body=b"def", **PARTIAL).headers["Location"]
     create(testapp, token, 3, status=409, **PARTIAL)
-    patch(testapp, token, plain, 0, b"123456", status=200)  # an archive now
+    patch(testapp, token, plain, 0, b"123456")  # an archive now
     third = _path(create(testapp, token, 3, **PARTIAL).headers["Location"])
     create(testapp, token, 3, status=409, **PARTIAL)
     testapp.delete(third, headers=_tus(token), status=204)
@@ -180,9 +180,10 @@ def test_deferred_lengths_are_bounded_by_the_bytes_written(testapp, app, ticket,
     assert testapp.head(deferred, headers=_tus(token)).headers["Upload-Defer-Length"] == "1"
     # within the bound it goes on, and finishes
     patch(testapp, token, deferred, 3_000, b"a" * 999)
-    done = patch(testapp, token, deferred, 3_999, b"a", status=200,
+    done = patch(testapp, token, deferred, 3_999, b"a",
                  **{"Upload-Length": "4000"})  # 4,000 + 2,000 + 4,000: the bound itself
-    assert done.json["sha256"] == hashlib.sha256(b"a" * 4_000).hexdigest()
+    assert done.body == b""
+    assert done.headers["Upload-Receipt-Sha256"] == hashlib.sha256(b"a" * 4_000).hexdigest()
 
 
 # --- parallel creations ----------------------------------------------------------------------
@@ -421,7 +422,7 @@ def test_an_aborted_resolution_or_deletion_removes_nothing(
     monkeypatch.undo()
     assert _upload_files(data_dir) == files and _count(dbsession, TusUpload) == rows
     assert _attempts(dbsession, ticket) == 2
-    patch(testapp, ticket.token, plain[0], 4, b"rest", status=200)
+    patch(testapp, ticket.token, plain[0], 4, b"rest")
 
 
 @pytest.mark.commits  # a second request runs in a thread
@@ -468,7 +469,7 @@ def test_a_chunk_whose_upload_is_removed_meanwhile_never_becomes_an_archive(
         assert "removed while the chunk was written" in res.json["detail"]
         assert removal["rows"] == 1
     else:
-        patch(testapp, ticket.token, path, 0, b"abcdef", status=200)
+        patch(testapp, ticket.token, path, 0, b"abcdef")
         removal["thread"].join(30)
         assert removal["rows"] == 0  # it was an archive by then: nothing to remove
     assert not removal["thread"].is_alive()

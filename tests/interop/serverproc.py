@@ -425,6 +425,18 @@ def patch(server, token, path, offset, data, timeout=30, **extra):
         timeout=timeout)
 
 
+def receipt(server, token, path, status, headers):
+    """The JSON receipt of an upload whose last PATCH answered (status, headers): 204 with
+    no body and the archive in headers (tus 1.0.0), then GET on the upload's URL."""
+    assert status == 204, status
+    got, _, data = server.request("GET", path, headers={"Upload-Token": token})
+    assert got == 200, (got, data[:500])
+    answer = json.loads(data)
+    assert headers["upload-archive-id"] == str(answer["id"])
+    assert headers["upload-receipt-sha256"] == answer["sha256"]
+    return answer
+
+
 def head(server, token, path):
     status, headers, data = server.request("HEAD", path, headers=tus_headers(token))
     assert status == 200, (status, data)

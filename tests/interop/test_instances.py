@@ -30,7 +30,18 @@ from pathlib import Path
 import pyotp
 import pytest
 import requests
-from serverproc import INI, MiB, Server, create, database, free_port, head, patch, tus_headers
+from serverproc import (
+    INI,
+    MiB,
+    Server,
+    create,
+    database,
+    free_port,
+    head,
+    patch,
+    receipt,
+    tus_headers,
+)
 from webhook_receiver import Receiver
 
 import collector.models  # noqa: F401 (every mapper: accounts.services needs them all)
@@ -70,11 +81,6 @@ def instances(tmp_path, s3_server):
                 assert "Traceback" not in server.log(), server.log()[-3000:]
 
 
-def _receipt(status, data):
-    assert status == 200, (status, data[:500])
-    return json.loads(data)
-
-
 def test_chunks_alternate_between_instances(instances):
     one, two = instances
     ticket = one.ticket(501, attempts=3)
@@ -91,16 +97,16 @@ def test_chunks_alternate_between_instances(instances):
         if end < len(body):
             assert status == 204, (status, data)
             assert headers["upload-offset"] == str(end)
-    receipt = _receipt(status, data)
+    got = receipt(one, token, path, status, headers)
     digest = hashlib.sha256(body).hexdigest()
-    assert receipt["sha256"] == digest and receipt["md5"] == hashlib.md5(body).hexdigest()
+    assert got["sha256"] == digest and got["md5"] == hashlib.md5(body).hexdigest()
     # Listed once, from either instance; the attempt spent once; the bytes identical.
     for server in (one, two):
         listed = server.api("GET", "/api/v1/archives/?ticket=501")
-        assert [item["id"] for item in listed] == [receipt["id"]]
+        assert [item["id"] for item in listed] == [got["id"]]
         assert server.api("GET", "/api/v1/tickets/501/")["attempts"] == 2
-    assert two.download_sha256(receipt["id"]) == digest
-    assert one.download_sha256(receipt["id"]) == digest
+    assert two.download_sha256(got["id"]) == digest
+    assert one.download_sha256(got["id"]) == digest
     # An instance that never saw a chunk of it answers for it too.
     assert head(two, token, path)["upload-offset"] == str(len(body))
     # Nothing of the upload is kept on either instance's disk.
@@ -129,8 +135,9 @@ def test_a_concurrent_patch_on_the_other_instance_is_409(instances):
         status, headers, data = writing.result(timeout=120)
     assert status == 204, data
     assert headers["upload-offset"] == str(46 * MiB)
-    receipt = _receipt(*patch(two, token, path, 46 * MiB, body[46 * MiB:])[::2])
-    assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
+    status, headers, _ = patch(two, token, path, 46 * MiB, body[46 * MiB:])
+    got = receipt(two, token, path, status, headers)
+    assert got["sha256"] == hashlib.sha256(body).hexdigest()
     assert two.api("GET", "/api/v1/tickets/502/")["attempts"] == 2
 
 
@@ -153,10 +160,10 @@ def test_an_instance_killed_inside_a_chunk_leaves_the_upload_to_the_other(instan
         with pytest.raises(OSError):
             writing.result(timeout=60)
     assert head(two, token, path)["upload-offset"] == str(45 * MiB)
-    receipt = _receipt(*patch(two, token, path, 45 * MiB, body[45 * MiB:],
-                              timeout=120)[::2])
-    assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
-    assert two.download_sha256(receipt["id"]) == receipt["sha256"]
+    status, headers, _ = patch(two, token, path, 45 * MiB, body[45 * MiB:], timeout=120)
+    got = receipt(two, token, path, status, headers)
+    assert got["sha256"] == hashlib.sha256(body).hexdigest()
+    assert two.download_sha256(got["id"]) == got["sha256"]
     assert two.api("GET", "/api/v1/tickets/505/")["attempts"] == 2
 
 
@@ -176,11 +183,12 @@ def test_concatenation_of_partials_sent_to_different_instances(instances):
         token, **{"Upload-Concat": "final;" + " ".join(urls)}))
     assert status == 201, data
     expected = b"".join(pieces)
-    receipt = json.loads(data)
-    assert receipt["sha256"] == hashlib.sha256(expected).hexdigest()
-    assert one.download_sha256(receipt["id"]) == receipt["sha256"]
+    joined = json.loads(data)  # a final upload's 201 carries the receipt
+    assert headers["upload-archive-id"] == str(joined["id"])
+    assert joined["sha256"] == hashlib.sha256(expected).hexdigest()
+    assert one.download_sha256(joined["id"]) == joined["sha256"]
     listed = one.api("GET", "/api/v1/archives/?ticket=503")
-    assert [item["id"] for item in listed] == [receipt["id"]]
+    assert [item["id"] for item in listed] == [joined["id"]]
     assert one.api("GET", "/api/v1/tickets/503/")["attempts"] == 2
 
 

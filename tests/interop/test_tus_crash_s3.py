@@ -8,11 +8,10 @@ and ``collector purge`` leaves exactly the archives' objects in the bucket.
 
 import concurrent.futures
 import hashlib
-import json
 import os
 
 import pytest
-from serverproc import MiB, Server, create, database, head, patch
+from serverproc import MiB, Server, create, database, head, patch, receipt
 
 import collector.models  # noqa: F401 (every mapper)
 
@@ -48,24 +47,23 @@ def test_killed_while_the_archive_is_assembled(tmp_path, s3_server, backend, poi
             offset = int(head(server, token, path)["upload-offset"])
             if point == "vote":
                 assert offset == 12 * MiB  # not committed: the upload resumes
-                status, _, data = patch(server, token, path, offset, body[offset:])
+                status, headers, _ = patch(server, token, path, offset, body[offset:])
             else:
                 assert offset == len(body)  # committed: the receipt is asked again
-                status, _, data = patch(server, token, path, offset, b"")
-            assert status == 200, data
-            receipt = json.loads(data)
+                status, headers, _ = patch(server, token, path, offset, b"")
+            got = receipt(server, token, path, status, headers)
             digest = hashlib.sha256(body).hexdigest()
-            assert receipt["sha256"] == digest
-            assert server.download_sha256(receipt["id"]) == digest
+            assert got["sha256"] == digest
+            assert server.download_sha256(got["id"]) == digest
             assert [a["id"] for a in server.api("GET", "/api/v1/archives/")] == \
-                [receipt["id"]]
+                [got["id"]]
             assert server.api("GET", "/api/v1/tickets/601/")["attempts"] == 2
             out = server.collector("purge", "--stale-hours", "0")
             if point == "vote":
                 assert "removed orphan s3://" in out  # the archive completed at the vote
             else:
                 assert "removed orphan upload segments" in out
-            key = _archive_key(server, receipt["id"])
+            key = _archive_key(server, got["id"])
             objects = s3_server.objects(prefix + "/")
             assert list(objects) == [f"{prefix}/archives/{key[:2]}/{key}"], objects
             assert s3_server.multipart_uploads(prefix + "/") == []

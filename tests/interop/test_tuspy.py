@@ -102,7 +102,7 @@ def test_two_concurrent_patches_never_interleave(live_server, ticket, dbsession,
     [partial] = (data_dir / "uploads").iterdir()
     assert partial.read_bytes() == winner
     status, offset = _patch(live_server, path, ticket.token, size, winner)
-    assert (status, offset) == (200, str(2 * size))
+    assert (status, offset) == (204, str(2 * size))
     dbsession.expire_all()
     [archive] = dbsession.scalars(select(Archive)).all()
     assert archive.sha256 == hashlib.sha256(winner * 2).hexdigest()

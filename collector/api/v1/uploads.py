@@ -9,6 +9,8 @@ included: it adds the receipt as headers (``Upload-Archive-Id``, ``Upload-Receip
 ``GET /uploads/{id}`` answers the whole receipt as JSON for as long as the upload is kept.
 """
 
+import re
+
 from cornice import Service
 from pyramid.events import NewRequest, NewResponse, subscriber
 from pyramid.security import NO_PERMISSION_REQUIRED
@@ -36,16 +38,20 @@ upload = Service(name="tus_upload", pyramid_route="api.upload",
 _PATH = PREFIX + "/uploads"
 # Another ticket's upload answers exactly as an unknown id does (the not-found view's words).
 NOT_FOUND = "Not found."
-_OVERRIDABLE = {"PATCH", "DELETE", "HEAD"}
+# A method name is an HTTP token; an override naming a method these endpoints lack is
+# taken as that method too, and answered as such (405).
+_METHOD_NAME = re.compile(r"[A-Z]{1,16}")
 
 
 @subscriber(NewRequest)
 def method_override(event):
-    """``X-HTTP-Method-Override`` for clients behind proxies that only pass GET and POST."""
+    """``X-HTTP-Method-Override`` for clients behind proxies that only pass GET and POST:
+    tus 1.0.0 says the header, when present, is the method and the request's own is
+    ignored, whatever that is. No cookie is read here (the token is a header), so a
+    GET turned into a DELETE is no cross-site risk."""
     request = event.request
-    override = request.headers.get("X-HTTP-Method-Override", "").upper()
-    if (override in _OVERRIDABLE and request.method == "POST"
-            and request.path_info.startswith(_PATH)):
+    override = request.headers.get("X-HTTP-Method-Override", "").strip().upper()
+    if _METHOD_NAME.fullmatch(override) and request.path_info.startswith(_PATH):
         request.method = override
 
 
@@ -106,9 +112,8 @@ def _state_headers(request, row):
     if row.concat == "partial":
         headers["Upload-Concat"] = "partial"
     elif row.concat == "final":
-        urls = " ".join(request.route_path("api.upload", id=part, slash="")
-                        for part in row.parts.split())
-        headers["Upload-Concat"] = f"final;{urls}"
+        # As the creation request named the partial uploads (tus 1.0.0).
+        headers["Upload-Concat"] = f"final;{row.parts}"
     if row.archive_id is not None:
         headers[ARCHIVE_ID] = str(row.archive_id)
 
@@ -145,12 +150,13 @@ def _body(request):
     return raw_chunks(SpoolReader.of(request), size), size
 
 
-def _part_ids(header):
-    """``final;/api/v1/uploads/a http://host/api/v1/uploads/b`` → ["a", "b"]."""
+def _part_urls(header):
+    """``final;/api/v1/uploads/a http://host/api/v1/uploads/b`` → (the URLs as sent,
+    ["a", "b"]): the ids are joined, the URLs echoed by HEAD."""
     kind, _, urls = header.partition(";")
     if kind.strip() != "final":
         raise BadRequest("Upload-Concat must be `partial` or `final;<url> <url> …`")
-    return [url.rstrip("/").rsplit("/", 1)[-1] for url in urls.split()]
+    return urls.strip(), [url.rstrip("/").rsplit("/", 1)[-1] for url in urls.split()]
 
 
 @view_config(route_name="api.uploads", request_method="OPTIONS",
@@ -175,6 +181,9 @@ def create(request):
     if not request.has_permission(Permission.UPLOAD, ticket_node(request, ticket)):
         raise Forbidden("upload token is not valid for this ticket")
     headers, settings = request.headers, request.registry.settings
+    if request.content_length and request.content_type != tus.CONTENT_TYPE:
+        # Refused before the upload exists: nothing is created, no attempt spent.
+        raise tus.UnsupportedMediaType(f"a chunk is sent as Content-Type: {tus.CONTENT_TYPE}")
     defer = headers.get("Upload-Defer-Length")
     if defer not in (None, "1"):
         raise BadRequest("Upload-Defer-Length must be 1")
@@ -186,7 +195,8 @@ def create(request):
     if concat.startswith("final"):
         if length is not None or request.content_length:
             raise BadRequest("a final upload has no Upload-Length and no body")
-        row, archive = tus.create_final(*args, _part_ids(concat), metadata, release)
+        urls, part_ids = _part_urls(concat)
+        row, archive = tus.create_final(*args, part_ids, urls, metadata, release)
         return _created(request, row, ticket, archive)
     if concat not in ("", "partial"):
         raise BadRequest("Upload-Concat must be `partial` or `final;<url> <url> …`")
@@ -264,6 +274,7 @@ def _finished(request, row, ticket, offset):
         raise Conflict("the upload is complete; it takes no more bytes")
     archive = _archive_of(request, row)
     request.response.headers["Upload-Offset"] = str(row.offset)
+    request.response.headers["Upload-Expires"] = tus.http_date(row.expires_at)
     _receipt_headers(request, archive)
     return _empty(request, 204)
 

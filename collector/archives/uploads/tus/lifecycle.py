@@ -38,6 +38,8 @@ from collector.tickets.models import Ticket
 # Uploads whose bytes are kept for a ticket outside its archives: plain ones not yet an
 # archive, and partial ones, finished or not, until a final upload joins them.
 HOLDING = TusUpload.finished_at.is_(None) | (TusUpload.concat == "partial")
+# What the row keeps of a final upload's Upload-Concat (the column's size).
+PARTS_MAX_CHARS = TusUpload.parts.type.length
 
 
 def lock_ticket(dbsession, ticket, attempt):
@@ -139,8 +141,10 @@ def _create(dbsession, storage, settings, ticket, *, length, defer, metadata_hea
     return upload
 
 
-def create_final(dbsession, storage, settings, ticket, part_ids, metadata_header, release):
+def create_final(dbsession, storage, settings, ticket, part_ids, part_urls,
+                 metadata_header, release):
     """Join finished partial uploads, in order, into one archive; spends one attempt.
+    ``part_urls``: the partial uploads as the request named them, for HEAD to echo.
 
     The partial uploads must be finished (``concatenation-unfinished`` is not offered), so
     the final upload is complete the moment it exists. Their rows and bytes go with the
@@ -148,6 +152,9 @@ def create_final(dbsession, storage, settings, ticket, part_ids, metadata_header
     """
     if not part_ids:
         raise BadRequest("Upload-Concat: final needs at least one partial upload URL")
+    if len(part_urls) > PARTS_MAX_CHARS:
+        raise BadRequest(f"Upload-Concat: the URLs are longer than {PARTS_MAX_CHARS} "
+                         "characters; name the partial uploads by relative URL")
     seen = set()
     for part_id in part_ids:
         # Once each: a partial listed twice would be an archive of bytes sent once.
@@ -181,7 +188,7 @@ def create_final(dbsession, storage, settings, ticket, part_ids, metadata_header
     final = TusUpload(
         id=secrets.token_urlsafe(24), ticket_id=ticket.id, length=total, offset=total,
         metadata_header=(metadata_header or "").strip(), filename=name,
-        filetype=file_type(metadata), concat="final", parts=" ".join(part_ids),
+        filetype=file_type(metadata), concat="final", parts=part_urls,
         holds_attempt=False, storage_key=secrets.token_hex(16),
         expires_at=expiry(settings, ticket, now), finished_at=now, archive_id=archive.id)
     dbsession.add(final)
