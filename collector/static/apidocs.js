@@ -15,7 +15,16 @@
     persistAuthorization: false,
     // No badge from an outside validator (and no request leaving the site).
     validatorUrl: null,
-    deepLinking: true,
-    displayRequestDuration: true
+    // No deep links: Swagger UI makes each operation's path a link inside the button that
+    // opens it, a control nested in a control (axe-core's nested-interactive, serious);
+    // every operation keeps its id (#operations-default-listTickets) all the same.
+    deepLinking: false,
+    displayRequestDuration: true,
+    // Swagger UI wraps the server list in a <label> without text: screen readers would
+    // announce an unnamed list.
+    onComplete: function () {
+      var servers = root.querySelector('#servers');
+      if (servers) { servers.setAttribute('aria-label', 'Server'); }
+    }
   });
 }());

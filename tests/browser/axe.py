@@ -68,33 +68,22 @@ def axe_source():
 
 
 # Runs axe on the document; for each violation its rule, impact and the nodes' selectors.
-# ``exempt`` maps a rule to a container selector whose nodes that rule does not count in.
 RUN_AXE = """
-async ({rules, exempt}) => {
+async (rules) => {
   const options = {resultTypes: ['violations']};
   if (rules) { options.runOnly = {type: 'rule', values: rules}; }
   const result = await window.axe.run(document, options);
-  const counted = [];
-  for (const violation of result.violations) {
-    const container = exempt[violation.id];
-    const nodes = violation.nodes.filter((node) => {
-      if (!container) { return true; }
-      const element = document.querySelector(node.target[0]);
-      return !(element && element.closest(container));
-    });
-    if (nodes.length) {
-      counted.push({rule: violation.id, impact: violation.impact, help: violation.help,
-                    targets: nodes.slice(0, 5).map((node) => node.target.join(' ')),
-                    count: nodes.length});
-    }
-  }
-  return counted;
+  return result.violations.map((violation) => ({
+    rule: violation.id, impact: violation.impact, help: violation.help,
+    targets: violation.nodes.slice(0, 8).map((node) => node.target.join(' ')),
+    count: violation.nodes.length}));
 }
 """
 
 
-def run_axe(page, source, rules=None, exempt=None):
-    """The violations on the page as it is now (axe injected if the page has none yet)."""
+def run_axe(page, source, rules=None):
+    """The violations on the page as it is now (axe injected if the page has none yet);
+    ``rules``: only these rules (None: axe's default set)."""
     if not page.evaluate("() => typeof window.axe === 'object'"):
         page.evaluate(source)
-    return page.evaluate(RUN_AXE, {"rules": rules, "exempt": exempt or {}})
+    return page.evaluate(RUN_AXE, rules)
