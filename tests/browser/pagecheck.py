@@ -60,6 +60,7 @@ class Audit:
         self.axe_source = axe_source
         self.screenshots = screenshots
         self.problems = []
+        self.notes = []  # moderate and minor axe findings: reported, not failing
         self.axe = collections.Counter()          # impact → nodes
         self.axe_rules = collections.Counter()    # (impact, rule) → nodes
         self.axe_pages = collections.defaultdict(set)  # rule → pages where it fails
@@ -134,9 +135,12 @@ class Audit:
             self.axe[impact] += violation["count"]
             self.axe_rules[(impact, rule)] += violation["count"]
             self.axe_pages[rule].add(spec.name)
+            text = (f"axe {impact} {rule} ({violation['help']}) x{violation['count']}: "
+                    f"{'; '.join(violation['targets'])}")
             if impact in FAILING_IMPACTS:
-                self.problem(where, f"axe {impact} {rule} ({violation['help']}) x"
-                                    f"{violation['count']}: {'; '.join(violation['targets'])}")
+                self.problem(where, text)
+            else:
+                self.notes.append(f"[{where}] {text}")
 
     def report(self):
         """The figures, then every problem."""
@@ -159,4 +163,4 @@ class Audit:
         lines.append(f"keyboard failures: {self.keyboard} "
                      f"({self.focused} focusable elements checked)")
         lines.append(f"problems: {len(self.problems)}")
-        return "\n".join(lines + [""] + self.problems)
+        return "\n".join(lines + [""] + self.problems + ["", "not failing:"] + self.notes)
