@@ -109,6 +109,15 @@ class Audit:
         path = self.screenshots / f"{size}-{theme}" / f"{spec.name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(path), full_page=True, animations="disabled")
+        if spec.docs and theme == "light":
+            # The documentation's pictures: what the window shows, not a page metres long.
+            name = spec.docs + ("-phone" if size == "390" else "")
+            shot = self.screenshots / "docs" / f"{name}.png"
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            if spec.ready:  # the state waited for is what the picture is about
+                page.locator(spec.ready).first.scroll_into_view_if_needed()
+            page.screenshot(path=str(shot), animations="disabled")
+            page.evaluate("window.scrollTo(0, 0)")
         self._phase("screenshot")
 
         if size == "1280" or theme == "light":

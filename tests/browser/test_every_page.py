@@ -37,6 +37,8 @@ class Page:
     status: int = 200
     ready: str | None = None   # a selector that exists once the page has settled
     submit: str | None = None  # a form to submit: the page is the answer to its POST
+    upload: bool = False       # the upload page after a file sent through it
+    docs: str | None = None    # also saved as docs/screenshots/<docs>[-phone].png material
     skip_link: bool = True
     themed: bool = True        # follows the site's light/dark theme
     phone_axe: bool = False    # axe at the phone's width too (its layout differs)
@@ -47,6 +49,13 @@ class Page:
             # (another theme, another size): no new load, and the old theme stays.
             page.goto("about:blank")
         response = page.goto(url)
+        if self.upload:
+            page.locator("#token-status:not(:empty)").wait_for()
+            page.set_input_files("#files", {"name": "node3-logs-2026-12-01.tar.gz",
+                                            "mimeType": "application/gzip",
+                                            "buffer": UPLOADED})
+            page.click("#start")
+            return response
         if self.submit is None:
             return response
         if self.submit == "#token-form":
@@ -56,6 +65,7 @@ class Page:
         return navigation.value
 
 
+UPLOADED = b"\x1f\x8b" + bytes(range(256)) * 64  # what the upload page sends, each time
 TICKET = "/platforms/{name}/tickets/{number}/"
 ARCHIVE = TICKET + "archives/{id}/"
 PAGES = [
@@ -68,11 +78,13 @@ PAGES = [
          ready="#token-status:not(:empty)"),
     Page("upload-refused", None, "anonymous", "/upload#token={refused}",
          ready="#token-status:not(:empty)"),
+    Page("upload-done", None, "anonymous", "/upload#token={upload}", upload=True,
+         ready=".upload-item[data-state=done]", docs="upload-done"),
     # Swagger UI's page has no dark theme of its own.
     Page("api-docs", None, "anonymous", "/api/v1/docs/",
          ready="#operations-default-listTickets", themed=False),
-    Page("tickets", "/tickets/", "staff", "/tickets/", phone_axe=True),
-    Page("ticket", TICKET, "staff", "{ticket}", phone_axe=True),
+    Page("tickets", "/tickets/", "staff", "/tickets/", phone_axe=True, docs="tickets"),
+    Page("ticket", TICKET, "staff", "{ticket}", phone_axe=True, docs="ticket"),
     Page("ticket-resolved", None, "staff", "/platforms/vm6/tickets/4698/"),
     Page("ticket-hold", None, "admin", "/platforms/vm6/tickets/4702/"),
     Page("ticket-new", "/tickets/new", "staff", "/tickets/new"),
@@ -164,7 +176,8 @@ def _browsers(browser, live_server, data, factory):
 def _url(path, data):
     return path.format(ticket=data.ticket_path, archive=data.archive_path,
                                  user=data.staff.id, token=data.ticket.token,
-                                 refused=data.resolved.token)
+                                 refused=data.resolved.token,
+                                 upload=data.upload_ticket.token)
 
 
 def test_every_page(browser, live_server, factory, dbsession, axe_source):

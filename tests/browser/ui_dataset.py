@@ -61,6 +61,9 @@ class Dataset:
         tickets.update_ticket(dbsession, self.resolved, resolved=True)
         self.held = factory.ticket(self.vm6, 4702, user=self.admin, note="Litigation.")
         tickets.set_legal_hold(dbsession, self.held, True, reason="case 2026-118")
+        # The customer's upload page, after an upload through it in each size and theme.
+        self.upload_ticket = factory.ticket(self.vm6, 4690, user=self.staff, attempts=20,
+                                            note="Upload page check.")
         for number in range(4703, 4709):
             factory.ticket(self.vm6, number, user=self.staff, note=f"Ticket {number}.")
         dbsession.commit()
