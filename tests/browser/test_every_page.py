@@ -33,7 +33,7 @@ class Page:
     name: str
     route: str | None          # the app's route pattern (None: not a route of its own)
     role: str                  # the browser it is visited in (see ``_browsers``)
-    path: str                  # the URL; {ticket} {archive} {user} {token} {refused}
+    path: str                  # the URL, with the data set's values in {braces} (_url)
     status: int = 200
     ready: str | None = None   # a selector that exists once the page has settled
     submit: str | None = None  # a form to submit: the page is the answer to its POST
@@ -100,6 +100,7 @@ PAGES = [
          "{archive}view/var/log/app.log?line=2#L2"),
     Page("archive-search", ARCHIVE + "search", "staff", "{archive}search?q=ERROR"),
     Page("archive-delete", ARCHIVE + "delete", "staff", "{archive}delete"),
+    Page("archive-unreadable", None, "staff", "{damaged}members", status=422),
     Page("account", "/account/", "staff", "/account/", phone_axe=True),
     Page("token-created", None, "staff", "/account/", submit="#token-form"),
     Page("recovery-codes", None, "staff", "/account/", submit="#recovery-codes-form"),
@@ -175,9 +176,9 @@ def _browsers(browser, live_server, data, factory):
 
 def _url(path, data):
     return path.format(ticket=data.ticket_path, archive=data.archive_path,
-                                 user=data.staff.id, token=data.ticket.token,
-                                 refused=data.resolved.token,
-                                 upload=data.upload_ticket.token)
+                       damaged=f"{data.ticket_path}archives/{data.damaged_id}/",
+                       user=data.staff.id, token=data.ticket.token,
+                       refused=data.resolved.token, upload=data.upload_ticket.token)
 
 
 def test_every_page(browser, live_server, factory, dbsession, axe_source):

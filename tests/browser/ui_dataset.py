@@ -78,10 +78,19 @@ class Dataset:
                          multipart={"file": {"name": "dmesg.txt", "mimeType": "text/plain",
                                              "buffer": b"[0.000000] Linux version 6.1\n"}})
         assert small.status == 201, small.text()
+        # A zip whose directory is missing: its member list is the page saying it cannot
+        # be read.
+        damaged = api.post("/api/v1/archives/", headers={"Upload-Token": self.ticket.token},
+                           multipart={"file": {"name": "damaged.zip",
+                                               "mimeType": "application/zip",
+                                               "buffer": samples.zip_archive()[:200]}})
+        assert damaged.status == 201, damaged.text()
+        self.damaged_id = damaged.json()["id"]
         # The index is built at the first look, in a thread: started here, waited for.
-        members = api.get(f"/api/v1/archives/{self.archive_id}/members/",
-                          headers=admin_headers)
-        assert members.status in (200, 503), members.text()
+        for archive_id in (self.archive_id, self.damaged_id):
+            members = api.get(f"/api/v1/archives/{archive_id}/members/",
+                              headers=admin_headers)
+            assert members.status in (200, 422, 503), members.text()
         store.wait_for_builders()
         for query in ("ERROR", "connection refused"):
             api.get(f"/api/v1/tickets/4711/search/?q={query}", headers=admin_headers)
