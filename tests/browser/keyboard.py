@@ -100,7 +100,7 @@ SPARE_PRESSES = 3
 MAX_PRESSES = 120
 
 
-def check_keyboard(page, skip_link=True):
+def check_keyboard(page):
     """Tab through the page; returns (problems, number of elements checked)."""
     count = page.evaluate(PREPARE)
     presses = min(count + SPARE_PRESSES, MAX_PRESSES)
@@ -109,10 +109,16 @@ def check_keyboard(page, skip_link=True):
     state = page.evaluate(COLLECT)
     seen, expected = state["seen"], state["expected"]
     problems = []
-    if skip_link:
-        first = seen[0]["what"] if seen else "nothing"
-        if not first.startswith('a#skip-link "Skip to content"'):
-            problems.append(f"the first focusable element is {first}, not the skip link")
+    first = seen[0]["what"] if seen else "nothing"
+    if not first.startswith('a#skip-link "Skip to content"'):
+        problems.append(f"the first focusable element is {first}, not the skip link")
+    else:
+        # Followed, it puts the keyboard at the start of the page's own content.
+        page.focus("#skip-link")
+        page.keyboard.press("Enter")
+        landed = page.evaluate("() => document.activeElement.id")
+        if landed != "main":
+            problems.append(f"the skip link leads the focus to #{landed}, not #main")
     reached = {item["index"] for item in seen}
     checked = expected[:presses - SPARE_PRESSES] if count > presses - SPARE_PRESSES \
         else expected

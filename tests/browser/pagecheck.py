@@ -127,7 +127,7 @@ class Audit:
         self._phase("axe")
         # The focus ring does not depend on the width: the phone is walked in one theme.
         if keyboard and (size == "1280" or theme == "light"):
-            problems, checked = check_keyboard(page, skip_link=spec.skip_link)
+            problems, checked = check_keyboard(page)
             self.focused += checked
             self.keyboard += len(problems)
             for text in problems:

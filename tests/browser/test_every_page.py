@@ -39,7 +39,6 @@ class Page:
     submit: str | None = None  # a form to submit: the page is the answer to its POST
     upload: bool = False       # the upload page after a file sent through it
     docs: str | None = None    # also saved as docs/screenshots/<docs>[-phone].png material
-    skip_link: bool = True
     themed: bool = True        # follows the site's light/dark theme
     phone_axe: bool = False    # axe at the phone's width too (its layout differs)
 
