@@ -19,8 +19,27 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 SIZES = {"1280": {"width": 1280, "height": 800}, "390": {"width": 390, "height": 844}}
 THEMES = ("light", "dark")
 
+# The document's width against the window's; when wider, the innermost elements that
+# reach past the window's right edge (what to fix).
 OVERFLOW = """
-() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})
+() => {
+  const inner = window.innerWidth;
+  const scroll = document.documentElement.scrollWidth;
+  const culprits = [];
+  if (scroll > inner) {
+    const past = [...document.body.querySelectorAll('*')]
+      .filter((el) => el.getBoundingClientRect().right > inner + 1);
+    for (const el of past) {
+      if (!past.some((other) => other !== el && el.contains(other))) {
+        culprits.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+          (el.className && typeof el.className === 'string'
+            ? '.' + el.className.trim().split(/\\s+/).join('.') : ''));
+      }
+      if (culprits.length === 3) { break; }
+    }
+  }
+  return {scroll, inner, culprits};
+}
 """
 
 
@@ -81,7 +100,7 @@ class Audit:
     def problem(self, where, text):
         self.problems.append(f"[{where}] {text}")
 
-    def visit(self, page, watch, spec, url, size, theme, keyboard=True):
+    def visit(self, page, watch, spec, url, size, theme):
         """Load ``url`` as ``spec`` says, in this size and theme, and check it."""
         where = f"{size}-{theme} {spec.name}"
         self._phase("other")
@@ -105,7 +124,7 @@ class Audit:
         if width["scroll"] > width["inner"]:
             self.overflow[size].append(spec.name)
             self.problem(where, f"horizontal overflow: {width['scroll']} px wide in "
-                                f"{width['inner']} px")
+                                f"{width['inner']} px ({', '.join(width['culprits'])})")
         path = self.screenshots / f"{size}-{theme}" / f"{spec.name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(path), full_page=True, animations="disabled")
@@ -120,13 +139,12 @@ class Audit:
             page.evaluate("window.scrollTo(0, 0)")
         self._phase("screenshot")
 
-        if size == "1280" or theme == "light":
-            rules = None if theme == "light" else COLOUR_RULES
-            if size == "1280" or spec.phone_axe:
-                self._axe(page, where, spec, rules)
+        # Every page in both themes at 1280 px, a few at the phone's width too (light).
+        if size == "1280" or (spec.phone_axe and theme == "light"):
+            self._axe(page, where, spec, None if theme == "light" else COLOUR_RULES)
         self._phase("axe")
         # The focus ring does not depend on the width: the phone is walked in one theme.
-        if keyboard and (size == "1280" or theme == "light"):
+        if size == "1280" or theme == "light":
             problems, checked = check_keyboard(page)
             self.focused += checked
             self.keyboard += len(problems)
