@@ -37,6 +37,7 @@ class Page:
     status: int = 200
     ready: str | None = None   # a selector that exists once the page has settled
     submit: str | None = None  # a form to submit: the page is the answer to its POST
+    fill: dict = dataclasses.field(default_factory=dict)  # that form's fields first
     upload: bool = False       # the upload page after a file sent through it
     docs: str | None = None    # also saved as docs/screenshots/<docs>[-phone].png material
     themed: bool = True        # follows the site's light/dark theme
@@ -57,8 +58,8 @@ class Page:
             return response
         if self.submit is None:
             return response
-        if self.submit == "#token-form":
-            page.fill("#token-name", "made by the page check")
+        for field, value in self.fill.items():
+            page.fill(field, value)
         with page.expect_navigation() as navigation:
             page.locator(self.submit).locator("[type=submit]").click()
         return navigation.value
@@ -70,6 +71,8 @@ ARCHIVE = TICKET + "archives/{id}/"
 PAGES = [
     Page("setup", "/setup", "setup", "/setup"),
     Page("login", "/login", "anonymous", "/login"),
+    Page("login-refused", None, "anonymous", "/login", status=401, submit="#login-form",
+         fill={"#username": "nobody", "#password": "not the password"}),
     Page("verify", "/verify", "verify", "/verify"),
     Page("enrol", "/enrol", "enrol", "/enrol"),
     Page("upload", "/upload", "anonymous", "/upload"),
@@ -101,7 +104,8 @@ PAGES = [
     Page("archive-delete", ARCHIVE + "delete", "staff", "{archive}delete"),
     Page("archive-unreadable", None, "staff", "{damaged}members", status=422),
     Page("account", "/account/", "staff", "/account/", phone_axe=True),
-    Page("token-created", None, "staff", "/account/", submit="#token-form"),
+    Page("token-created", None, "staff", "/account/", submit="#token-form",
+         fill={"#token-name": "made by the page check"}),
     Page("recovery-codes", None, "staff", "/account/", submit="#recovery-codes-form"),
     Page("users", "/admin/users/", "admin", "/admin/users/"),
     Page("user", "/admin/users/{id}/", "admin", "/admin/users/{user}/"),
