@@ -8,6 +8,7 @@ the headers every response carries, and the storage gauge of the staff layout.
 
 import datetime as dt
 import importlib.metadata
+import re
 import zoneinfo
 
 import xstatic.pkg.bootstrap
@@ -18,6 +19,7 @@ from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.view import view_config
 
 from collector.archives.storage import alerts
+from collector.audit.presentation import describe_event
 from collector.resources import Root
 
 try:
@@ -110,7 +112,22 @@ def csrf_input(context):
     return Markup('<input type="hidden" name="csrf_token" value="{}">').format(token)
 
 
-FILTERS = {"filesize": filesize, "localtime": localtime, "isotime": isotime}
+# After each separator of a path or file name: where a long name may wrap. Never inside
+# a word: "node3-logs.tar.gz" wraps as "node3-" "logs." "tar." "gz", not "nod" "e3".
+NAME_SEPARATORS = re.compile(r"([/._-]+)")
+
+
+def breakable(value):
+    """A file name or path, escaped, with ``<wbr>`` after each run of ``/ . _ -``."""
+    if value is None:
+        return ""
+    pieces = NAME_SEPARATORS.split(str(value))
+    return Markup("").join(Markup("{}<wbr>").format(piece) if NAME_SEPARATORS.fullmatch(piece)
+                           else Markup("{}").format(piece) for piece in pieces if piece)
+
+
+FILTERS = {"filesize": filesize, "localtime": localtime, "isotime": isotime,
+           "breakable": breakable, "event_details": describe_event}
 GLOBALS = {"csrf_input": csrf_input, "version": VERSION}
 
 
@@ -142,6 +159,26 @@ def storage_gauge(request):
             "threshold": threshold,
             # Where the meter turns amber: the share in use once the threshold is reached.
             "low_percent": round(100.0 - 100.0 * threshold / total, 1) if threshold else 100}
+
+
+def nav_section(request):
+    """The navigation item of the page asked for, from its address: every page, error
+    pages too, marks its own section without each view having to say so."""
+    parts = [part for part in request.path_info.split("/") if part]
+    first = parts[0] if parts else ""
+    if first == "admin":
+        return parts[1] if len(parts) > 1 and parts[1] in ADMIN_SECTIONS else ""
+    if first == "platforms":
+        # A ticket lives under its platform (/platforms/vm6/tickets/4711/): it is a ticket
+        # page. The platform's own ticket list and settings are the platform's.
+        return "tickets" if len(parts) > 3 and parts[2] == "tickets" else "platforms"
+    return SECTIONS.get(first, "")
+
+
+# The first part of an address and its navigation item.
+SECTIONS = {"tickets": "tickets", "archives": "tickets", "account": "account",
+            "upload": "upload"}
+ADMIN_SECTIONS = ("users", "audit", "webhooks")
 
 
 def is_api(request):
@@ -179,4 +216,5 @@ def includeme(config):
     config.add_request_method(staff_user, reify=True)
     config.add_request_method(storage_gauge, reify=True)
     config.add_request_method(is_api, reify=True)
+    config.add_request_method(nav_section, reify=True)
     config.add_tween("collector.web.security_headers_tween_factory")

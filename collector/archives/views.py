@@ -33,7 +33,7 @@ def download(request):
 @view_config(context=ArchiveNode, name="delete", permission=Permission.DELETE,
              request_method="GET", renderer="archives/delete.jinja2")
 def delete_confirm(request):
-    return {"nav": "tickets", "archive": request.context.archive,
+    return {"archive": request.context.archive,
             "ticket_url": _ticket_url(request)}
 
 

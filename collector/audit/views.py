@@ -25,7 +25,7 @@ def audit_page(request):
     form = {name: params.get(name, "") for name in ("actor", "ticket", "action", "since",
                                                     "until")}
     offset = parse_natural(params.get("offset", "0")) or 0
-    page = {"nav": "admin", "form": form, "actions": ACTIONS, "offset": offset,
+    page = {"form": form, "actions": ACTIONS, "offset": offset,
             "prev_url": None, "next_url": None, "error": None}
     try:
         filters = filters_from(params)

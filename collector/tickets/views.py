@@ -139,7 +139,6 @@ def _ticket_list(request, platform):
 
     now = utcnow()
     return {
-        "nav": "platforms" if platform else "tickets",
         "platform": platform,
         "platforms": [] if platform else _visible_platforms(request),
         "can_admin": platform is not None and bool(
@@ -165,7 +164,7 @@ def _ticket_form(request, ticket=None, form=None):
             form.update(number=str(ticket.number), platform=ticket.platform.name,
                         attempts=str(ticket.attempts), note=ticket.note)
     settings = request.registry.settings
-    return {"nav": "tickets", "ticket": ticket, "form": form,
+    return {"ticket": ticket, "form": form,
             "platforms": _visible_platforms(request), "error": None, "field_errors": {},
             "default_attempts": settings["ticket.attempts"],
             "default_lifetime": settings["ticket.lifetime_days"]}
@@ -225,7 +224,7 @@ def ticket_page(request):
     rows, total = archives.list_archives(request.dbsession, request.identity.user,
                                          {"ticket": [ticket.number]}, 1000, 0)
     return {
-        "nav": "tickets", "ticket": ticket, "state": ticket_state(ticket),
+        "ticket": ticket, "state": ticket_state(ticket),
         "url": request.resource_url(context),
         "archives": rows, "archive_total": total,
         # The ticket's own history: every upload attempt (refused ones too) and change.
@@ -278,7 +277,7 @@ def rotate_token(request):
              request_method="GET", renderer="tickets/confirm.jinja2")
 def delete_ticket_confirm(request):
     ticket = request.context.ticket
-    return {"nav": "tickets", "title": f"Delete ticket {ticket.number}?",
+    return {"title": f"Delete ticket {ticket.number}?",
             "message": "The ticket and all its archives will be deleted. This cannot be "
                        "undone.",
             "action": request.resource_url(request.context, "delete"),
@@ -310,7 +309,7 @@ def uploader_script(request):
 
 def _platform_list(request, form=None):
     rows = _visible_platforms(request)
-    return {"nav": "platforms", "platforms": rows,
+    return {"platforms": rows,
             "counts": services.ticket_counts(request.dbsession, [r.id for r in rows]),
             "can_admin": bool(request.has_permission(Permission.ADMIN, request.context)),
             "form": form or {"name": "", "pretty_name": "", "restricted": False},
@@ -350,7 +349,7 @@ def _blank(value):
 
 def _platform_page(request, form=None):
     platform = request.context.platform
-    return {"nav": "platforms", "platform": platform,
+    return {"platform": platform,
             "members": services.members_of(request.dbsession, platform),
             "form": form or {"pretty_name": platform.pretty_name,
                              "restricted": platform.restricted,
@@ -423,7 +422,7 @@ def remove_member(request):
              request_method="GET", renderer="tickets/confirm.jinja2")
 def delete_platform_confirm(request):
     platform = request.context.platform
-    return {"nav": "platforms", "title": f"Delete platform {platform.name}?",
+    return {"title": f"Delete platform {platform.name}?",
             "message": "Only a platform without tickets can be deleted.",
             "action": request.resource_url(request.context, "delete"),
             "back": request.resource_url(request.context, "edit"), "button": "Delete platform"}

@@ -111,13 +111,14 @@ def test_admin_page_lists_and_filters(testapp, app, admin, ticket, web_login):
     web_login(testapp, admin)
     page = testapp.get("/admin/audit")
     assert page.html.select_one("#nav-audit") is not None
-    actions = [td.text for td in page.html.select("#audit-log td.action")]
+    actions = [span.text for span in page.html.select("#audit-log .action")]
     assert "upload.refused" in actions and "signin.success" in actions
     page = testapp.get("/admin/audit", {"action": "upload.refused", "ticket": "77"})
     rows = page.html.select("#audit-log tbody tr")
     assert len(rows) == 1
     assert rows[0].select_one(".reason").text == "too_large"
-    assert rows[0].select_one(".address").text == "127.0.0.1"
+    # The address is behind the row's disclosure.
+    assert rows[0].select_one("details .detail-address dd").text == "127.0.0.1"
     page = testapp.get("/admin/audit", {"since": "not a time"}, status=400)
     assert "since must be" in page.html.select_one("#audit-error").text
 

@@ -107,7 +107,7 @@ class ArchiveUrls:
 def _page(request, template, values, status=200, headers=None):
     archive_node = request.context if isinstance(request.context, ArchiveNode) else None
     ticket_node = _ticket_node(request.context)
-    values = {"nav": "tickets", "ticket": ticket_node.ticket,
+    values = {"ticket": ticket_node.ticket,
               "ticket_url": request.resource_url(ticket_node),
               "archive": archive_node.archive if archive_node else None,
               "urls": ArchiveUrls(request.resource_url(archive_node)) if archive_node
