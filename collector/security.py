@@ -90,6 +90,17 @@ def session_identity(request):
     return Identity("session", user=user, mfa=bool(request.session.get("mfa")))
 
 
+def ended_session(request):
+    """Whether the request brings a session cookie that no longer signs anybody in: one
+    that timed out or does not verify (Pyramid starts a new, empty session then), or one
+    whose user's password, two-factor setup or status changed since. Only the caller's own
+    cookie decides, never the address asked for, so it tells nothing about that page."""
+    if "session" not in request.cookies or request.identity is not None:
+        return False
+    session = request.session
+    return session.new or session.get("user_id") is not None
+
+
 def upload_token_identity(request):
     token = request.headers.get("Upload-Token")
     if not token:

@@ -8,6 +8,7 @@ the headers every response carries, and the storage gauge of the staff layout.
 
 import datetime as dt
 import importlib.metadata
+import importlib.resources
 import re
 import zoneinfo
 
@@ -16,8 +17,10 @@ from jinja2 import pass_context
 from markupsafe import Markup
 from pyramid.csrf import get_csrf_token
 from pyramid.httpexceptions import HTTPSeeOther
+from pyramid.response import Response
 from pyramid.view import view_config
 
+from collector.accounts.services import PASSWORD_MIN_LENGTH
 from collector.archives.storage import alerts
 from collector.audit.presentation import describe_event
 from collector.resources import Root
@@ -82,15 +85,30 @@ def security_headers_tween_factory(handler, registry):
 # --- template filters --------------------------------------------------------------------
 
 def filesize(value):
-    """Bytes for people: 1.5 GB, 340 kB (decimal units, as disks and browsers count)."""
+    """Bytes for people in binary units, as the settings count them (``4GiB`` is 4 GiB, not
+    "4.3 GB"): ``512 B``, ``340.2 KiB``, ``1.5 GiB``, and no ``.0`` on a round number."""
     if value is None:
         return ""
     size = float(value)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(size) < 1000 or unit == "TB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} PB"  # pragma: no cover - the loop always returns
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        # 1023.96 KiB would round to "1024 KiB": from there on it is the next unit.
+        if abs(round(size, 1)) < 1024 or unit == "TiB":
+            break
+        size /= 1024
+    if unit == "B":
+        return f"{int(size)} B"
+    text = f"{size:.1f}"
+    return f"{text.removesuffix('.0')} {unit}"
+
+
+# Where a long address may wrap: after a "/" (not inside "//"), before "." "?" "&" "=" "#".
+URL_BREAKS = re.compile(r"(?<=/)(?!/)|(?=[.?&=#])")
+
+
+def url_breaks(value):
+    """An address with ``<wbr>`` at its natural places, so that a narrow column wraps it
+    between its parts, not letter by letter; the text itself is unchanged."""
+    return Markup("<wbr>").join(part for part in URL_BREAKS.split(str(value)) if part)
 
 
 @pass_context
@@ -127,8 +145,10 @@ def breakable(value):
 
 
 FILTERS = {"filesize": filesize, "localtime": localtime, "isotime": isotime,
-           "breakable": breakable, "event_details": describe_event}
-GLOBALS = {"csrf_input": csrf_input, "version": VERSION}
+           "breakable": breakable, "event_details": describe_event, "url_breaks": url_breaks}
+# The password rule's length, so that the forms say and check the number the server does.
+GLOBALS = {"csrf_input": csrf_input, "version": VERSION,
+           "password_min_length": PASSWORD_MIN_LENGTH}
 
 
 # --- request helpers ---------------------------------------------------------------------
@@ -190,6 +210,16 @@ def home(request):
     """``/``: staff land on the tickets, everybody else on the sign-in page."""
     target = "/tickets/" if request.staff_user is not None else "/login"
     return HTTPSeeOther(request.application_url + target)
+
+
+# Read once: browsers and tools ask for /favicon.ico on their own, whatever a page links.
+FAVICON = importlib.resources.files("collector").joinpath("static/favicon.svg").read_bytes()
+
+
+@view_config(context=Root, name="favicon.ico", request_method="GET")
+def favicon(request):
+    """``/favicon.ico``: the icon the pages link (an SVG), so that nobody gets a 404 here."""
+    return Response(FAVICON, content_type="image/svg+xml", cache_control="public, max-age=86400")
 
 
 def includeme(config):

@@ -8,6 +8,7 @@ transaction, so those answers are rendered with a 4xx status, never raised (pyra
 commits a returned response and aborts a raised one).
 """
 
+import re
 import time
 import urllib.parse
 
@@ -25,7 +26,7 @@ from collector.audit.services import record
 from collector.db import utcnow
 from collector.errors import DomainError, TooManyRequests
 from collector.resources import AccountNode, AdminContainer, Root, UserContainer, UserNode
-from collector.security import Permission
+from collector.security import Permission, ended_session
 from collector.validation import ValidationFailed, validate
 
 PENDING_USER = "pending_user_id"
@@ -118,6 +119,17 @@ def _signed_in(request):
     return identity is not None and identity.via == "session" and identity.mfa
 
 
+def _arrival_notice(request):
+    """Why a visitor is on the sign-in page, when it can be told: a page sent them (the
+    redirect of an anonymous request carries ``next``), or their session ended. The same
+    words for every page asked for: a missing ticket answers as an existing one."""
+    ended = ended_session(request)
+    if "next" in request.GET:
+        return ("Your session has ended: sign in again to see that page." if ended
+                else "Sign in to see that page.")
+    return "Your session has ended: please sign in again." if ended else None
+
+
 def _expired(request):
     if _signed_in(request):  # e.g. the back button after signing in
         return _redirect(request, DEFAULT_NEXT)
@@ -137,7 +149,8 @@ def login_form(request):
     if not services.any_user_exists(request.dbsession):
         return _redirect(request, "/setup")
     _private(request)
-    return {"nav": None, "next": next_path, "username": "", "error": None}
+    return {"nav": None, "next": next_path, "username": "", "error": None,
+            "notice": _arrival_notice(request)}
 
 
 @view_config(context=Root, name="login", request_method="POST",
@@ -147,7 +160,7 @@ def login(request):
     username = request.POST.get("username", "").strip()[:150]
     password = request.POST.get("password", "")
     next_path = safe_next(request.POST.get("next"))
-    page = {"nav": None, "next": next_path, "username": username}
+    page = {"nav": None, "next": next_path, "username": username, "notice": None}
     dbsession, address = request.dbsession, _address(request)
     try:
         attempt = services.begin_attempt(dbsession, username, address)
@@ -247,16 +260,24 @@ def enrol(request):
     next_path, headers = _sign_in(request, user)
     request.response.headers.extend(headers)
     # Shown here, once, and never stored in clear: no redirect (and no cookie copy).
-    return render_recovery_codes(request, codes, next_path, enrolled=True)
+    return render_recovery_codes(request, codes, next_path, user, enrolled=True)
 
 
-def render_recovery_codes(request, codes, next_path, enrolled=False):
+def recovery_file_name(username):
+    """The name the recovery codes are saved under. A username may hold any character;
+    the name keeps letters, digits, ``.``, ``_`` and ``-`` (the rest become ``_``)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", username).strip(".") or "user"
+    return f"logs-collector-recovery-codes-{safe}.txt"
+
+
+def render_recovery_codes(request, codes, next_path, user, enrolled=False):
     from pyramid.renderers import render_to_response
 
     _private(request)
     return render_to_response("accounts/recovery_codes.jinja2",
                               {"nav": "account", "codes": codes, "next": next_path,
-                               "enrolled": enrolled},
+                               "enrolled": enrolled, "username": user.username,
+                               "file_name": recovery_file_name(user.username)},
                               request=request, response=request.response)
 
 
@@ -353,8 +374,9 @@ def change_password(request):
 @view_config(context=AccountNode, name="recovery-codes", request_method="POST",
              permission=Permission.EDIT)
 def regenerate_recovery_codes(request):
-    codes = services.generate_recovery_codes(request.dbsession, request.identity.user)
-    return render_recovery_codes(request, codes, "/account/")
+    user = request.identity.user
+    codes = services.generate_recovery_codes(request.dbsession, user)
+    return render_recovery_codes(request, codes, "/account/", user)
 
 
 # The token form's one message per field; the limits are the schema's, as for the API.

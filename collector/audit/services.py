@@ -13,7 +13,7 @@ from sqlalchemy import event, func, insert, select
 from sqlalchemy.orm import Session
 
 from collector.audit.models import AuditEvent
-from collector.db import utcnow
+from collector.db import as_integer, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,8 @@ def record(source, action, *, outcome="ok", ticket=None, archive=None, actor=Non
     ``ticket`` is a Ticket or any row with its ``id`` and ``number`` (a refused upload's
     caller resolves the token itself); ``reason`` is a stable code, never a sentence.
     ``actor`` defaults to the signed-in user of the request. Nothing here may carry a
-    credential: a token is named by ``token_hint`` only.
+    credential: a token is named by ``token_hint`` only. Returns the event of an ``ok``
+    outcome (added to the session, not flushed), else None.
     """
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown audit outcome {outcome!r}")
@@ -88,10 +89,11 @@ def record(source, action, *, outcome="ok", ticket=None, archive=None, actor=Non
         return
     if outcome == "ok":
         session = dbsession if dbsession is not None else request.dbsession
-        session.add(AuditEvent(**values))
+        row = AuditEvent(**values)
+        session.add(row)
         # Its listeners' rows (the webhooks' outbox) commit with it, or not at all.
         _notify(session, values)
-        return
+        return row
     if request is not None:
         engine = request.registry["db_engine"]
         # After the request's transaction (committed or rolled back) and its session.
@@ -101,6 +103,24 @@ def record(source, action, *, outcome="ok", ticket=None, archive=None, actor=Non
         _after_transaction(dbsession, lambda: _write_apart(dbsession.get_bind(), values))
     else:
         _write_apart(dbsession.get_bind(), values)
+
+
+def earlier_same(dbsession, event_id, *, action, actor_id, ticket_id, detail, within):
+    """The ``ok`` event ``event_id`` if it records the very same thing — action, actor,
+    ticket and detail — and is at most ``within`` old; else None.
+
+    For a repetition a client says it is making (a page's automatic retry): it can only
+    point at an event that already says what it does, so skipping its own event hides
+    nothing. ``event_id`` comes from the client: anything else is None, never an error.
+    """
+    event_id = as_integer(event_id, minimum=1)
+    if event_id is None or actor_id is None:
+        return None
+    row = dbsession.get(AuditEvent, event_id)
+    if row is None or row.outcome != "ok" or (row.action, row.actor_id, row.ticket_id) != (
+            action, actor_id, ticket_id) or row.detail != detail:
+        return None
+    return row if utcnow() - row.time <= within else None
 
 
 def _after_transaction(dbsession, write):

@@ -40,6 +40,8 @@ EVENTS = {
     "ticket.resolve": "ticket.resolved",
     "storage.low": "storage.low",
 }
+# The events a receiver can get, each once (the deliveries' filter offers them).
+EVENT_NAMES = tuple(sorted(set(EVENTS.values())))
 # A tus client that lost an answer and asks again gets a 409; that is not a failed upload.
 QUIET_REASONS = {"conflict"}
 SIGNATURE_HEADER = "X-Collector-Signature"
@@ -309,6 +311,13 @@ def check_secret(secret):
     if not 16 <= len(secret) <= 200:
         raise BadRequest("secret must be 16 to 200 characters (or empty: one is made)")
     return secret
+
+
+def secret_hint(secret):
+    """What the admin page shows of a secret once it has been shown in full: its last four
+    characters, enough to tell two apart, only when that leaves at least 28 unknown (a
+    16-character secret of the admin's own choice shows none)."""
+    return "…" + secret[-4:] if len(secret) >= 32 else "…"
 
 
 def list_webhooks(dbsession):

@@ -3,6 +3,11 @@
 The rules are ``webhooks.services``' commands and the form is read by the API's schema
 (``webhooks.schemas``), as are the filters; a refused form is shown again with its
 message (400) and commits nothing.
+
+A webhook's secret is in the page only once: on the page that follows its creation or its
+rotation here (the redirect leaves the webhook's id, never the secret, in the signed
+session). Otherwise the page shows a hint of it (``services.secret_hint``); an admin who
+lost it rotates it, or reads it with the API (``GET /api/v1/webhooks/{id}/``).
 """
 
 from pyramid.httpexceptions import HTTPSeeOther
@@ -14,9 +19,22 @@ from collector.security import Permission
 from collector.tickets import services as tickets
 from collector.validation import validate
 from collector.webhooks import services
-from collector.webhooks.schemas import WebhookSchema, delivery_filters
+from collector.webhooks.schemas import STATES, WebhookSchema, delivery_filters
 
 PAGE_SIZE = 50
+# The session's flash queue naming the webhook whose secret the next page shows in full.
+SHOW_SECRET = "webhook-secret"
+
+
+def _secret_to_show(request):
+    """The webhook whose secret this page shows, once (see the module's docstring)."""
+    if "session" not in request.cookies:
+        return None
+    ids = request.session.pop_flash(SHOW_SECRET)
+    hook = services.get_webhook(request.dbsession, ids[-1]) if ids else None
+    if hook is not None:
+        request.response.cache_control = "no-store"
+    return hook
 
 
 def _page(request, form=None, error=None):
@@ -31,6 +49,8 @@ def _page(request, form=None, error=None):
     return {"nav": "admin", "webhooks": services.list_webhooks(request.dbsession),
             "deliveries": rows, "total": total, "platforms": platforms,
             "filters": {name: params.get(name, "") for name in ("webhook", "state", "event")},
+            "states": STATES, "events": services.EVENT_NAMES,
+            "secret_hint": services.secret_hint, "shown": _secret_to_show(request),
             "form": form or {"platform": "", "url": "", "secret": ""}, "error": error}
 
 
@@ -52,6 +72,7 @@ def create_webhook(request):
         request.response.status_int = exc.status
         return _page(request, form, exc.detail)
     request.session.flash(f"Webhook for {hook.platform.name} added.", "success")
+    request.session.flash(hook.id, SHOW_SECRET)
     return HTTPSeeOther(request.resource_url(request.context))
 
 
@@ -75,6 +96,18 @@ def toggle_webhook(request):
     services.update_webhook(request.dbsession, hook, active=not hook.active)
     request.session.flash(f"Webhook {hook.id} {'enabled' if hook.active else 'disabled'}.",
                           "success")
+    return HTTPSeeOther(request.resource_url(request.context.__parent__))
+
+
+@view_config(context=WebhookNode, name="rotate", permission=Permission.ADMIN,
+             request_method="POST")
+def rotate_secret(request):
+    """A new secret made by the server; the old one signs nothing from now on."""
+    hook = request.context.webhook
+    services.change_webhook(request.dbsession, hook, secret="")
+    request.session.flash(f"Webhook {hook.id} has a new secret: give it to the receiver, "
+                          "which refuses the events signed with it until then.", "warning")
+    request.session.flash(hook.id, SHOW_SECRET)
     return HTTPSeeOther(request.resource_url(request.context.__parent__))
 
 

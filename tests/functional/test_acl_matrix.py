@@ -64,6 +64,7 @@ EXPECTED = {
     ("POST", "/admin/webhooks/redeliver"):           "403 403 403 403 403 403 403 403 403 403 303",
     ("POST", "/admin/webhooks/{id}/delete"):         "403 403 403 403 403 403 403 403 403 403 303",
     ("POST", "/admin/webhooks/{id}/toggle"):         "403 403 403 403 403 403 403 403 403 403 303",
+    ("POST", "/admin/webhooks/{id}/rotate"):         "403 403 403 403 403 403 403 403 403 403 303",
     ("GET", "/enrol"):                               "303 303 303 303 303 303 303 303 303 303 303",
     ("POST", "/enrol"):                              "303 303 303 303 303 303 303 303 303 303 303",
     ("GET", "/login"):                               "200 200 200 200 200 200 200 200 200 303 200",
@@ -118,6 +119,7 @@ EXPECTED = {
     ("POST", "/tickets/new"):                        "403 403 403 403 403 403 303 303 400 303 303",
     ("GET", "/upload"):                              "200 200 200 200 200 200 200 200 200 200 200",
     ("GET", "/uploader.sh"):                         "200 200 200 200 200 200 200 200 200 200 200",
+    ("GET", "/favicon.ico"):                         "200 200 200 200 200 200 200 200 200 200 200",
     ("GET", "/verify"):                              "303 303 303 303 303 303 303 303 303 303 303",
     ("POST", "/verify"):                             "303 303 303 303 303 303 303 303 303 303 303",
     # --- probes: anyone, any Host (collector/probes.py) ---
@@ -381,6 +383,7 @@ REQUESTS = {
     ("POST", "/setup"): lambda w: Req("/setup", form={"setup_code": "x", "username": "x"}),
     ("GET", "/upload"): lambda w: Req("/upload"),
     ("GET", "/uploader.sh"): lambda w: Req("/uploader.sh"),
+    ("GET", "/favicon.ico"): lambda w: Req("/favicon.ico"),
     ("GET", "/account/"): lambda w: Req("/account/"),
     ("POST", "/account/password"): lambda w: Req("/account/password", form={
         "current_password": "wrong", "new_password": "a", "new_password_confirm": "b"}),
@@ -416,6 +419,8 @@ REQUESTS = {
         f"/admin/webhooks/{w.webhook()}/delete", form={}),
     ("POST", "/admin/webhooks/{id}/toggle"): lambda w: Req(
         f"/admin/webhooks/{w.webhook()}/toggle", form={}),
+    ("POST", "/admin/webhooks/{id}/rotate"): lambda w: Req(
+        f"/admin/webhooks/{w.webhook()}/rotate", form={}),
     ("GET", "/platforms/"): lambda w: Req("/platforms/"),
     ("POST", "/platforms/"): lambda w: Req("/platforms/", form={
         "name": f"n{w._next()}", "pretty_name": "New"}),

@@ -3,6 +3,7 @@ every format, the viewer (paging, tail, jump, cut lines, binary refusal, undecod
 a member's download, search of an archive and of a ticket (limits, bad input, escaping),
 the page shown while an index is built, and who may see any of it."""
 
+import datetime as dt
 import gzip
 import re
 import threading
@@ -11,8 +12,10 @@ import urllib.parse
 import pytest
 import sample_archives as samples
 import webtest
+from sqlalchemy import select
 
 from collector.archives.inspect import services, store
+from collector.audit.models import AuditEvent
 
 # Commits: the member index is built by a thread of the app's own.
 pytestmark = pytest.mark.commits
@@ -245,7 +248,9 @@ def test_viewer_pages_tail_and_jump(browser, upload):
     page = browser.get(url(archive_id, "view", "var/log/syslog"))
     assert line_numbers(page) == list(range(1, 201))
     assert line_text(page, 1) == "Dec  1 10:01:00 host kernel: line 1 of syslog"
-    assert page.html.find(id="top-range").get_text() == "Lines 1–200 of ?"
+    # The total is not known before the end has been read: no "of ?", only that more follow.
+    assert page.html.find(id="top-range").get_text() == "Lines 1–200, more below"
+    assert page.html.find(id="bottom-range").get_text() == "Lines 1–200, more below"
     assert page.html.find(id="top-prev") is None
     page = page.click(linkid="top-next")
     assert line_numbers(page) == list(range(201, 401))
@@ -269,8 +274,15 @@ def test_viewer_pages_tail_and_jump(browser, upload):
     assert small.html.find(id="top-prev")["href"].endswith("start=801&count=100")
     assert small.html.find(id="top-tail")["href"].endswith("tail=1&count=100")
     assert small.forms["jump-form"]["count"].value == "100"
+    # Read to the end from the start: the total is known without a tail.
+    last = browser.get(url(archive_id, "view", "var/log/syslog", start="801"))
+    assert last.html.find(id="top-range").get_text() == "Lines 801–1000 of 1000"
+    whole = browser.get(url(archive_id, "view", "var/log/syslog", count="1000"))
+    assert whole.html.find(id="top-range").get_text() == "Lines 1–1000 of 1000"
     past = browser.get(url(archive_id, "view", "var/log/syslog", start="5000"))
     assert "no line 5000" in past.html.find(id="no-lines").get_text()
+    assert past.html.find(id="top-range").get_text() == "No lines"
+    assert "?" not in past.html.find(id="top-range").get_text()
 
 
 def test_viewer_shows_a_nested_gz_decompressed(browser, upload):
@@ -289,7 +301,7 @@ def test_viewer_cuts_long_lines_and_shows_undecodable_bytes(browser, upload):
     assert line_numbers(page) == [1, 2, 3]
     cut = page.html.find(id="L2")
     marker = cut.select_one(".cut-marker")
-    assert marker.get_text() == "[line cut: 2.1 MB in all]"
+    assert marker.get_text() == "[line cut: 2 MiB in all]"
     assert len(cut.select_one(".text").get_text()) == 4096 + len(marker.get_text())
     assert page.html.find(id="L1").select_one(".cut-marker") is None
     # Bytes that are not UTF-8 are shown as their \xNN escapes, never as raw bytes.
@@ -313,6 +325,7 @@ def test_viewer_of_an_empty_member_a_missing_one_and_no_path(browser, upload):
                                                 links=False))
     empty = browser.get(url(archive_id, "view", "empty.log"))
     assert "empty" in empty.html.find(id="no-lines").get_text()
+    assert empty.html.find(id="top-range").get_text() == "No lines"
     missing = browser.get(url(archive_id, "view", "no/such.log"), status=404)
     assert "no member" in missing.html.find(id="error-detail").get_text()
     browser.get(url(archive_id, "view", "a.log", count="0"), status=400)
@@ -492,18 +505,81 @@ def test_search_of_a_ticket_without_archives(browser, ticket):
     assert page.html.select("section.search-archive") == []
 
 
-def test_ticket_search_while_an_index_is_built(browser, upload, held_builds):
+def ticket_searches(dbsession):
+    """The ids of the ``ticket.search`` audit events, oldest first."""
+    dbsession.expire_all()
+    return dbsession.scalars(select(AuditEvent.id).where(AuditEvent.action == "ticket.search")
+                             .order_by(AuditEvent.id)).all()
+
+
+def test_ticket_search_while_an_index_is_built(browser, upload, held_builds, dbsession):
     archive_id = upload("two.log", b"NEEDLE\n", index=False)
-    page = browser.get(f"{BASE}search?q=NEEDLE")
+    page = browser.get(f"{BASE}search?q=NEEDLE&ignore_case=1")
+    [event] = ticket_searches(dbsession)
     notice = page.html.find(id="index-building")
     assert notice["data-reload-after"] == "2"
-    assert page.html.find(id="reload-now")["href"].endswith("/search?q=NEEDLE")
+    # The page's retry (script or link) is the same search, marked as the retry of `event`.
+    retry = notice["data-reload-url"]
+    assert retry == page.html.find(id="reload-now")["href"] == (
+        f"http://localhost{BASE}search?q=NEEDLE&ignore_case=1&retry_of={event}")
     assert page.html.find(id="no-results") is None
+    again = browser.get(retry)
+    assert again.html.find(id="index-building")["data-reload-url"] == retry
     held_builds()
     store.wait_for_builders()
-    again = browser.get(f"{BASE}search?q=NEEDLE")
-    assert again.html.find(id="index-building") is None
-    assert results(again) == {(archive_id, "two.log"): [(1, True, "NEEDLE")]}
+    done = browser.get(again.html.find(id="index-building")["data-reload-url"])
+    assert done.html.find(id="index-building") is None
+    assert results(done) == {(archive_id, "two.log"): [(1, True, "NEEDLE")]}
+    # Three requests of one search by one person: one audit event.
+    assert ticket_searches(dbsession) == [event]
+    # Searching again on purpose is another search.
+    browser.get(f"{BASE}search?q=NEEDLE&ignore_case=1")
+    assert len(ticket_searches(dbsession)) == 2
+
+
+def test_a_retry_marker_cannot_hide_another_search(app, browser, upload, factory, ticket, admin,
+                                                  dbsession):
+    upload("two.log", b"NEEDLE\n")
+    factory.ticket(ticket.platform, 5006)
+    factory.session.commit()
+    browser.get(f"{BASE}search?q=NEEDLE")
+    [event] = ticket_searches(dbsession)
+    browser.get(f"{BASE}search?q=NEEDLE&retry_of={event}")
+    assert ticket_searches(dbsession) == [event]
+    # Each of these ran a search the log does not show yet: each is audited.
+    other_people = client(app, admin.headers)
+    for who, address in (
+            (browser, f"{BASE}search?q=needle&retry_of={event}"),  # another text
+            (browser, f"{BASE}search?q=NEEDLE&regex=1&retry_of={event}"),  # another kind
+            (other_people, f"{BASE}search?q=NEEDLE&retry_of={event}"),  # another person
+            (browser, f"/platforms/vm6/tickets/5006/search?q=NEEDLE&retry_of={event}"),
+            *((browser, f"{BASE}search?q=NEEDLE&retry_of={junk}")
+              for junk in ("", "x", "-1", "0", "1e3", f"{event}.0", f"{event},{event}",
+                           "9" * 40, str(event + 1000)))):
+        before = len(ticket_searches(dbsession))
+        assert who.get(address).status_int == 200
+        assert len(ticket_searches(dbsession)) == before + 1, address
+    # Another action's event with the same detail is no earlier search either.
+    browser.get(f"{BASE}archives/{upload('one.log', b'NEEDLE')}/search?q=NEEDLE")
+    archive_event = dbsession.scalars(select(AuditEvent.id).where(
+        AuditEvent.action == "archive.search")).one()
+    before = len(ticket_searches(dbsession))
+    browser.get(f"{BASE}search?q=NEEDLE&retry_of={archive_event}")
+    assert len(ticket_searches(dbsession)) == before + 1
+    # Nor is an old one: the retries of one search end with its window.
+    row = dbsession.get(AuditEvent, event)
+    row.time -= services.SEARCH_RETRY_WINDOW + dt.timedelta(seconds=1)
+    dbsession.commit()
+    before = len(ticket_searches(dbsession))
+    browser.get(f"{BASE}search?q=NEEDLE&retry_of={event}")
+    assert len(ticket_searches(dbsession)) == before + 1
+
+
+def test_the_api_ticket_search_is_always_audited(testapp, staff, upload, dbsession):
+    upload("two.log", b"NEEDLE\n")
+    for _ in range(2):
+        testapp.get("/api/v1/tickets/5005/search?q=NEEDLE&retry_of=1", headers=staff.headers)
+    assert len(ticket_searches(dbsession)) == 2
 
 
 # --- the ticket page's links, and who may see the pages ----------------------------------

@@ -103,3 +103,45 @@ def test_storage_gauge_warns_above_threshold(testapp, staff, monkeypatch):
     monkeypatch.setattr(LocalArchiveStorage, "usage",
                         lambda self: {"total": 100, "used": 100, "free": 0})
     assert "gauge-danger" in testapp.get("/tickets/", headers=staff.headers).text
+
+
+# --- the icon, and sizes in binary units -------------------------------------------------
+
+def test_every_page_links_the_icon_and_favicon_ico_answers(testapp, staff):
+    icon = testapp.get("/static/favicon.svg")
+    assert icon.content_type == "image/svg+xml" and icon.body.startswith(b"<svg")
+    link = '<link rel="icon" href="http://localhost/static/favicon.svg'
+    for page in (testapp.get("/login"), testapp.get("/upload"),
+                 testapp.get("/tickets/", headers=staff.headers),
+                 testapp.get("/no/such/page", status=404), testapp.get("/api/v1/docs")):
+        assert link in page.text
+    # Asked for by browsers and tools on their own: the same bytes, never a 404.
+    for client in ({}, staff.headers):
+        answer = testapp.get("/favicon.ico", headers=client)
+        assert answer.body == icon.body and answer.content_type == "image/svg+xml"
+        assert answer.headers["Cache-Control"].startswith("public")
+    assert testapp.head("/favicon.ico").status_int == 200
+    testapp.post("/favicon.ico", status=405)
+
+
+def test_the_upload_limit_is_shown_in_the_units_it_is_set_in(testapp, app, monkeypatch):
+    # The default, UPLOAD_MAX_SIZE=4GiB (the tests' own is smaller), once shown as "4.3 GB".
+    monkeypatch.setitem(app.registry.settings, "upload.max_size", 4294967296)
+    page = testapp.get("/upload")
+    assert "Largest file accepted: 4 GiB." in page.text
+    assert 'data-max-size-text="4 GiB"' in page.text
+    assert "GB" not in page.text.replace("GiB", "")
+
+
+@pytest.mark.parametrize("size, shown", [
+    (0, "0 B"), (1023, "1023 B"), (1024, "1 KiB"), (1536, "1.5 KiB"),
+    (2_000_000, "1.9 MiB"), (1024**2 - 1, "1 MiB"), (int(2.5 * 1024**3), "2.5 GiB"),
+    (5 * 1024**4, "5 TiB"), (3 * 1024**5, "3072 TiB"),
+])
+def test_sizes_on_pages_are_binary(testapp, staff, monkeypatch, size, shown):
+    from collector.archives.storage import LocalArchiveStorage
+
+    monkeypatch.setattr(LocalArchiveStorage, "usage",
+                        lambda self: {"total": size * 4 + 4, "used": size * 3 + 4, "free": size})
+    gauge = testapp.get("/tickets/", headers=staff.headers).html.find(id="storage-gauge")
+    assert gauge.select_one("span.small:last-child").get_text() == f"{shown} free"

@@ -371,7 +371,7 @@ def test_ticket_page_tells_the_customer_how_to_upload(people, ticket, testapp):
     row = html.find(id=f"archive-{archive['id']}")
     assert row.select_one(".sha256").text == archive["sha256"]
     assert row.select_one(".md5").text == archive["md5"]
-    assert "app logs.tgz" in row.text and "2.0 kB" in row.text
+    assert "app logs.tgz" in row.text and "2 KiB" in row.text
     assert html.find(id=f"delete-{archive['id']}")
     assert html.find(id="archives")
     assert 'src="http://localhost/static/tickets.js' in page.text
@@ -586,3 +586,26 @@ def test_signed_in_session_creates_and_downloads(app, factory, web_login, dbsess
     row = dbsession.scalars(select(Ticket).where(Ticket.number == 8081)).one()
     assert row.user_id == user.id
     assert numbers_on(browser.get("/tickets/?mine=1")) == [8081]
+
+
+# --- small page details: named fields, hints that lead somewhere --------------------------
+
+def test_no_platform_hint_links_to_the_platforms_page(people):
+    for who, says in (("staff", "an administrator creates them on the"),
+                      ("admin", "create one on the")):
+        hint = people[who].get("/tickets/new").html.find(id="no-platform-hint")
+        assert says in hint.get_text(" ", strip=True)
+        assert hint.find("a")["href"] == "http://localhost/platforms/"
+        assert hint.find("a").get_text() == "Platforms page"
+
+
+def test_no_platform_hint_is_gone_once_there_is_one(people, factory):
+    factory.platform("vm6")
+    assert people["admin"].get("/tickets/new").html.find(id="no-platform-hint") is None
+
+
+def test_legal_hold_reason_has_a_label(people, ticket):
+    form = people["admin"].get(ticket_url(ticket)).html.find(id="legal-hold-form")
+    field = form.find("input", attrs={"name": "reason"})
+    label = form.find("label", attrs={"for": field["id"]})
+    assert label.get_text(strip=True) == "Reason for the legal hold (optional)"

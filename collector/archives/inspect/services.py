@@ -3,12 +3,13 @@ lines, and searches of one archive or of a whole ticket. One implementation for 
 
 import contextlib
 import dataclasses
+import datetime as dt
 import posixpath
 import threading
 
 from collector.archives.inspect import formats, reader, search, store
 from collector.archives.inspect.formats import Budget, InspectError
-from collector.audit.services import record
+from collector.audit.services import earlier_same, record
 from collector.errors import BadRequest, DomainError, NotFound, Unprocessable
 from collector.numbers import parse_int
 
@@ -18,6 +19,9 @@ MAX_SEARCH_RESULTS = 1000
 DEFAULT_SEARCH_RESULTS = 100
 MEMBERS_PAGE = 1000
 SEARCH_RETRY_AFTER = "5"
+# How long the page's automatic retries of a ticket search count as that one search (the
+# retries go on while an index is built; a longer wait records the search once more).
+SEARCH_RETRY_WINDOW = dt.timedelta(minutes=10)
 
 
 def index_of(request, archive):
@@ -283,13 +287,48 @@ def search_archive(request, archive, params):
     with _searching(request, params) as (matcher, scan):
         members, errors = _search_members(request, archive, params, matcher, scan)
     record(request, "archive.search", ticket=archive.ticket, archive=archive,
-           detail={"q": params.q[:200], "regex": params.regex})
+           detail=_search_detail(params))
     return {"archive": archive.id, "name": archive.name, "q": params.q,
             "members": members, "errors": errors, **scan.summary()}
 
 
 def search_ticket(request, ticket, archives, params):
     """The same search across the ticket's archives (``member`` applies to each)."""
+    found = _ticket_search(request, ticket, archives, params)
+    record(request, "ticket.search", ticket=ticket, detail=_search_detail(params))
+    return found
+
+
+def search_ticket_once(request, ticket, archives, params, retry_of=None):
+    """``search_ticket`` for the page, whose automatic retries (while an archive's index is
+    built) are one search of one person: ``(found, event id)``.
+
+    ``retry_of`` is the id of the event the first search recorded, which the page's retry
+    address carries. A retry records nothing when that event is the very same search —
+    same person, ticket, text and kind — from the last ``SEARCH_RETRY_WINDOW``; anything
+    else (no marker, a forged or foreign id, another text, an old event) is audited as a
+    search of its own. So the marker never hides a search the log does not show already.
+    """
+    found = _ticket_search(request, ticket, archives, params)
+    detail = _search_detail(params)
+    actor = request.identity.user if request.identity is not None else None
+    earlier = earlier_same(request.dbsession, retry_of, action="ticket.search",
+                           actor_id=actor.id if actor is not None else None,
+                           ticket_id=ticket.id, detail=detail, within=SEARCH_RETRY_WINDOW)
+    if earlier is not None:
+        return found, earlier.id
+    event = record(request, "ticket.search", ticket=ticket, detail=detail)
+    if event is None:  # the audit log could not build it (and said so)
+        return found, None
+    request.dbsession.flush()  # its id, for the retry's address
+    return found, event.id
+
+
+def _search_detail(params):
+    return {"q": params.q[:200], "regex": params.regex}
+
+
+def _ticket_search(request, ticket, archives, params):
     found = []
     with _searching(request, params) as (matcher, scan):
         for archive in archives:
@@ -307,8 +346,6 @@ def search_ticket(request, ticket, archives, params):
                 entry["building"] = True
                 entry["errors"].append({"path": None, "detail": exc.detail})
             found.append(entry)
-    record(request, "ticket.search", ticket=ticket,
-           detail={"q": params.q[:200], "regex": params.regex})
     return {"ticket": ticket.number, "q": params.q, "archives": found, **scan.summary()}
 
 

@@ -31,6 +31,9 @@ from collector.web import filesize
 
 # Lines shown above the one a link jumps to (a search hit is seen with what led to it).
 LINES_ABOVE = 10
+# The query parameter of a ticket search's automatic retry: the audit event of the search
+# it repeats (services.search_ticket_once decides whether it is one).
+RETRY_OF = "retry_of"
 # Folder depths the page indents (deeper folders stay at this indentation).
 MAX_DEPTH = 8
 CAP_MESSAGES = {
@@ -279,11 +282,11 @@ def _search_page(request, scope, run):
               "cap": None, "archives": [], "building": False,
               "max_context": services.search.MAX_CONTEXT,
               "max_limit": services.MAX_SEARCH_RESULTS,
-              "default_limit": services.DEFAULT_SEARCH_RESULTS}
+              "default_limit": services.DEFAULT_SEARCH_RESULTS, "retry_url": None}
     if not params.get("q"):
         return _page(request, "inspect/search.jinja2", values)
     try:
-        found = run(services.search_params(params))
+        found, event_id = run(services.search_params(params))
     except (BadRequest, NotFound) as exc:
         values["error"] = exc.detail
         return _page(request, "inspect/search.jinja2", values, exc.status)
@@ -299,18 +302,29 @@ def _search_page(request, scope, run):
         entry["urls"] = ArchiveUrls.of(request, entry["id"])
         for member in entry["members"]:
             member["rows"] = merged_lines(member["hits"])
-    values.update(found=found, archives=entries, cap=_summary(found),
-                  building=any(entry["building"] for entry in entries),
-                  retry_after=store.RETRY_AFTER)
+    building = any(entry["building"] for entry in entries)
+    values.update(found=found, archives=entries, cap=_summary(found), building=building,
+                  retry_after=store.RETRY_AFTER,
+                  retry_url=_retry_url(request, event_id) if building else None)
     return _page(request, "inspect/search.jinja2", values)
+
+
+def _retry_url(request, event_id):
+    """The search again, marked as the retry of the one audited as ``event_id``."""
+    query = [(name, value) for name, value in request.GET.items() if name != RETRY_OF]
+    if event_id is not None:
+        query.append((RETRY_OF, str(event_id)))
+    return request.path_url + "?" + urllib.parse.urlencode(query)
 
 
 @view_config(context=ArchiveNode, name="search", permission=Permission.DOWNLOAD,
              request_method="GET")
 @_pages
 def archive_search(request):
-    return _search_page(request, "archive", lambda params: _looked_up(
-        request, services.search_archive, params))
+    # An archive whose index is being built is not searched at all (and not audited): the
+    # retry of that page is simply its address again.
+    return _search_page(request, "archive", lambda params: (_looked_up(
+        request, services.search_archive, params), None))
 
 
 @view_config(context=TicketNode, name="search", permission=Permission.DOWNLOAD,
@@ -318,6 +332,7 @@ def archive_search(request):
 @_pages
 def ticket_search(request):
     ticket = request.context.ticket
-    return _search_page(request, "ticket", lambda params: services.search_ticket(
-        request, ticket, archives.archives_of_ticket(request.dbsession, ticket), params))
+    return _search_page(request, "ticket", lambda params: services.search_ticket_once(
+        request, ticket, archives.archives_of_ticket(request.dbsession, ticket), params,
+        request.GET.get(RETRY_OF)))
 
