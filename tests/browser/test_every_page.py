@@ -125,6 +125,7 @@ NOT_PAGES = {
     ARCHIVE + "download": "{archive}download",       # the archive's bytes
     ARCHIVE + "member": "{archive}member/var/log/app.log",  # one member's bytes
     "/uploader.sh": "/uploader.sh",                  # the console uploader script
+    "/favicon.ico": "/favicon.ico",                  # the icon
 }
 
 

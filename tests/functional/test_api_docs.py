@@ -53,9 +53,9 @@ def test_no_inline_script_style_or_outside_url(docs):
 
 
 def test_every_asset_the_page_links_is_served(testapp, docs):
-    kinds = {".js": "javascript", ".css": "text/css"}
+    kinds = {".js": "javascript", ".css": "text/css", ".svg": "image/svg+xml"}
     links = re.findall(r'(?:src|href)="http://localhost(/static/[^"]+)"', docs.text)
-    assert len(links) == 4
+    assert len(links) == 5  # Swagger UI's script and styles, ours, and the site's icon
     for link in links:
         asset = testapp.get(link, status=200)
         assert kinds[link[link.rindex("."):]] in asset.content_type
