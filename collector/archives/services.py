@@ -1,12 +1,12 @@
 """Domain rules for archives: lookup, listing, creation from a stream, deletion."""
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from collector.archives.filenames import sanitise_name
-from collector.archives.models import Archive
+from collector.archives.models import Archive, TusUpload
 from collector.archives.storage import StorageUnavailable, TooLarge
 from collector.audit.services import record
-from collector.db import as_integer
+from collector.db import as_integer, utcnow
 from collector.errors import BadRequest, InsufficientStorage, PayloadTooLarge, ServiceUnavailable
 from collector.tickets import services as tickets
 from collector.tickets.models import Ticket
@@ -49,6 +49,34 @@ def count_by_ticket(dbsession, ticket_ids):
     return dict(dbsession.execute(
         select(Archive.ticket_id, func.count()).where(Archive.ticket_id.in_(ticket_ids))
         .group_by(Archive.ticket_id)).all())
+
+
+def resumable_uploads(engine, ticket, now=None):
+    """The uploads a ticket's token can still finish: plain ones, unfinished and not
+    expired, the most recently moved first. ``ticket``: a ``tickets.token_state`` row.
+
+    A partial upload is left out: it is a piece that only the client that made it can join
+    into a final upload, so nobody could continue it from the list. None are listed once
+    the ticket is resolved or its token expired (no chunk would be accepted), but a token
+    with no attempt left still lists them: each already holds the attempt it reserved.
+    One short read on a connection of its own, as the public token check asks it.
+    """
+    now = now or utcnow()
+    if tickets.token_refusal(ticket, now, need_attempt=False):
+        return []
+    with engine.connect() as connection:
+        return connection.execute(_RESUMABLE, {"ticket": ticket.id, "now": now}).all()
+
+
+# Bounded anyway by UPLOAD_UNFINISHED_MAX; the limit keeps the answer small if it is raised.
+RESUMABLE_LISTED = 20
+_RESUMABLE = (select(TusUpload.filename, TusUpload.length, TusUpload.offset,
+                     TusUpload.expires_at)
+              .where(TusUpload.ticket_id == bindparam("ticket"),
+                     TusUpload.concat.is_(None), TusUpload.finished_at.is_(None),
+                     TusUpload.expires_at > bindparam("now"))
+              .order_by(TusUpload.time_update.desc(), TusUpload.id)
+              .limit(RESUMABLE_LISTED))
 
 
 def check_can_accept(storage, settings, expected_size, held=0):

@@ -1,22 +1,20 @@
 // The public upload page: check the token, then send the chosen files one after another.
 //
 // The token comes from the link's #token= fragment, which browsers never send to the
-// server, so it stays out of server and proxy logs. Every file goes through sendFile(), the
-// one place that speaks the upload protocol: tus 1.0.0, in chunks, resuming after a dropped
-// connection and, through a fingerprint in localStorage, after a reload.
+// server, so it stays out of server and proxy logs. Every file goes through sendFile()
+// (upload-tus.js), the one place that speaks the upload protocol; every message comes from
+// upload-words.js. This file keeps the page's state: the token's, and each file's.
 (function () {
   "use strict";
 
   var form = document.getElementById("upload-form");
-  if (!form) { return; }
+  if (!form || !window.UploadPage) { return; }
+  var words = window.UploadPage.words;
+  var tus = window.UploadPage.tus;
+  var formatSize = words.formatSize;
+  var loadEntry = tus.loadEntry;
   var CHECK_URL = form.getAttribute("data-check-url");
-  var UPLOAD_URL = form.getAttribute("data-upload-url");
   var MAX_SIZE = Number(form.getAttribute("data-max-size"));
-  var MAX_SIZE_TEXT = form.getAttribute("data-max-size-text");
-  // Abort when nothing has moved for this long, including while the server stores a large
-  // file after the last byte was sent (the console client's default too).
-  var STALL_MS = 600 * 1000;
-  var NOT_COMPLETED = "The upload did not complete — check your connection and try again.";
 
   var tokenInput = document.getElementById("token");
   var tokenStatus = document.getElementById("token-status");
@@ -31,28 +29,11 @@
   var items = [];        // {file, element, state}, in the order they were added
   var current = null;    // {item, cancel} of the upload in progress
   var cancelled = false;
-
-  // --- formatting ------------------------------------------------------------------------
-
-  function formatSize(bytes) {
-    var units = ["B", "kB", "MB", "GB", "TB"];
-    var size = bytes;
-    var unit = 0;
-    while (Math.abs(size) >= 1000 && unit < units.length - 1) { size /= 1000; unit += 1; }
-    return unit === 0 ? size + " B" : size.toFixed(1) + " " + units[unit];
-  }
-
-  function formatDuration(seconds) {
-    seconds = Math.max(0, Math.round(seconds));
-    if (seconds < 60) { return seconds + " s"; }
-    var minutes = Math.floor(seconds / 60);
-    if (minutes < 60) { return minutes + " min " + (seconds % 60) + " s"; }
-    return Math.floor(minutes / 60) + " h " + (minutes % 60) + " min";
-  }
-
-  function plural(count, word) {
-    return count + " " + word + (count === 1 ? "" : "s");
-  }
+  // What the last token check found, one of: "empty", "checking", "ready" (a new upload is
+  // possible), "resumable" (only stopped uploads can be finished), "refused", "unchecked"
+  // (no answer: Upload stays possible, as every file is checked again first).
+  var tokenCheck = { kind: "empty", state: null };
+  var checks = 0;        // the number of the latest check: an older answer is ignored
 
   // --- the token -------------------------------------------------------------------------
 
@@ -61,53 +42,97 @@
     return (params.get("token") || "").trim();
   }
 
+  // One message at a time: each state replaces the one before.
   function showTokenState(kind, text) {
-    tokenStatus.className = "mt-2 alert alert-" + kind + " py-2 mb-0";
+    tokenStatus.className = text ? "mt-2 alert alert-" + kind + " py-2 mb-0" : "mt-2";
     tokenStatus.textContent = text;
   }
 
-  // Resolves to the token's state ({valid, ticket, attempts, expires_at, detail}) or null.
+  // Resolves to the token's state (the API's answer, with `kind`) or null without one.
   function checkToken() {
-    var token = tokenInput.value.trim();
+    var value = tokenInput.value.trim();
+    var number = checks += 1;
     // The console commands on the page carry the same token.
     document.querySelectorAll(".token-slot").forEach(function (slot) {
-      slot.textContent = token || "TOKEN";
+      slot.textContent = value || "TOKEN";
     });
-    if (!token) {
-      tokenStatus.className = "mt-2";
-      tokenStatus.textContent = "";
+    if (!value) {
+      tokenCheck = { kind: "empty", state: null };
+      showTokenState("", "");
+      judgeItems();
       return Promise.resolve(null);
     }
-    return fetch(CHECK_URL + encodeURIComponent(token), {
+    tokenCheck = { kind: "checking", state: null };
+    showTokenState("secondary", "Checking the token …");
+    updateButtons();
+    return fetch(CHECK_URL + encodeURIComponent(value), {
       cache: "no-store", headers: { "Accept": "application/json" },
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (body) {
-        if (response.status === 404) {
-          return { valid: false, detail: body.detail || "upload token is not valid" };
-        }
-        if (!response.ok) {
-          throw new Error(body.detail || "HTTP " + response.status);
-        }
-        return body;
+        return { judged: words.judgeToken(response.status, body,
+          response.headers.get("Retry-After"), sending()),
+          body: response.status === 200 ? body : null };
       });
-    }).then(function (state) {
-      if (state.valid) {
-        var expiry = state.expires_at
-          ? "valid until " + new Date(state.expires_at).toLocaleString(undefined,
-            { dateStyle: "medium", timeStyle: "short" })
-          : "does not expire";
-        showTokenState("success", "Ticket " + state.ticket + ": "
-          + plural(state.attempts, "upload attempt") + " left, " + expiry + ".");
-      } else {
-        showTokenState("danger", "This token cannot be used: " + state.detail
-          + ". Ask support for a new upload link.");
-      }
-      return state;
-    }, function (error) {
-      showTokenState("warning", "Could not check the token (" + error.message
-        + "). Check your connection and try again.");
-      return null;
+    }, function () {
+      return { judged: words.judgeToken(0, null), body: null };
+    }).then(function (answer) {
+      if (number !== checks) { return tokenCheck.state; }  // a newer check is under way
+      tokenCheck = { kind: answer.judged.kind, state: answer.body };
+      showTokenState(answer.judged.alert, answer.judged.text);
+      judgeItems();
+      return tokenCheck.state;
     });
+  }
+
+  function sending() {
+    return current && current.item.file;
+  }
+
+  // Whether this token may send the file now: any file while it can start uploads, or
+  // only the files this browser had started once it can just finish stopped ones.
+  function canSend(item) {
+    // Without a token Upload stays on, to say that one is needed (start()).
+    if (["ready", "unchecked", "empty"].indexOf(tokenCheck.kind) >= 0) { return true; }
+    return tokenCheck.kind === "resumable"
+      && Boolean(loadEntry(item.file, tokenInput.value.trim()));
+  }
+
+  function stoppedUploadOf(file) {
+    var uploads = (tokenCheck.state && tokenCheck.state.resumable) || [];
+    return uploads.find(function (upload) {
+      return upload.name === file.name && upload.size === file.size;
+    });
+  }
+
+  // After each check: a file the token cannot send says why, once the token is known to
+  // allow only finishing stopped uploads; it is ready again when the token allows it.
+  function judgeItems() {
+    items.forEach(function (item) {
+      if (item.state !== "ready" && item.state !== "blocked") { return; }
+      if (tokenCheck.kind !== "resumable" || canSend(item)) {
+        if (item.state === "blocked") { setResult(item, "body", ""); }
+        setState(item, "ready");
+        setProgress(item, 0, readyText(item));
+        return;
+      }
+      setState(item, "blocked");
+      setProgress(item, 0, "Not sent");
+      setResult(item, "danger", words.blockedText(item.file.name,
+        Boolean(stoppedUploadOf(item.file))));
+    });
+    updateButtons();
+  }
+
+  function readyText(item) {
+    var entry = loadEntry(item.file, tokenInput.value.trim());
+    var stopped = stoppedUploadOf(item.file);
+    if (!entry) {
+      // Its stopped upload was started elsewhere: this one starts afresh (a new attempt).
+      return stopped ? "Ready to upload: starts afresh, as this browser has no record of the "
+        + "stopped upload" : "Ready to upload";
+    }
+    return stopped ? "Ready to upload: continues the upload stopped at " + words.stoppedAt(stopped)
+      : "Ready to upload: continues an earlier upload of this file";
   }
 
   // --- the list of files -----------------------------------------------------------------
@@ -158,18 +183,17 @@
       items.push(item);
       list.appendChild(element);
       setState(item, "ready");
-      setProgress(item, 0, loadEntry(file, tokenInput.value.trim())
-        ? "Ready to upload: continues an earlier upload of this file" : "Ready to upload");
+      setProgress(item, 0, readyText(item));
       // Refused here already: a file the server would refuse is not sent at all.
       if (file.size === 0) {
         setState(item, "refused");
         setResult(item, "danger", "This file is empty.");
       } else if (MAX_SIZE && file.size > MAX_SIZE) {
         setState(item, "refused");
-        setResult(item, "danger", "This file is larger than the largest upload accepted ("
-          + MAX_SIZE_TEXT + "). Split it, or ask support for another way.");
+        setResult(item, "danger", words.tooLargeText(MAX_SIZE));
       }
     });
+    judgeItems();
   }
 
   function remove(item) {
@@ -182,343 +206,25 @@
     setResult(item, "body", "");
     item.allSent = false;
     setState(item, "ready");
-    setProgress(item, 0, "Ready to upload");
+    setProgress(item, 0, readyText(item));
     if (!current) { start(); }
   }
 
+  // Upload only when a file is ready and the token, as last checked, may send it.
   function updateButtons() {
-    var ready = items.some(function (item) { return item.state === "ready"; });
-    startButton.disabled = Boolean(current) || !ready;
+    var ready = items.some(function (item) { return item.state === "ready" && canSend(item); });
+    startButton.disabled = Boolean(current) || !ready || tokenCheck.kind === "checking";
     cancelButton.hidden = !current;
     // One token for the whole run: it cannot be changed half-way.
     tokenInput.readOnly = Boolean(current);
-    checkButton.disabled = Boolean(current);
-  }
-
-  // --- resumable uploads (tus 1.0.0) ----------------------------------------------------
-
-  var TUS_VERSION = "1.0.0";
-  var DEFAULT_CHUNK = 8 * 1024 * 1024;
-  // Waits before asking the server again after a dropped chunk (ms); the budget starts
-  // afresh after every chunk that got through.
-  var DEFAULT_DELAYS = "1000 2000 4000 8000 16000 30000";
-  var STORE_PREFIX = "collector.upload.";
-  var STORE_MS = 8 * 24 * 3600 * 1000;  // the server keeps an unfinished upload 7 days
-
-  // The key of a file in localStorage: a hash of token, name, size and date, so the token
-  // itself is not written down; the entry repeats name, size and date to rule out a clash.
-  function fingerprint(file, token) {
-    var text = [token, file.name, file.size, file.lastModified].join("\n");
-    var one = 0x811c9dc5;
-    var two = 0x01000193;
-    for (var i = 0; i < text.length; i += 1) {
-      one = Math.imul(one ^ text.charCodeAt(i), 0x01000193) >>> 0;
-      two = Math.imul(two ^ text.charCodeAt(i), 0x5bd1e995) >>> 0;
-    }
-    return STORE_PREFIX + one.toString(16) + two.toString(16);
-  }
-
-  function storage() {
-    try { return window.localStorage; } catch (e) { return null; }  // disabled by the user
-  }
-
-  function loadEntry(file, token) {
-    var store = storage();
-    var entry = null;
-    try { entry = store && JSON.parse(store.getItem(fingerprint(file, token)) || "null"); }
-    catch (e) { entry = null; }
-    if (entry && entry.url && entry.name === file.name && entry.size === file.size
-        && entry.lastModified === file.lastModified) { return entry; }
-    return null;
-  }
-
-  function saveEntry(file, token, url) {
-    var store = storage();
-    try {
-      if (store) {
-        store.setItem(fingerprint(file, token), JSON.stringify({
-          url: url, name: file.name, size: file.size, lastModified: file.lastModified,
-          saved: Date.now() }));
-      }
-    } catch (e) { /* full or disabled: the upload still runs, it only cannot resume */ }
-  }
-
-  function dropEntry(file, token) {
-    var store = storage();
-    try { if (store) { store.removeItem(fingerprint(file, token)); } } catch (e) { /* gone */ }
-  }
-
-  // Entries older than the server keeps an unfinished upload are of no use any more.
-  function pruneEntries() {
-    var store = storage();
-    if (!store) { return; }
-    try {
-      for (var i = store.length - 1; i >= 0; i -= 1) {
-        var key = store.key(i);
-        if (key && key.indexOf(STORE_PREFIX) === 0) {
-          var entry = null;
-          try { entry = JSON.parse(store.getItem(key)); } catch (e) { entry = null; }
-          if (!entry || !(Date.now() - entry.saved < STORE_MS)) { store.removeItem(key); }
-        }
-      }
-    } catch (e) { /* storage refused: nothing to prune */ }
-  }
-
-  function base64(text) {
-    var bytes = new TextEncoder().encode(text);
-    var binary = "";
-    for (var i = 0; i < bytes.length; i += 1) { binary += String.fromCharCode(bytes[i]); }
-    return window.btoa(binary);
-  }
-
-  function metadata(file) {
-    var pairs = ["filename " + base64(file.name)];
-    if (file.type) { pairs.push("filetype " + base64(file.type)); }
-    return pairs.join(",");
-  }
-
-  // Sends one file over tus; the only function that knows the protocol. `on` has
-  // progress(sentBytes), resumed(offset), retrying(seconds) and done(outcome), called once,
-  // where outcome is {status, body} for an answer of the server (200 with the receipt when
-  // stored) or {failure: "network" | "timeout" | "cancelled"} when there was none; with
-  // `resumable` when a Retry can continue the upload. Returns a function that cancels.
-  function sendFile(file, token, on) {
-    var chunkSize = Number(form.getAttribute("data-chunk-size")) || DEFAULT_CHUNK;
-    var delays = (form.getAttribute("data-retry-delays") || DEFAULT_DELAYS).trim()
-      .split(/\s+/).map(Number);
-    var url = null;         // the upload's address, once created (or found again)
-    var offset = 0;         // what the server has
-    var failures = 0;       // retries since the last chunk that got through
-    var restarted = false;  // a 404/410 starts a new upload once
-    var xhr = null;
-    var timer = null;
-    var finished = false;
-    var cancelled = false;
-    var lastMove = Date.now();
-    var stalled = false;
-    var watchdog = window.setInterval(function () {
-      if (xhr && Date.now() - lastMove > STALL_MS) { stalled = true; xhr.abort(); }
-    }, 5000);
-
-    function finish(outcome) {
-      if (finished) { return; }
-      finished = true;
-      window.clearInterval(watchdog);
-      window.clearTimeout(timer);
-      on.done(outcome);
-    }
-
-    // One request; then(status, request, body) with status 0 when there was no answer.
-    function call(method, target, headers, body, then) {
-      var request = new XMLHttpRequest();
-      xhr = request;
-      lastMove = Date.now();
-      stalled = false;
-      request.open(method, target);
-      request.setRequestHeader("Tus-Resumable", TUS_VERSION);
-      request.setRequestHeader("Upload-Token", token);
-      request.setRequestHeader("Accept", "application/json");
-      Object.keys(headers).forEach(function (name) {
-        request.setRequestHeader(name, headers[name]);
-      });
-      if (body) {
-        var base = offset;
-        request.upload.onprogress = function (event) {
-          lastMove = Date.now();
-          on.progress(Math.min(file.size, base + event.loaded));
-        };
-      }
-      function settle(answered) {
-        if (xhr !== request || cancelled) { return; }  // cancelled meanwhile
-        xhr = null;
-        var parsed = {};
-        if (answered && request.responseText) {
-          try { parsed = JSON.parse(request.responseText); } catch (e) { /* a proxy's page */ }
-        }
-        then(answered ? request.status : 0, request, parsed);
-      }
-      request.onload = function () { settle(true); };
-      request.onerror = function () { settle(false); };
-      request.onabort = function () { settle(false); };
-      request.ontimeout = function () { settle(false); };
-      request.send(body || null);
-    }
-
-    function answer(status, body) {
-      return status ? { status: status, body: body, resumable: Boolean(url) }
-        : { failure: stalled ? "timeout" : "network", resumable: Boolean(url) };
-    }
-
-    // No answer, a conflict or a server error: wait, then ask the server where it stands.
-    function later(status, body, then) {
-      if (failures >= delays.length) { finish(answer(status, body)); return; }
-      var delay = delays[failures];
-      failures += 1;
-      on.retrying(delay / 1000);
-      timer = window.setTimeout(then || locate, delay);
-    }
-
-    function retriable(status) {
-      return status === 0 || status === 409 || (status >= 500 && status !== 507);
-    }
-
-    function restart(status, body) {
-      dropEntry(file, token);
-      url = null;
-      if (restarted) { finish(answer(status, body)); return; }
-      restarted = true;
-      create();
-    }
-
-    function create() {
-      offset = 0;
-      call("POST", UPLOAD_URL, {
-        "Upload-Length": String(file.size),
-        "Upload-Metadata": metadata(file),
-      }, null, function (status, request, body) {
-        var location = status === 201 && request.getResponseHeader("Location");
-        if (!location) {
-          // Not retried: a creation whose answer was lost may have reserved an attempt.
-          finish(answer(status === 201 ? 502 : status, body));
-          return;
-        }
-        url = new URL(location, UPLOAD_URL).href;
-        saveEntry(file, token, url);
-        offset = Number(request.getResponseHeader("Upload-Offset")) || 0;
-        patch();
-      });
-    }
-
-    // HEAD: the server's offset, then go on from there.
-    function locate(first) {
-      call("HEAD", url, {}, null, function (status, request) {
-        var length = Number(request.getResponseHeader("Upload-Length"));
-        var known = Number(request.getResponseHeader("Upload-Offset"));
-        if (status === 200 && length === file.size && known >= 0 && known <= file.size) {
-          var archive = request.getResponseHeader("Upload-Archive-Id");
-          offset = known;
-          if (archive) {  // stored already; only the answer to the last chunk was lost
-            dropEntry(file, token);
-            finish({ status: 200, earlier: true, body: { id: Number(archive) } });
-            return;
-          }
-          if (first) { on.resumed(offset); }
-          on.progress(offset);
-          patch();
-        } else if (first && status !== 0 && !retriable(status)) {
-          // The stored upload is gone (expired, finished, another ticket): a new one.
-          dropEntry(file, token);
-          url = null;
-          create();
-        } else if (status === 404 || status === 410 || status === 200) {
-          restart(status, {});  // gone, or not this file's upload any more
-        } else if (retriable(status)) {
-          later(status, {}, function () { locate(first); });
-        } else {
-          finish({ status: status, body: { detail: "the server refused to continue this "
-            + "upload" }, resumable: true });
-        }
-      });
-    }
-
-    function patch() {
-      var end = Math.min(offset + chunkSize, file.size);
-      call("PATCH", url, {
-        "Content-Type": "application/offset+octet-stream",
-        "Upload-Offset": String(offset),
-      }, file.slice(offset, end), function (status, request, body) {
-        var moved = Number(request.getResponseHeader("Upload-Offset"));
-        if (status === 204 && moved > offset && moved <= file.size) {
-          offset = moved;
-          failures = 0;
-          on.progress(offset);
-          patch();
-        } else if (status === 200) {
-          dropEntry(file, token);
-          body.id = body.id || Number(request.getResponseHeader("Upload-Archive-Id"));
-          finish({ status: 200, body: body });
-        } else if (status === 460) {
-          later(status, body, patch);  // the chunk arrived damaged: the same chunk again
-        } else if (status === 404 || status === 410) {
-          restart(status, body);
-        } else if (retriable(status) || status === 204) {
-          later(status, body);
-        } else {
-          finish(answer(status, body));
-        }
-      });
-    }
-
-    var entry = loadEntry(file, token);
-    if (entry) {
-      url = entry.url;
-      locate(true);
-    } else {
-      create();
-    }
-
-    return function cancel() {
-      if (finished || cancelled) { return; }
-      cancelled = true;
-      window.clearTimeout(timer);
-      var request = xhr;
-      xhr = null;
-      if (request) { request.abort(); }
-      if (!url) { finish({ failure: "cancelled", terminated: false }); return; }
-      // Termination: the server forgets the bytes and gives the attempt back.
-      dropEntry(file, token);
-      var terminate = new XMLHttpRequest();
-      terminate.open("DELETE", url);
-      terminate.setRequestHeader("Tus-Resumable", TUS_VERSION);
-      terminate.setRequestHeader("Upload-Token", token);
-      terminate.onload = function () {
-        finish({ failure: "cancelled", terminated: terminate.status === 204 });
-      };
-      terminate.onerror = function () { finish({ failure: "cancelled", terminated: false }); };
-      terminate.send();
-    };
+    checkButton.disabled = Boolean(current) || tokenCheck.kind === "checking";
   }
 
   // --- the queue -------------------------------------------------------------------------
 
-  function progressText(sent, total, started, samples) {
-    var now = Date.now();
-    samples.push([now, sent]);
-    // Speed over the last few seconds: a flaky link's speed changes, and so does time left.
-    while (samples.length > 2 && now - samples[0][0] > 5000) { samples.shift(); }
-    var first = samples[0];
-    var seconds = (now - first[0]) / 1000;
-    var speed = seconds > 0.2 ? (sent - first[1]) / seconds : 0;
-    var percent = total ? Math.floor(100 * sent / total) : 0;
-    var text = percent + " %";
-    if (sent >= total) {
-      return [100, "100 % sent in " + formatDuration((now - started) / 1000)
-        + "; the server is storing and checking the file …"];
-    }
-    if (speed > 0) {
-      text += " · " + formatSize(speed) + "/s · " + formatDuration((total - sent) / speed)
-        + " left";
-    }
-    return [percent, text];
-  }
-
-  function receiptTime(iso) {
-    var date = new Date(iso);
-    return isNaN(date.getTime()) ? String(iso || "")
-      : date.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
-  }
-
-  // What the customer keeps: the server's answer to the last chunk, shown and copyable.
+  // What the customer keeps: the upload's receipt, shown and copyable.
   function showReceipt(item, body) {
-    var rows = [
-      ["Ticket", body.ticket],
-      ["File", body.name],
-      ["Size", body.size === undefined ? undefined
-        : formatSize(body.size) + " (" + body.size + " bytes)"],
-      ["SHA-256", body.sha256],
-      ["Stored", body.time_create && receiptTime(body.time_create)],
-      ["Archive ID", body.id],
-    ].filter(function (row) { return row[1] !== undefined && row[1] !== null && row[1] !== ""; });
+    var rows = words.receiptRows(body);
     var receipt = part(item, "upload-receipt");
     var list = receipt.querySelector("dl");
     list.textContent = "";
@@ -563,13 +269,7 @@
     if (outcome.status === 200 || outcome.status === 201) {
       setState(item, "done");
       setProgress(item, 100, "100 %");
-      if (outcome.earlier) {
-        setResult(item, "success", "Already stored by an earlier upload of this file "
-          + "(archive " + body.id + ").");
-      } else {
-        setResult(item, "success", "Uploaded: " + formatSize(body.size) + " (" + body.size
-          + " bytes), sha256 " + body.sha256);
-      }
+      setResult(item, "success", words.storedText(body, outcome.earlier));
       part(item, "upload-result").setAttribute("data-sha256", body.sha256 || "");
       showReceipt(item, body);
       return;
@@ -578,29 +278,15 @@
       ? "Stopped at " + item.percent + " %" : "";
     if (outcome.failure === "cancelled") {
       setState(item, "cancelled");
-      if (item.allSent) {
-        setResult(item, "warning",
-          "Cancelled after the whole file was sent: the server may still store it.");
-      } else if (outcome.terminated) {
-        setResult(item, "warning", "Cancelled: the partly sent file was removed from the "
-          + "server and the upload attempt was given back.");
-      } else {
-        setResult(item, "warning", "Cancelled: the file was not stored and no attempt was used.");
-      }
+      setResult(item, "warning", words.cancelledText(item.allSent, outcome.terminated));
     } else if (outcome.failure) {
       setState(item, "failed");
-      setResult(item, "danger", outcome.resumable ? NOT_COMPLETED + " Retry continues where "
-        + "it stopped." : NOT_COMPLETED);
-    } else if ((body.detail && outcome.status < 500) || outcome.status === 507) {
-      // 401, 403, 413, 423, 507 …: the server says why, in the words the console client uses.
-      setState(item, "refused");
-      setResult(item, "danger", "The server refused the upload (HTTP " + outcome.status + "): "
-        + (body.detail || "no reason given") + ".");
+      setResult(item, "danger", outcome.resumable
+        ? words.NOT_COMPLETED + " Retry continues where it stopped." : words.NOT_COMPLETED);
     } else {
-      setState(item, "failed");
-      setResult(item, "danger", "The server could not store the file (HTTP " + outcome.status
-        + (body.detail ? ": " + body.detail : "") + "). Try again in a few minutes; if it "
-        + "keeps failing, tell support.");
+      var refusal = words.refusalOf(outcome, MAX_SIZE);
+      setState(item, refusal.again ? "failed" : "refused");
+      setResult(item, "danger", refusal.text);
     }
   }
 
@@ -613,26 +299,23 @@
   // The token is checked again before every file: a token used up or closed meanwhile
   // must not cost a long upload only to be refused at its end.
   function next() {
-    var item = items.find(function (candidate) { return candidate.state === "ready"; });
+    var item = items.find(function (candidate) {
+      return candidate.state === "ready" && canSend(candidate);
+    });
     if (!item || cancelled) { finishQueue(true); return; }
     current = { item: item, cancel: function () { /* nothing is sent yet */ } };
     setState(item, "uploading");
-    setProgress(item, 0, "Checking the token …");
-    checkToken().then(function (state) {
-      if (cancelled) {
+    setProgress(item, 0, "Waiting");
+    checkToken().then(function () {
+      if (cancelled || !canSend(item)) {
+        // Cancelled, or the token refused meanwhile: the message above says why, once.
         setState(item, "ready");
-        setProgress(item, 0, "Ready to upload");
-        finishQueue(false);
-      } else if (!state) {
-        showOutcome(item, { failure: "network" });
-        finishQueue(false);
-      } else if (!state.valid && !loadEntry(item.file, tokenInput.value.trim())) {
-        setState(item, "refused");
-        setResult(item, "danger", "Not sent: this token cannot be used: " + state.detail + ".");
+        current = null;
+        judgeItems();
+        if (item.state === "ready" && !cancelled) { setProgress(item, 0, "Not sent"); }
         finishQueue(false);
       } else {
-        // A token without attempts left can still finish an upload it already started;
-        // the server decides.
+        // A token without attempts left can still finish an upload it already started.
         send(item);
       }
     });
@@ -643,10 +326,14 @@
     var samples = [];
     var total = item.file.size;
     setProgress(item, 0, "Starting …");
-    current.cancel = sendFile(item.file, tokenInput.value.trim(), {
+    current.cancel = tus.sendFile(item.file, tokenInput.value.trim(), {
+      uploadUrl: form.getAttribute("data-upload-url"),
+      chunkSize: form.getAttribute("data-chunk-size"),
+      retryDelays: form.getAttribute("data-retry-delays"),
+    }, {
       progress: function (sent) {
         item.allSent = sent >= total;
-        var progress = progressText(sent, total, started, samples);
+        var progress = words.progressText(sent, total, started, samples);
         setProgress(item, progress[0], progress[1]);
       },
       resumed: function (offset) {
@@ -660,7 +347,7 @@
       retrying: function (seconds) {
         samples.length = 0;
         part(item, "upload-progress").textContent = "At " + item.percent + " %: the upload was "
-          + "interrupted, trying again in " + formatDuration(seconds) + " …";
+          + "interrupted, trying again in " + words.formatDuration(seconds) + " …";
       },
       done: function (outcome) {
         showOutcome(item, outcome);
@@ -725,6 +412,10 @@
     if (token) { tokenInput.value = token; checkToken(); }
   });
   tokenInput.value = tokenFromFragment() || tokenInput.value;
-  pruneEntries();
+  // The limit in the same units as every other size on the page.
+  document.querySelectorAll(".max-size").forEach(function (element) {
+    element.textContent = formatSize(MAX_SIZE);
+  });
+  tus.pruneEntries();
   checkToken();
 }());

@@ -200,6 +200,7 @@ EXPECTED = {
     ("POST", "/api/v1/tickets/{number}/token/"):     "401 404 401 401 401 401 200 200 404 200 200",
     ("POST", "/api/v1/uploads/"):                    "401 201 423 423 403 423 401 401 401 401 401",
     ("OPTIONS", "/api/v1/uploads/"):                 "204 204 204 204 204 204 204 204 204 204 204",
+    ("GET", "/api/v1/uploads/{id}/"):                "401 404 423 404 403 423 401 401 401 401 401",
     ("HEAD", "/api/v1/uploads/{id}/"):               "401 404 423 404 403 423 401 401 401 401 401",
     ("PATCH", "/api/v1/uploads/{id}/"):              "401 404 423 404 403 423 401 401 401 401 401",
     ("DELETE", "/api/v1/uploads/{id}/"):             "401 404 423 404 403 423 401 401 401 401 401",
@@ -534,6 +535,7 @@ REQUESTS = {
     ("POST", "/api/v1/uploads/"): lambda w: Req("/api/v1/uploads/", body=b"", headers={
         "Tus-Resumable": "1.0.0", "Upload-Length": "5"}),
     ("OPTIONS", "/api/v1/uploads/{id}/"): lambda w: Req(f"/api/v1/uploads/{w.tus_upload()}"),
+    ("GET", "/api/v1/uploads/{id}/"): lambda w: Req(f"/api/v1/uploads/{w.tus_upload()}"),
     ("HEAD", "/api/v1/uploads/{id}/"): lambda w: Req(f"/api/v1/uploads/{w.tus_upload()}",
                                                      headers={"Tus-Resumable": "1.0.0"}),
     ("PATCH", "/api/v1/uploads/{id}/"): lambda w: Req(

@@ -51,6 +51,26 @@ class Client:
     def head(self, url, status=200):
         return self.app.head(url, headers=self.headers(), status=status)
 
+    def finish(self, url, offset, body, **headers):
+        """The PATCH that completes the upload: 204 with no body and the receipt in
+        headers (tus 1.0.0), then the whole receipt from GET on the upload's URL."""
+        res = self.patch(url, offset, body, status=204, **headers)
+        return Finished(res, self.receipt(url))
+
+    def receipt(self, url, status=200):
+        return self.app.get(url, headers={"Upload-Token": self.token}, status=status)
+
+
+class Finished:
+    """A completing PATCH's answer, with the receipt its GET gave."""
+
+    def __init__(self, res, receipt):
+        assert res.body == b""
+        assert res.headers["Upload-Archive-Id"] == str(receipt.json["id"])
+        assert res.headers["Upload-Receipt-Sha256"] == receipt.json["sha256"]
+        assert res.headers["Upload-Receipt-Size"] == str(receipt.json["size"])
+        self.headers, self.json = res.headers, receipt.json
+
 
 @pytest.fixture
 def client(testapp, ticket):
@@ -99,7 +119,7 @@ def test_whole_upload_in_chunks_becomes_an_archive(client, dbsession, ticket, da
     assert head.headers["Upload-Length"] == str(len(body))
     assert head.headers["Cache-Control"] == "no-store"
     assert head.headers["Upload-Metadata"].startswith("filename ")
-    last = client.patch(path, 3 * step, body[3 * step:], status=200)
+    last = client.finish(path, 3 * step, body[3 * step:])
     assert last.headers["Upload-Offset"] == str(len(body))
     receipt = last.json
     assert last.headers["Upload-Archive-Id"] == str(receipt["id"])
@@ -122,7 +142,7 @@ def test_restart_in_the_middle_still_hashes_right(client, dbsession):
     client.patch(path, 0, body[:1000])
     client.patch(path, 1000, body[1000:1024 * 1024])
     tus.HASHES.clear()  # what a restart of the process loses
-    receipt = client.patch(path, 1024 * 1024, body[1024 * 1024:], status=200).json
+    receipt = client.finish(path, 1024 * 1024, body[1024 * 1024:]).json
     assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
     assert receipt["md5"] == hashlib.md5(body).hexdigest()
 
@@ -168,7 +188,7 @@ def test_s3_chunks_become_segments_and_the_archive_is_copied_from_them(
     s3_server.client().put_object(Bucket=s3_server.bucket, Key=tail,
                                   Body=body[2 * seg:2 * seg + 1024 * 1024] + b"garbage")
     tus.HASHES.clear()
-    receipt = client.patch(path, cuts[-2], body[cuts[-2]:], status=200).json
+    receipt = client.finish(path, cuts[-2], body[cuts[-2]:]).json
     assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
     assert receipt["md5"] == hashlib.md5(body).hexdigest()
     # Started from nothing at offset 0, read back after the cache was lost (twice);
@@ -190,7 +210,7 @@ def test_bytes_past_the_committed_offset_are_cut_off(client, dbsession, data_dir
         out.write(b"garbage of a request whose commit failed")
     tus.HASHES.clear()
     assert client.head(path).headers["Upload-Offset"] == "20000"
-    receipt = client.patch(path, 20000, body[20000:], status=200).json
+    receipt = client.finish(path, 20000, body[20000:]).json
     assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
 
 
@@ -200,7 +220,7 @@ def test_creation_with_upload(client, dbsession, ticket):
     res = client.create(len(body) * 2, body=body)
     assert res.headers["Upload-Offset"] == str(len(body))
     path = _path(res.headers["Location"])
-    done = client.patch(path, len(body), body, status=200)
+    done = client.finish(path, len(body), body)
     assert done.json["sha256"] == hashlib.sha256(body * 2).hexdigest()
     # and all at once: the 201 carries the receipt
     whole = client.create(5, body=b"12345")
@@ -215,7 +235,7 @@ def test_defer_length(client):
     path = _path(res.headers["Location"])
     assert client.head(path).headers["Upload-Defer-Length"] == "1"
     client.patch(path, 0, b"abc")
-    done = client.patch(path, 3, b"def", status=200, **{"Upload-Length": "6"})
+    done = client.finish(path, 3, b"def", **{"Upload-Length": "6"})
     assert done.json["sha256"] == hashlib.sha256(b"abcdef").hexdigest()
     client.create(status=400)  # neither length nor defer
 
@@ -232,7 +252,7 @@ def test_checksum(client):
     client.patch(path, 0, b"12345", status=400, **{"Upload-Checksum": f"crc32 {good}"})
     client.patch(path, 0, b"12345", **{"Upload-Checksum": f"sha1 {good}"})
     md5 = base64.b64encode(hashlib.md5(b"67890").digest()).decode()
-    done = client.patch(path, 5, b"67890", status=200, **{"Upload-Checksum": f"md5 {md5}"})
+    done = client.finish(path, 5, b"67890", **{"Upload-Checksum": f"md5 {md5}"})
     assert done.json["sha256"] == hashlib.sha256(b"1234567890").hexdigest()
 
 
@@ -276,7 +296,7 @@ def test_last_attempt_upload_continues(factory, testapp, dbsession):
     assert _attempts(dbsession, ticket) == 0
     client.create(6, status=423)  # no attempt left for another upload
     client.patch(path, 0, b"abc")  # but this one holds its attempt
-    client.patch(path, 3, b"def", status=200)
+    client.finish(path, 3, b"def")
 
 
 @on_both_storages
@@ -297,8 +317,8 @@ def test_method_override(client, testapp):
     path = _path(client.create(3).headers["Location"])
     res = testapp.post(path, b"abc", headers={**client.headers(), **CHUNK,
                                               "Upload-Offset": "0",
-                                              "X-HTTP-Method-Override": "PATCH"}, status=200)
-    assert res.json["size"] == 3
+                                              "X-HTTP-Method-Override": "PATCH"}, status=204)
+    assert res.headers["Upload-Receipt-Size"] == "3"
 
 
 def test_location_behind_a_proxy(client, testapp):
@@ -414,7 +434,7 @@ def test_purge_removes_expired_s3_uploads_and_orphan_segments(
     assert set(segments.keys()) == {kept_key}
     assert _attempts(dbsession, ticket) == 2
     client.head(expired, status=404)
-    assert client.patch(kept, 3, b"0123456", status=200).json["size"] == 10
+    assert client.finish(kept, 3, b"0123456").json["size"] == 10
 
 
 @pytest.mark.commits  # the command line opens the database itself
@@ -499,7 +519,7 @@ def test_s3_upload_locked_by_another_instance_is_409(client, dbsession, engine, 
     assert "another request" in res.json["detail"]
     assert client.head(path).headers["Upload-Offset"] == "0"
     client.patch(path, 0, b"abc")
-    assert client.patch(path, 3, b"def", status=200).json["sha256"] == \
+    assert client.finish(path, 3, b"def").json["sha256"] == \
         hashlib.sha256(b"abcdef").hexdigest()
 
 
@@ -509,9 +529,9 @@ def test_a_lost_last_answer_is_asked_again(client, dbsession, testapp, staff):
     gives the same receipt; more bytes, another offset or a deleted archive do not."""
     body = os.urandom(70_000)
     path = _path(client.create(len(body)).headers["Location"])
-    receipt = client.patch(path, 0, body, status=200).json
+    receipt = client.finish(path, 0, body).json
 
-    again = client.patch(path, len(body), b"", status=200)
+    again = client.finish(path, len(body), b"")
     assert again.json == receipt
     assert again.headers["Upload-Archive-Id"] == str(receipt["id"])
     assert again.headers["Upload-Offset"] == str(len(body))
@@ -521,6 +541,7 @@ def test_a_lost_last_answer_is_asked_again(client, dbsession, testapp, staff):
     testapp.delete(f"/api/v1/archives/{receipt['id']}/", headers=staff.headers, status=204)
     gone = client.patch(path, len(body), b"", status=410)
     assert "deleted" in gone.json["detail"]
+    assert "deleted" in client.receipt(path, status=410).json["detail"]
     dbsession.expire_all()
     assert dbsession.get(Archive, receipt["id"]) is None
 
@@ -552,7 +573,7 @@ def test_a_store_failure_at_the_last_chunk_keeps_the_upload_resumable(
     assert client.head(path).headers["Upload-Offset"] == str(5 * 1024 * 1024)
     assert stored.keys() == [] and stored.leftovers() == []
     assert dbsession.scalars(select(Archive)).all() == []
-    receipt = client.patch(path, 5 * 1024 * 1024, body[5 * 1024 * 1024:], status=200).json
+    receipt = client.finish(path, 5 * 1024 * 1024, body[5 * 1024 * 1024:]).json
     assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
     assert stored.read(dbsession.get(Archive, receipt["id"]).storage_key) == body
     assert list((data_dir / "uploads").iterdir()) == [] and stored.leftovers() == []
@@ -615,4 +636,4 @@ def test_failed_and_refused_requests_close_the_lock_descriptor(client, testapp, 
         client.patch(path, 3, b"def", status=500)
     monkeypatch.undo()
     assert _open_under(data_dir) == []
-    client.patch(path, 3, b"defghij", status=200)
+    client.finish(path, 3, b"defghij")

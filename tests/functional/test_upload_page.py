@@ -19,6 +19,9 @@ def test_page_is_public_and_under_the_csp(testapp):
     assert form["data-chunk-size"] == str(8 * 1024**2)
     assert form["data-check-url"] == "http://localhost/api/v1/check/token/"
     assert form["data-max-size"] == str(64 * 1024**2)
+    # The script writes the limit in the page's own (binary) units, from the byte count.
+    assert page.html.find(id="files-help").find(class_="max-size") is not None
+    assert not form.has_attr("data-max-size-text")
     assert page.html.find("label", attrs={"for": "token"}) is not None
     assert page.html.find("label", attrs={"for": "files"}) is not None
     assert "each file uses one upload attempt" in page.text
@@ -41,10 +44,18 @@ def test_page_does_not_echo_a_token_from_the_query(testapp):
 
 
 def test_assets_are_served(testapp):
-    script = testapp.get("/static/upload.js", status=200)
-    assert script.content_type in {"text/javascript", "application/javascript"}
-    assert "function sendFile(" in script.text
-    assert '"Tus-Resumable", TUS_VERSION' in script.text and "localStorage" in script.text
+    page = testapp.get("/upload")
+    # The words and the protocol first: the page's own script uses both.
+    sources = [script["src"] for script in page.html.find_all("script")]
+    mine = [src.rsplit("/", 1)[-1] for src in sources if "/static/upload" in src]
+    assert mine == ["upload-words.js", "upload-tus.js", "upload.js"]
+    for name in mine:
+        script = testapp.get(f"/static/{name}", status=200)
+        assert script.content_type in {"text/javascript", "application/javascript"}
+    tus = testapp.get("/static/upload-tus.js").text
+    assert "function sendFile(" in tus
+    assert '"Tus-Resumable", TUS_VERSION' in tus and "localStorage" in tus
+    assert "function refusalOf(" in testapp.get("/static/upload-words.js").text
     css = testapp.get("/static/app.css", status=200)
     assert ".drop-zone" in css.text
     testapp.get("/static/bootstrap/css/bootstrap.min.css", status=200)

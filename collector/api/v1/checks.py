@@ -3,6 +3,7 @@
 from cornice import Service
 
 from collector.api.v1 import error_handler, iso
+from collector.archives import services as archives
 from collector.archives.storage import alerts
 from collector.db import reachable
 from collector.errors import NotFound
@@ -47,16 +48,24 @@ def get_storage(request):
 
 @token.get()
 def get_token(request):
-    # Asked often (uploader.sh, the upload page): a short transaction of its own, no
+    # Asked often (uploader.sh, the upload page): short transactions of its own, no
     # session joined to the request's transaction (measured: 35 % of the request).
-    ticket = tickets.judged_token_state(request.registry["db_engine"],
-                                        request.matchdict["token"], request.remote_addr or "")
+    engine = request.registry["db_engine"]
+    ticket = tickets.judged_token_state(engine, request.matchdict["token"],
+                                        request.remote_addr or "")
     if ticket is None:
         raise NotFound("upload token is not valid")
     refusal = tickets.token_refusal(ticket)
     request.response.cache_control = "no-store"
+    # The fields of the original logs-collector first (its clients read them, and
+    # uploader.sh takes the first key of a name, so `resumable`'s own `expires_at` must come
+    # after the token's), then the uploads this token can still finish, whether or not it
+    # may start a new one.
     return {"token": ticket.token, "ticket": ticket.number, "attempts": ticket.attempts,
             "resolved": ticket.resolved,
             "expires_at": iso(ticket.expires_at), "valid": refusal is None,
             "reason": refusal.reason if refusal else None,
-            "detail": refusal.message if refusal else "token is valid"}
+            "detail": refusal.message if refusal else "token is valid",
+            "resumable": [{"name": row.filename, "size": row.length, "received": row.offset,
+                           "expires_at": iso(row.expires_at)}
+                          for row in archives.resumable_uploads(engine, ticket)]}

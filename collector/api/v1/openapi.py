@@ -244,6 +244,21 @@ SCHEMAS = {
         "reason": {"enum": ["ticket_resolved", "no_attempts", "token_expired", None],
                    "description": "Why not, as a stable code; null when valid"},
         "detail": {**STRING, "description": "Why not, or `token is valid`"},
+        "resumable": {"type": "array", "description": "Uploads of this ticket that can still "
+                      "be finished with this token (tus: resume them), most recently moved "
+                      "first; each holds the attempt it reserved, so they are listed even "
+                      "when `valid` is false for `no_attempts`. Empty once the ticket is "
+                      "resolved or the token expired. Partial (concatenation) uploads are "
+                      "not listed.",
+                      "items": returned({
+                          "name": {**STRING, "description": "The file name it was created "
+                                   "with (Upload-Metadata `filename`)"},
+                          "size": {"type": ["integer", "null"], "description": "Its "
+                                   "Upload-Length; null while the length is deferred"},
+                          "received": {**INTEGER, "description": "Bytes the server has "
+                                       "(its Upload-Offset)"},
+                          "expires_at": {**TIME, "description": "When the server forgets "
+                                         "it unless more bytes arrive"}})},
     }),
     "Index": returned({
         "service": STRING, "api": STRING, "openapi": STRING, "health": STRING,
@@ -490,6 +505,11 @@ TUS_STATE = {
 }
 ARCHIVE_ID_HEADER = {"Upload-Archive-Id": {
     "description": "The id of the archive the finished upload became", "schema": INTEGER}}
+RECEIPT_HEADERS = {
+    "Upload-Receipt-Sha256": {"description": "The archive's sha256 (hex)", "schema": STRING},
+    "Upload-Receipt-Md5": {"description": "The archive's md5 (hex)", "schema": STRING},
+    "Upload-Receipt-Size": {"description": "The archive's size in bytes", "schema": INTEGER},
+}
 TUS_ERRORS = {
     "409": answer("`Upload-Offset` differs from the upload's offset, or another request is "
                   "writing to it", ref("Error")),
@@ -531,6 +551,14 @@ _DISCOVERY = {204: answer(
                           "termination, checksum, expiration, concatenation"),
         ("Tus-Checksum-Algorithm", "sha1, md5, sha256"))})}
 
+def _receipt_errors(op):
+    op["responses"].update({
+        "409": answer("The upload is not finished (or is a partial upload)", ref("Error")),
+        "410": answer("The upload expired unfinished, or its archive was deleted",
+                      ref("Error"))})
+    return op
+
+
 TUS_OPERATIONS = {
     "api.uploads": {
         "options": operation(
@@ -545,7 +573,8 @@ TUS_OPERATIONS = {
             "createUpload", "Create a resumable upload (tus creation)",
             {201: answer("Created; `Location` is the upload's URL. No body, unless the body "
                          "sent completed the upload (or it was a final concatenation): "
-                         "then the receipt, as `appendChunk` answers it (JSON)",
+                         "then the receipt as JSON, as `getUploadReceipt` answers it, "
+                         "and its headers, as `appendChunk` gives them",
                          headers={**TUS_STATE, "Location": {"schema": {
                              **STRING, "format": "uri"}}})},
             (400, 401, 403, 413, 423, 429, 507), ("410", "412", "415", "460"),
@@ -576,14 +605,25 @@ TUS_OPERATIONS = {
                          headers={**TUS_STATE, "Cache-Control": {"schema": {
                              "const": "no-store"}}})},
             (400, 401, 403, 404, 423, 429), ("410", "412")),
+        "get": _receipt_errors(operation(
+            "getUploadReceipt", "The receipt of a finished upload (not a tus method)",
+            {200: answer("The archive the upload became", RECEIPT,
+                         {"Cache-Control": {"schema": {"const": "no-store"}}})},
+            (401, 403, 404, 423, 429), security=UPLOADER,
+            description="For the holder of the ticket's upload token, for as long as the "
+                        "upload is kept: until `collector purge` removes it after its "
+                        "`Upload-Expires`. No `Tus-Resumable` needed. 409 while the "
+                        "upload is unfinished (or a partial one), 410 once it expired or "
+                        "its archive was deleted.",
+            parameters=[ref("Upload-Token", "parameters")])),
         "patch": _tus(
             "appendChunk", "Append a chunk at `Upload-Offset` (tus core)",
-            {204: answer("Stored and fsynced", headers=TUS_STATE),
-             200: answer("The last chunk: the upload is now an archive. An empty PATCH at "
-                         "the end of a finished upload answers the receipt again (410 once "
-                         "the archive is deleted)",
-                         headers={**TUS_STATE, **ARCHIVE_ID_HEADER},
-                         content=json_content(RECEIPT))},
+            {204: answer("Stored and fsynced; no body, the last chunk's answer included. "
+                         "The chunk that completes the upload (and an empty PATCH at the "
+                         "end of a finished upload, for a client whose last answer was "
+                         "lost; 410 once the archive is deleted) adds the receipt's "
+                         "headers; `GET` on the upload gives the whole receipt",
+                         headers={**TUS_STATE, **ARCHIVE_ID_HEADER, **RECEIPT_HEADERS})},
             (400, 401, 403, 404, 413, 423, 429, 507), ("409", "410", "412", "415", "460"),
             description="403 on a final (concatenated) upload. A deferred length is given "
                         "with `Upload-Length` here. A resolved ticket refuses chunks (423).",
@@ -937,7 +977,7 @@ def _path_item(route, operations):
         item["parameters"] = [{"name": name, "in": "path", "required": True,
                                "schema": PATH_PARAMETERS[name]} for name in names]
     item.update(copy.deepcopy(operations))
-    if "get" in item:
+    if "get" in item and "head" not in item:  # tus's HEAD is an operation of its own
         item["head"] = _head(item["get"])
     return PREFIX + path, item
 

@@ -3,8 +3,10 @@
 ``POST /uploads/`` creates an upload (creation, creation-with-upload, defer-length,
 concatenation); ``HEAD``, ``PATCH`` and ``DELETE`` on ``/uploads/{id}`` ask its offset,
 append a chunk and terminate it; ``OPTIONS`` says what the server supports. Every request
-but OPTIONS needs ``Tus-Resumable: 1.0.0`` and the ticket's ``Upload-Token``. The answer to
-the chunk that completes the upload is 200 with ``Upload-Archive-Id`` and a JSON receipt.
+but OPTIONS needs ``Tus-Resumable: 1.0.0`` and the ticket's ``Upload-Token``. Every stored
+chunk is answered 204 with no body, as tus 1.0.0 requires, the one that completes the upload
+included: it adds the receipt as headers (``Upload-Archive-Id``, ``Upload-Receipt-*``), and
+``GET /uploads/{id}`` answers the whole receipt as JSON for as long as the upload is kept.
 """
 
 from cornice import Service
@@ -21,6 +23,10 @@ from collector.security import Permission
 from collector.tickets import services as tickets
 
 ARCHIVE_ID = "Upload-Archive-Id"
+# The receipt of a finished upload in headers, for the 204 that completes it (tus allows no
+# body there); the names are ours, prefixed as tus's own are.
+RECEIPT_HEADERS = {"Upload-Receipt-Sha256": "sha256", "Upload-Receipt-Md5": "md5",
+                   "Upload-Receipt-Size": "size"}
 uploads = Service(name="tus_uploads", pyramid_route="api.uploads",
                   description="tus 1.0.0: create a resumable upload",
                   error_handler=error_handler)
@@ -62,10 +68,12 @@ def _release_on_finish(request):
     return release
 
 
-def _upload_of(request, allow_expired=False):
+def _upload_of(request, allow_expired=False, tus_request=True):
     """The upload of the URL, for its own ticket's token only; another ticket's token gets
-    404 like an unknown id, so ids cannot be probed."""
-    _require_version(request)
+    404 like an unknown id, so ids cannot be probed. ``tus_request``: the method is one of
+    tus's, so the request must name the protocol version (GET is ours, not tus's)."""
+    if tus_request:
+        _require_version(request)
     ticket = tickets.check_upload_token(request.dbsession, request.headers.get("Upload-Token"),
                                         need_attempt=False,
                                         address=request.remote_addr or "")
@@ -103,9 +111,18 @@ def _state_headers(request, row):
         headers[ARCHIVE_ID] = str(row.archive_id)
 
 
+def _receipt_headers(request, archive):
+    headers = request.response.headers
+    headers[ARCHIVE_ID] = str(archive.id)
+    for name, field in RECEIPT_HEADERS.items():
+        value = getattr(archive, field)
+        if value is not None:
+            headers[name] = str(value)
+
+
 def _receipt(request, ticket, archive):
     """What the customer keeps and staff see: the same fields as the archive list."""
-    request.response.headers[ARCHIVE_ID] = str(archive.id)
+    _receipt_headers(request, archive)
     return {"id": archive.id, "ticket": ticket.number, "name": archive.name,
             "size": archive.size, "sha256": archive.sha256, "md5": archive.md5,
             "time_create": iso(archive.time_create),
@@ -196,7 +213,6 @@ def _created(request, row, ticket, archive):
     return _receipt(request, ticket, archive)
 
 
-@upload.decorator("HEAD")
 def head(request):
     row, _ = _upload_of(request)
     _state_headers(request, row)
@@ -225,23 +241,53 @@ def patch(request):
                          length=length, held=spool_credit(request))
     request.response.headers["Upload-Offset"] = str(row.offset)
     request.response.headers["Upload-Expires"] = tus.http_date(row.expires_at)
-    if archive is None:
-        return _empty(request, 204)
-    return _receipt(request, ticket, archive)
+    if archive is not None:
+        _receipt_headers(request, archive)
+    return _empty(request, 204)
 
 
-def _finished(request, row, ticket, offset):
-    """A PATCH on an upload that is already an archive. The answer to its last chunk may
-    have been lost on the way, so an empty PATCH at the end gives the receipt again."""
-    if offset != row.offset or request.content_length:
-        raise Conflict("the upload is complete; it takes no more bytes")
+def _archive_of(request, row):
     archive = None
     if row.archive_id is not None:
         archive = request.dbsession.get(Archive, row.archive_id)
     if archive is None:
         raise tus.Gone("the archive this upload became has been deleted")
+    return archive
+
+
+def _finished(request, row, ticket, offset):
+    """A PATCH on an upload that is already an archive. The answer to its last chunk may
+    have been lost on the way, so an empty PATCH at the end answers as that one did."""
+    if offset != row.offset or request.content_length:
+        raise Conflict("the upload is complete; it takes no more bytes")
+    archive = _archive_of(request, row)
     request.response.headers["Upload-Offset"] = str(row.offset)
-    return _receipt(request, ticket, archive)
+    _receipt_headers(request, archive)
+    return _empty(request, 204)
+
+
+# cornice (and Pyramid) register a GET view for HEAD too, and HEAD is tus's: one view
+# answers both, by method.
+@upload.get()
+def state_or_receipt(request):
+    return head(request) if request.method == "HEAD" else receipt(request)
+
+
+def receipt(request):
+    """The receipt of a finished upload, as JSON, for its token's holder (tus's 204 to the
+    last chunk has no body). Not a tus method, so no ``Tus-Resumable`` is needed."""
+    row, ticket = _upload_of(request, allow_expired=True, tus_request=False)
+    request.response.headers["Cache-Control"] = "no-store"
+    if row.concat == "partial":
+        raise Conflict("a partial upload has no receipt: the final upload that joins it "
+                       "becomes the archive")
+    if row.finished_at is None:
+        if tus.is_expired(row):
+            raise tus.Gone("this upload has expired; start a new one")
+        of = f" of {row.length}" if row.length is not None else ""
+        raise Conflict(f"the upload is not complete: {row.offset}{of} bytes received; "
+                       "resume it (HEAD gives its offset)")
+    return _receipt(request, ticket, _archive_of(request, row))
 
 
 @upload.delete()
