@@ -44,17 +44,18 @@ def test_the_explorer_keeps_the_sites_policy(testapp, docs, staff):
 def test_no_inline_script_style_or_outside_url(docs):
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", docs.text)
     assert " style=" not in docs.text and "<style" not in docs.text
-    # Every URL the page names is this site's.
+    # Every URL the page names is this site's (or a place in the page: the skip link).
     urls = re.findall(r'(?:src|href|data-openapi-url)="([^"]+)"', docs.text)
     assert len(urls) >= 6
-    assert all(url.startswith("http://localhost/") for url in urls), urls
+    assert all(url.startswith(("http://localhost/", "#")) for url in urls), urls
+    assert [url for url in urls if url.startswith("#")] == ["#main"]
     assert "//" not in re.sub(r"https?://localhost/", "", docs.text)
 
 
 def test_every_asset_the_page_links_is_served(testapp, docs):
     kinds = {".js": "javascript", ".css": "text/css", ".svg": "image/svg+xml"}
     links = re.findall(r'(?:src|href)="http://localhost(/static/[^"]+)"', docs.text)
-    assert len(links) == 5  # Swagger UI's two, ours two, and the favicon
+    assert len(links) == 5  # Swagger UI's script and styles, ours, and the site's icon
     for link in links:
         asset = testapp.get(link, status=200)
         assert kinds[link[link.rindex("."):]] in asset.content_type
