@@ -1,25 +1,17 @@
 """axe-core for the every-page check: installed from npm, once, into the gitignored ``var/``,
 and run inside a page without loosening its Content-Security-Policy.
 
-The install follows the ``tus_js`` fixture of tests/interop/test_tus_js.py: one directory
-per pinned version, made beside its final place and renamed, reused while it exists.
-Without ``npm`` the caller is told why (the test skips, or fails with ``REQUIRE_NODE=1``).
+Installed as tus-js-client is (tests/interop/npm_package.py). Without ``npm`` the caller is
+told why (the test skips, or fails with ``REQUIRE_NODE=1``).
 
 The site's CSP (``script-src 'self'``) refuses inline scripts and eval, so axe is neither a
 ``<script>`` tag nor eval'd by the page: its source is one DevTools ``Runtime.evaluate``
 (``page.evaluate`` of the text), which the page's CSP does not govern.
 """
 
-import json
-import os
-import pathlib
-import shutil
-import subprocess
-import tempfile
+from npm_package import NpmUnavailable, npm_package
 
 AXE_VERSION = "4.10.3"
-REPO = pathlib.Path(__file__).resolve().parents[2]
-PREFIX = REPO / "var" / "axe" / f"axe-core-{AXE_VERSION}"
 IMPACTS = ("critical", "serious", "moderate", "minor")
 FAILING_IMPACTS = ("critical", "serious")
 
@@ -27,44 +19,14 @@ FAILING_IMPACTS = ("critical", "serious")
 COLOUR_RULES = ["color-contrast", "link-in-text-block"]
 
 
-class AxeUnavailable(Exception):
-    """npm is missing or the install failed; the message says which."""
-
-
-def _installed_version(prefix):
-    try:
-        manifest = prefix / "node_modules" / "axe-core" / "package.json"
-        return json.loads(manifest.read_text())["version"]
-    except (OSError, ValueError, KeyError):
-        return None
+# Raised when npm is missing or the install failed; the message says which.
+AxeUnavailable = NpmUnavailable
 
 
 def axe_source():
     """The text of axe.min.js of the pinned version, installing it first if needed."""
-    if _installed_version(PREFIX) != AXE_VERSION:
-        npm = shutil.which("npm")
-        if npm is None:
-            raise AxeUnavailable("`npm` is not on PATH")
-        PREFIX.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(PREFIX, ignore_errors=True)
-        staging = pathlib.Path(tempfile.mkdtemp(prefix=".install-", dir=PREFIX.parent))
-        try:
-            done = subprocess.run(
-                [npm, "install", "--no-audit", "--no-fund", f"--prefix={staging}",
-                 f"axe-core@{AXE_VERSION}"],
-                capture_output=True, text=True, timeout=600,
-                env={**os.environ, "npm_config_update_notifier": "false"})
-            if done.returncode != 0 or _installed_version(staging) != AXE_VERSION:
-                raise AxeUnavailable(f"npm install axe-core@{AXE_VERSION} failed:\n"
-                                     f"{done.stdout}{done.stderr}")
-            try:
-                staging.rename(PREFIX)
-            except OSError:  # another session installed it meanwhile
-                if _installed_version(PREFIX) != AXE_VERSION:
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return (PREFIX / "node_modules" / "axe-core" / "axe.min.js").read_text()
+    prefix = npm_package("axe-core", AXE_VERSION, "axe")
+    return (prefix / "node_modules" / "axe-core" / "axe.min.js").read_text()
 
 
 # Runs axe on the document; for each violation its rule, impact and the nodes' selectors.

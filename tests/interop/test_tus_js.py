@@ -14,10 +14,10 @@ import pathlib
 import shutil
 import signal
 import subprocess
-import tempfile
 import urllib.request
 
 import pytest
+from npm_package import NpmUnavailable, npm_package
 from sqlalchemy import select
 
 from collector.archives.models import Archive
@@ -42,14 +42,6 @@ def _unavailable(reason):
                 "(REQUIRE_NODE=1 makes this a failure)")
 
 
-def _installed_version(prefix):
-    manifest = prefix / "node_modules" / "tus-js-client" / "package.json"
-    try:
-        return json.loads(manifest.read_text())["version"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 @pytest.fixture(scope="session")
 def tus_js():
     """``(node, prefix)``: the node executable and the npm prefix holding tus-js-client."""
@@ -60,29 +52,10 @@ def tus_js():
                              check=True).stdout.strip()
     if int(version.lstrip("v").split(".")[0]) < NODE_MIN_MAJOR:
         _unavailable(f"node is {version}")
-    prefix = REPO / "var" / "interop" / f"tus-js-client-{TUS_JS_VERSION}"
-    if _installed_version(prefix) != TUS_JS_VERSION:
-        prefix.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(prefix, ignore_errors=True)
-        # Installed beside its final place and renamed, so an interrupted install is
-        # never mistaken for a finished one.
-        staging = pathlib.Path(tempfile.mkdtemp(prefix=".install-", dir=prefix.parent))
-        try:
-            done = subprocess.run(
-                [npm, "install", "--no-audit", "--no-fund", f"--prefix={staging}",
-                 f"tus-js-client@{TUS_JS_VERSION}"],
-                capture_output=True, text=True, timeout=600,
-                env={**os.environ, "npm_config_update_notifier": "false"})
-            if done.returncode != 0:
-                pytest.fail(f"npm install tus-js-client@{TUS_JS_VERSION} failed:\n"
-                            f"{done.stdout}{done.stderr}", pytrace=False)
-            assert _installed_version(staging) == TUS_JS_VERSION
-            try:
-                staging.rename(prefix)
-            except OSError:  # another session installed it meanwhile
-                assert _installed_version(prefix) == TUS_JS_VERSION
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    try:
+        prefix = npm_package("tus-js-client", TUS_JS_VERSION, "interop")
+    except NpmUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
     return node, prefix
 
 
