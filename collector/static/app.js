@@ -35,18 +35,26 @@
     selection.addRange(range);
   }
 
-  function copy(button, text, source) {
-    text = text.trim();
+  // Copies text to the clipboard; resolves true when copied, false when the browser
+  // refused and ``source`` (the element shown) was left selected for Ctrl+C instead.
+  // Shared with static/copy.js (window.collectorCopyText).
+  function copyText(text, source) {
     function fallback() {
-      if (copyBySelection(text)) { tell(button, "Copied"); return; }
+      if (copyBySelection(text)) { return true; }
       selectForUser(source);
-      tell(button, "Press Ctrl+C");
+      return false;
     }
     if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(function () { tell(button, "Copied"); }, fallback);
-    } else {
-      fallback();
+      return navigator.clipboard.writeText(text).then(function () { return true; }, fallback);
     }
+    return Promise.resolve(fallback());
+  }
+  window.collectorCopyText = copyText;
+
+  function copy(button, text, source) {
+    copyText(text.trim(), source).then(function (copied) {
+      tell(button, copied ? "Copied" : "Press Ctrl+C");
+    });
   }
 
   // <button data-copy="#element-id">: copies that element's text (or value).

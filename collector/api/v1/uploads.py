@@ -245,7 +245,7 @@ def patch(request):
     length = tus.parse_length(headers.get("Upload-Length"), "Upload-Length")
     checksum = tus.parse_checksum(headers.get("Upload-Checksum"))
     if row.finished_at is not None and row.concat != "partial":
-        return _finished(request, row, ticket, offset)
+        return _finished(request, row, offset)
     chunks, size = _body(request)
     tus.lock_upload(request.dbsession, request.storage, row, _release_on_finish(request))
     archive = tus.append(request.dbsession, request.storage, request.registry.settings, row,
@@ -267,7 +267,7 @@ def _archive_of(request, row):
     return archive
 
 
-def _finished(request, row, ticket, offset):
+def _finished(request, row, offset):
     """A PATCH on an upload that is already an archive. The answer to its last chunk may
     have been lost on the way, so an empty PATCH at the end answers as that one did."""
     if offset != row.offset or request.content_length:
