@@ -35,26 +35,18 @@
     selection.addRange(range);
   }
 
-  // Copies text to the clipboard; resolves true when copied, false when the browser
-  // refused and ``source`` (the element shown) was left selected for Ctrl+C instead.
-  // Shared with static/copy.js (window.collectorCopyText).
-  function copyText(text, source) {
+  function copy(button, text, source) {
+    text = text.trim();
     function fallback() {
-      if (copyBySelection(text)) { return true; }
+      if (copyBySelection(text)) { tell(button, "Copied"); return; }
       selectForUser(source);
-      return false;
+      tell(button, "Press Ctrl+C");
     }
     if (navigator.clipboard && window.isSecureContext) {
-      return navigator.clipboard.writeText(text).then(function () { return true; }, fallback);
+      navigator.clipboard.writeText(text).then(function () { tell(button, "Copied"); }, fallback);
+    } else {
+      fallback();
     }
-    return Promise.resolve(fallback());
-  }
-  window.collectorCopyText = copyText;
-
-  function copy(button, text, source) {
-    copyText(text.trim(), source).then(function (copied) {
-      tell(button, copied ? "Copied" : "Press Ctrl+C");
-    });
   }
 
   // <button data-copy="#element-id">: copies that element's text (or value).

@@ -29,16 +29,34 @@
     if (status) { status.textContent = message; }
   }
 
-  // The copying itself is app.js's (loaded on every page before this file).
+  // Without the clipboard API (plain http to another host): select the text, so that
+  // Ctrl+C copies it, and say so.
+  function selectForCopying(selector) {
+    var source = document.querySelector(selector);
+    var range = document.createRange();
+    range.selectNodeContents(source);
+    var selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    return document.execCommand && document.execCommand("copy");
+  }
+
   document.querySelectorAll("button[data-copy-from]").forEach(function (button) {
     button.addEventListener("click", function () {
       var selector = button.getAttribute("data-copy-from");
       var text = textOf(selector);
       if (text === null) { return; }
-      window.collectorCopyText(text, document.querySelector(selector)).then(function (copied) {
-        say(button, copied ? "Copied to the clipboard."
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(function () {
+          say(button, "Copied to the clipboard.");
+        }, function () {
+          say(button, selectForCopying(selector) ? "Copied to the clipboard."
+            : "Could not copy: the text is selected, press Ctrl+C.");
+        });
+      } else {
+        say(button, selectForCopying(selector) ? "Copied to the clipboard."
           : "Could not copy: the text is selected, press Ctrl+C.");
-      });
+      }
     });
   });
 
