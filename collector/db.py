@@ -1,9 +1,12 @@
 """Database: declarative Base, the engine, and ``request.dbsession`` joined to ``request.tm``."""
 
 import datetime as dt
+import select
 
 import pyramid_tm
+from pyramid_retry import mark_error_retryable
 from sqlalchemy import DateTime, MetaData, create_engine, event, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 from transaction._transaction import Status as ZopeStatus  # as zope.sqlalchemy does
@@ -78,11 +81,47 @@ def make_engine(url, **kwargs):
             cursor.close()
 
         return engine
-    # A server restart must not cost a failed request per pooled connection.
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    # A server restart (or a killed backend) must not cost a failed request per pooled
+    # connection. ``pool_pre_ping`` would ask the server at every checkout: one round trip
+    # more per short transaction (token checks: ~640 req/s against ~1,000 without on
+    # PostgreSQL). Instead, a connection the server already closed is recognised at
+    # checkout without asking, and a disconnect met later retries the request once.
+    event.listen(engine, "checkout", _refuse_closed_connection)
+    event.listen(engine, "handle_error", _retry_after_disconnect)
+    return engine
+
+
+def server_closed(dbapi_connection):
+    """Whether an idle pooled connection has something to read: a server that ends a
+    session (restart, ``pg_terminate_backend``, an idle timeout) sends its FATAL message
+    and closes the socket, while an idle session otherwise receives nothing. Costs one
+    ``poll`` of the socket, no round trip."""
+    try:
+        fileno = dbapi_connection.fileno()
+    except Exception:  # the driver's connection is closed already
+        return True
+    poller = select.poll()
+    poller.register(fileno, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
+
+
+def _refuse_closed_connection(dbapi_connection, _record, _proxy):
+    # The pool discards this connection and checks out another one (a new one if need be).
+    if server_closed(dbapi_connection):
+        raise DisconnectionError("the server closed this pooled connection")
+
+
+def _retry_after_disconnect(context):
+    """A disconnect on an established connection (the server went away between the
+    checkout and a statement): SQLAlchemy invalidates the pool's older connections, and
+    marking the error retryable lets pyramid_retry run the request again on a new one
+    (``retry_attempts``: never a request that carries an upload). A failure to connect at
+    all is not retried: the database is down, the error view answers 503."""
+    if context.is_disconnect and context.connection is not None and not context.is_pre_ping:
+        mark_error_retryable(context.sqlalchemy_exception)
 
 
 _PING = text("SELECT 1")
