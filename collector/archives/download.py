@@ -27,10 +27,22 @@ _FALLBACK_UNSAFE = re.compile(r"[^A-Za-z0-9 ._()+,=@~!#$&'\[\]{}^-]")
 class RangedFileIter(FileIter):
     """pyramid's ``FileIter`` plus the ``app_iter_range`` that webob's conditional response
     asks for: a range starts with a seek (on S3: one ranged GET from that offset) instead
-    of webob reading and dropping every byte before it."""
+    of webob reading and dropping every byte before it.
+
+    ``file_wrapper``: the server's (``wsgi.file_wrapper``), for a local file. The range is
+    then handed to it from the seeked position: waitress sends a wrapped file from its own
+    loop, up to the ``Content-Length`` webob sets for the range, instead of copying each
+    block the app yields into its output buffer (which spills to a temporary file past
+    1 MiB): measured 5–6 ms against ~1 ms for the last 1 MB of an archive."""
+
+    def __init__(self, file, block_size=BLOCK, file_wrapper=None):
+        super().__init__(file, block_size)
+        self.file_wrapper = file_wrapper
 
     def app_iter_range(self, start, stop):
         self.file.seek(start)
+        if self.file_wrapper is not None:
+            return self.file_wrapper(self.file, self.block_size)
         return _Slice(self.file, None if stop is None else stop - start, self.block_size)
 
 
@@ -86,8 +98,9 @@ def archive_response(request, row):
     # goes through the server's file wrapper, which streams without Python-level
     # iteration. Not an object's reader: waitress's wrapper reads ahead and seeks back
     # for every socket send, and each of those seeks would be a new ranged GET.
-    if request.range is not None or wrapper is None or not _is_os_file(handle):
-        response.app_iter = RangedFileIter(handle, BLOCK)
+    local = wrapper is not None and _is_os_file(handle)
+    if request.range is not None or not local:
+        response.app_iter = RangedFileIter(handle, BLOCK, wrapper if local else None)
     else:
         response.app_iter = wrapper(handle, BLOCK)
     # After app_iter: setting app_iter clears Content-Length.

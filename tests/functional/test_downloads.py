@@ -176,6 +176,61 @@ def test_download_through_waitress(live_server, factory, staff):
         assert part.status == 206 and part.read() == body[2000000:]
 
 
+@on_both_storages
+def test_ranges_through_waitress(live_server, factory, staff):
+    """A range of a local file is handed to waitress's file wrapper from its start (sent
+    from waitress's loop, up to the range's Content-Length); an object's range is iterated.
+    Every shape of range, on the API route and the page route, answers as through webtest:
+    the bytes, 206 with Content-Range, the validators, 416 past the end, and the whole file
+    when If-Range no longer matches."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    ticket = factory.ticket(factory.platform("vm6"), 11)
+    size = 3 * 1024 * 1024 + 5
+    body = os.urandom(size)
+    created = urllib.request.urlopen(urllib.request.Request(
+        f"{live_server}/api/v1/archives/?filename=r%C3%A9sum%C3%A9.log", data=body,
+        method="POST", headers={"Upload-Token": ticket.token,
+                                "Content-Type": "application/octet-stream"}), timeout=30)
+    archive = json.loads(created.read())
+    urls = [f"{live_server}/api/v1/archives/{archive['id']}/download",
+            f"{live_server}/platforms/vm6/tickets/11/archives/{archive['id']}/download"]
+
+    def get(url, method="GET", **headers):
+        request = urllib.request.Request(url, method=method, headers={**staff.headers,
+                                                                       **headers})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, answer.headers, answer.read()
+        except urllib.error.HTTPError as refused:
+            return refused.code, refused.headers, refused.read()
+
+    for url in urls:
+        for spec, start, stop in [("-1048576", size - 1048576, size), ("0-0", 0, 1),
+                                  ("1000-2999999", 1000, 3000000), ("3000000-", 3000000, size),
+                                  (f"{size - 1}-{size + 100}", size - 1, size)]:
+            status, headers, data = get(url, Range=f"bytes={spec}")
+            assert status == 206, (url, spec)
+            assert data == body[start:stop]
+            assert headers["Content-Range"] == f"bytes {start}-{stop - 1}/{size}"
+            assert int(headers["Content-Length"]) == stop - start
+            assert headers["ETag"] == f'"{archive["sha256"]}"'
+            assert headers["Last-Modified"] and headers["Accept-Ranges"] == "bytes"
+            assert headers["Content-Disposition"] == (
+                "attachment; filename=\"resume.log\"; filename*=UTF-8''r%C3%A9sum%C3%A9.log")
+        status, headers, data = get(url, "HEAD", Range="bytes=-1048576")
+        assert (status, data, headers["Content-Length"]) == (206, b"", "1048576")
+        status, headers, data = get(url, Range=f"bytes={size}-")
+        assert status == 416 and headers["Content-Range"] == f"bytes */{size}"
+        assert "detail" in data.decode()
+        status, _, data = get(url, Range="bytes=-10", **{"If-Range": '"stale"'})
+        assert status == 200 and data == body
+        status, _, data = get(url, Range="bytes=-10", **{"If-Range": f'"{archive["sha256"]}"'})
+        assert status == 206 and data == body[-10:]
+
+
 @pytest.mark.parametrize("storage_kind", ["s3"])
 def test_s3_unavailable_is_a_503_with_retry_after(testapp, staff, uploaded, app, monkeypatch):
     import botocore.exceptions
