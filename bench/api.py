@@ -273,6 +273,9 @@ def check(name, result):
     return ", ".join(parts), (verdict(ok) if parts else "")
 
 
+ROWS = ("bare", "token", "tickets", "health", "health-uploads")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
@@ -282,6 +285,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--uploads", type=int, default=8, help="slow uploads in flight")
     parser.add_argument("--raw", action="store_true", help="also print wrk's own output")
+    parser.add_argument("--only", type=lambda text: set(text.split(",")), default=set(ROWS),
+                        help=f"comma list of rows to run ({','.join(ROWS)}); default all")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
         raise SystemExit("wrk is required: apt-get install -y wrk (Debian/Ubuntu)")
@@ -306,30 +311,39 @@ def main(argv=None):
         if status != 200 or int(total or 0) != args.tickets + 1:
             raise RuntimeError(f"ticket list answered {status} with X-Total-Count {total}")
 
-        log("wrk: reference, a bare WSGI app on waitress")
-        bare = BareServer(int(harness.env().get("WAITRESS_THREADS", 8)))
-        try:
-            results["bare"] = run_wrk(harness, "/", args, base=bare.base, pid=bare.proc.pid)
-        finally:
-            bare.stop()
-        log("wrk: token check")
-        results["token"] = run_wrk(harness, f"/api/v1/check/token/{token}", args)
-        log("wrk: ticket pages")
-        results["tickets"] = run_wrk(harness, "/api/v1/tickets/?limit=50&offset=0", args,
-                                     script=tickets_script(harness, harness.token,
-                                                           args.tickets + 1))
-        log("wrk: health (idle)")
-        results["health"] = run_wrk(harness, "/api/v1/check/health/", args)
+        if "bare" in args.only:
+            log("wrk: reference, a bare WSGI app on waitress")
+            bare = BareServer(int(harness.env().get("WAITRESS_THREADS", 8)))
+            try:
+                results["bare"] = run_wrk(harness, "/", args, base=bare.base,
+                                          pid=bare.proc.pid)
+            finally:
+                bare.stop()
+        if "token" in args.only:
+            log("wrk: token check")
+            results["token"] = run_wrk(harness, f"/api/v1/check/token/{token}", args)
+        if "tickets" in args.only:
+            log("wrk: ticket pages")
+            results["tickets"] = run_wrk(harness, "/api/v1/tickets/?limit=50&offset=0", args,
+                                         script=tickets_script(harness, harness.token,
+                                                               args.tickets + 1))
+        if "health" in args.only:
+            log("wrk: health (idle)")
+            results["health"] = run_wrk(harness, "/api/v1/check/health/", args)
 
-        log(f"wrk: health while {args.uploads} slow uploads are in flight")
+        rows_with_uploads = "health-uploads" in args.only
+        if rows_with_uploads:
+            log(f"wrk: health while {args.uploads} slow uploads are in flight")
         uploads = [SlowUpload(harness.port, upload_ticket["token"], args.duration + 3, index=i)
-                   for i in range(args.uploads)]
+                   for i in range(args.uploads if rows_with_uploads else 0)]
         try:
             for upload in uploads:
                 upload.start()
-            time.sleep(1.0)  # all of them connected and sending
             rss_before = proc_status(pid, "VmRSS") or 0
-            results["health-uploads"] = run_wrk(harness, "/api/v1/check/health/", args)
+            if rows_with_uploads:
+                time.sleep(1.0)  # all of them connected and sending
+                rss_before = proc_status(pid, "VmRSS") or 0
+                results["health-uploads"] = run_wrk(harness, "/api/v1/check/health/", args)
             for upload in uploads:
                 upload.join(args.duration + 30)
         finally:
@@ -357,6 +371,8 @@ def main(argv=None):
             "health-uploads": f"GET /api/v1/check/health/ ({args.uploads} slow uploads)",
         }
         for key, label in names.items():
+            if key not in results:
+                continue
             r = results[key]
             target, result = check(key, r)
             errors = r["non2xx"] + (1 if r["errors"] else 0)
@@ -365,7 +381,8 @@ def main(argv=None):
         print()
         statuses = ", ".join(f"{s or '-'}{' ' + e if e else ''} in {t:.1f}s"
                              for s, e, t in upload_report)
-        print(f"slow uploads (64 KiB / 100 ms, {args.duration + 3} s each): {statuses}")
+        if uploads:
+            print(f"slow uploads (64 KiB / 100 ms, {args.duration + 3} s each): {statuses}")
         print(f"server RSS: {rss_before / MB:.0f} MB with uploads in flight, {rss / MB:.0f} MB "
               f"at the end, peak (VmHWM, incl. startup) {hwm / MB:.0f} MB")
         for key, r in results.items():

@@ -15,6 +15,7 @@ import zoneinfo
 import xstatic.pkg.bootstrap
 from jinja2 import pass_context
 from markupsafe import Markup
+from pyramid import traversal
 from pyramid.csrf import get_csrf_token
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.response import Response
@@ -63,10 +64,24 @@ def strict_transport_security(max_age):
     return f"max-age={max_age}; includeSubDomains" if max_age else None
 
 
+# Pyramid keeps every path segment it ever quoted for a URL (``route_url``,
+# ``resource_url``) in a module-level dict that nothing empties: one entry per tus upload
+# id, archive id, ticket number … made into a link, ~150 bytes each, for the life of the
+# process (its docstring warns of exactly this). Emptied when it passes this many entries
+# (~2 MB); it is only a cache, refilled as links are made.
+QUOTED_SEGMENTS_KEPT = 10_000
+
+
+def bound_quoted_segments():
+    if len(traversal._segment_cache) > QUOTED_SEGMENTS_KEPT:
+        traversal._segment_cache.clear()
+
+
 def security_headers_tween_factory(handler, registry):
     hsts = strict_transport_security(registry.settings["hsts.max_age"])
 
     def tween(request):
+        bound_quoted_segments()
         response = handler(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)

@@ -177,6 +177,7 @@ def judged_token_state(db, token, address):
         return token_state(db, token)
     key, now = TOKEN_THROTTLE_KEY.format(address[:64]), utcnow()
     with throttle.engine_of(db).begin() as connection:
+        throttle.no_flush_wait(connection)
         wait = throttle.take(connection, key, TOKEN_THROTTLE_PER_ADDRESS, now)
         if wait is not None:
             raise TooManyRequests("too many unknown upload tokens from this address; try "

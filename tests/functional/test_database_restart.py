@@ -17,26 +17,30 @@ from collector.db import server_closed
 
 pytestmark = [pytest.mark.commits]
 
-KILL_OTHERS = text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                   "WHERE datname = current_database() AND pid <> pg_backend_pid()")
-
-
 @pytest.fixture
 def killer(engine, db_backend):
-    """``kill(pid=None)``: end the given backend, or every other one of this database,
-    from a connection outside the app's pool; returns how many were ended."""
+    """``kill(pid=None)``: end the given backend, or every backend the app's pool has
+    handed out so far (not the other tests' connections to this database), from a
+    connection outside that pool; returns how many were ended."""
     if db_backend != "postgresql":
         pytest.skip("sessions ended by the server: PostgreSQL only")
     outside = create_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    pooled = set()
+
+    def seen(dbapi_connection, _record, _proxy):
+        pooled.add(dbapi_connection.info.backend_pid)
+
+    event.listen(engine, "checkout", seen)
 
     def kill(pid=None):
+        pids = list(pooled) if pid is None else [pid]
         with outside.connect() as connection:
-            if pid is None:
-                return sum(connection.execute(KILL_OTHERS).scalars())
-            return int(connection.execute(text("SELECT pg_terminate_backend(:pid)"),
-                                          {"pid": pid}).scalar())
+            return sum(connection.execute(text("SELECT pg_terminate_backend(pid) FROM "
+                                               "unnest(CAST(:pids AS int[])) AS pid"),
+                                          {"pids": pids}).scalars())
 
     yield kill
+    event.remove(engine, "checkout", seen)
     outside.dispose()
 
 

@@ -267,3 +267,27 @@ def test_other_digits_are_plain_wrong_input_on_every_page(app, factory, web_logi
     form["name"], form["lifetime_days"] = "ci", digits
     assert "the lifetime is a number of days" in form.submit(status=400).text
     assert browser.get("/admin/audit", params={"offset": digits}).status_int == 200
+
+
+@pytest.mark.sqlite
+@pytest.mark.commits  # a transaction of its own, as the token check's
+def test_token_counters_commit_without_waiting_for_the_disk(engine, db_backend):
+    """Every token check from one address updates that address's counter row, locked
+    until the commit returns: on PostgreSQL that transaction does not wait for the WAL
+    flush (``synchronous_commit`` off for it alone), or the checks would run one disk
+    flush at a time. The setting ends with the transaction."""
+    from sqlalchemy import text
+
+    from collector.accounts import throttle
+    from collector.db import utcnow
+
+    show = text("SHOW synchronous_commit")
+    with engine.begin() as connection:
+        throttle.no_flush_wait(connection)
+        if db_backend == "postgresql":
+            assert connection.execute(show).scalar() == "off"
+        assert throttle.take(connection, "test-key", 5, utcnow()) is None
+    with engine.connect() as connection:
+        if db_backend == "postgresql":
+            assert connection.execute(show).scalar() == "on"
+        assert throttle.used(connection, "test-key", utcnow()) == 1
