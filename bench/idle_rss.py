@@ -84,7 +84,7 @@ def main(argv=None):
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--min-size", type=parse_size, default=parse_size("1MiB"))
     parser.add_argument("--max-size", type=parse_size, default=parse_size("8MiB"))
-    parser.add_argument("--idle", type=float, default=3.0,
+    parser.add_argument("--idle", type=float, default=6.0,
                         help="seconds of idling before each reading")
     parser.add_argument("--seed", type=int, default=20)
     args = parser.parse_args(argv)

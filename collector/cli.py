@@ -15,6 +15,7 @@ import importlib.metadata
 import math
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -209,6 +210,34 @@ def _first_run_hint(settings, config_uri, listen=None):
           f"    {command} -c {config_uri} create-user admin --admin\n", flush=True)
 
 
+class IdleTrim(threading.Thread):
+    """Gives freed heap memory back to the system once the process has gone idle.
+
+    glibc returns free memory to the system only from the top of a heap: what requests
+    free in its middle stays resident, so the idle server's RSS crept with the requests it
+    had served (measured: 90.9 → 105.8 MB over 200 uploads of 1–8 MiB, then flat) without
+    any object being kept. ``malloc_trim(0)`` releases every free page of every arena.
+    It runs once per idle spell: after a ``period`` in which the process used under 2 % of
+    a CPU, following one in which it did more, never while it is busy.
+    """
+
+    def __init__(self, trim, period=2.0):
+        super().__init__(name="idle-trim", daemon=True)
+        self.trim, self.period = trim, period
+        self.stopping = threading.Event()
+
+    def run(self):
+        last, trimmed = time.process_time(), True
+        while not self.stopping.wait(self.period):
+            now = time.process_time()
+            busy, last = now - last > 0.02 * self.period, now
+            if busy:
+                trimmed = False
+            elif not trimmed:
+                self.trim(0)
+                trimmed, last = True, time.process_time()  # not the trim's own CPU
+
+
 def _tune_malloc(settings):
     """glibc gives each thread its own malloc arena; with 8 workers moving 1 MiB chunks the
     process grows by ~15 MB per big transfer (measured). Two arenas keep it flat.
@@ -224,6 +253,7 @@ def _tune_malloc(settings):
         libc.mallopt(-8, 2)  # M_ARENA_MAX
         if settings["storage.url"]:
             libc.mallopt(-3, 4 * 1024 * 1024)  # M_MMAP_THRESHOLD
+        IdleTrim(libc.malloc_trim).start()
     except (OSError, AttributeError):  # not glibc
         pass
 
