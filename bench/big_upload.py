@@ -217,7 +217,8 @@ class Nginx:
                                           buffer=self.buffer))
         self._log = open(self.prefix / "stderr.log", "ab")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            ["nginx", "-p", str(self.prefix), "-c", str(conf), "-g", "daemon off;"],
+            ["nginx", "-p", str(self.prefix), "-c", str(conf), "-e", str(self.prefix / "error.log"),
+             "-g", "daemon off;"],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
         wait_http(self.port, "/", self.proc, "nginx")
@@ -368,12 +369,12 @@ class Ours:
             args = ["-T", str(path), f"{harness.base}/api/v1/archives/{name}"]
         else:
             args = ["-F", f"file=@{path};filename={name}", f"{harness.base}/api/v1/archives/"]
-        reset_hwm(pid)
+        hwm_reset = reset_hwm(pid)
         io_before, cpu = proc_io(pid), proc_cpu(pid)
         code, _, _, seconds = curl("-o", str(response), "-H", f"Upload-Token: {self.token}",
                                    *args)
         run = {"seconds": seconds, "cpu": proc_cpu(pid) - cpu,
-               "hwm": proc_status(pid, "VmHWM") or 0}
+               "hwm": proc_status(pid, "VmHWM") or 0, "hwm_reset": hwm_reset}
         body = response.read_text()
         if code != 201:
             raise RuntimeError(f"curl -{mode} answered {code}: {body[:500]}")
@@ -476,7 +477,7 @@ class Bench:
             pid = self.harness.start_server()
             idle = proc_status(pid, "VmRSS") or 0
             settle()
-            reset_hwm(pid)
+            hwm_reset = reset_hwm(pid)
             sampler = RssSampler(pid)
             sampler.start()
             procs = []
@@ -516,7 +517,7 @@ class Bench:
         finally:
             self.harness.stop_server()
             path.unlink(missing_ok=True)
-        return {"mode": mode, "count": count, "hwm": hwm, "idle": idle,
+        return {"mode": mode, "count": count, "hwm": hwm, "idle": idle, "hwm_reset": hwm_reset,
                 "sampled": sampler.peaks.get("idle", 0),
                 "rate": count * size / seconds / MB, "seconds": seconds}
 
@@ -627,6 +628,9 @@ def print_report(results, concurrent, info):
             size = ""
     print()
     print("Server peak RSS (VmHWM since a reset just before each upload; max over the runs)")
+    resets = [m["hwm_reset"] for r in results for m in r["runs"]["ours -T"] + r["runs"]["ours -F"]]
+    if not all(resets + [c["hwm_reset"] for c in concurrent]):
+        print("NOTE: /proc/PID/clear_refs refused the reset: peaks are since the server started")
     print()
     print("| upload | peak RSS | idle RSS before | target | |")
     print("|---|---|---|---|---|")
