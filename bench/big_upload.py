@@ -387,7 +387,7 @@ class Ours:
         run["writes"], run["net_writes"] = io_delta(io_before, proc_io(pid), size)
         return run
 
-    def settle_archive(self, archive, timeout=300):
+    def settle_archive(self, archive, timeout=120):
         """Wait until the archive's md5 is filled in (it may be computed after the answer),
         so that work does not overlap the next run; then delete the archive. Returns how
         long after the answer the md5 was there (0 when it came with the receipt)."""
@@ -400,8 +400,9 @@ class Ours:
                 if current.get("md5") is not None:
                     break
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"md5 of archive {archive['id']} not ready in "
-                                       f"{timeout} s")
+                    log(f"WARNING: the md5 of archive {archive['id']} is still null after "
+                        f"{timeout} s; going on")
+                    break
                 time.sleep(0.05)
             waited = time.perf_counter() - started
         self.harness.api("DELETE", f"/api/v1/archives/{archive['id']}/", expect=(204,))
@@ -436,6 +437,7 @@ class Bench:
         try:
             pid = self.harness.start_server()
             idle = proc_status(pid, "VmRSS") or 0
+            self.warm_up()
             for index in range(self.args.pairs):
                 for name, fn in rows:
                     settle()
@@ -461,6 +463,23 @@ class Bench:
             self.harness.stop_server()
             path.unlink(missing_ok=True)
         return {"size": size, "runs": runs, "idle": idle}
+
+    def warm_up(self):
+        """One small upload through every server and mode, untimed: the first request of
+        a fresh process (imports, connections, a gunicorn worker's first) is not measured."""
+        path = self.harness.dir / "warm-up.bin"
+        make_random_file(path, MiB)
+        expected = sha256_of(path)
+        try:
+            for mode in ("T", "F"):
+                self.ours.upload(path, MiB, expected, mode)
+            if self.nginx:
+                self.nginx.upload(path, MiB, expected)
+            if self.original:
+                for _ in range(2):  # its two workers, as far as gunicorn spreads them
+                    self.original.upload(path, MiB, expected)
+        finally:
+            path.unlink(missing_ok=True)
 
     def dd(self, path, size):
         seconds, writes = dd_run(path, self.harness.dir / "dd.out")
