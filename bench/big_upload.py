@@ -257,7 +257,7 @@ class Original:
     """The original logs-collector (Django + gunicorn) from its sources, in a temp dir."""
 
     def __init__(self, source, rev, root):
-        self.source, self.rev = Path(source), rev
+        self.source, self.rev = Path(source).resolve(), rev
         self.dir = root / "original"
         self.src = self.dir / "src"
         self.data = self.dir / "data"
