@@ -284,35 +284,24 @@ def test_a_disk_that_fills_during_a_tus_chunk_keeps_the_upload_resumable(server,
 
 
 def test_a_disk_that_fills_while_a_single_post_is_staged_removes_it(server, small_disk):
-    # A multipart body: its file part is copied from the spool into staging (a raw body's
-    # spool becomes the staged file whole, with nothing left to write).
-    server.start(pause_at="stage", pause_after=3 * MiB, resumable=True)
+    # A raw body: the spool becomes the staged file whole, nothing is left to write after
+    # the pause (so it is stored). A multipart body's file part is written to a file of
+    # its own while the body arrives: with room for the body but not for that file too,
+    # the answer is a clean 507, and nothing is left behind.
+    server.start()
     ticket = server.ticket(7003, attempts=3)
     body = os.urandom(6 * MiB)
-    answer = {}
-
-    def send():
-        answer["result"] = post_multipart(server, ticket["token"], body)
-
-    sender = threading.Thread(target=send)
-    sender.start()
-    paused = server.wait_paused()
-    assert (server.data_dir / "tmp" / paused["staging"]).is_file()
-    # Full to the last byte: the copy frees the spool behind it as it goes, so any room
-    # at all would let it finish.
-    with filler(small_disk, leave=0):
-        server.resume()
-        sender.join(60)
-        assert not sender.is_alive()
-        assert_clean_507(*answer["result"])
-        assert not (server.data_dir / "tmp" / paused["staging"]).exists()
+    with filler(small_disk, leave=RESERVE + 9 * MiB):
+        status, headers, data = post_multipart(server, ticket["token"], body)
+        assert_clean_507(status, headers, data)
     assert attempts(server, ticket["id"]) == 3
     with server.session() as session:
         assert session.scalars(select(Archive)).all() == []
     assert staged_files(server) == []
+    assert [p.name for p in (server.data_dir / "tmp").iterdir()] == []
 
     # Space is back: the same upload, sent again, is stored whole.
-    status, _, data = post_archive(server, ticket["token"], body)
+    status, _, data = post_multipart(server, ticket["token"], body)
     assert status == 201, data
     assert json.loads(data)["sha256"] == hashlib.sha256(body).hexdigest()
     assert attempts(server, ticket["id"]) == 2

@@ -22,6 +22,7 @@ app hashes the body as it copies it, as before.
 """
 
 import collections
+import errno
 import hashlib
 import logging
 import os
@@ -34,13 +35,15 @@ from collector.archives.storage.streams import WRITEBACK_EVERY, SmallMd5
 from collector.archives.uploads.multipart import FilePart, MultipartError, boundary_of
 from collector.archives.uploads.tus.hashes import HASHES, Hashes
 from collector.archives.uploads.tus.headers import CHECKSUMS, CONTENT_TYPE
+from collector.errors import BadRequest, InsufficientStorage
 
 log = logging.getLogger(__name__)
 
 # The environ key of a request's SpoolBuffer (set by spool.py's task).
 ENVIRON_KEY = "collector.spool"
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 # Bytes handed over in memory before the follower reads the rest back from the spool.
-QUEUE_MAX = 32 * 1024 * 1024
+QUEUE_MAX = 2 * 1024 * 1024
 # The follower's reads from the spool.
 READ = 4 * 1024 * 1024
 # How long the app waits for a digest once the body is complete (it is hashing what is
@@ -79,7 +82,7 @@ class SpoolBuffer:
         self.closed = False
         # What the app reads as wsgi.input (from the start; appends do not move it).
         self.file = open(self.fd, "rb", buffering=0, closefd=False)  # noqa: SIM115
-        self.follower = Follower(self.fd, plan) if plan is not None else None
+        self.follower = Follower(self.fd, plan, directory) if plan is not None else None
 
     def __len__(self):
         return self.size
@@ -122,7 +125,9 @@ class SpoolBuffer:
             return
         self.closed = True
         if self.follower is not None:
-            self.follower.abandon()
+            result = self.follower.abandon()
+            if result is not None and result.fd is not None:
+                os.close(result.fd)  # a file the plan wrote (a multipart body's part)
         self.file.close()
         os.close(self.fd)
 
@@ -130,16 +135,18 @@ class SpoolBuffer:
 class Follower:
     """A thread that reads a spool as it grows and runs a ``Plan`` over its bytes."""
 
-    def __init__(self, fd, plan):
+    def __init__(self, fd, plan, directory):
         # Its own descriptor: the spool may be closed while it reads.
         self.fd = os.dup(fd)
-        self.plan = plan
+        self.plan, self.directory = plan, directory
+        self.files = []  # descriptors of files the plan made (closed unless handed over)
         self.cond = threading.Condition()
         self.queue = collections.deque()  # (offset, bytes), contiguous from its head
         self.queued = 0
         self.behind = False  # bytes were left out of the queue: read them from the file
         self.received = 0  # bytes in the spool
         self.position = 0  # bytes read by the plan
+        self.freed = 0  # bytes at the spool's start freed (``free``)
         self.state = "open"  # "complete" once the body is whole, "abandoned" if never
         self.result = None
         self.done = threading.Event()
@@ -165,10 +172,13 @@ class Follower:
             self.cond.notify()
 
     def abandon(self):
+        """The body's request is over, whether the body was complete or not: the plan
+        stops if it still runs; returns its result if it was published (the caller owns
+        the files in it then)."""
         with self.cond:
-            if self.state == "open":
-                self.state = "abandoned"
+            self.state = "abandoned"
             self.cond.notify()
+            return self.result
 
     # --- the follower's thread ---
 
@@ -209,21 +219,49 @@ class Follower:
             self.position += length
         return data
 
+    def new_file(self):
+        """A linkable file in the spool's directory, for the plan to write (closed with
+        the follower unless it is handed over in the result)."""
+        fd, linkable = open_spool(self.directory)
+        self.files.append(fd)
+        return fd, linkable
+
     def _run(self):
+        result = None
         try:
-            self.result = self.plan.run(self)
+            result = self.plan.run(self)
         except Abandoned:
             pass
         except Exception:  # noqa: BLE001 - the app hashes the body itself then
             log.exception("hashing a request body as it arrived failed")
         finally:
-            os.close(self.fd)
+            with self.cond:
+                # Published only while the request is not over; the files it names are
+                # then the SpoolBuffer's to close.
+                if result is not None and self.state != "abandoned":
+                    self.result = result
+                    if result.fd is not None:
+                        self.files.remove(result.fd)
+            for fd in [self.fd, *self.files]:
+                os.close(fd)
             self.done.set()
+
+    def free(self, end):
+        """Free the spool's pages before ``end``: their bytes were copied elsewhere and
+        must never be written back (whoever reads the spool later finds zeros there)."""
+        end -= end % linux_io.PAGE
+        if end > self.freed:
+            linux_io.punch_hole(self.fd, self.freed, end - self.freed)
+            self.freed = end
 
     def writeback(self, start, end):
         """Start writing ``[start, end)`` of the spool to the disk (a body that will be
         linked into place: its final fsync then finds little left to do)."""
         linux_io.start_writeback(self.fd, start, end - start)
+
+    @staticmethod
+    def writeback_file(fd, start, end):
+        linux_io.start_writeback(fd, start, end - start)
 
     def wait(self, timeout):
         if not self.done.wait(timeout):
@@ -233,14 +271,21 @@ class Follower:
 
 
 class Digest:
-    """What a plan found: the bytes ``[start, start + size)`` of the spool are the
-    content (the whole raw body, or a multipart body's file part), with their sha256 and
-    md5 (None past ``MD5_INLINE_MAX``); for a tus chunk, ``hashes`` are its upload's
-    running hashes after it (from ``base``) and ``checksum`` its ``Upload-Checksum``."""
+    """What a plan found: the bytes ``[start, start + size)`` of the spool (or of the
+    file ``fd``, when the plan wrote the content to a file of its own) are the content
+    (the whole raw body, or a multipart body's file part), with their sha256 and md5
+    (None past ``MD5_INLINE_MAX``); for a tus chunk, ``hashes`` are its upload's running
+    hashes after it (from ``base``) and ``checksum`` its ``Upload-Checksum``."""
 
     def __init__(self, kind, start, size, sha256=None, md5=None, filename=None,
-                 hashes=None, base=None, checksum=None):
+                 hashes=None, base=None, checksum=None, fd=None, linkable=False,
+                 error=None):
         self.kind, self.start, self.size = kind, start, size
+        # The content is in a file of its own (``fd``), not in the spool.
+        self.fd, self.linkable = fd, linkable
+        # The answer refusing the body, when the plan found out why after freeing part
+        # of it (the app could no longer read it whole).
+        self.error = error
         self.sha256, self.md5 = sha256, md5
         self.filename = filename
         self.hashes, self.base, self.checksum = hashes, base, checksum
@@ -294,7 +339,10 @@ class _Counted:
 
 
 class MultipartPlan(Plan):
-    """The ``file`` field of a ``multipart/form-data`` body: where it is, and its hashes."""
+    """The ``file`` field of a ``multipart/form-data`` body: its bytes are hashed and
+    written to a file of their own as they arrive (a linkable one, its writeback started
+    every 16 MiB, so it becomes the archive as it is), and the spool behind them is
+    freed (never written back: the disk gets the file part once)."""
 
     def __init__(self, length, boundary):
         super().__init__(length)
@@ -305,18 +353,32 @@ class MultipartPlan(Plan):
         try:
             part = FilePart(stream, self.boundary, "file")
         except MultipartError:
-            return None  # the app reads the body itself, and answers 400
-        start = stream.consumed - len(part.buffer)
-        sha256, md5, size = hashlib.sha256(), SmallMd5(), 0
+            return None  # nothing freed yet: the app reads the body itself, answers 400
+        fd, linkable = body.new_file()
+        sha256, md5, size, flushed = hashlib.sha256(), SmallMd5(), 0, 0
         try:
             for piece in part:
                 sha256.update(piece)
                 md5.update(piece)
-                size += len(piece)
-        except MultipartError:
-            return None
-        return Digest("multipart", start, size, sha256.hexdigest(), md5.hexdigest(),
-                      part.filename)
+                view = memoryview(piece)
+                while view:
+                    written = os.pwrite(fd, view, size)
+                    size += written
+                    view = view[written:]
+                if size - flushed >= WRITEBACK_EVERY:
+                    body.writeback_file(fd, flushed, size)
+                    flushed = size
+                    body.free(stream.consumed - len(part.buffer))
+        except MultipartError as exc:
+            return Digest("multipart", 0, size, error=BadRequest(str(exc)))
+        except OSError as exc:
+            if exc.errno not in NO_SPACE:
+                raise
+            return Digest("multipart", 0, size, error=InsufficientStorage(
+                f"could not store the archive: {exc.strerror}"))
+        body.free(stream.consumed)
+        return Digest("multipart", 0, size, sha256.hexdigest(), md5.hexdigest(),
+                      part.filename, fd=fd, linkable=linkable)
 
 
 class TusPlan(Plan):
@@ -381,15 +443,21 @@ def _tus_plan(path, headers, length):
 def spooled_body(request, kind):
     """The request's body as a ``SpooledBody`` with its digest, when ``collector serve``
     spooled it and hashed it as ``kind`` ("raw", "multipart", "tus"); else None, and the
-    app reads and hashes the body itself."""
+    app reads and hashes the body itself. A multipart body found malformed once part of
+    its spool was freed (400), or whose file part found the disk full (507), is refused
+    here."""
     spool = request.environ.get(ENVIRON_KEY)
     if spool is None or spool.closed:
         return None
     digest = spool.digest()
     if digest is None or digest.kind != kind:
         return None
-    if kind != "multipart" and digest.size != spool.size:
+    if digest.error is not None:
+        raise digest.error
+    if digest.fd is not None:
+        return SpooledBody(digest.fd, 0, digest.size, digest.sha256, digest.md5,
+                           digest.linkable, filename=digest.filename)
+    if digest.size != spool.size:
         return None
     return SpooledBody(spool.fd, digest.start, digest.size, digest.sha256, digest.md5,
-                       spool.linkable, digest.hashes, digest.base, digest.checksum,
-                       digest.filename)
+                       spool.linkable, digest.hashes, digest.base, digest.checksum)

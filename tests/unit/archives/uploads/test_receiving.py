@@ -1,6 +1,7 @@
 """The follower that hashes a spooled body as it arrives (archives/uploads/receiving.py):
 in memory while it keeps up, from the spool file when it falls behind, in order either way."""
 
+import errno
 import hashlib
 import os
 import random
@@ -57,8 +58,26 @@ def test_multipart_digest_finds_the_file_part(tmp_path, monkeypatch):
         feed(buffer, body, seed=3)
         digest = buffer.digest(timeout=30)
         assert (digest.kind, digest.filename) == ("multipart", "x.log")
-        assert (digest.start, digest.size) == (len(head), len(content))
+        assert (digest.start, digest.size) == (0, len(content))
         assert digest.sha256 == hashlib.sha256(content).hexdigest()
+        # The file part is in a file of its own, which can become the archive.
+        assert os.pread(digest.fd, len(content) + 1, 0) == content
+        assert digest.linkable
+    finally:
+        buffer.close()
+
+
+def test_a_multipart_body_without_its_closing_boundary_is_refused(tmp_path):
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n"
+            + os.urandom(20 * 1024 * 1024))
+    buffer = receiving.SpoolBuffer(tmp_path, receiving.plan_for(
+        "/", {"CONTENT_TYPE": "multipart/form-data; boundary=b"}, len(body)))
+    try:
+        feed(buffer, body, seed=5)
+        digest = buffer.digest(timeout=30)
+        assert digest.error.detail == "multipart body ended inside the file (client gone?)"
+        assert digest.error.status == 400
+        assert digest.fd is None
     finally:
         buffer.close()
 
@@ -122,4 +141,29 @@ def test_an_abandoned_body_ends_its_follower(tmp_path):
     follower.thread.join(5)
     assert not follower.thread.is_alive()
     assert follower.result is None
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_full_disk_while_the_file_part_is_written_is_a_507(tmp_path, monkeypatch):
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n"
+            + os.urandom(3 * 1024 * 1024) + b"\r\n--b--\r\n")
+    buffer = receiving.SpoolBuffer(tmp_path, receiving.plan_for(
+        "/", {"CONTENT_TYPE": "multipart/form-data; boundary=b"}, len(body)))
+    pwrite = os.pwrite
+
+    def full_past_1mib(fd, data, offset):
+        # The spool's writes go through; the file part's fail once it holds 1 MiB.
+        if fd != buffer.fd and offset >= 1024 * 1024:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return pwrite(fd, data, offset)
+
+    monkeypatch.setattr(receiving.os, "pwrite", full_past_1mib)
+    try:
+        feed(buffer, body, seed=6)
+        digest = buffer.digest(timeout=30)
+    finally:
+        monkeypatch.undo()
+        buffer.close()
+    assert digest.error.status == 507 and "No space left" in digest.error.detail
+    assert digest.fd is None
     assert os.listdir(tmp_path) == []
