@@ -38,13 +38,10 @@ QUEUE_MAX = 1000
 _archives = Archive.__table__
 _MISSING = (select(_archives.c.id, _archives.c.storage_key)
             .where(_archives.c.md5.is_(None)).order_by(_archives.c.id))
-_STILL_MISSING = select(_archives.c.id).where(
-    _archives.c.id == bindparam("id"), _archives.c.storage_key == bindparam("key"),
-    _archives.c.md5.is_(None))
-_FILL = (update(_archives)
-         .where(_archives.c.id == bindparam("id"), _archives.c.storage_key == bindparam("key"),
-                _archives.c.md5.is_(None))
-         .values(md5=bindparam("md5")))
+_THIS = (_archives.c.id == bindparam("archive_id")) & (
+    _archives.c.storage_key == bindparam("key")) & _archives.c.md5.is_(None)
+_STILL_MISSING = select(_archives.c.id).where(_THIS)
+_FILL = update(_archives).where(_THIS).values(md5=bindparam("computed"))
 
 
 def md5_of(backend, key):
@@ -64,18 +61,29 @@ def missing(engine):
         return connection.execute(_MISSING).all()
 
 
+def _still_missing(engine, archive_id, key):
+    with engine.connect() as connection:
+        return connection.execute(
+            _STILL_MISSING, {"archive_id": archive_id, "key": key}).first() is not None
+
+
 def fill(engine, backend, archive_id, key):
     """Compute and store the md5 of one archive if it is still missing; the md5, or None
     when there was nothing to do (computed already, or the archive is gone)."""
-    with engine.connect() as connection:
-        if connection.execute(_STILL_MISSING, {"id": archive_id, "key": key}).first() is None:
-            return None
+    if not _still_missing(engine, archive_id, key):
+        return None
     try:
         md5 = md5_of(backend, key)
     except FileNotFoundError:
-        return None  # deleted since: its row is gone too, or is going
+        # Deleted since (its row is gone too): nothing to say. A row still there whose
+        # bytes are missing is worth a warning.
+        if _still_missing(engine, archive_id, key):
+            log.warning("md5: archive %s has no stored bytes at %s", archive_id,
+                        backend.location(key))
+        return None
     with engine.begin() as connection:
-        done = connection.execute(_FILL, {"id": archive_id, "key": key, "md5": md5})
+        done = connection.execute(_FILL, {"archive_id": archive_id, "key": key,
+                                         "computed": md5})
     return md5 if done.rowcount else None
 
 
@@ -153,9 +161,7 @@ class Md5Worker:
 
     def _gone(self, archive_id, key):
         try:
-            with self.engine.connect() as connection:
-                return connection.execute(
-                    _STILL_MISSING, {"id": archive_id, "key": key}).first() is None
+            return not _still_missing(self.engine, archive_id, key)
         except Exception:  # the database is down: the failure is what to log
             return False
 
