@@ -35,9 +35,8 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 class CheckedBody:
     """A PATCH body on its way to storage: counted against its Content-Length, checked
-    against its ``Upload-Checksum`` and added to the upload's running hashes (md5 of a
-    piece on the helper thread while the store writes it). Whichever way iterating it
-    ends, the hashes are complete when it does; once every piece has been given, it
+    against its ``Upload-Checksum`` and added to the upload's running hashes. Once every
+    piece has been given, it
     raises unless the body was whole and matched its checksum (``check``), so the store
     never makes a bad chunk durable."""
 
@@ -47,22 +46,15 @@ class CheckedBody:
         self.written = 0
 
     def __iter__(self):
-        pending = None  # md5 of the previous piece, still running on the helper thread
-        try:
-            for chunk in self.chunks:
-                self.written += len(chunk)
-                if self.written > self.size:
-                    raise BadRequest("the body is longer than its Content-Length")
-                if self.hashes is not None:
-                    if pending is not None:
-                        pending.result()
-                    pending = self.hashes.begin(chunk)
-                if self.chunk_hash is not None:
-                    self.chunk_hash.update(chunk)
-                yield chunk
-        finally:
-            if pending is not None:
-                pending.exception()  # finished, whether this state is kept or not
+        for chunk in self.chunks:
+            self.written += len(chunk)
+            if self.written > self.size:
+                raise BadRequest("the body is longer than its Content-Length")
+            if self.hashes is not None:
+                self.hashes.update(chunk)
+            if self.chunk_hash is not None:
+                self.chunk_hash.update(chunk)
+            yield chunk
         self.check()
 
     def check(self):
