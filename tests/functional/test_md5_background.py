@@ -15,8 +15,9 @@ from collector import main
 from collector.archives.models import Archive
 from collector.cli import main as cli
 
-# The worker writes on a connection of its own, from its own thread: real commits.
-pytestmark = pytest.mark.commits
+# The worker writes on a connection of its own, from its own thread: real commits; on
+# SQLite too, where it waits for the one write lock.
+pytestmark = [pytest.mark.commits, pytest.mark.sqlite]
 
 BIG = 4 * 1024 * 1024 + 1  # one byte over streams.MD5_INLINE_MAX
 V = {"Tus-Resumable": "1.0.0"}
