@@ -113,6 +113,16 @@ def post_archive(server, token, body, name="a.bin", length=None):
                           timeout=60)
 
 
+def post_multipart(server, token, body, name="a.bin"):
+    boundary = "disk-full-boundary"
+    data = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            ).encode() + body + f"\r\n--{boundary}--\r\n".encode()
+    headers = {"Upload-Token": token, "Content-Length": str(len(data)),
+               "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    return server.request("POST", "/api/v1/archives/", data, headers, timeout=60)
+
+
 def headers_only(server, token, length):
     """Send a single POST's headers only and read the answer: (status, headers, body)."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
@@ -274,19 +284,23 @@ def test_a_disk_that_fills_during_a_tus_chunk_keeps_the_upload_resumable(server,
 
 
 def test_a_disk_that_fills_while_a_single_post_is_staged_removes_it(server, small_disk):
+    # A multipart body: its file part is copied from the spool into staging (a raw body's
+    # spool becomes the staged file whole, with nothing left to write).
     server.start(pause_at="stage", pause_after=3 * MiB, resumable=True)
     ticket = server.ticket(7003, attempts=3)
     body = os.urandom(6 * MiB)
     answer = {}
 
     def send():
-        answer["result"] = post_archive(server, ticket["token"], body)
+        answer["result"] = post_multipart(server, ticket["token"], body)
 
     sender = threading.Thread(target=send)
     sender.start()
     paused = server.wait_paused()
     assert (server.data_dir / "tmp" / paused["staging"]).is_file()
-    with filler(small_disk, leave=300 * 1024):
+    # Full to the last byte: the copy frees the spool behind it as it goes, so any room
+    # at all would let it finish.
+    with filler(small_disk, leave=0):
         server.resume()
         sender.join(60)
         assert not sender.is_alive()

@@ -56,6 +56,15 @@ class HashCache:
             return entry[1]
         return None
 
+    def peek(self, upload_id, offset):
+        """A copy of the hashes saved for ``offset``, leaving the entry in place (the
+        request parser hashes a chunk before the app has checked anything)."""
+        with self._lock:
+            entry = self._entries.get(upload_id)
+            if entry is None or entry[0] != offset:
+                return None
+            return entry[1].copy()
+
     def put(self, upload_id, offset, hashes):
         with self._lock:
             self._entries[upload_id] = (offset, hashes)
