@@ -130,10 +130,6 @@ class Md5Worker:
                                                 daemon=True)
                 self._thread.start()
 
-    def pending(self):
-        """Jobs queued or running in this process."""
-        return self._queue.unfinished_tasks
-
     def join(self, timeout):
         """Wait until every job queued so far has run; whether it did within ``timeout``."""
         deadline = time.monotonic() + timeout
