@@ -376,6 +376,17 @@ class Server:
         assert status in expect, f"{method} {path}: {status} {data[:500]!r}"
         return json.loads(data) if data else None
 
+    def archives_of(self, number, timeout=60):
+        """The ticket's archives as the API lists them, once every md5 is known: an archive
+        over 4 MiB gets its md5 from the server's background job after the upload (after
+        a crash, from the restarted server's startup sweep)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            listed = self.api("GET", f"/api/v1/archives/?ticket={number}")
+            if all(a["md5"] is not None for a in listed) or time.monotonic() > deadline:
+                return listed
+            time.sleep(0.1)
+
     def ticket(self, number, attempts=3, platform="crash"):
         """A new ticket (and its platform, the first time) through the API."""
         status, _, _ = self.request("GET", f"/api/v1/platforms/{platform}/",

@@ -13,8 +13,6 @@ CHUNK = 1024 * 1024
 # this size, where it costs a few milliseconds; a bigger archive's md5 is computed in the
 # background after the commit (collector.archives.checksums) and is null until then.
 MD5_INLINE_MAX = 4 * 1024 * 1024
-# Until archives.md5 may be NULL (the background job lands with it), every md5 is inline.
-MD5_INLINE_MAX = 1 << 62
 
 # Start writing to disk every this many bytes, instead of all at the final fsync.
 WRITEBACK_EVERY = 16 * 1024 * 1024
