@@ -45,7 +45,7 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 # Bytes handed over in memory before the follower reads the rest back from the spool.
 QUEUE_MAX = 2 * 1024 * 1024
 # The follower's reads from the spool.
-READ = 4 * 1024 * 1024
+READ = 1024 * 1024
 # How long the app waits for a digest once the body is complete (it is hashing what is
 # left at ~1.5 GB/s); past it, the app hashes the body itself.
 WAIT = 600.0
