@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Resumable (tus) upload throughput, finalising time and chunk size, next to references.
 
-    .venv/bin/python bench/tus.py [--sizes 1GiB,3GiB] [--db sqlite|postgresql] [--repeat N]
+    .venv/bin/python bench/tus.py [--sizes 1GiB,3GiB] [--db sqlite|postgresql] [--pairs N]
                                   [--chunk-sizes 4,8,16,32,64,128 | --chunk-sizes none]
                                   [--no-node]
 
@@ -86,7 +86,11 @@ const server = new Server({ path: '/files', datastore: new FileStore({ directory
 server.listen({ host: '127.0.0.1', port: Number(port) }, () => console.log('listening'))
 """
 
-TARGET_VS_NODE = 1.0  # ours ÷ Node at 64 MiB chunks, tuspy
+# Issue 20's targets, tuspy, ours ÷ the reference measured in the same round:
+TARGET_VS_NODE = 0.9  # 64 MiB chunks, ÷ plain @tus/server
+TARGET_VS_NODE_FSYNC = 1.0  # 64 MiB chunks, ÷ @tus/server + one fsync of its file
+TARGET_VS_NODE_8 = 0.8  # 8 MiB chunks, ÷ plain @tus/server
+TARGET_8_VS_64 = 0.8  # ours at 8 MiB chunks ÷ ours at 64 MiB
 TARGET_FINALISE_S = 2.0  # last PATCH sent → archive listed, for 3 GiB
 TARGET_RSS_SPREAD_MB = 10
 TUSPY_CHUNKS = (8 * MiB, 64 * MiB)
@@ -95,6 +99,7 @@ LINK_RATES = (1 * MB, 10 * MB)  # for the time a drop costs on a real link
 MODEL_RTT = 0.05  # a customer's round trip, for the idle time each chunk costs on a link
 UPLOADER = REPO / "scripts" / "uploader.sh"
 TUS_HEADERS = {"Tus-Resumable": "1.0.0"}
+LOAD_START = 0.0  # the 1-minute load average when main() started
 
 
 # --- processes we start ------------------------------------------------------------------
@@ -285,7 +290,8 @@ class RawTus:
                 offset = int(headers["Upload-Offset"])
         _, _, last_sent, finished = result["patches"][-1]
         result.update(seconds=finished - started, finished_at=finished, last_sent_at=last_sent,
-                      archive_id=headers.get("Upload-Archive-Id"), receipt=json.loads(body))
+                      archive_id=headers.get("Upload-Archive-Id"),
+                      receipt=json.loads(body) if body else None)
         return result
 
 
@@ -321,11 +327,16 @@ class Ours:
         self.harness.api("DELETE", f"/api/v1/archives/{archive['id']}/", expect=(204,))
 
 
-def uploader_mode():
-    """'tus' when scripts/uploader.sh offers --chunk-size (its tus mode), else 'post'."""
+def uploader_has(option):
+    """Whether scripts/uploader.sh's --help mentions ``option``."""
     result = subprocess.run(["sh", str(UPLOADER), "--help"], check=False,
                             capture_output=True, text=True, timeout=30)
-    return "tus" if "--chunk-size" in result.stdout + result.stderr else "post"
+    return option in result.stdout + result.stderr
+
+
+def uploader_mode():
+    """'tus' when scripts/uploader.sh offers --chunk-size (its tus mode), else 'post'."""
+    return "tus" if uploader_has("--chunk-size") else "post"
 
 
 # --- one size ----------------------------------------------------------------------------
@@ -344,7 +355,9 @@ class Runner:
                 run = self.once(name, attempt, fn, pids)
                 collected[name].append((run["rate"], run))
         for name, measured in collected.items():
+            every = [dict(run) for _, run in measured]  # in round order, for the ratios
             runs[name] = median_run(measured)[1]
+            runs[name]["all"] = every
 
     def once(self, name, attempt, fn, pids):
         """One run of ``fn`` after a settle, with the servers' CPU seconds, the disk writes
@@ -416,6 +429,10 @@ class Runner:
                    "-u", self.harness.base]
         if self.uploader == "tus":
             command += ["--chunk-size", "64M"]
+        if uploader_has("--again"):
+            # it remembers an uploaded file (FILE.upload) and, without a terminal, would
+            # send nothing the second round: --again uploads it anew
+            command.append("--again")
         started = time.perf_counter()
         code, out, err = run_own(command, timeout=3600)
         seconds = time.perf_counter() - started
@@ -522,7 +539,8 @@ def print_report(results, db, node):
     print()
     print(f"Logs Collector tus benchmark — db={db}, client tuspy (PyPI), "
           f"reference {' + '.join(NPM_PACKAGES) if node else '(Node skipped)'}, "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+          f"{os.cpu_count()} CPUs, 1-min load {LOAD_START:.2f} at the start, "
+          f"{os.getloadavg()[0]:.2f} at the end")
     print("MB = 10^6 bytes; median of the runs; fresh servers per size; "
           "server CPU = user+system seconds of the server under test")
     header = (f"{'size':>6} {'row':<34} {'value':>10} {'time':>7} {'CPU':>6} {'disk':>5} "
@@ -654,12 +672,55 @@ def print_sweep(r):
     print()
 
 
+def print_targets(results):
+    """Issue 20's table: tuspy at 64 and 8 MiB against @tus/server, plain and + fsync,
+    min / median / max over the rounds and the median (min–max) of the per-round ratios."""
+    print("Issue 20 targets (tuspy; ratio = median (min-max) over the rounds of ours ÷ the "
+          "reference measured in the same round)")
+    print()
+    print("| size | row | MB/s min / median / max | ratio | target | |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        runs, nbytes = r["runs"], r["size"]
+        label = human(nbytes)
+
+        def seconds(name, key="seconds"):
+            return [run[key] for run in runs[name]["all"]]
+
+        def row(name, times):
+            nonlocal label
+            rates = sorted(nbytes / t / MB for t in times)
+            print(f"| {label} | {name} | {rates[0]:.0f} / {statistics.median(rates):.0f} / "
+                  f"{rates[-1]:.0f} | | | |")
+            label = ""
+
+        def ratio(name, ours, reference, target):
+            ratios = [ref / mine for mine, ref in zip(ours, reference, strict=True)]
+            median = statistics.median(ratios)
+            print(f"| | {name} | | {median:.2f}× ({min(ratios):.2f}–{max(ratios):.2f}) | "
+                  f"≥ {target:.1f}× | {'met' if median >= target else '**missed**'} |")
+
+        ours64, ours8 = seconds("ours-64"), seconds("ours-8")
+        node64, node8 = seconds("node-64"), seconds("node-8")
+        durable64 = seconds("node-64", "durable")
+        row("tuspy 64 MiB -> ours", ours64)
+        row("tuspy 64 MiB -> @tus/server", node64)
+        row("@tus/server + fsync of its file", durable64)
+        ratio("ours 64 MiB ÷ @tus/server + fsync", ours64, durable64, TARGET_VS_NODE_FSYNC)
+        ratio("ours 64 MiB ÷ @tus/server", ours64, node64, TARGET_VS_NODE)
+        row("tuspy 8 MiB -> ours", ours8)
+        row("tuspy 8 MiB -> @tus/server", node8)
+        ratio("ours 8 MiB ÷ @tus/server", ours8, node8, TARGET_VS_NODE_8)
+        ratio("ours 8 MiB ÷ ours 64 MiB", ours8, ours64, TARGET_8_VS_64)
+    print()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="1GiB", help="file size (default 1GiB)")
     parser.add_argument("--sizes", help="comma list, e.g. 1GiB,3GiB (overrides --size)")
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--repeat", type=int, default=1,
+    parser.add_argument("--repeat", "--pairs", dest="repeat", type=int, default=1,
                         help="runs per measurement (the median is reported)")
     parser.add_argument("--chunk-sizes", default="4,8,16,32,64,128",
                         help="MiB list for the chunk-size sweep on the first size, "
@@ -667,6 +728,9 @@ def main(argv=None):
     parser.add_argument("--no-node", action="store_true",
                         help="skip the Node @tus/server reference (no npm needed)")
     args = parser.parse_args(argv)
+    global LOAD_START
+    LOAD_START = os.getloadavg()[0]
+    log(f"1-minute load average at the start: {LOAD_START:.2f}")
     sizes = [parse_size(s) for s in (args.sizes or args.size).split(",") if s.strip()]
     sweep = ([] if args.chunk_sizes.strip().lower() == "none" else
              [int(c) * MiB for c in args.chunk_sizes.split(",") if c.strip()])
@@ -706,6 +770,8 @@ def main(argv=None):
             if node:
                 node.stop()
         print_report(results, args.db, node)
+        if node:
+            print_targets(results)
         warnings = [line for line in harness.server_log().splitlines()
                     if "WARN" in line or "ERROR" in line or "Traceback" in line]
         if warnings:

@@ -44,6 +44,8 @@ def main(global_config, **settings):
     config.include("collector.archives.storage")
     # the audit log of refused or failed uploads: a tween keyed on the upload routes
     config.include("collector.archives.uploads.refusals")
+    # the md5 of archives over 4 MiB, computed by a thread after their upload commits
+    config.include("collector.archives.checksums")
     # /metrics and the latency tween, only when METRICS_TOKEN is set
     config.include("collector.metrics")
     # help-desk webhooks: the worker thread (deliveries, low-space check), unless disabled

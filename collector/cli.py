@@ -281,10 +281,10 @@ def cmd_serve(args, settings):
 
 def cmd_purge(args, settings):
     """Remove what the retention rules, expiries and crashes left (``archives.maintenance``
-    decides what), printing each item."""
+    decides what), printing each item; then compute the md5s a crash left missing."""
     # Every mapper (Archive → Ticket → User …): the ORM resolves relationships by name.
     import collector.models  # noqa: F401
-    from collector.archives import maintenance
+    from collector.archives import checksums, maintenance
     from collector.archives.storage import make_backend, make_upload_stores
 
     backend = make_backend(settings)
@@ -296,6 +296,10 @@ def cmd_purge(args, settings):
                                       dry_run=args.dry_run):
             print(f"{verb} {item}")
             count += 1
+        # Archives a stopped server left without md5 (its background job never ran).
+        for archive_id, md5 in checksums.fill_missing(engine, backend, dry_run=args.dry_run):
+            print(f"would compute the md5 of archive {archive_id}" if args.dry_run
+                  else f"computed the md5 of archive {archive_id}: {md5}")
     print(f"{verb} {count} file(s)")
 
 

@@ -167,6 +167,7 @@ class StateCollector:
                 open_uploads = connection.execute(
                     _OPEN_UPLOADS, {"now": utcnow()}).scalar_one()
                 pending = connection.execute(_PENDING_WEBHOOKS).scalar_one()
+                md5_pending = connection.execute(_MD5_PENDING).scalar_one()
         except Exception:  # a scrape must answer even when the database does not
             log.exception("metrics: could not read the database")
             return [*state, ("collector_database_up", _DATABASE_UP, 0)]
@@ -176,13 +177,16 @@ class StateCollector:
                 ("collector_resumable_uploads_open", "tus uploads created, not finished "
                  "and not expired", open_uploads),
                 ("collector_webhook_deliveries_pending", "Webhook events waiting to be "
-                 "delivered (all workers)", pending)]
+                 "delivered (all workers)", pending),
+                ("collector_archives_md5_pending", "Archives whose md5 is still being "
+                 "computed in the background (all processes)", md5_pending)]
 
 
 _DATABASE_UP = "Whether the last read of the database for metrics worked"
 # Core tables, not ORM entities: building these at import needs no configured mappers.
 _archives, _uploads = Archive.__table__.c, TusUpload.__table__.c
 _ARCHIVES = select(func.count(), func.coalesce(func.sum(_archives.size), 0))
+_MD5_PENDING = select(func.count()).where(_archives.md5.is_(None))
 _deliveries = WebhookDelivery.__table__
 _PENDING_WEBHOOKS = (select(func.count()).select_from(_deliveries)
                      .where(_deliveries.c.state == "pending"))

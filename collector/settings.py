@@ -244,6 +244,9 @@ ENV_OVERRIDES = [
      "days after its upload that `collector purge` deletes any archive; 0: never"),
     ("webhooks.worker", "WEBHOOK_WORKER", as_bool,
      "run the webhook and low-space worker thread in the server process"),
+    ("md5.worker", "MD5_WORKER", as_bool,
+     "compute the md5 of archives over 4 MiB in a thread of the server process after "
+     "their upload (false: `collector purge` does)"),
     ("webhooks.interval", "WEBHOOK_INTERVAL", float, "seconds between the worker's passes"),
     ("webhooks.timeout", "WEBHOOK_TIMEOUT", float, "seconds a receiver has to answer"),
     ("webhooks.backoff", "WEBHOOK_BACKOFF", float, "seconds before the first retry (doubling)"),
@@ -321,6 +324,7 @@ DEFAULTS = {
     "retention.resolved_days": 0,
     "retention.max_days": 0,
     "webhooks.worker": True,
+    "md5.worker": True,
     "webhooks.interval": 5.0,
     "webhooks.timeout": 5.0,
     "webhooks.backoff": 30.0,

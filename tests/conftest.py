@@ -226,6 +226,9 @@ def settings(engine, data_dir, storage_kind, request):
         "storage.reserve": "0",
         # No webhook/low-space worker thread: tests run its passes themselves.
         "webhooks.worker": "false",
+        # No md5 thread either: it would write from another thread into the rolled-back
+        # transaction; the md5 tests turn it on with real commits (test_md5_background).
+        "md5.worker": "false",
         "upload.max_size": "64MiB",
     }
 

@@ -21,7 +21,8 @@ class Archive(Base):
     # The client's file name, sanitised: metadata for Content-Disposition only.
     name: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger)
-    md5: Mapped[str] = mapped_column(String(32))
+    # None until computed in the background (archives over 4 MiB: archives/checksums.py).
+    md5: Mapped[str | None] = mapped_column(String(32), nullable=True)
     sha256: Mapped[str] = mapped_column(String(64))
     time_create: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     time_update: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -2,6 +2,7 @@
 
 from sqlalchemy import bindparam, func, select
 
+from collector.archives import checksums
 from collector.archives.filenames import sanitise_name
 from collector.archives.models import Archive, TusUpload
 from collector.archives.storage import StorageUnavailable, TooLarge
@@ -164,10 +165,12 @@ def stage_archive(dbsession, storage, settings, ticket, chunks, name):
 
 
 def recorded(dbsession, archive, ticket, how):
-    """The ``upload.finished`` event of a new archive (in its transaction)."""
+    """The ``upload.finished`` event of a new archive (in its transaction); an md5 left
+    to compute (archives over 4 MiB) is handed to the md5 worker once it commits."""
     record(dbsession, "upload.finished", ticket=ticket, archive=archive,
            detail={"size": archive.size, "sha256": archive.sha256, "name": archive.name,
                    "protocol": how})
+    checksums.after_commit(dbsession, archive)
     return archive
 
 

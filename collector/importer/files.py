@@ -25,6 +25,24 @@ def read_chunks(path):
             yield chunk
 
 
+class Md5Through:
+    """The chunks as they pass, md5 kept: the storage manager computes an archive's md5
+    only for small ones (the rest in the background), and the importer checks the md5
+    the old database recorded for every file, whatever its size."""
+
+    def __init__(self, chunks):
+        self.chunks = chunks
+        self.digest = hashlib.md5()
+
+    def __iter__(self):
+        for chunk in self.chunks:
+            self.digest.update(chunk)
+            yield chunk
+
+    def hexdigest(self):
+        return self.digest.hexdigest()
+
+
 def hash_file(chunks):
     md5, sha256, size = hashlib.md5(), hashlib.sha256(), 0
     for chunk in chunks:
@@ -48,8 +66,9 @@ class Transfer:
         self._moved = []
 
     def bring(self, path, size):
-        """The old file as a staged archive, hashed: a copy (default) or a second name
-        (``--link``, ``--move`` on the same filesystem)."""
+        """The old file as a staged archive and the md5 of its bytes (read here, for the
+        check against the old database): a copy (default) or a second name (``--link``,
+        ``--move`` on the same filesystem)."""
         if self.mode != "copy":
             link = self.storage.backend.staging_file()
             try:
@@ -63,16 +82,17 @@ class Transfer:
                 if self.mode == "move":
                     self._moved.append(path)
                 found = hash_file(self._progress(read_chunks(link), size))
-                return self.storage.adopt(link, *found)
+                return self.storage.adopt(link, *found), found[1]
         free = self.storage.backend.usage()["free"] - self.reserve
         if size > free:
             raise Skip("skipped", f"not enough free space ({free} bytes free after the "
                        "reserve): not imported")
         # No upload limit: the archive was accepted by the old installation already.
-        staged = self.storage.stage(self._progress(read_chunks(path), size), sys.maxsize)
+        read = Md5Through(self._progress(read_chunks(path), size))
+        staged = self.storage.stage(read, sys.maxsize)
         if self.mode == "move":
             self._moved.append(path)
-        return staged
+        return staged, read.hexdigest()
 
     def aborted(self):
         for path in self._links:

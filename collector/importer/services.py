@@ -300,10 +300,10 @@ class Importer:
         if self.dry_run:
             self.summary.bytes += size
             return "imported", f"{size} bytes would be {self._verb()}", None
-        staged = self.transfer.bring(path, size)
-        if staged.md5 != md5 or staged.size != size:
+        staged, found_md5 = self.transfer.bring(path, size)
+        if found_md5 != md5 or staged.size != size:
             raise Skip("skipped", f"the file differs from what the old database recorded "
-                       f"(md5 {staged.md5}, {staged.size} bytes; expected md5 {md5}, {size} "
+                       f"(md5 {found_md5}, {staged.size} bytes; expected md5 {md5}, {size} "
                        "bytes): damaged? not imported")
         archive = Archive(ticket_id=ticket_id, storage_key=staged.key, name=name,
                           size=size, md5=md5, sha256=staged.sha256,

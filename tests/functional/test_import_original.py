@@ -449,6 +449,32 @@ def test_missing_damaged_and_unreferenced_files(run, old, dbsession):
     assert _count(dbsession, Archive) == 3 and _count(dbsession, Ticket) == 6
 
 
+@pytest.mark.parametrize("mode", ["copy", "link"])
+def test_the_md5_of_a_big_file_is_still_checked(run, old, dbsession, mode):
+    """The upload path leaves the md5 of an archive over 4 MiB to a background job; the
+    importer hashes every file itself, so a damaged big file is still refused and a
+    sound one keeps the md5 the old database recorded."""
+    big = os.urandom(5 * 1024 * 1024 + 1)
+    sound, damaged = "2000002/billmgr.log", "2000003/dmesg.gz"
+    for stored in (sound, damaged):
+        (old / "archives" / stored).write_bytes(big)
+    with sqlite3.connect(old / "db.sqlite3") as db:
+        db.execute("UPDATE collector_archive SET size = ?, md5 = ? WHERE file = ?",
+                   (len(big), hashlib.md5(big).hexdigest(), sound))
+        # The right size, the md5 of other bytes: only hashing the file can tell.
+        db.execute("UPDATE collector_archive SET size = ?, md5 = ? WHERE file = ?",
+                   (len(big), hashlib.md5(big[:-1] + b"!").hexdigest(), damaged))
+    db.close()
+    code, out = run(old, *(["--link"] if mode == "link" else []))
+    assert code == 2, out
+    assert f"archive {damaged}: the file differs from what the old database recorded " \
+        f"(md5 {hashlib.md5(big).hexdigest()}" in out
+    dbsession.expire_all()
+    row = dbsession.scalars(select(Archive).where(Archive.size == len(big))).one()
+    assert (row.md5, row.sha256) == (hashlib.md5(big).hexdigest(),
+                                     hashlib.sha256(big).hexdigest())
+
+
 def test_unusable_old_installation_is_a_clear_error(run, old, dbsession, tmp_path):
     with sqlite3.connect(old / "db.sqlite3") as db:
         db.execute("ALTER TABLE collector_ticket RENAME COLUMN token TO upload_token")

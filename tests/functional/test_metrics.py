@@ -224,3 +224,13 @@ def test_threads_of_a_real_server_lose_no_count(live_server):
                  route="api.check.health", method="GET") == 400
     assert value(samples, "collector_http_responses_total", route="api.check.health",
                  status="200") == 400
+
+
+def test_archives_waiting_for_their_md5_are_a_gauge(testapp, ticket):
+    """An archive over 4 MiB waits for the background md5 (no worker in these tests)."""
+    assert value(scrape(testapp), "collector_archives_md5_pending") == 0
+    for size in (4 * 1024**2 + 1, 1000):
+        testapp.post("/api/v1/archives/", b"z" * size, headers={
+            "Upload-Token": ticket.token, "Content-Type": "application/octet-stream"},
+            status=201)
+    assert value(scrape(testapp), "collector_archives_md5_pending") == 1

@@ -190,7 +190,8 @@ def test_s3_chunks_become_segments_and_the_archive_is_copied_from_them(
     tus.HASHES.clear()
     receipt = client.finish(path, cuts[-2], body[cuts[-2]:]).json
     assert receipt["sha256"] == hashlib.sha256(body).hexdigest()
-    assert receipt["md5"] == hashlib.md5(body).hexdigest()
+    # Over 4 MiB: the md5 comes later, from the background job (test_md5_background.py).
+    assert receipt["md5"] is None
     # Started from nothing at offset 0, read back after the cache was lost (twice);
     # every other chunk used the cache (saved once its offset was committed).
     assert len(rehashed) == 3

@@ -25,7 +25,8 @@ points:
                that starts at ``COLLECTOR_PAUSE_FROM`` bytes or later, default 0);
 ``stage``      a single-request upload is being staged: ``COLLECTOR_PAUSE_AFTER`` bytes of
                it are in its staging file (S3: read, hashed and in its multipart upload's
-               parts sent or the part being filled);
+               parts sent or the part being filled; a raw body the server spooled: its
+               whole spool, just linked into staging);
 ``finish``     the last chunk is appended and fsynced; the archive is not recorded yet;
 ``precommit``  the transaction that records an archive (single or tus) is committing: the
                row is flushed, the staged file (or the tus file's second name) is
@@ -375,6 +376,17 @@ class Server:
         assert status in expect, f"{method} {path}: {status} {data[:500]!r}"
         return json.loads(data) if data else None
 
+    def archives_of(self, number, timeout=60):
+        """The ticket's archives as the API lists them, once every md5 is known: an archive
+        over 4 MiB gets its md5 from the server's background job after the upload (after
+        a crash, from the restarted server's startup sweep)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            listed = self.api("GET", f"/api/v1/archives/?ticket={number}")
+            if all(a["md5"] is not None for a in listed) or time.monotonic() > deadline:
+                return listed
+            time.sleep(0.1)
+
     def ticket(self, number, attempts=3, platform="crash"):
         """A new ticket (and its platform, the first time) through the API."""
         status, _, _ = self.request("GET", f"/api/v1/platforms/{platform}/",
@@ -527,6 +539,37 @@ def _staged_name(staged):
     return staged.key if path is None else path.name
 
 
+def _pause_spooled_staging(point, after):
+    """The ``stage`` point where ``collector serve`` spooled and hashed the body as it
+    arrived (archives/uploads/receiving.py): a raw body's spool is linked into staging
+    whole (the point is then right after the link), a multipart body's file part is
+    copied in the kernel (in 1 MiB steps here; the point is before the step that follows
+    ``after`` bytes, the spool behind them freed)."""
+    from collector.archives.storage import spooled
+
+    link = spooled.SpooledBody.link
+
+    def paused_link(self, path):
+        linked = link(self, path)
+        if linked:
+            _pause(point, staging=Path(path).name, written=self.size)
+        return linked
+
+    spooled.SpooledBody.link = paused_link
+    spooled.COPY_STEP = MiB
+    copy_file_range = os.copy_file_range
+
+    def paused_copy_file_range(source, target, count, offset_src=None, offset_dst=None):
+        # Before a step, once ``after`` bytes are copied (and the spool behind them freed).
+        path = os.readlink(f"/proc/self/fd/{target}")
+        if path.startswith(str(Path(os.environ["DATA_DIR"]) / "tmp")) and \
+                os.fstat(target).st_size >= after:
+            _pause(point, staging=Path(path).name, written=os.fstat(target).st_size)
+        return copy_file_range(source, target, count, offset_src, offset_dst)
+
+    spooled.os.copy_file_range = paused_copy_file_range
+
+
 def _install_pause_point(point):
     from collector.archives.storage import StorageManager
     from collector.archives.uploads import tus
@@ -567,6 +610,7 @@ def _install_pause_point(point):
             return write_stream(staged, pausing_chunks(chunks, staged), max_size)
 
         streams.write_stream = paused_write_stream
+        _pause_spooled_staging(point, after)
         if os.environ.get("STORAGE_URL"):
             # S3 stages through its own write (multipart parts), not write_stream.
             from collector.archives.storage.s3 import S3ArchiveStorage

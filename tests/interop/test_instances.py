@@ -99,11 +99,13 @@ def test_chunks_alternate_between_instances(instances):
             assert headers["upload-offset"] == str(end)
     got = receipt(one, token, path, status, headers)
     digest = hashlib.sha256(body).hexdigest()
-    assert got["sha256"] == digest and got["md5"] == hashlib.md5(body).hexdigest()
+    # Over 4 MiB the md5 comes from the background job of the instance that finished it.
+    assert got["sha256"] == digest and got["md5"] in (None, hashlib.md5(body).hexdigest())
     # Listed once, from either instance; the attempt spent once; the bytes identical.
     for server in (one, two):
-        listed = server.api("GET", "/api/v1/archives/?ticket=501")
+        listed = server.archives_of(501)
         assert [item["id"] for item in listed] == [got["id"]]
+        assert listed[0]["md5"] == hashlib.md5(body).hexdigest()
         assert server.api("GET", "/api/v1/tickets/501/")["attempts"] == 2
     assert two.download_sha256(got["id"]) == digest
     assert one.download_sha256(got["id"]) == digest

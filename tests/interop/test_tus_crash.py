@@ -103,7 +103,7 @@ def assert_finished_once(server, ticket, path, body, orphans=()):
     state = head(server, token, path)
     assert int(state["upload-offset"]) == len(body)
     archive_id = int(state["upload-archive-id"])
-    listed = server.api("GET", f"/api/v1/archives/?ticket={ticket['number']}")
+    listed = server.archives_of(ticket["number"])
     assert [a["id"] for a in listed] == [archive_id]
     assert (listed[0]["size"], listed[0]["sha256"], listed[0]["md5"]) == (
         len(body), sha256, hashlib.md5(body).hexdigest())

@@ -107,6 +107,12 @@ def _attempts(dbsession, ticket):
 
 
 @pytest.fixture
+def settings(settings):
+    """The md5 worker on (live_server commits): the 5 MiB archive's md5 comes from it."""
+    return {**settings, "md5.worker": "true"}
+
+
+@pytest.fixture
 def ticket(factory):
     return factory.ticket(factory.platform("vm6"), 89, attempts=10)
 
@@ -126,9 +132,11 @@ def _receipt(url, ticket):
         return json.loads(answer.read())
 
 
-def _assert_archived(dbsession, data_dir, ticket, source, success):
-    """One archive with the source's bytes, name and hashes; one attempt spent."""
+def _assert_archived(app, dbsession, data_dir, ticket, source, success):
+    """One archive with the source's bytes, name and hashes (the md5 once the server's
+    background job has computed it: over 4 MiB); one attempt spent."""
     body = source.read_bytes()
+    assert app.registry["md5_worker"].join(60)
     dbsession.expire_all()
     [archive] = dbsession.scalars(select(Archive)).all()
     assert archive.ticket_id == ticket.id
@@ -145,7 +153,7 @@ def _assert_archived(dbsession, data_dir, ticket, source, success):
 
 
 @pytest.mark.parametrize("chunk_size", [256 * 1024, MiB + 7, None])
-def test_tus_js_uploads_with_several_chunk_sizes(tus_js, live_server, ticket, source,
+def test_tus_js_uploads_with_several_chunk_sizes(tus_js, app, live_server, ticket, source,
                                                  dbsession, data_dir, chunk_size):
     options = [f"--chunk-size={chunk_size}"] if chunk_size else []  # None: one PATCH
     run = _run(tus_js, live_server, ticket, source, *options)
@@ -155,13 +163,13 @@ def test_tus_js_uploads_with_several_chunk_sizes(tus_js, live_server, ticket, so
     offsets = [0] + [min(SIZE, i * (chunk_size or SIZE)) for i in range(1, patches)]
     assert run.requests == [("POST", None)] + [("PATCH", str(o)) for o in offsets]
     assert success["status"] == 204  # tus-js-client takes the bodiless 204 as success
-    archive = _assert_archived(dbsession, data_dir, ticket, source, success)
+    archive = _assert_archived(app, dbsession, data_dir, ticket, source, success)
     receipt = _receipt(success["url"], ticket)
     assert (receipt["id"], receipt["ticket"], receipt["name"], receipt["size"],
             receipt["sha256"]) == (archive.id, 89, NAME, SIZE, archive.sha256)
 
 
-def test_tus_js_resumes_after_kill_9(tus_js, live_server, ticket, source, dbsession,
+def test_tus_js_resumes_after_kill_9(tus_js, app, live_server, ticket, source, dbsession,
                                      data_dir):
     chunk = 256 * 1024
     command, env = _command(tus_js, live_server, ticket, source, f"--chunk-size={chunk}")
@@ -195,10 +203,10 @@ def test_tus_js_resumes_after_kill_9(tus_js, live_server, ticket, source, dbsess
     resumed_at = int(run.requests[1][1])
     assert reported <= resumed_at < SIZE and resumed_at % chunk == 0
     assert success["url"] == url
-    _assert_archived(dbsession, data_dir, ticket, source, success)
+    _assert_archived(app, dbsession, data_dir, ticket, source, success)
 
 
-def test_tus_js_resumes_after_abort_from_its_url_storage(tus_js, live_server, ticket,
+def test_tus_js_resumes_after_abort_from_its_url_storage(tus_js, app, live_server, ticket,
                                                          source, dbsession, data_dir,
                                                          tmp_path):
     storage = tmp_path / "tus-urls.json"
@@ -217,10 +225,10 @@ def test_tus_js_resumes_after_abort_from_its_url_storage(tus_js, live_server, ti
     assert second.requests[:2] == [("HEAD", None), ("PATCH", str(2 * MiB))]
     assert "POST" not in [method for method, _ in second.requests]
     assert success["url"] == url
-    _assert_archived(dbsession, data_dir, ticket, source, success)
+    _assert_archived(app, dbsession, data_dir, ticket, source, success)
 
 
-def test_tus_js_parallel_uploads_concatenate(tus_js, live_server, ticket, source, dbsession,
+def test_tus_js_parallel_uploads_concatenate(tus_js, app, live_server, ticket, source, dbsession,
                                              data_dir):
     run = _run(tus_js, live_server, ticket, source, "--parallel=3",
                f"--chunk-size={MiB}")
@@ -232,12 +240,12 @@ def test_tus_js_parallel_uploads_concatenate(tus_js, live_server, ticket, source
     assert len(posts) == 4 and final.startswith("final;") and len(final.split()) == 3
     # The final upload is an archive the moment it is created: 201 with the receipt.
     assert success["status"] == 201
-    archive = _assert_archived(dbsession, data_dir, ticket, source, success)
+    archive = _assert_archived(app, dbsession, data_dir, ticket, source, success)
     assert success["receipt"]["sha256"] == archive.sha256
 
 
 @pytest.mark.parametrize("chunk_size", [MiB + 7, None])
-def test_tus_js_uploads_data_during_creation(tus_js, live_server, ticket, source, dbsession,
+def test_tus_js_uploads_data_during_creation(tus_js, app, live_server, ticket, source, dbsession,
                                              data_dir, chunk_size):
     options = [f"--chunk-size={chunk_size}"] if chunk_size else []
     run = _run(tus_js, live_server, ticket, source, "--data-during-creation", *options)
@@ -252,10 +260,10 @@ def test_tus_js_uploads_data_during_creation(tus_js, live_server, ticket, source
     else:
         # The whole file in the creation request: it answers 201 with the receipt.
         assert methods == ["POST"] and success["status"] == 201
-    _assert_archived(dbsession, data_dir, ticket, source, success)
+    _assert_archived(app, dbsession, data_dir, ticket, source, success)
 
 
-def test_tus_js_run_again_after_success_spends_nothing(tus_js, live_server, ticket, source,
+def test_tus_js_run_again_after_success_spends_nothing(tus_js, app, live_server, ticket, source,
                                                        dbsession, data_dir, tmp_path):
     storage = tmp_path / "tus-urls.json"
     first = _run(tus_js, live_server, ticket, source, f"--url-storage={storage}")
@@ -267,7 +275,7 @@ def test_tus_js_run_again_after_success_spends_nothing(tus_js, live_server, tick
     second.assert_every_answer_ok()
     assert second.requests == [("HEAD", None)]
     assert (success["url"], success["status"]) == (url, 200)
-    _assert_archived(dbsession, data_dir, ticket, source, success)
+    _assert_archived(app, dbsession, data_dir, ticket, source, success)
 
 
 def test_tus_js_abort_with_terminate_gives_the_attempt_back(tus_js, live_server, ticket,

@@ -257,7 +257,7 @@ def check_archives(server, ticket, body, expected):
     """The ticket's archives are ``expected`` copies of ``body``; every archive on the
     server matches its row."""
     sha256 = hashlib.sha256(body).hexdigest()
-    listed = server.api("GET", f"/api/v1/archives/?ticket={ticket['number']}")
+    listed = server.archives_of(ticket["number"])
     assert len(listed) == expected, listed
     for archive in listed:
         assert (archive["size"], archive["sha256"], archive["md5"]) == (

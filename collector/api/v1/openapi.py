@@ -42,6 +42,11 @@ STRING, INTEGER, BOOLEAN = {"type": "string"}, {"type": "integer"}, {"type": "bo
 ID = {**INTEGER, "minimum": INTEGER_MIN, "maximum": INTEGER_MAX}
 TIME = {"type": "string", "format": "date-time"}
 TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+# sha256 is the integrity check; md5 is kept for the original API's field, and hashing it
+# is left out of the upload's critical path above 4 MiB.
+MD5 = {"type": ["string", "null"], "pattern": "^[0-9a-f]{32}$",
+       "description": "Hex md5: computed in the background after the upload for archives "
+                      "over 4 MiB; null until then"}
 BINARY = {"type": "string", "contentMediaType": "application/octet-stream"}
 
 
@@ -183,7 +188,7 @@ SCHEMAS = {
         "time_create": TIME,
         "name": {**STRING, "description": "Original file name (sanitised)"},
         "size": {**INTEGER, "minimum": 1, "description": "Bytes"},
-        "md5": {**STRING, "pattern": "^[0-9a-f]{32}$"},
+        "md5": MD5,
         "sha256": {**STRING, "pattern": "^[0-9a-f]{64}$"},
     }),
     "TokenPair": returned({
@@ -507,7 +512,9 @@ ARCHIVE_ID_HEADER = {"Upload-Archive-Id": {
     "description": "The id of the archive the finished upload became", "schema": INTEGER}}
 RECEIPT_HEADERS = {
     "Upload-Receipt-Sha256": {"description": "The archive's sha256 (hex)", "schema": STRING},
-    "Upload-Receipt-Md5": {"description": "The archive's md5 (hex)", "schema": STRING},
+    "Upload-Receipt-Md5": {"description": "The archive's md5 (hex); absent while it is "
+                           "being computed (archives over 4 MiB: read it later from "
+                           "`GET /api/v1/uploads/{id}` or the archive)", "schema": STRING},
     "Upload-Receipt-Size": {"description": "The archive's size in bytes", "schema": INTEGER},
 }
 TUS_ERRORS = {
@@ -526,7 +533,7 @@ CHUNK_HEADERS = [header("Upload-Checksum", STRING,
                         "`sha1|md5|sha256 <base64 digest>` of this chunk (400 if the "
                         "algorithm is unknown)")]
 RECEIPT = obj({"id": INTEGER, "ticket": INTEGER, "name": STRING, "size": INTEGER,
-               "sha256": STRING, "md5": STRING, "time_create": TIME,
+               "sha256": STRING, "md5": MD5, "time_create": TIME,
                "file": {**STRING, "format": "uri"}},
               ["id", "ticket", "name", "size", "sha256", "md5", "time_create", "file"],
               description="The receipt of a finished upload: the archive it became")

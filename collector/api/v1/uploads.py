@@ -18,7 +18,7 @@ from pyramid.view import view_config
 
 from collector.api.v1 import PREFIX, error_handler, iso
 from collector.archives.models import Archive
-from collector.archives.uploads import SpoolReader, raw_chunks, spool_credit, tus
+from collector.archives.uploads import SpoolReader, raw_chunks, receiving, spool_credit, tus
 from collector.errors import BadRequest, Conflict, Forbidden, NotFound
 from collector.resources import UploadNode, ticket_node
 from collector.security import Permission
@@ -147,6 +147,10 @@ def _body(request):
     size = request.content_length or 0
     if size and request.content_type != tus.CONTENT_TYPE:
         raise tus.UnsupportedMediaType(f"a chunk is sent as Content-Type: {tus.CONTENT_TYPE}")
+    # Spooled and hashed by the server as it arrived (see archives/uploads/receiving.py).
+    spooled = receiving.spooled_body(request, "tus") if size else None
+    if spooled is not None:
+        return spooled, size
     return raw_chunks(SpoolReader.of(request), size), size
 
 

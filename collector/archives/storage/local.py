@@ -11,6 +11,7 @@ from zope.interface import implementer
 
 from collector.archives.storage import streams
 from collector.archives.storage.interfaces import IArchiveStorage
+from collector.archives.storage.spooled import SpooledBody
 from collector.archives.storage.staging import LocalFiles, StagedFile, fsync_dir
 
 
@@ -36,7 +37,23 @@ class LocalArchiveStorage(LocalFiles):
         return StagedFile(key, self.staging / f"{key}.part")
 
     def write(self, staged, chunks, max_size):
+        if isinstance(chunks, SpooledBody):
+            return self._write_spooled(staged, chunks, max_size)
         return streams.write_stream(staged, chunks, max_size)
+
+    @staticmethod
+    def _write_spooled(staged, body, max_size):
+        """A body the server spooled and hashed: the spool itself becomes the staged file
+        (a second name, no copy) when it is exactly the body, else its range is copied in
+        the kernel."""
+        if body.size > max_size:
+            raise streams.TooLarge(body.size)
+        if not body.link(staged.path):
+            with open(staged.path, "wb", buffering=0) as out:
+                body.copy_to(out.fileno(), 0)
+                os.fsync(out.fileno())
+        staged.size, staged.md5, staged.sha256 = body.size, body.md5, body.sha256
+        return staged
 
     def adopt(self, path, size, md5, sha256):
         staged = StagedFile(uuid.uuid4().hex, Path(path), adopted=True)

@@ -1,7 +1,6 @@
-"""Streaming bytes into a store: hashing (sha256 here, md5 on a helper thread), counting,
-the size limit, and full writes to a local file. Shared by every backend."""
+"""Streaming bytes into a store: hashing (sha256; md5 of small archives), counting, the
+size limit, and full writes to a local file. Shared by every backend."""
 
-import concurrent.futures
 import hashlib
 import os
 
@@ -9,9 +8,11 @@ from collector.archives.storage import linux_io
 
 CHUNK = 1024 * 1024
 
-# md5 and sha256 both release the GIL on large buffers: hash md5 on a helper thread
-# while this thread runs sha256 and writes, so two cores share the work.
-HASH_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="hash")
+# sha256 is the archive's integrity check and is computed on the way in. md5 (kept for the
+# original's API field, ~1.6 s/GiB here) is computed on the way in only for archives up to
+# this size, where it costs a few milliseconds; a bigger archive's md5 is computed in the
+# background after the commit (collector.archives.checksums) and is null until then.
+MD5_INLINE_MAX = 4 * 1024 * 1024
 
 # Start writing to disk every this many bytes, instead of all at the final fsync.
 WRITEBACK_EVERY = 16 * 1024 * 1024
@@ -38,25 +39,46 @@ def write_all(out, data):
         view = view[out.write(view):]
 
 
-def hashed(staged, chunks, max_size):
+class SmallMd5:
+    """The md5 of bytes that total at most ``MD5_INLINE_MAX``; ``hexdigest()`` is None once
+    they are more (or from the start, when the caller knows they will be: ``expected``)."""
+
+    def __init__(self, expected=None):
+        self.size = 0
+        self.state = hashlib.md5() if expected is None or expected <= MD5_INLINE_MAX else None
+
+    def update(self, chunk):
+        if self.state is None:
+            return
+        self.size += len(chunk)
+        if self.size > MD5_INLINE_MAX:
+            self.state = None
+        else:
+            self.state.update(chunk)
+
+    def copy(self):
+        clone = SmallMd5.__new__(SmallMd5)
+        clone.size, clone.state = self.size, None if self.state is None else self.state.copy()
+        return clone
+
+    def hexdigest(self):
+        return None if self.state is None else self.state.hexdigest()
+
+
+def hashed(staged, chunks, max_size, expected=None):
     """Yield the non-empty ``chunks`` while counting them into ``staged.size`` (refusing
-    past ``max_size``) and hashing them; ``staged.md5``/``sha256`` are set at the end.
-    The md5 of a chunk runs on a helper thread while the caller stores it."""
-    md5, sha256 = hashlib.md5(), hashlib.sha256()
-    pending = None
+    past ``max_size``) and hashing them; ``staged.sha256`` (and ``staged.md5`` for a small
+    archive, ``SmallMd5``) are set at the end. ``expected``: the size announced, if any."""
+    md5, sha256 = SmallMd5(expected), hashlib.sha256()
     for chunk in chunks:
         if not chunk:
             continue
         staged.size += len(chunk)
         if staged.size > max_size:
             raise TooLarge(staged.size)
-        if pending is not None:
-            pending.result()
-        pending = HASH_POOL.submit(md5.update, chunk)
+        md5.update(chunk)
         sha256.update(chunk)
         yield chunk
-    if pending is not None:
-        pending.result()
     staged.md5, staged.sha256 = md5.hexdigest(), sha256.hexdigest()
 
 

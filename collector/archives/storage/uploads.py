@@ -20,6 +20,7 @@ from zope.interface import implementer
 
 from collector.archives.storage import linux_io
 from collector.archives.storage.interfaces import IUploadStore, UploadBusy
+from collector.archives.storage.spooled import SpooledBody
 from collector.archives.storage.staging import fsync_dir
 from collector.archives.storage.streams import WRITEBACK_EVERY, write_all
 
@@ -28,15 +29,26 @@ READ = 8 * 1024 * 1024
 
 
 class FileLock:
-    """An ``flock`` held on an open descriptor until ``release``."""
+    """An ``flock`` held on an open descriptor (and on the file that replaced it, if a
+    first chunk did: ``also``) until ``release``."""
 
-    def __init__(self, fd):
-        self.fd = fd
+    def __init__(self, fd, on_release=None):
+        self.fds = [fd]
+        self.on_release = on_release
+
+    @property
+    def fd(self):
+        return self.fds[0] if self.fds else None
+
+    def also(self, fd):
+        self.fds.append(fd)
 
     def release(self):
-        if self.fd is not None:
-            fd, self.fd = self.fd, None
+        fds, self.fds = self.fds, []
+        for fd in fds:
             os.close(fd)
+        if fds and self.on_release is not None:
+            self.on_release()
 
 
 @implementer(IUploadStore)
@@ -47,6 +59,9 @@ class LocalUploadStore:
     def __init__(self, directory):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        # key → the FileLock this process holds on it (a first chunk's spool, renamed
+        # over the upload's file, is locked too before it takes the name).
+        self._locks = {}
 
     def path(self, key):
         return self.directory / key
@@ -86,9 +101,16 @@ class LocalUploadStore:
             # Any other refusal (ENOLCK, …): nobody else would ever close it.
             os.close(fd)
             raise
-        return FileLock(fd)
+        lock = FileLock(fd, lambda: self._locks.pop(key, None))
+        self._locks[key] = lock
+        return lock
 
     def append(self, key, layout, offset, chunks):
+        if isinstance(chunks, SpooledBody):
+            if offset == 0 and self._take_spool(key, chunks):
+                return
+            self._copy_spooled(key, offset, chunks)
+            return
         flushed = written = 0
         with open(self.path(key), "r+b", buffering=0) as out:
             fd = out.fileno()
@@ -105,6 +127,44 @@ class LocalUploadStore:
                         linux_io.start_writeback(fd, offset + flushed, written - flushed)
                         flushed = written
                 # The offset is reported only for bytes that are on the disk.
+                os.fsync(fd)
+            except BaseException:
+                os.ftruncate(fd, offset)
+                raise
+
+    def _take_spool(self, key, body):
+        """A first chunk that is a whole spool file becomes the upload's file: renamed
+        over the empty one, never copied. The new file is locked before it takes the
+        name, so a request that opens the name meanwhile finds it busy, as it would have
+        found the old one. False when this process does not hold the upload's lock, or
+        the spool cannot be linked: the chunk is copied then."""
+        lock = self._locks.get(key)
+        if lock is None or not body.linkable:
+            return False
+        temporary = self.directory / f".{key}.{uuid.uuid4().hex}"
+        if not body.link(temporary):
+            return False
+        try:
+            fd = os.open(temporary, os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BaseException:
+                os.close(fd)
+                raise
+            lock.also(fd)
+            os.rename(temporary, self.path(key))
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        fsync_dir(self.directory)
+        return True
+
+    def _copy_spooled(self, key, offset, body):
+        with open(self.path(key), "r+b", buffering=0) as out:
+            fd = out.fileno()
+            os.ftruncate(fd, offset)
+            try:
+                body.copy_to(fd, offset)
                 os.fsync(fd)
             except BaseException:
                 os.ftruncate(fd, offset)

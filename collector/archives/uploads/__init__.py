@@ -11,6 +11,7 @@ import shutil
 
 from collector.archives import services
 from collector.archives.storage import LocalArchiveStorage, linux_io
+from collector.archives.uploads import receiving
 from collector.archives.uploads.multipart import FilePart, MultipartError, boundary_of
 from collector.errors import BadRequest
 
@@ -115,8 +116,15 @@ def upload_from_request(request, ticket):
         raise BadRequest("empty upload: the request has no body")
     services.check_can_accept(request.storage, settings, length,
                               held=spool_credit(request))
+    multipart = request.content_type == "multipart/form-data"
+    # Spooled and hashed by the server as it arrived: no second pass over the bytes.
+    spooled = receiving.spooled_body(request, "multipart" if multipart else "raw")
+    if spooled is not None:
+        name = spooled.filename if multipart else _raw_name(request)
+        return services.create_archive(request.dbsession, request.storage, settings,
+                                       ticket, spooled, name)
     stream = SpoolReader.of(request)
-    if request.content_type == "multipart/form-data":
+    if multipart:
         try:
             part = FilePart(stream, boundary_of(request.headers["Content-Type"]), "file", length)
             name = part.filename
@@ -124,7 +132,10 @@ def upload_from_request(request, ticket):
                                            ticket, part, name)
         except MultipartError as exc:
             raise BadRequest(str(exc)) from None
-    name = (request.matchdict.get("filename") or request.GET.get("filename")
-            or _disposition_filename(request.headers.get("Content-Disposition")) or "")
     return services.create_archive(request.dbsession, request.storage, settings, ticket,
-                                   raw_chunks(stream, length), name)
+                                   raw_chunks(stream, length), _raw_name(request))
+
+
+def _raw_name(request):
+    return (request.matchdict.get("filename") or request.GET.get("filename")
+            or _disposition_filename(request.headers.get("Content-Disposition")) or "")

@@ -11,7 +11,7 @@ store and uses its contract.
   unfinished, termination and removal with the ticket: the attempts reserved and given
   back;
 - ``chunks``: appending a chunk, and the archive at the last byte;
-- ``hashes``: the running sha256/md5 kept between chunks.
+- ``hashes``: the running sha256 (and md5 while small) kept between chunks.
 
 What ``collector purge`` removes (expired uploads, orphan bytes) is decided in
 ``archives.maintenance``.

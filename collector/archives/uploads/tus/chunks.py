@@ -16,6 +16,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from collector.archives import services as archives
 from collector.archives.storage import StorageUnavailable
+from collector.archives.storage.spooled import SpooledBody
 from collector.archives.uploads.tus.access import expiry, store_of
 from collector.archives.uploads.tus.hashes import HASHES, remember_after_commit, running_hashes
 from collector.archives.uploads.tus.headers import CHECKSUMS, ChecksumMismatch, Gone
@@ -35,9 +36,8 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 class CheckedBody:
     """A PATCH body on its way to storage: counted against its Content-Length, checked
-    against its ``Upload-Checksum`` and added to the upload's running hashes (md5 of a
-    piece on the helper thread while the store writes it). Whichever way iterating it
-    ends, the hashes are complete when it does; once every piece has been given, it
+    against its ``Upload-Checksum`` and added to the upload's running hashes. Once every
+    piece has been given, it
     raises unless the body was whole and matched its checksum (``check``), so the store
     never makes a bad chunk durable."""
 
@@ -47,22 +47,15 @@ class CheckedBody:
         self.written = 0
 
     def __iter__(self):
-        pending = None  # md5 of the previous piece, still running on the helper thread
-        try:
-            for chunk in self.chunks:
-                self.written += len(chunk)
-                if self.written > self.size:
-                    raise BadRequest("the body is longer than its Content-Length")
-                if self.hashes is not None:
-                    if pending is not None:
-                        pending.result()
-                    pending = self.hashes.begin(chunk)
-                if self.chunk_hash is not None:
-                    self.chunk_hash.update(chunk)
-                yield chunk
-        finally:
-            if pending is not None:
-                pending.exception()  # finished, whether this state is kept or not
+        for chunk in self.chunks:
+            self.written += len(chunk)
+            if self.written > self.size:
+                raise BadRequest("the body is longer than its Content-Length")
+            if self.hashes is not None:
+                self.hashes.update(chunk)
+            if self.chunk_hash is not None:
+                self.chunk_hash.update(chunk)
+            yield chunk
         self.check()
 
     def check(self):
@@ -112,6 +105,18 @@ def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset
                    size=upload.length if upload.length is not None else end,
                    except_id=upload.id)
     store = store_of(storage, upload)
+    if _hashed_on_arrival(chunks, upload, size, checksum):
+        # The server hashed the chunk as it arrived, from this offset's running hashes:
+        # check its checksum, then the store takes the spool as it is (no pass in Python).
+        if checksum is not None and chunks.checksum != checksum[1]:
+            raise ChecksumMismatch(f"Upload-Checksum {checksum[0]} does not match the "
+                                   "chunk; it was discarded")
+        hashes = chunks.hashes if upload.concat is None else None
+        try:
+            store.append(upload.storage_key, upload.segment_size, upload.offset, chunks)
+        except OSError as exc:
+            raise _not_stored(exc, upload.offset) from None
+        return _advance(dbsession, storage, store, settings, upload, ticket, hashes, end)
     hashes = None
     # Partial uploads are hashed when they are joined, not chunk by chunk.
     if upload.concat is None:
@@ -130,6 +135,20 @@ def append(dbsession, storage, settings, upload, ticket, chunks, size, *, offset
             raise _not_stored(exc, upload.offset) from None
         raise
     return _advance(dbsession, storage, store, settings, upload, ticket, hashes, end)
+
+
+def _hashed_on_arrival(body, upload, size, checksum):
+    """Whether ``body`` is a spooled chunk whose digest fits this upload as it is now
+    (under its lock): the whole chunk, hashed from this upload's offset (any upload's
+    empty start is the same), with the checksum the request asks for."""
+    if not isinstance(body, SpooledBody) or body.base is None or body.size != size:
+        return False
+    upload_id, offset = body.base
+    if offset != upload.offset or (offset and upload_id != upload.id):
+        return False
+    if upload.concat is None and body.hashes is None:
+        return False  # no running hashes for that offset here: rebuilt from the store
+    return checksum is None or body.checksum is not None
 
 
 def _not_stored(exc, offset):

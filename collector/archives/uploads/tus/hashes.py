@@ -1,4 +1,5 @@
-"""The running sha256 and md5 of each plain upload, kept between its chunks.
+"""The running sha256 (and md5 while the upload is small) of each plain upload, kept
+between its chunks.
 
 hashlib objects cannot be pickled, so the running hashes live in a process-local cache
 keyed by upload id *and* offset. A request that finds no entry for the offset it starts
@@ -11,26 +12,20 @@ import collections
 import hashlib
 import threading
 
-from collector.archives.storage.streams import HASH_POOL
+from collector.archives.storage.streams import SmallMd5
 
 
 class Hashes:
-    """sha256 and md5 of the bytes so far; md5 runs on a helper thread (both release the
-    GIL on big buffers), as in the storage manager's write path."""
+    """sha256 of the bytes so far, and their md5 while they are few (``SmallMd5``: a bigger
+    archive's md5 is computed after its commit, off the upload's path)."""
 
     def __init__(self, sha256=None, md5=None):
         self.sha256 = sha256 or hashlib.sha256()
-        self.md5 = md5 or hashlib.md5()
+        self.md5 = md5 or SmallMd5()
 
     def update(self, chunk):
-        self.begin(chunk).result()
-
-    def begin(self, chunk):
-        """Start hashing ``chunk``: md5 on the helper thread, sha256 here; returns md5's
-        future, which must be done before the next ``begin``."""
-        pending = HASH_POOL.submit(self.md5.update, chunk)
+        self.md5.update(chunk)
         self.sha256.update(chunk)
-        return pending
 
     def copy(self):
         return Hashes(self.sha256.copy(), self.md5.copy())
@@ -38,13 +33,9 @@ class Hashes:
     @classmethod
     def of_chunks(cls, chunks):
         """Hash a stream of chunks (an upload's stored bytes, read back)."""
-        hashes, pending = cls(), None
+        hashes = cls()
         for chunk in chunks:
-            if pending is not None:
-                pending.result()
-            pending = hashes.begin(chunk)
-        if pending is not None:
-            pending.result()
+            hashes.update(chunk)
         return hashes
 
 
@@ -64,6 +55,15 @@ class HashCache:
         if entry is not None and entry[0] == offset:
             return entry[1]
         return None
+
+    def peek(self, upload_id, offset):
+        """A copy of the hashes saved for ``offset``, leaving the entry in place (the
+        request parser hashes a chunk before the app has checked anything)."""
+        with self._lock:
+            entry = self._entries.get(upload_id)
+            if entry is None or entry[0] != offset:
+                return None
+            return entry[1].copy()
 
     def put(self, upload_id, offset, hashes):
         with self._lock:
