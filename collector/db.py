@@ -119,8 +119,11 @@ def _retry_after_disconnect(context):
     checkout and a statement): SQLAlchemy invalidates the pool's older connections, and
     marking the error retryable lets pyramid_retry run the request again on a new one
     (``retry_attempts``: never a request that carries an upload). A failure to connect at
-    all is not retried: the database is down, the error view answers 503."""
-    if context.is_disconnect and context.connection is not None and not context.is_pre_ping:
+    all is not retried: the database is down, the error view answers 503. Nor is a
+    disconnect during a COMMIT (no statement): the server may have committed before the
+    answer was lost, and running the request again could do its work twice."""
+    if (context.is_disconnect and context.connection is not None
+            and context.statement is not None and not context.is_pre_ping):
         mark_error_retryable(context.sqlalchemy_exception)
 
 
