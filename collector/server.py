@@ -46,7 +46,7 @@ from waitress.server import BaseWSGIServer, MultiSocketServer, TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
 
 from collector import logs
-from collector.archives.uploads import spool
+from collector.archives.uploads import receiving, spool
 from collector.probes import DRAINING
 from collector.settings import waitress_options
 
@@ -292,6 +292,8 @@ class DrainAware:
     def __call__(self, environ, start_response):
         environ[DRAINING] = self.draining
         environ["wsgi.input"] = CancellableInput(environ["wsgi.input"], self.cancelled)
+        # A body taken from its spool is not read through wsgi.input: the app asks this.
+        environ[receiving.CUT_KEY] = self.cancelled
         return self.app(environ, start_response)
 
 

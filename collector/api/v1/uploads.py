@@ -216,6 +216,7 @@ def create(request):
         archive = tus.append(*args[:3], row, ticket, chunks, size, offset=0,
                              checksum=tus.parse_checksum(headers.get("Upload-Checksum")),
                              held=held)
+        receiving.check_not_cut(request)
     return _created(request, row, ticket, archive)
 
 
@@ -255,6 +256,7 @@ def patch(request):
     archive = tus.append(request.dbsession, request.storage, request.registry.settings, row,
                          ticket, chunks, size, offset=offset, checksum=checksum,
                          length=length, held=spool_credit(request))
+    receiving.check_not_cut(request)
     request.response.headers["Upload-Offset"] = str(row.offset)
     request.response.headers["Upload-Expires"] = tus.http_date(row.expires_at)
     if archive is not None:

@@ -121,8 +121,10 @@ def upload_from_request(request, ticket):
     spooled = receiving.spooled_body(request, "multipart" if multipart else "raw")
     if spooled is not None:
         name = spooled.filename if multipart else _raw_name(request)
-        return services.create_archive(request.dbsession, request.storage, settings,
-                                       ticket, spooled, name)
+        archive = services.create_archive(request.dbsession, request.storage, settings,
+                                          ticket, spooled, name)
+        receiving.check_not_cut(request)
+        return archive
     stream = SpoolReader.of(request)
     if multipart:
         try:

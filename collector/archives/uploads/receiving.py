@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 # The environ key of a request's SpoolBuffer (set by spool.py's task).
 ENVIRON_KEY = "collector.spool"
+# The environ key of the event set when a stop's deadline cuts the requests in flight
+# (server.DrainAware): their bodies then read as ended.
+CUT_KEY = "collector.cut"
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 # Bytes handed over in memory before the follower reads the rest back from the spool.
 QUEUE_MAX = 2 * 1024 * 1024
@@ -438,6 +441,15 @@ def _tus_plan(path, headers, length):
     if not segments or not offset.isdigit() or not offset.isascii():
         return None
     return TusPlan(length, segments[-1], int(offset), checksum)
+
+
+def check_not_cut(request):
+    """Refuse, as a body that ended early is refused, a request that a stop's deadline
+    cut while the app was storing its spooled body (it reads nothing more from the
+    client that would fail): its transaction then aborts, and what was staged goes."""
+    cut = request.environ.get(CUT_KEY)
+    if cut is not None and cut.is_set():
+        raise BadRequest("request body ended early (client gone?)", reason="client_gone")
 
 
 def spooled_body(request, kind):
