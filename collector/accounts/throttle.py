@@ -103,6 +103,15 @@ def give_back(db, keys, now, window=WINDOW):
     db.execute(_GIVE_BACK, {"keys": list(keys), "since": now - window})
 
 
+def full(db, key, limit, now, window=WINDOW):
+    """Without taking a slot: None while ``key`` has slots left in its window, else the
+    seconds until the window ends (a read, no row lock)."""
+    row = db.execute(_USED, {"k": key}).one_or_none()
+    if row is None or row.window_start <= now - window or row.count < limit:
+        return None
+    return max(1, int((row.window_start + window - now).total_seconds()))
+
+
 def used(db, key, now, window=WINDOW):
     """Slots of ``key`` taken in its current window."""
     row = db.execute(_USED, {"k": key}).one_or_none()

@@ -168,25 +168,33 @@ def judged_token_state(db, token, address):
     """``token_state`` under the per-address throttle; 429 once ``address`` had too many
     unknown tokens. ``address`` None (no client, e.g. the importer) is not throttled.
 
-    One short transaction of its own: a slot is taken before the token is looked up and
-    given back when the token exists, so however many guesses arrive at once, no more
-    than the limit are ever looked up, and the request's own rollback (it answers 403)
-    cannot take the count along. ``db``: a session or a connection (its engine is used).
+    A known token is only read: the address's counter (429 when it is full) and the token,
+    in one short read-only transaction of its own — no row is locked, so checks from one
+    address (every customer behind one NAT, the upload page polling) run side by side. An
+    unknown token then takes a slot in a transaction of its own, which decides 404 or 429
+    atomically: however many guesses arrive at once, no more than the limit are answered
+    404 (a guess made while the counter fills may be looked up before it is counted, which
+    tells it nothing more than the 429 would). The request's own rollback cannot take the
+    count along. ``db``: a session or a connection (its engine is used).
     """
     if address is None:
         return token_state(db, token)
     key, now = TOKEN_THROTTLE_KEY.format(address[:64]), utcnow()
-    with throttle.engine_of(db).begin() as connection:
-        throttle.no_flush_wait(connection)
-        wait = throttle.take(connection, key, TOKEN_THROTTLE_PER_ADDRESS, now)
-        if wait is not None:
-            raise TooManyRequests("too many unknown upload tokens from this address; try "
-                                  f"again in {max(1, round(wait / 60))} minutes",
-                                  reason="token_throttled", Retry_After=wait)
-        state = token_state(connection, token)
-        if state is not None:
-            throttle.give_back(connection, [key], now)
-    return state
+    engine = throttle.engine_of(db)
+    with engine.connect() as connection:
+        wait = throttle.full(connection, key, TOKEN_THROTTLE_PER_ADDRESS, now)
+        state = None if wait is not None else token_state(connection, token)
+    if state is not None:
+        return state
+    if wait is None:
+        with engine.begin() as connection:
+            throttle.no_flush_wait(connection)
+            wait = throttle.take(connection, key, TOKEN_THROTTLE_PER_ADDRESS, now)
+        if wait is None:
+            return None
+    raise TooManyRequests("too many unknown upload tokens from this address; try "
+                          f"again in {max(1, round(wait / 60))} minutes",
+                          reason="token_throttled", Retry_After=wait)
 
 
 def check_upload_token(dbsession, token, need_attempt=True, address=None):
