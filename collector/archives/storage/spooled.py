@@ -13,10 +13,12 @@ import errno
 import os
 
 from collector.archives.storage import linux_io
-from collector.archives.storage.streams import CHUNK, WRITEBACK_EVERY
+from collector.archives.storage.streams import CHUNK
 
-# copy_file_range in steps of this many bytes; the spool behind each step is freed.
-COPY_STEP = 64 * 1024 * 1024
+# copy_file_range in steps of this many bytes; the copy's writeback is started and the
+# spool behind it freed after each (an 8 MiB tus chunk then starts its writeback
+# halfway, instead of leaving all of it to the fsync).
+COPY_STEP = 4 * 1024 * 1024
 # Where copy_file_range cannot work (another filesystem on an old kernel, a special file):
 # the bytes are copied through Python instead.
 NO_COPY_RANGE = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF)
@@ -93,9 +95,8 @@ class SpooledBody:
                                   "the body")
                 done += copied
             position, target = position + step, target + step
-            if target - flushed >= WRITEBACK_EVERY:
-                linux_io.start_writeback(out, flushed, target - flushed)
-                flushed = target
+            linux_io.start_writeback(out, flushed, target - flushed)
+            flushed = target
             # Freed whole pages only: the rest goes with the spool.
             free_end = position - position % linux_io.PAGE
             if free_end > freed:
