@@ -65,6 +65,7 @@ from upload_download import (  # noqa: E402 (after the path insert)
     log,
     make_random_file,
     parse_size,
+    print_server_warnings,
     proc_cpu,
     proc_status,
     reset_hwm,
@@ -750,12 +751,7 @@ def main(argv=None):
         info["load_end"] = loadavg()
         log(f"1-minute load average at the end: {info['load_end']:.2f}")
         print_report(results, concurrent, info)
-        warnings = [line for line in harness.server_log().splitlines()
-                    if "WARN" in line or "ERROR" in line or "Traceback" in line]
-        if warnings:
-            print()
-            print("server log warnings/errors:")
-            print("\n".join(warnings[-20:]))
+        print_server_warnings(harness)
     return 0
 
 

@@ -67,6 +67,7 @@ from upload_download import (  # noqa: E402 (after the path insert)
     make_random_file,
     median_run,
     parse_size,
+    print_server_warnings,
     proc_cpu,
     proc_status,
     reset_hwm,
@@ -772,11 +773,7 @@ def main(argv=None):
         print_report(results, args.db, node)
         if node:
             print_targets(results)
-        warnings = [line for line in harness.server_log().splitlines()
-                    if "WARN" in line or "ERROR" in line or "Traceback" in line]
-        if warnings:
-            print("server log warnings/errors:")
-            print("\n".join(warnings[-20:]))
+        print_server_warnings(harness)
     return 0
 
 

@@ -160,6 +160,15 @@ class RssSampler(threading.Thread):
         self.join(2)
 
 
+def print_server_warnings(harness, last=20):
+    """The server log's last warning and error lines (and tracebacks), if any."""
+    warnings = [line for line in harness.server_log().splitlines()
+                if "WARN" in line or "ERROR" in line or "Traceback" in line]
+    if warnings:
+        print("\nserver log warnings/errors:")
+        print("\n".join(warnings[-last:]))
+
+
 def stop_process(proc, what=None):
     """SIGTERM, up to 10 s, then SIGKILL; logs "stopped WHAT pid N" when ``what``."""
     if proc is None or proc.poll() is not None:
@@ -692,11 +701,7 @@ def main(argv=None):
         for size in sizes:
             results.append(run_size(harness, size, args.repeat, ticket["token"]))
         print_report(results, args.db)
-        warnings = [line for line in harness.server_log().splitlines()
-                    if "WARN" in line or "ERROR" in line or "Traceback" in line]
-        if warnings:
-            print("server log warnings/errors:")
-            print("\n".join(warnings[-20:]))
+        print_server_warnings(harness)
     return 0
 
 
