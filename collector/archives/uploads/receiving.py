@@ -304,14 +304,17 @@ class Plan:
         self.length = length  # Content-Length; None for a chunked body
 
     def hash_all(self, body, update):
-        """Feed every byte of the body to ``update``; returns the count."""
+        """Feed every byte of the body to ``update``; returns the count. A body to be
+        linked has its writeback started as it arrives, however far behind the hashing
+        is (so the kernel never holds much of it dirty, and the fsync finds little)."""
         flushed = total = 0
         while chunk := body.read():
             update(chunk)
             total += len(chunk)
-            if self.link and total - flushed >= WRITEBACK_EVERY:
-                body.writeback(flushed, total)
-                flushed = total
+            if self.link and body.received - flushed >= WRITEBACK_EVERY:
+                arrived = body.received
+                body.writeback(flushed, arrived)
+                flushed = arrived
         return total
 
 
