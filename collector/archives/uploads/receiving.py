@@ -295,23 +295,23 @@ class Digest:
 
 
 class Plan:
-    """What to compute over a body. ``link``: the body may become a file as it is (raw
-    bodies, a tus upload's first chunk): its spool is written back as it is hashed."""
+    """What to compute over a body. ``writeback``: the spool's writeback is started as
+    the bytes arrive (a tus upload's first chunk, which becomes the upload's file)."""
 
-    link = False
+    writeback = False
 
     def __init__(self, length=None):
         self.length = length  # Content-Length; None for a chunked body
 
     def hash_all(self, body, update):
-        """Feed every byte of the body to ``update``; returns the count. A body to be
-        linked has its writeback started as it arrives, however far behind the hashing
-        is (so the kernel never holds much of it dirty, and the fsync finds little)."""
+        """Feed every byte of the body to ``update``; returns the count. With
+        ``writeback``, the spool's writeback is started as the bytes arrive, however far
+        behind the hashing is (so the fsync finds little left)."""
         flushed = total = 0
         while chunk := body.read():
             update(chunk)
             total += len(chunk)
-            if self.link and body.received - flushed >= WRITEBACK_EVERY:
+            if self.writeback and body.received - flushed >= WRITEBACK_EVERY:
                 arrived = body.received
                 body.writeback(flushed, arrived)
                 flushed = arrived
@@ -319,7 +319,11 @@ class Plan:
 
 
 class RawPlan(Plan):
-    link = True
+    # Its writeback is left to the kernel and the final fsync: started by the follower on
+    # the file waitress is still appending to, it cost a 3 GiB upload more CPU than it
+    # saved (bench/big_upload.py, 3 pairs: 452 -> 626 MB/s at 3 GiB without it, 875 -> 728
+    # at 1 GiB; docs/performance.md).
+    writeback = False
 
     def run(self, body):
         sha256, md5 = hashlib.sha256(), SmallMd5(self.length)
@@ -397,7 +401,7 @@ class TusPlan(Plan):
     def __init__(self, length, upload_id, offset, checksum):
         super().__init__(length)
         self.upload_id, self.offset, self.checksum = upload_id, offset, checksum
-        self.link = offset == 0
+        self.writeback = offset == 0
 
     def run(self, body):
         hashes = None
